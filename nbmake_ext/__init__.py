@@ -1,0 +1,30 @@
+"""nbmake_ext: make for Jupyter notebooks.
+
+Jobs registered with ``comp(f, *args)`` are cached in a store on disk and run again only
+when their code, arguments or dependencies' results change.
+"""
+
+from .context import Context, comp, comp_dynamic, current_context
+from .errors import InvalidJob, JobFailed, JobsFailed, NbmakeError, NotDone, StoreError, UnknownTarget
+from .promise import Promise
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Context", "Promise", "comp", "comp_dynamic", "current_context",
+    "NbmakeError", "JobsFailed", "JobFailed", "NotDone", "InvalidJob", "UnknownTarget",
+    "StoreError",
+]
+
+
+def load_ipython_extension(ipython):  # pragma: no cover - exercised through real kernels
+    """``%load_ext nbmake_ext``: imports the IPython layer only when asked for."""
+    from .ipython.extension import load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython):  # pragma: no cover
+    from .ipython.extension import unload
+
+    unload(ipython)

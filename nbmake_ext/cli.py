@@ -1,0 +1,64 @@
+"""The console: ``python -m nbmake_ext [--store DIR] CMD ...`` (also ``nbmake``).
+
+Exit codes: 0 done; 1 a target failed or is blocked; 2 bad usage (unknown target, ...);
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .commands import COMMANDS, add_arguments
+from .errors import JobsFailed, NbmakeError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nbmake", description="make for Jupyter notebooks: inspect and run a job store.")
+    parser.add_argument("--store", metavar="DIR",
+                        help="the store directory (default: $NBMAKE_STORE or ./.nbmake)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for cmd in COMMANDS.values():
+        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help,
+                           epilog="example:\n  " + cmd.example.replace("\n", "\n  "),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        add_arguments(p, cmd)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # Jobs whose functions live in modules next to the store's notebook must import.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    from .context import Context
+
+    command = COMMANDS[args.command]
+    try:
+        ctx = Context(args.store)
+    except NbmakeError as exc:
+        print(f"nbmake: {exc}", file=sys.stderr)
+        return 2
+    try:
+        result = command.run(ctx, args)
+        out = command.render(result, args)
+        if out:
+            print(out)
+        return 0
+    except JobsFailed as exc:
+        print("\n".join(exc._render_traceback_()), file=sys.stderr)
+        return 1
+    except NbmakeError as exc:
+        print(f"nbmake: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nbmake: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        ctx.close()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

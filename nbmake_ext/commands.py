@@ -1,0 +1,78 @@
+"""One table of commands, read by the console (argparse) and the notebook magics.
+
+Each command names its arguments once; ``run`` returns data (what the Python API returns),
+``render`` turns that data into text.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .ui import text
+
+
+@dataclass(frozen=True)
+class Arg:
+    flags: tuple[str, ...]          # ("targets",) or ("--echo",)
+    help: str
+    nargs: str | None = None
+    action: str | None = None
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    example: str
+    run: Callable[[Any, argparse.Namespace], Any]
+    render: Callable[[Any, argparse.Namespace], str]
+    args: tuple[Arg, ...] = field(default=())
+    own_magic: bool = False         # also a line magic of its own (%make)
+
+
+TARGETS = Arg(("targets",), "job ids, shell-style globs (draw*), or state words "
+              "(todo stale failed blocked done); none means every job", nargs="*")
+TARGETS_REQUIRED = Arg(("targets",), "job ids, globs or state words", nargs="+")
+JOB = Arg(("job",), "a job id")
+ECHO = Arg(("--echo",), "show the jobs' printed output as they run", action="store_true")
+
+
+def _report(report: Any, ns: argparse.Namespace) -> str:
+    return ""  # make and remake print their summary line as they end
+
+
+COMMANDS: dict[str, Command] = {c.name: c for c in [
+    Command("make", "run every job the targets need that is not up to date, one at a time",
+            "make            # everything\nmake report     # what 'report' needs\nmake 'fit-*' failed",
+            lambda ctx, ns: ctx.make(*ns.targets, echo=ns.echo), _report, (TARGETS, ECHO), True),
+    Command("remake", "force the targets to run again, then make what depends on them",
+            "remake 'draw*'",
+            lambda ctx, ns: ctx.remake(*ns.targets, echo=ns.echo), _report,
+            (TARGETS_REQUIRED, ECHO), True),
+    Command("clean", "forget the results (and dynamic children) of the targets",
+            "clean failed",
+            lambda ctx, ns: ctx.clean(*ns.targets),
+            lambda ids, ns: text.render_cleaned(ids), (TARGETS,), True),
+    Command("ls", "list jobs: id, state, function, duration, parent", "ls 'fit-*'",
+            lambda ctx, ns: ctx.ls(*ns.targets), lambda rows, ns: text.render_ls(rows),
+            (TARGETS,)),
+    Command("details", "everything about one job: state, why, timings, traceback, output",
+            "details report",
+            lambda ctx, ns: ctx.details(ns.job), lambda d, ns: text.render_details(d), (JOB,)),
+    Command("why", "the reasons a job is not up to date", "why report",
+            lambda ctx, ns: ctx.why(ns.job), lambda r, ns: text.render_why(ns.job, r), (JOB,)),
+    Command("stats", "counts per state and per function", "stats",
+            lambda ctx, ns: ctx.stats(), lambda s, ns: text.render_stats(s)),
+]}
+
+
+def add_arguments(parser: argparse.ArgumentParser, command: Command) -> None:
+    for arg in command.args:
+        kwargs: dict[str, Any] = {"help": arg.help}
+        if arg.nargs is not None:
+            kwargs["nargs"] = arg.nargs
+        if arg.action is not None:
+            kwargs["action"] = arg.action
+        parser.add_argument(*arg.flags, **kwargs)

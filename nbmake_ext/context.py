@@ -1,0 +1,391 @@
+"""Context: the facade every surface calls (the API, the console, the magics)."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from .core import signature
+from .core.graph import Graph
+from .core.jobspec import JobSpec
+from .errors import InvalidJob, JobFailed, JobsFailed, NbmakeError, NotDone, UnknownTarget
+from .execute.driver import Driver, RunReport
+from .execute.inkernel import InKernelRunner
+from .promise import Promise
+from .registration import arg_fingerprints, function_blob, make_spec, payload
+from .store import Store, StoredJob
+
+DEFAULT_STORE = ".nbmake"
+
+
+def default_store_path() -> Path:
+    """``$NBMAKE_STORE`` or ``./.nbmake``; relative paths are relative to the working dir."""
+    return Path(os.environ.get("NBMAKE_STORE") or DEFAULT_STORE).absolute()
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """One line of ``ls``."""
+
+    job_id: str
+    state: str
+    function: str
+    duration: float | None
+    parent: str | None
+
+
+@dataclass(frozen=True)
+class Details:
+    """Everything ``details`` shows about one job."""
+
+    job_id: str
+    state: str
+    function: str
+    parent: str | None
+    children: list[str]
+    dependencies: list[str]
+    dependents: list[str]
+    why: list[str]
+    started: float | None
+    ended: float | None
+    duration: float | None
+    cpu: float | None
+    engine: str | None
+    error: str | None
+    blocked_by: str | None
+    traceback: str
+    stdout: str
+    stderr: str
+    reasons_last_run: list[str] = field(default_factory=list)
+
+
+class Context:
+    """Jobs on one store. ``comp`` registers; commands run and inspect them."""
+
+    def __init__(self, store: str | os.PathLike | None = None, *, durable: bool = True):
+        path = Path(store).absolute() if store is not None else default_store_path()
+        self.store = Store(path, durable=durable)
+        self.graph = Graph()
+        self._pending: dict[str, JobSpec] = {}
+        self._stored: dict[str, StoredJob] = {}
+        self._loaded = False
+        self.report: Callable[[str], None] = print
+        self.validate = False  # scheduler self-checks after every event (tests switch it on)
+        self._closed = False
+        _open_contexts.add(self)
+
+    def __repr__(self) -> str:
+        return f"<Context store={str(self.store.path)!r} jobs={len(self.graph)}>"
+
+    # -- defining jobs --------------------------------------------------------------------
+
+    def comp(self, func: Any, *args: Any, job_id: str | None = None, **kwargs: Any) -> Promise:
+        """Register ``func(*args, **kwargs)`` as a job; runs nothing. Returns its Promise."""
+        return self._register(make_spec(func, args, kwargs, job_id))
+
+    def comp_dynamic(self, func: Any, *args: Any, job_id: str | None = None,
+                     **kwargs: Any) -> Promise:
+        """Like ``comp``, but ``func`` receives a context first and may define more jobs."""
+        return self._register(make_spec(func, args, kwargs, job_id, dynamic=True))
+
+    def _register(self, spec: JobSpec) -> Promise:
+        function_blob(spec)  # an unpicklable function is an error now, not at make time
+        try:
+            outcome = self.graph.add(spec)
+        except InvalidJob:
+            if self._loaded or not any(d not in self.graph for d in spec.deps):
+                raise
+            self._load()  # the dependency may be a stored job this process has not seen
+            outcome = self.graph.add(spec)
+        if outcome != "same":
+            self._pending[spec.job_id] = spec
+        return Promise(spec.job_id, self)
+
+    def sync(self) -> None:
+        """Record pending definitions in the store and reread what is stored."""
+        self._load()
+        stored = self._stored
+        entries = []
+        for jid, spec in self._pending.items():
+            st = stored.get(jid)
+            if st is not None and st.spec.def_fp == spec.def_fp and st.spec.deps == spec.deps \
+                    and st.func_key is not None:
+                continue
+            key, blob = function_blob(spec)
+            entries.append((spec, key, blob, payload(spec)))
+        self.store.define(entries)
+        self._pending.clear()
+
+    def _load(self) -> None:
+        self._stored = self.store.snapshot()
+        self._loaded = True
+        specs = self.graph.specs
+        for jid, st in self._stored.items():
+            mine = specs.get(jid)
+            if mine is None or mine.func is None:
+                self.graph.put_stored(st.spec)
+
+    # -- running --------------------------------------------------------------------------
+
+    def make(self, *targets: str, echo: bool = False) -> RunReport:
+        """Run, here and one at a time, every job the targets need that is not up to date."""
+        self.sync()
+        ids = self._select(targets)
+        return self._run(ids, InKernelRunner(echo=echo), "make")
+
+    def remake(self, *targets: str, echo: bool = False) -> RunReport:
+        """Force the targets to run again, then make them and what depends on them."""
+        if not targets:
+            raise UnknownTarget("remake needs targets (job ids, globs or state words)")
+        self.sync()
+        ids = self._select(targets)
+        self.store.set_forced(ids)
+        self._load()
+        wanted = self.graph.downstream(ids)
+        order = ids + [j for j in wanted if j not in set(ids)]
+        return self._run(order, InKernelRunner(echo=echo), "remake", forced=set(ids))
+
+    def _run(self, ids: list[str], runner, command: str, forced: set[str] = frozenset()) -> RunReport:
+        stored = self._stored
+        forced = set(forced) | {j for j, st in stored.items() if st.forced}
+        driver = Driver(self.store, self.graph, dict(stored), ids, runner, forced=forced,
+                        command=command, validate=self.validate)
+        report: RunReport | None = None
+        try:
+            report = driver.run()
+        finally:
+            runner.close()
+            self._loaded = False
+            if report is None:  # interrupted or broken: still say how far it got
+                report = RunReport(command, interrupted=True)
+                report.ran, report.skipped, report.failed, report.blocked = driver._counts()
+            self.report(report.line())
+        targets = set(ids)
+        failed_targets = [j for j in report.failed if j in targets]
+        blocked_targets = {j: by for j, by in report.blocked.items() if j in targets}
+        if failed_targets or blocked_targets:
+            roots = {j: report.failed[j] for j in report.failed
+                     if j in targets or j in blocked_targets.values()}
+            raise JobsFailed(roots, blocked_targets,
+                             {j: self.store.logs(j)[2] for j in list(roots)[:3]})
+        return report
+
+    # -- cleaning -------------------------------------------------------------------------
+
+    def clean(self, *targets: str) -> list[str]:
+        """Forget the results (and dynamic children) of the targets; none means all."""
+        self.sync()
+        ids = self._select(targets)
+        children = [c for j in ids for c in self.graph.descendants(j)]
+        children = [c for c in dict.fromkeys(children) if c not in set(ids)]
+        for c in children:
+            self.graph.remove(c)
+        self.store.forget(children)
+        self.store.clean(ids)
+        self._loaded = False
+        return ids
+
+    # -- inspecting -----------------------------------------------------------------------
+
+    def ls(self, *targets: str) -> list[JobRow]:
+        self.sync()
+        states = self._states()
+        ids = self._select(targets, states)
+        specs, stored = self.graph.specs, self._stored
+        return [JobRow(j, states[j], signature.short_label(specs[j].function),
+                       stored[j].duration if j in stored else None, specs[j].parent)
+                for j in ids]
+
+    def why(self, job_id: str) -> list[str]:
+        """Reasons the job is not up to date, in words; empty when it is."""
+        self.sync()
+        self._require(job_id)
+        return self._why(job_id, self._states())
+
+    def _why(self, job_id: str, states: dict[str, str]) -> list[str]:
+        spec = self.graph.specs[job_id]
+        st = self._stored.get(job_id)
+        state = states[job_id]
+        out = []
+        if state == "failed" and st is not None:
+            out.append(f"its last run failed: {st.error}")
+        elif state == "blocked" and st is not None:
+            out.append(f"blocked by {st.blocked_by}, which failed")
+        elif state == "running":
+            out.append("it is running now")
+        record = st.record if st is not None else None
+        results = self._current_results()
+        forced = st is not None and st.forced
+        if not signature.is_up_to_date(spec, record, results, forced) or state in ("failed", "blocked"):
+            arg_fps = None
+            if record is not None and record.args_fp != spec.args_fp:
+                arg_fps = self._arg_fps(spec)
+            reasons = signature.reasons(spec, record, results, forced=forced, arg_fps=arg_fps)
+            if state == "failed":
+                reasons = [r for r in reasons if r != "never ran"]
+            out += reasons
+        return out
+
+    def details(self, job_id: str) -> Details:
+        self.sync()
+        self._require(job_id)
+        states = self._states()
+        spec = self.graph.specs[job_id]
+        row = self.store.details(job_id)
+        rev = self.graph.dependents()
+        import json
+
+        return Details(
+            job_id=job_id, state=states[job_id], function=signature.short_label(spec.function),
+            parent=spec.parent, children=self.graph.children(job_id),
+            dependencies=list(spec.deps), dependents=rev.get(job_id, []),
+            why=self._why(job_id, states),
+            started=row.get("started"), ended=row.get("ended"), duration=row.get("duration"),
+            cpu=row.get("cpu"), engine=row.get("engine"), error=row.get("error"),
+            blocked_by=row.get("blocked_by"), traceback=row.get("traceback") or "",
+            stdout=row.get("stdout") or "", stderr=row.get("stderr") or "",
+            reasons_last_run=json.loads(row["reasons"]) if row.get("reasons") else [],
+        )
+
+    def stats(self) -> dict[str, dict]:
+        self.sync()
+        states = self._states()
+        by_state = {s: 0 for s in ("todo", "stale", "running", "done", "failed", "blocked")}
+        by_function: dict[str, dict[str, int]] = {}
+        for jid, state in states.items():
+            by_state[state] += 1
+            fn = signature.short_label(self.graph.specs[jid].function)
+            by_function.setdefault(fn, {}).setdefault(state, 0)
+            by_function[fn][state] += 1
+        return {"by_state": by_state, "by_function": by_function}
+
+    def state_of(self, job_id: str) -> str:
+        if not self._loaded or job_id in self._pending:
+            self.sync()
+        self._require(job_id)
+        return self._state(job_id, self._current_results(), self.store.running_ids())
+
+    def result_of(self, job_id: str) -> Any:
+        state = self.state_of(job_id)
+        if state == "done":
+            return self.store.load_result(job_id)
+        if state == "failed":
+            st = self._stored[job_id]
+            raise JobFailed(job_id, st.error or "failed", self.store.logs(job_id)[2])
+        raise NotDone(f"job {job_id!r} is {state}: run make first")
+
+    # -- states ---------------------------------------------------------------------------
+
+    def _states(self) -> dict[str, str]:
+        results = self._current_results()
+        running = self.store.running_ids()
+        return {j: self._state(j, results, running) for j in self.graph.specs}
+
+    def _current_results(self) -> dict[str, str]:
+        return {j: st.record.result_fp for j, st in self._stored.items()
+                if st.record is not None and st.record.present}
+
+    def _state(self, jid: str, results: dict[str, str], running: set[str]) -> str:
+        if jid in running:
+            return "running"
+        st = self._stored.get(jid)
+        if st is None:
+            return "todo"
+        if st.state in ("failed", "blocked"):
+            return st.state
+        record = st.record
+        if record is None or not record.present:
+            return "todo"
+        spec = self.graph.specs[jid]
+        if st.forced or record.code_fp != spec.code_fp or record.args_fp != spec.args_fp:
+            return "stale"
+        consumed = record.dep_fps
+        if len(consumed) != len(spec.deps):
+            return "stale"
+        for dep in spec.deps:
+            now = results.get(dep)
+            if dep not in consumed or (now is not None and now != consumed[dep]):
+                return "stale"
+        return "done"
+
+    def _select(self, targets: Iterable[str], states: dict[str, str] | None = None) -> list[str]:
+        targets = list(targets)
+        needs_states = any(t in ("todo", "stale", "running", "done", "failed", "blocked")
+                           and t not in self.graph for t in targets)
+        if needs_states and states is None:
+            states = self._states()
+        return self.graph.select(targets, (states or {}).__getitem__)
+
+    def _require(self, job_id: str) -> None:
+        if job_id not in self.graph:
+            raise UnknownTarget(f"no job {job_id!r}" + self.graph._suggest(job_id))
+
+    def _arg_fps(self, spec: JobSpec) -> dict[str, str]:
+        try:
+            if spec.func is not None:
+                return arg_fingerprints(spec.args, spec.kwargs)
+            _, args, kwargs = self.store.load_call(spec.job_id)
+            return arg_fingerprints(args, kwargs)
+        except Exception:  # noqa: BLE001 - only used to word a reason
+            return {}
+
+    # -- closing --------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Record pending definitions, finish writes and release the store."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._pending:
+                self.sync()
+        finally:
+            self.store.close()
+            _open_contexts.discard(self)
+
+    def __enter__(self) -> "Context":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# -- the current context, used by module-level comp / comp_dynamic ------------------------
+
+_open_contexts: "weakref.WeakSet[Context]" = weakref.WeakSet()
+_current: Context | None = None
+
+
+def current_context() -> Context:
+    """The kernel's context once the extension is loaded, else one on the default store."""
+    global _current
+    if _current is None or _current._closed:
+        _current = Context()
+    return _current
+
+
+def set_current_context(ctx: Context | None) -> None:
+    global _current
+    _current = ctx
+
+
+def comp(func: Any, *args: Any, job_id: str | None = None, **kwargs: Any) -> Promise:
+    return current_context().comp(func, *args, job_id=job_id, **kwargs)
+
+
+def comp_dynamic(func: Any, *args: Any, job_id: str | None = None, **kwargs: Any) -> Promise:
+    return current_context().comp_dynamic(func, *args, job_id=job_id, **kwargs)
+
+
+@atexit.register
+def _close_all() -> None:
+    # Definitions reach the store at the latest when the process exits.
+    for ctx in list(_open_contexts):
+        try:
+            ctx.close()
+        except NbmakeError:
+            pass

@@ -1,0 +1,58 @@
+"""What a job is (JobSpec) and what its last successful run was made from (RunRecord)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+
+def short_hash(*parts: str, n: int = 8) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for p in parts:
+        h.update(p.encode())
+        h.update(b"\x00")
+    return h.hexdigest()[:n]
+
+
+def default_job_id(name: str, function_label: str, args_fp: str, parent: str | None = None) -> str:
+    """`<func.__name__>-<8 hex>`: deterministic across processes and kernel restarts."""
+    return f"{name}-{short_hash(function_label, args_fp, parent or '')}"
+
+
+@dataclass(slots=True)
+class JobSpec:
+    """One job's definition. The core reads only the fingerprint fields; the payload
+    (``func``, ``args``, ``kwargs``) rides along for the runners."""
+
+    job_id: str
+    function: str                     # "module.qualname", for display and `stats`
+    code_fp: str
+    code_parts: Mapping[str, str]     # label -> digest, so `why` can name what changed
+    args_fp: str
+    deps: tuple[str, ...]
+    parent: str | None = None
+    dynamic: bool = False
+    func: Any = None
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
+    def_fp: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.def_fp:
+            self.def_fp = short_hash(
+                self.code_fp, self.args_fp, "dyn" if self.dynamic else "", self.parent or "", n=32
+            )
+
+
+@dataclass(slots=True)
+class RunRecord:
+    """What the stored result of a job was computed from."""
+
+    code_fp: str
+    code_parts: Mapping[str, str]
+    args_fp: str
+    dep_fps: Mapping[str, str]        # dependency id -> fingerprint of the result consumed
+    result_fp: str
+    arg_fps: Mapping[str, str] = field(default_factory=dict)  # per argument, for `why`
+    present: bool = True              # False when the result file is missing or corrupt

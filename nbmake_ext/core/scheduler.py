@@ -1,0 +1,393 @@
+"""The make decision engine: a pure state machine over one run.
+
+``Scheduler(graph, records, targets).start()`` returns the first actions; every later
+event goes through ``handle(event)`` and returns more actions. A job is decided only when
+all its dependencies are final in this run, so an upstream that re-runs to an equal result
+leaves its dependents up to date (early cutoff). No I/O happens here.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Callable, Iterable, Mapping
+
+from ..errors import InternalError
+from . import signature
+from .events import (
+    Action, Block, ChildDefined, Complete, Event, Fail, Failed, Forget, Reconsider, ResultLost,
+    Returned, Run, Skip, Succeeded,
+)
+from .graph import Graph
+from .jobspec import RunRecord
+
+# Per-run status of a needed job.
+WAITING = "waiting"    # some dependency (or the dynamic parent) is not final yet
+QUEUED = "queued"      # Run emitted: the driver runs it (or waits on another process)
+RETURNED = "returned"  # dynamic job returned; waits for its children
+DONE = "done"          # ran in this run
+SKIPPED = "skipped"    # was up to date
+FAILED = "failed"
+BLOCKED = "blocked"
+
+OK = frozenset({DONE, SKIPPED})
+FINAL = frozenset({DONE, SKIPPED, FAILED, BLOCKED})
+
+
+def _gate(parent: str) -> str:
+    # The dependency a stored child has on its dynamic parent being decided first.
+    return "\x00parent:" + parent
+
+
+@dataclass
+class Summary:
+    ran: int
+    skipped: int
+    failed: dict[str, str]    # job id -> error
+    blocked: dict[str, str]   # job id -> failed job that blocks it
+    targets: list[str]
+
+
+class Scheduler:
+    """Decides, for one make, which jobs run, which are up to date, which are blocked.
+
+    It owns changes to ``graph`` during the run (dynamic children added and forgotten).
+    ``records`` maps job ids to what their stored results were made from; ``forced`` are
+    jobs to run regardless (remake). ``arg_fps`` computes per-argument digests lazily, so
+    reasons can name the argument that changed.
+    """
+
+    def __init__(
+        self,
+        graph: Graph,
+        records: Mapping[str, RunRecord],
+        targets: Iterable[str],
+        *,
+        forced: Iterable[str] = (),
+        arg_fps: Callable[[str], Mapping[str, str]] | None = None,
+        validate: bool = False,
+    ):
+        self.graph = graph
+        self.records: dict[str, RunRecord] = dict(records)
+        self.targets = list(dict.fromkeys(targets))
+        self.forced = set(forced)
+        self._arg_fps = arg_fps
+        self.validate = validate
+        self.status: dict[str, str] = {}
+        self.active: set[str] = set()  # QUEUED or RETURNED
+        self.waiting_on: dict[str, set[str]] = {}
+        self.results: dict[str, str | None] = {
+            j: r.result_fp if r.present else None for j, r in self.records.items()
+        }
+        self.errors: dict[str, str] = {}
+        self.blocked_by: dict[str, str] = {}
+        self.reasons: dict[str, tuple[str, ...]] = {}
+        self._dependents: dict[str, list[str]] = graph.dependents()
+        self._defined: dict[str, set[str]] = {}  # dynamic parent -> children defined this run
+        self._out: list[Action] = []
+
+    # -- public ---------------------------------------------------------------------------
+
+    def start(self) -> list[Action]:
+        self._include(self.targets)
+        return self._flush()
+
+    def handle(self, event: Event) -> list[Action]:
+        kind = type(event)
+        if kind is Succeeded:
+            self._on_succeeded(event.job_id, event.result_fp)
+        elif kind is Failed:
+            self._expect(event.job_id, QUEUED, RETURNED)
+            self._fail(event.job_id, event.error)
+        elif kind is Returned:
+            self._on_returned(event.job_id)
+        elif kind is ChildDefined:
+            self._on_child(event.spec)
+        elif kind is Reconsider:
+            self._expect(event.job_id, QUEUED)
+            if event.record is None:
+                self.records.pop(event.job_id, None)
+            else:
+                self.records[event.job_id] = event.record
+            self._set_result(event.job_id)
+            self._decide(event.job_id)
+        elif kind is ResultLost:
+            self._on_result_lost(event.job_id, event.consumer)
+        else:
+            raise InternalError(f"unknown event {event!r}")
+        if self.validate:
+            self.check()
+        return self._flush()
+
+    @property
+    def finished(self) -> bool:
+        return not self.active
+
+    def state(self, job_id: str) -> str | None:
+        return self.status.get(job_id)
+
+    def summary(self) -> Summary:
+        counts = Counter(self.status.values())
+        stuck = [j for j, s in self.status.items() if s not in FINAL]
+        if stuck and self.finished:
+            raise InternalError(f"make ended with jobs never decided: {stuck[:10]}")
+        targets = [t for t in self.targets if t in self.status]
+        return Summary(
+            ran=counts[DONE],
+            skipped=counts[SKIPPED],
+            failed={j: self.errors[j] for j, s in self.status.items() if s == FAILED},
+            blocked={j: self.blocked_by[j] for j, s in self.status.items() if s == BLOCKED},
+            targets=targets,
+        )
+
+    # -- setting up the needed set --------------------------------------------------------
+
+    def _include(self, job_ids: Iterable[str]) -> None:
+        """Add jobs, their upstream closure, dynamic children and ancestors to the run."""
+        specs = self.graph.specs
+        status = self.status
+        new: list[str] = []
+        stack = [j for j in job_ids if j not in status]
+        seen = set(stack)
+        while stack:
+            jid = stack.pop()
+            spec = specs.get(jid)
+            if spec is None:
+                raise InternalError(f"job {jid!r} is needed but not defined")
+            new.append(jid)
+            more = list(spec.deps)
+            if spec.parent is not None:
+                more.append(spec.parent)
+            if spec.dynamic:
+                more += self.graph.children(jid)
+            for m in more:
+                if m not in seen and m not in status:
+                    seen.add(m)
+                    stack.append(m)
+        for jid in new:
+            status[jid] = WAITING
+            self.waiting_on[jid] = set()
+        for jid in new:
+            if status[jid] == WAITING:
+                self._init_waiting(jid)
+        for jid in new:
+            if status[jid] == WAITING and not self.waiting_on[jid]:
+                self._decide(jid)
+
+    def _init_waiting(self, jid: str) -> None:
+        spec = self.graph.specs[jid]
+        status = self.status
+        waits = set()
+        for dep in spec.deps:
+            s = status.get(dep)
+            if s in (FAILED, BLOCKED):
+                self._block(jid, self._root(dep))
+                return
+            if s not in OK:
+                waits.add(dep)
+        parent = spec.parent
+        if parent is not None and jid not in self._defined.get(parent, ()):
+            ps = status.get(parent)
+            if ps in (FAILED, BLOCKED):
+                self._block(jid, self._root(parent))
+                return
+            if ps != SKIPPED:
+                waits.add(_gate(parent))
+        self.waiting_on[jid] = waits
+
+    # -- decisions ------------------------------------------------------------------------
+
+    def _decide(self, jid: str) -> None:
+        spec = self.graph.specs[jid]
+        record = self.records.get(jid)
+        forced = jid in self.forced
+        if signature.is_up_to_date(spec, record, self.results, forced):
+            self._set(jid, SKIPPED)
+            self._out.append(Skip(jid))
+            self._resolved(jid)
+            return
+        arg_fps = self._arg_fps(jid) if self._arg_fps and record is not None \
+            and record.args_fp != spec.args_fp else None
+        why = tuple(signature.reasons(spec, record, self.results, forced=forced, arg_fps=arg_fps))
+        self.reasons[jid] = why
+        self._set(jid, QUEUED)
+        self._out.append(Run(jid, why))
+
+    def _resolved(self, jid: str) -> None:
+        """``jid`` reached DONE or SKIPPED: release what waited on it."""
+        status = self.status
+        for dependent in self._dependents.get(jid, ()):
+            if status.get(dependent) == WAITING:
+                self._release(dependent, jid)
+        spec = self.graph.specs[jid]
+        if spec.dynamic and status[jid] == SKIPPED:
+            gate = _gate(jid)
+            for child in self.graph.children(jid):
+                if status.get(child) == WAITING:
+                    self._release(child, gate)
+        if spec.parent is not None and status.get(spec.parent) == RETURNED:
+            self._check_complete(spec.parent)
+
+    def _release(self, jid: str, what: str) -> None:
+        waits = self.waiting_on[jid]
+        waits.discard(what)
+        if not waits:
+            self._decide(jid)
+
+    def _on_succeeded(self, jid: str, result_fp: str) -> None:
+        self._expect(jid, QUEUED, RETURNED)
+        self.results[jid] = result_fp
+        self._set(jid, DONE)
+        self.forced.discard(jid)
+        # Dependents already judged up to date against another result must look again
+        # (only possible when a lost result was remade to a different value).
+        for dependent in self._dependents.get(jid, ()):
+            if self.status.get(dependent) == SKIPPED:
+                consumed = self.records[dependent].dep_fps
+                if consumed.get(jid) != result_fp:
+                    self._set(dependent, WAITING)
+                    self.waiting_on[dependent] = set()
+                    self._decide(dependent)
+        self._resolved(jid)
+
+    def _set_result(self, jid: str) -> None:
+        record = self.records.get(jid)
+        self.results[jid] = record.result_fp if record is not None and record.present else None
+
+    def _on_result_lost(self, jid: str, consumer: str) -> None:
+        record = self.records.get(jid)
+        if record is not None:
+            record.present = False
+        if self.status.get(consumer) == QUEUED:
+            self._set(consumer, WAITING)
+            self.waiting_on[consumer] = {jid}
+        if self.status.get(jid) in OK:
+            self.results[jid] = None
+            self._decide(jid)
+
+    # -- dynamic jobs ---------------------------------------------------------------------
+
+    def _on_child(self, spec) -> None:
+        parent = spec.parent
+        self._expect(parent, QUEUED)
+        self._defined.setdefault(parent, set()).add(spec.job_id)
+        outcome = self.graph.add(spec)
+        jid = spec.job_id
+        for dep in spec.deps:
+            dependents = self._dependents.setdefault(dep, [])
+            if jid not in dependents:
+                dependents.append(jid)
+        state = self.status.get(jid)
+        if state is None:
+            self._include([jid])
+        elif state == WAITING or outcome != "same":
+            if state in (QUEUED, RETURNED):
+                raise InternalError(f"child {jid!r} redefined while it runs")
+            self._set(jid, WAITING)
+            self._include([d for d in spec.deps if d not in self.status])
+            self._init_waiting(jid)
+            if self.status[jid] == WAITING and not self.waiting_on[jid]:
+                self._decide(jid)
+
+    def _on_returned(self, jid: str) -> None:
+        self._expect(jid, QUEUED)
+        defined = self._defined.get(jid, set())
+        gone = [c for c in self.graph.children(jid) if c not in defined]
+        if gone:
+            removed: list[str] = []
+            for child in gone:
+                removed += self.graph.remove(child)
+            for r in removed:
+                self.status.pop(r, None)
+                self.waiting_on.pop(r, None)
+                self.results.pop(r, None)
+                self.active.discard(r)
+            self._out.append(Forget(tuple(removed)))
+        self._set(jid, RETURNED)
+        self._check_complete(jid)
+
+    def _check_complete(self, jid: str) -> None:
+        children = self.graph.children(jid)
+        states = [self.status.get(c) for c in children]
+        if any(s not in FINAL for s in states):
+            return
+        bad = [c for c, s in zip(children, states) if s in (FAILED, BLOCKED)]
+        if bad:
+            self._fail(jid, f"child {bad[0]} failed" if self.status[bad[0]] == FAILED
+                       else f"child {bad[0]} is blocked by {self.blocked_by[bad[0]]}")
+            self._out.append(Fail(jid, self.errors[jid]))
+        else:
+            self._out.append(Complete(jid))
+
+    # -- failures -------------------------------------------------------------------------
+
+    def _fail(self, jid: str, error: str) -> None:
+        self._set(jid, FAILED)
+        self.errors[jid] = error
+        self._block_downstream(jid, jid)
+        parent = self.graph.specs[jid].parent
+        if parent is not None and self.status.get(parent) == RETURNED:
+            self._check_complete(parent)
+
+    def _block(self, jid: str, root: str) -> None:
+        self._set(jid, BLOCKED)
+        self.blocked_by[jid] = root
+        self.waiting_on.pop(jid, None)
+        self._out.append(Block(jid, root))
+        self._block_downstream(jid, root)
+        parent = self.graph.specs[jid].parent
+        if parent is not None and self.status.get(parent) == RETURNED:
+            self._check_complete(parent)
+
+    def _block_downstream(self, jid: str, root: str) -> None:
+        status = self.status
+        spec = self.graph.specs[jid]
+        below = list(self._dependents.get(jid, ()))
+        if spec.dynamic:
+            below += self.graph.children(jid)
+        for k in below:
+            if status.get(k) == WAITING:
+                self._block(k, root)
+
+    def _root(self, jid: str) -> str:
+        return jid if self.status.get(jid) == FAILED else self.blocked_by.get(jid, jid)
+
+    # -- checks ---------------------------------------------------------------------------
+
+    def _expect(self, jid: str | None, *allowed: str) -> None:
+        if self.status.get(jid) not in allowed:
+            raise InternalError(
+                f"job {jid!r} is {self.status.get(jid)!r} here, expected one of {allowed}"
+            )
+
+    def _set(self, jid: str, s: str) -> None:
+        self.status[jid] = s
+        if s == QUEUED or s == RETURNED:
+            self.active.add(jid)
+        else:
+            self.active.discard(jid)
+
+    def _flush(self) -> list[Action]:
+        out, self._out = self._out, []
+        return out
+
+    def check(self) -> None:
+        """Invariants, switched on by tests (``validate=True``) after every event."""
+        specs = self.graph.specs
+        for jid, s in self.status.items():
+            spec = specs[jid]
+            if s == WAITING:
+                waits = self.waiting_on[jid]
+                assert waits, f"{jid} waits on nothing"
+                for d in spec.deps:
+                    ds = self.status.get(d)
+                    assert ds not in (FAILED, BLOCKED), f"{jid} waits but {d} is {ds}"
+            if s in (QUEUED, DONE):
+                for d in spec.deps:
+                    assert self.status.get(d) in OK, f"{jid} is {s} but dependency {d} is not done"
+            if s == BLOCKED:
+                root = self.blocked_by[jid]
+                assert self.status.get(root) == FAILED, f"{jid} blocked by {root} which did not fail"
+        if self.finished:
+            stuck = [j for j, s in self.status.items() if s == WAITING]
+            assert not stuck, f"finished with waiting jobs: {stuck[:5]}"

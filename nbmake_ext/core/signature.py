@@ -1,0 +1,125 @@
+"""Is a job up to date? Reasons, as words, why it is not (SPEC 3).
+
+A job is up to date when it has a present result made from the same code, the same
+arguments and the same results of its dependencies (per edge: an upstream that re-ran to an
+equal result changes nothing downstream).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Mapping
+
+from .jobspec import JobSpec, RunRecord
+
+
+def _mapping(value: Any) -> Mapping[str, str]:
+    # The store hands these back as json text; decode only when a reason is asked for.
+    if isinstance(value, str):
+        return json.loads(value) if value else {}
+    return value or {}
+
+
+def short_label(label: str) -> str:
+    return label[len("__main__."):] if label.startswith("__main__.") else label
+
+
+def code_reasons(old: Any, new: Any) -> list[str]:
+    old, new = _mapping(old), _mapping(new)
+    out = []
+    for label, fp in new.items():
+        if label not in old:
+            out.append(_added(label))
+        elif old[label] != fp:
+            out.append(_changed(label))
+    out += [_removed(label) for label in old if label not in new]
+    return out or ["code changed"]
+
+
+def _changed(label: str) -> str:
+    if label.startswith("global "):
+        return f"global {short_label(label[7:])} changed"
+    return f"code of {short_label(label)} changed"
+
+
+def _added(label: str) -> str:
+    if label.startswith("global "):
+        return f"now reads global {short_label(label[7:])}"
+    return f"now calls {short_label(label)}"
+
+
+def _removed(label: str) -> str:
+    if label.startswith("global "):
+        return f"no longer reads global {short_label(label[7:])}"
+    return f"no longer calls {short_label(label)}"
+
+
+def argument_reasons(old: Any, new: Any) -> list[str]:
+    old, new = _mapping(old), _mapping(new)
+    if not old or not new:
+        return ["arguments changed"]
+    out = [f"argument {_arg_name(k)} changed" for k in new if k in old and old[k] != new[k]]
+    out += [f"argument {_arg_name(k)} added" for k in new if k not in old]
+    out += [f"argument {_arg_name(k)} removed" for k in old if k not in new]
+    return out or ["arguments changed"]
+
+
+def _arg_name(key: str) -> str:
+    return f"#{int(key) + 1}" if key.isdigit() else key
+
+
+def reasons(
+    spec: JobSpec,
+    record: RunRecord | None,
+    dep_results: Mapping[str, str | None],
+    *,
+    forced: bool = False,
+    arg_fps: Mapping[str, str] | None = None,
+) -> list[str]:
+    """Why ``spec`` must run again; empty when its stored result is up to date.
+
+    ``dep_results`` maps each dependency to the fingerprint of its current result (None when
+    it has none). ``arg_fps`` (per-argument digests of the current definition) is only
+    needed to name which argument changed; it is computed lazily by the caller.
+    """
+    if record is None:
+        return ["never ran"]
+    out = []
+    if forced:
+        out.append("forced by remake")
+    if not record.present:
+        out.append("result file missing or corrupt")
+    if record.code_fp != spec.code_fp:
+        out += code_reasons(record.code_parts, spec.code_parts)
+    if record.args_fp != spec.args_fp:
+        out += argument_reasons(record.arg_fps, arg_fps or {})
+    consumed = record.dep_fps
+    for dep in spec.deps:
+        if dep not in consumed:
+            out.append(f"new dependency {dep}")
+        else:
+            now = dep_results.get(dep)
+            if now is None:
+                out.append(f"dependency {dep} has no result yet")
+            elif now != consumed[dep]:
+                out.append(f"dependency {dep} produced a new result")
+    if len(consumed) != len(spec.deps):
+        out += [f"no longer depends on {d}" for d in consumed if d not in spec.deps]
+    return out
+
+
+def is_up_to_date(spec: JobSpec, record: RunRecord | None, dep_results: Mapping[str, str | None],
+                  forced: bool = False) -> bool:
+    """The hot path of a no-op make: the same answer as ``not reasons(...)``, faster."""
+    if record is None or forced or not record.present:
+        return False
+    if record.code_fp != spec.code_fp or record.args_fp != spec.args_fp:
+        return False
+    consumed = record.dep_fps
+    if len(consumed) != len(spec.deps):
+        return False
+    for dep in spec.deps:
+        now = dep_results.get(dep)
+        if now is None or consumed.get(dep) != now:
+            return False
+    return True

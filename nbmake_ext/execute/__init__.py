@@ -1,0 +1,1 @@
+"""Running jobs: the driver loop and its runners (in the kernel, engines, Dask)."""

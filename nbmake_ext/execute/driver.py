@@ -1,0 +1,368 @@
+"""The one run loop: scheduler actions -> claims and a runner -> outcomes -> store + events.
+
+It runs in the calling thread (the thread that executes the notebook cell), so display
+updates and Ctrl-C behave as the kernel expects.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..core import events as ev
+from ..core.graph import Graph
+from ..core.jobspec import RunRecord
+from ..core.scheduler import QUEUED, Scheduler
+from ..errors import InternalError, InvalidJob
+from ..fingerprint import Unpicklable, digest
+from ..promise import resolve
+from ..registration import arg_fingerprints, function_blob, payload
+from ..store import ResultUnavailable, Store, StoredJob
+from ..store.store import dumps_value
+from .outcomes import Call, ChildSpec, JobRaised, JobReturned, Outcome, Timing
+
+CLAIM_BATCH = 16
+ELSEWHERE_POLL = 0.2
+
+
+@dataclass
+class RunReport:
+    """The outcome of one make: what ran, what was up to date, what failed."""
+
+    command: str
+    ran: int = 0
+    skipped: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+    blocked: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    interrupted: bool = False
+    targets: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        parts = [f"{self.ran} done"]
+        if self.failed:
+            parts.append(f"{len(self.failed)} failed")
+        if self.blocked:
+            parts.append(f"{len(self.blocked)} blocked")
+        parts.append(f"{self.skipped} up to date")
+        tail = " (interrupted)" if self.interrupted else ""
+        return f"{self.command}: {', '.join(parts)} in {self.seconds:.2f}s{tail}"
+
+
+class _Values:
+    """Results made in this run, kept for their dependents, within a byte budget."""
+
+    def __init__(self, budget: int = 256 << 20):
+        self._items: OrderedDict[str, tuple[Any, int]] = OrderedDict()
+        self._size = 0
+        self._budget = budget
+
+    def put(self, job_id: str, value: Any, size: int) -> None:
+        if size > self._budget // 4:
+            return
+        self.drop(job_id)
+        self._items[job_id] = (value, size)
+        self._size += size
+        while self._size > self._budget:
+            _, (_, s) = self._items.popitem(last=False)
+            self._size -= s
+
+    def get(self, job_id: str) -> tuple[bool, Any]:
+        item = self._items.get(job_id)
+        return (True, item[0]) if item is not None else (False, None)
+
+    def drop(self, job_id: str) -> None:
+        item = self._items.pop(job_id, None)
+        if item is not None:
+            self._size -= item[1]
+
+
+class _Lost(Exception):
+    def __init__(self, job_id: str, why: str):
+        self.job_id, self.why = job_id, why
+
+
+class Driver:
+    def __init__(self, store: Store, graph: Graph, stored: dict[str, StoredJob],
+                 targets: list[str], runner, *, forced: set[str] = frozenset(),
+                 command: str = "make", validate: bool = False,
+                 on_change: Callable[[str, str], None] | None = None):
+        self.store = store
+        self.graph = graph
+        self.stored = stored
+        self.runner = runner
+        self.command = command
+        self.on_change = on_change or (lambda job_id, state: None)
+        records = {j: s.record for j, s in stored.items() if s.record is not None}
+        self.sched = Scheduler(graph, records, targets, forced=forced,
+                               arg_fps=self._current_arg_fps, validate=validate)
+        self.ready: deque[str] = deque()
+        self.claimed: deque[str] = deque()
+        self.elsewhere: dict[str, str] = {}
+        self.running: dict[str, tuple[dict[str, str], tuple, dict]] = {}
+        self.templates: dict[str, JobReturned] = {}
+        self.bad_children: dict[str, str] = {}
+        self.values = _Values()
+        self._last_elsewhere_check = 0.0
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def run(self) -> RunReport:
+        t0 = time.perf_counter()
+        report = RunReport(self.command, targets=list(self.sched.targets))
+        try:
+            self._apply(self.sched.start())
+            while not self.sched.finished:
+                self._dispatch()
+                if not (self.runner.busy or self.ready or self.claimed or self.elsewhere):
+                    if self.sched.finished:
+                        break
+                    raise InternalError(
+                        f"make stalled with jobs in flight: {sorted(self.sched.active)[:10]}")
+                outcomes = self.runner.poll(0.05)
+                self._handle(outcomes)
+                if self.elsewhere:
+                    self._check_elsewhere()
+        except KeyboardInterrupt:
+            report.interrupted = True
+            self._put_back()
+            raise
+        finally:
+            self.store.flush()
+            summary_counts = self._counts()
+            report.ran, report.skipped, report.failed, report.blocked = summary_counts
+            report.seconds = time.perf_counter() - t0
+        return report
+
+    def _counts(self):
+        s = self.sched
+        status = s.status
+        ran = sum(1 for v in status.values() if v == "done")
+        skipped = sum(1 for v in status.values() if v == "skipped")
+        failed = {j: s.errors[j] for j, v in status.items() if v == "failed"}
+        blocked = {j: s.blocked_by[j] for j, v in status.items() if v == "blocked"}
+        return ran, skipped, failed, blocked
+
+    def _put_back(self) -> None:
+        """Interrupted: running jobs go back to their earlier state; nothing of them is kept."""
+        stopped = set(self.runner.interrupt()) | set(self.running) | set(self.claimed)
+        stopped |= set(self.ready) | set(self.templates)
+        self.store.flush()
+        self.store.release(stopped)
+
+    # -- actions from the scheduler -------------------------------------------------------
+
+    def _apply(self, actions: list[ev.Action]) -> None:
+        for action in actions:
+            kind = type(action)
+            if kind is ev.Skip:
+                jid = action.job_id
+                st = self.stored.get(jid)
+                if st is None or st.state != "done" or st.forced:
+                    self.store.record_skipped(jid)
+                self.on_change(jid, "done")
+            elif kind is ev.Run:
+                self.ready.append(action.job_id)
+            elif kind is ev.Block:
+                self.store.record_blocked(action.job_id, action.by)
+                self.on_change(action.job_id, "blocked")
+            elif kind is ev.Fail:
+                self.templates.pop(action.job_id, None)
+                self.store.record_failure(action.job_id, action.error, "", {}, ("", ""))
+                self.on_change(action.job_id, "failed")
+            elif kind is ev.Complete:
+                self._complete(action.job_id)
+            elif kind is ev.Forget:
+                for jid in action.job_ids:
+                    self.values.drop(jid)
+                self.store.forget(action.job_ids)
+            else:
+                raise InternalError(f"unknown action {action!r}")
+
+    def _complete(self, jid: str) -> None:
+        returned = self.templates.pop(jid)
+        try:
+            value = resolve(returned.value, self._value)
+        except _Lost as lost:
+            self._fail(jid, f"the result of its child {lost.job_id} is unavailable: {lost.why}",
+                       "", returned)
+            return
+        self._persist(jid, value, returned)
+
+    # -- dispatching ----------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        while self.runner.has_capacity():
+            if not self.claimed:
+                if not self.ready:
+                    return
+                self._claim_batch()
+                continue
+            jid = self.claimed.popleft()
+            if self.sched.state(jid) != QUEUED or jid in self.running:
+                continue
+            call = self._prepare(jid)
+            if call is not None:
+                self.runner.submit(call)
+                self.on_change(jid, "running")
+
+    def _claim_batch(self) -> None:
+        batch = []
+        while self.ready and len(batch) < CLAIM_BATCH:
+            jid = self.ready.popleft()
+            if self.sched.state(jid) == QUEUED and jid not in self.running:
+                batch.append(jid)
+        if not batch:
+            return
+        mine, elsewhere = self.store.claim(batch)
+        self.elsewhere.update(elsewhere)
+        fresh = self.store.snapshot_of(mine)
+        for jid in mine:
+            new = fresh.get(jid)
+            if new is not None and not _same_record(new.record, self.sched.records.get(jid)):
+                # Another process stored a result meanwhile: decide again.
+                self.stored[jid] = new
+                self._apply(self.sched.handle(ev.Reconsider(jid, new.record)))
+                if self.sched.state(jid) != QUEUED:
+                    self.store.release([jid])
+                continue
+            self.claimed.append(jid)
+
+    def _check_elsewhere(self) -> None:
+        now = time.monotonic()
+        if now - self._last_elsewhere_check < ELSEWHERE_POLL:
+            return
+        self._last_elsewhere_check = now
+        still = self.store.claimed_elsewhere(self.elsewhere)
+        released = [j for j in self.elsewhere if j not in still]
+        if not released:
+            return
+        fresh = self.store.snapshot_of(released)
+        for jid in released:
+            del self.elsewhere[jid]
+            new = fresh.get(jid)
+            if new is not None:
+                self.stored[jid] = new
+            self._apply(self.sched.handle(
+                ev.Reconsider(jid, new.record if new is not None else None)))
+
+    def _prepare(self, jid: str) -> Call | None:
+        spec = self.graph.specs[jid]
+        try:
+            if spec.func is not None:
+                func, args, kwargs = spec.func, spec.args, spec.kwargs
+            else:
+                func, args, kwargs = self.store.load_call(jid)
+        except Exception as exc:  # noqa: BLE001 - e.g. a module the console cannot import
+            self._fail(jid, f"cannot load the job's definition: {exc!r}", "", None)
+            return None
+        try:
+            r_args = resolve(args, self._value)
+            r_kwargs = resolve(kwargs, self._value)
+        except _Lost as lost:
+            warnings.warn(f"{lost.why}; {lost.job_id} will run again", UserWarning, stacklevel=2)
+            # Our claim stays; the job runs again once the dependency is remade.
+            self._apply(self.sched.handle(ev.ResultLost(lost.job_id, jid)))
+            return None
+        results = self.sched.results
+        self.running[jid] = ({d: results[d] for d in spec.deps}, args, kwargs)
+        return Call(jid, func, r_args, r_kwargs, spec.dynamic)
+
+    def _value(self, job_id: str) -> Any:
+        found, value = self.values.get(job_id)
+        if found:
+            return value
+        try:
+            return self.store.load_result(job_id)
+        except ResultUnavailable as exc:
+            raise _Lost(job_id, str(exc)) from None
+
+    # -- outcomes from the runner ---------------------------------------------------------
+
+    def _handle(self, outcomes: list[Outcome]) -> None:
+        children = [o for o in outcomes if type(o) is ChildSpec]
+        if children:
+            self._define_children(children)
+        for outcome in outcomes:
+            kind = type(outcome)
+            if kind is JobReturned:
+                jid = outcome.job_id
+                if jid in self.bad_children:
+                    self._fail(jid, self.bad_children.pop(jid), "", outcome)
+                elif self.graph.specs[jid].dynamic:
+                    self.templates[jid] = outcome
+                    self._apply(self.sched.handle(ev.Returned(jid)))
+                else:
+                    self._persist(jid, outcome.value, outcome)
+            elif kind is JobRaised:
+                self._fail(outcome.job_id, outcome.error, outcome.traceback, outcome)
+
+    def _define_children(self, children: list[ChildSpec]) -> None:
+        entries = []
+        for child in children:
+            spec = child.spec
+            try:
+                if child.func_blob is None:
+                    key, blob = function_blob(spec)
+                    data = payload(spec)
+                else:
+                    key, blob, data = _blob_key(child.func_blob), child.func_blob, child.payload
+                self._apply(self.sched.handle(ev.ChildDefined(spec)))
+            except InvalidJob as exc:
+                self.bad_children.setdefault(spec.parent, f"defined an invalid child: {exc}")
+                continue
+            entries.append((spec, key, blob, data))
+        self.store.define(entries)
+
+    def _persist(self, jid: str, value: Any, out: JobReturned) -> None:
+        consumed, args, kwargs = self.running.pop(jid, ({}, (), {}))
+        spec = self.graph.specs[jid]
+        try:
+            data = dumps_value(value)
+            result_fp = digest(value)
+        except (Unpicklable, Exception) as exc:  # noqa: BLE001
+            self._fail(jid, f"its result cannot be pickled: {exc}", "", out)
+            return
+        record = RunRecord(spec.code_fp, spec.code_parts, spec.args_fp, consumed, result_fp,
+                           arg_fingerprints(args, kwargs))
+        self.store.record_success(jid, record, data, out.timing.as_dict(self.sched.reasons.get(jid, ())),
+                                  (out.stdout, out.stderr))
+        self.values.put(jid, value, len(data))
+        self.sched.records[jid] = record
+        self._apply(self.sched.handle(ev.Succeeded(jid, result_fp)))
+        self.on_change(jid, "done")
+
+    def _fail(self, jid: str, error: str, tb: str, out: JobReturned | JobRaised | None) -> None:
+        self.running.pop(jid, None)
+        timing = out.timing if out is not None else Timing()
+        logs = (out.stdout, out.stderr) if out is not None else ("", "")
+        self.store.record_failure(jid, error, tb, timing.as_dict(self.sched.reasons.get(jid, ())),
+                                  logs)
+        self._apply(self.sched.handle(ev.Failed(jid, error)))
+        self.on_change(jid, "failed")
+
+    def _current_arg_fps(self, jid: str) -> dict[str, str]:
+        spec = self.graph.specs[jid]
+        try:
+            if spec.func is not None:
+                return arg_fingerprints(spec.args, spec.kwargs)
+            _, args, kwargs = self.store.load_call(jid)
+            return arg_fingerprints(args, kwargs)
+        except Exception:  # noqa: BLE001 - only used to word a reason
+            return {}
+
+
+def _same_record(a: RunRecord | None, b: RunRecord | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return (a.result_fp == b.result_fp and a.code_fp == b.code_fp and a.args_fp == b.args_fp
+            and a.present == b.present and dict(a.dep_fps) == dict(b.dep_fps))
+
+
+def _blob_key(blob: bytes) -> str:
+    import hashlib
+
+    return hashlib.blake2b(blob, digest_size=16).hexdigest()

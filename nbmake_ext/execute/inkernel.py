@@ -1,0 +1,117 @@
+"""Runs jobs one at a time in the calling process (``make`` and ``debug``)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import sys
+import time
+import traceback
+from collections import deque
+from typing import TextIO
+
+from .dynamic import DynamicContext
+from .outcomes import Call, JobRaised, JobReturned, Outcome, Timing
+
+
+class _Tee(io.TextIOBase):
+    """Captures a job's output and, when asked, shows it as it comes."""
+
+    def __init__(self, echo_to: TextIO | None):
+        self.buffer_ = io.StringIO()
+        self.echo_to = echo_to
+
+    def write(self, text: str) -> int:
+        self.buffer_.write(text)
+        if self.echo_to is not None:
+            self.echo_to.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        if self.echo_to is not None:
+            self.echo_to.flush()
+
+
+def format_job_traceback(exc: BaseException) -> str:
+    # Drop our own frame: the traceback starts in the job's function.
+    tb = exc.__traceback__.tb_next if exc.__traceback__ is not None else None
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
+def error_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def run_call(call: Call, sink, echo: bool = False, engine: str = "kernel") -> list[Outcome]:
+    """Run one job here, capturing its output. ``sink`` receives ChildSpec outcomes of
+    dynamic jobs. KeyboardInterrupt propagates: the caller puts the job back."""
+    out, err = _Tee(sys.stdout if echo else None), _Tee(sys.stderr if echo else None)
+    timing = Timing(started=time.time(), engine=engine)
+    t0, c0 = time.perf_counter(), time.process_time()
+    args = call.args
+    if call.dynamic:
+        args = (DynamicContext(call.job_id, sink), *args)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            value = call.func(*args, **call.kwargs)
+    except (KeyboardInterrupt, SystemExit) as exc:
+        if isinstance(exc, SystemExit):
+            return [_raised(call, exc, out, err, timing, t0, c0)]
+        raise
+    except BaseException as exc:  # noqa: BLE001 - a job's failure must never stop the make
+        return [_raised(call, exc, out, err, timing, t0, c0)]
+    _finish(timing, t0, c0)
+    return [JobReturned(call.job_id, value, out.buffer_.getvalue(), err.buffer_.getvalue(), timing)]
+
+
+def _raised(call, exc, out, err, timing, t0, c0) -> JobRaised:
+    _finish(timing, t0, c0)
+    return JobRaised(call.job_id, error_line(exc), format_job_traceback(exc),
+                     out.buffer_.getvalue(), err.buffer_.getvalue(), timing)
+
+
+def _finish(timing: Timing, t0: float, c0: float) -> None:
+    timing.duration = time.perf_counter() - t0
+    timing.cpu = time.process_time() - c0
+    timing.ended = timing.started + timing.duration
+
+
+class InKernelRunner:
+    """The serial runner: ``poll`` runs the next submitted job to completion."""
+
+    capacity = 1
+
+    def __init__(self, echo: bool = False):
+        self.echo = echo
+        self._queue: deque[Call] = deque()
+
+    def has_capacity(self) -> bool:
+        return not self._queue
+
+    def submit(self, call: Call) -> None:
+        self._queue.append(call)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._queue)
+
+    def poll(self, timeout: float) -> list[Outcome]:
+        if not self._queue:
+            if timeout:
+                time.sleep(min(timeout, 0.05))
+            return []
+        call = self._queue[0]
+        children: list[Outcome] = []
+        outcomes = run_call(call, children.append, self.echo)
+        self._queue.popleft()
+        return children + outcomes
+
+    def interrupt(self) -> list[str]:
+        """Jobs that were running and go back to their earlier state."""
+        ids = [c.job_id for c in self._queue]
+        self._queue.clear()
+        return ids
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,113 @@
+"""Promise: the handle ``comp`` returns; finding and resolving promises in nested values."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from .context import Context
+
+
+class Promise:
+    """A job's future result. Passing it to another ``comp`` makes a dependency."""
+
+    __slots__ = ("job_id", "_context")
+
+    def __init__(self, job_id: str, context: "Context | None" = None):
+        self.job_id = job_id
+        self._context = context
+
+    @property
+    def state(self) -> str:
+        return self._ctx().state_of(self.job_id)
+
+    def result(self) -> Any:
+        """The cached value; raises ``JobFailed`` or ``NotDone`` when there is none."""
+        return self._ctx().result_of(self.job_id)
+
+    def _ctx(self) -> "Context":
+        if self._context is None:
+            from .context import current_context
+
+            return current_context()
+        return self._context
+
+    def __repr__(self) -> str:
+        try:
+            state = self.state
+        except Exception:  # a repr must never raise (closed store, ...)
+            state = "?"
+        return f"<Promise {self.job_id}: {state}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Promise) and other.job_id == self.job_id
+
+    def __hash__(self) -> int:
+        return hash(("nbmake-promise", self.job_id))
+
+    # Promises travel to engines and into the store as bare ids.
+    def __reduce__(self):
+        return (Promise, (self.job_id,))
+
+
+_CONTAINERS = (list, tuple, dict, set, frozenset)
+
+
+def resolve(value: Any, lookup: Callable[[str], Any]) -> Any:
+    """Return ``value`` with every Promise inside lists/tuples/dicts/sets replaced by
+    ``lookup(job_id)``. Values without promises are returned as they are (no copy)."""
+    if isinstance(value, Promise):
+        return lookup(value.job_id)
+    if not isinstance(value, _CONTAINERS) or not _has_promise(value):
+        return value
+    return _rebuild(value, lookup)
+
+
+def _has_promise(value: Any) -> bool:
+    if isinstance(value, Promise):
+        return True
+    if isinstance(value, dict):
+        return any(_has_promise(k) or _has_promise(v) for k, v in value.items())
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return any(_has_promise(v) for v in value)
+    return False
+
+
+def _rebuild(value: Any, lookup: Callable[[str], Any]) -> Any:
+    if isinstance(value, Promise):
+        return lookup(value.job_id)
+    if isinstance(value, dict):
+        return type(value)((_rebuild(k, lookup), _rebuild(v, lookup)) for k, v in value.items()) \
+            if type(value) is dict else _rebuild_mapping(value, lookup)
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # namedtuple
+        return type(value)(*(_rebuild(v, lookup) for v in value))
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return type(value)(_rebuild(v, lookup) for v in value)
+    return value
+
+
+def _rebuild_mapping(value: dict, lookup: Callable[[str], Any]) -> dict:
+    out = value.copy()
+    out.clear()
+    for k, v in value.items():
+        out[_rebuild(k, lookup)] = _rebuild(v, lookup)
+    return out
+
+
+def promises_in(value: Any) -> list[str]:
+    """Job ids of the promises inside ``value``, in order of first appearance."""
+    found: dict[str, None] = {}
+
+    def walk(v: Any) -> None:
+        if isinstance(v, Promise):
+            found[v.job_id] = None
+        elif isinstance(v, dict):
+            for k, item in v.items():
+                walk(k)
+                walk(item)
+        elif isinstance(v, (list, tuple, set, frozenset)):
+            for item in v:
+                walk(item)
+
+    walk(value)
+    return list(found)

@@ -1,0 +1,90 @@
+"""Turning ``comp(func, *args, **kwargs)`` into a JobSpec, fast, with clear errors.
+
+The same code serves the kernel's Context and the context a dynamic job receives on
+whatever process it runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+from typing import Any
+
+import cloudpickle
+
+from .core.jobspec import JobSpec, default_job_id
+from .errors import InvalidJob
+from .fingerprint import Unpicklable, code_fingerprint, function_label, scan_args
+
+# func object -> (func, label, short name); the func is held so its id is never reused.
+_labels: dict[int, tuple[Any, str, str]] = {}
+# (id(func), code digest) -> (func, key, blob)
+_blobs: dict[tuple[int, str], tuple[Any, str, bytes]] = {}
+
+
+def _label(func: Any) -> tuple[str, str]:
+    hit = _labels.get(id(func))
+    if hit is not None and hit[0] is func:
+        return hit[1], hit[2]
+    label = function_label(func)
+    name = getattr(func, "__name__", None) or label.rsplit(".", 1)[-1]
+    if len(_labels) > 10_000:
+        _labels.clear()
+    _labels[id(func)] = (func, label, name)
+    return label, name
+
+
+def make_spec(func: Any, args: tuple, kwargs: dict, job_id: str | None = None,
+              parent: str | None = None, dynamic: bool = False) -> JobSpec:
+    if not callable(func):
+        raise InvalidJob(job_id or "?", f"{func!r} is not callable; comp() takes a function first")
+    if job_id is not None and (not isinstance(job_id, str) or not job_id.strip()):
+        raise InvalidJob(repr(job_id), "job_id must be a non-empty string")
+    label, name = _label(func)
+    try:
+        args_fp, deps = scan_args(args, kwargs)
+    except Unpicklable as exc:
+        raise InvalidJob(job_id or f"{name}(...)", str(exc)) from None
+    jid = job_id or default_job_id(name, label, args_fp, parent)
+    code = code_fingerprint(func)
+    return JobSpec(jid, label, code.digest, code.parts, args_fp, deps, parent, dynamic,
+                   func, args, kwargs)
+
+
+def function_blob(spec: JobSpec) -> tuple[str, bytes]:
+    """The pickled function of a job and its key; pickled once per function and code."""
+    func = spec.func
+    cache_key = (id(func), spec.code_fp)
+    hit = _blobs.get(cache_key)
+    if hit is not None and hit[0] is func:
+        return hit[1], hit[2]
+    try:
+        blob = cloudpickle.dumps(func, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:  # noqa: BLE001 - any pickling failure is the user's to see
+        raise InvalidJob(spec.job_id, f"its function {spec.function} cannot be pickled: {exc}") \
+            from None
+    key = hashlib.blake2b(blob, digest_size=16).hexdigest()
+    if len(_blobs) > 10_000:
+        _blobs.clear()
+    _blobs[cache_key] = (func, key, blob)
+    return key, blob
+
+
+def payload(spec: JobSpec) -> bytes:
+    call = (spec.args, spec.kwargs)
+    try:
+        return pickle.dumps(call, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # noqa: BLE001 - lambdas and notebook classes need cloudpickle
+        try:
+            return cloudpickle.dumps(call, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:  # noqa: BLE001
+            raise InvalidJob(spec.job_id, f"its arguments cannot be pickled: {exc}") from None
+
+
+def arg_fingerprints(args: tuple, kwargs: dict) -> dict[str, str]:
+    """Per-argument digests, so `why` can name the argument that changed."""
+    from .fingerprint import digest
+
+    out = {str(i): digest(a) for i, a in enumerate(args)}
+    out.update((k, digest(v)) for k, v in kwargs.items())
+    return out

@@ -1,0 +1,66 @@
+"""Result files: written whole or not at all, and checked on every read.
+
+A result file is named after its job and its checksum, so writing a new result never
+touches the file the database still points to: the record is switched to the new file in
+one commit, and only then is the old one removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+
+def checksum(data: bytes | memoryview) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def file_name(job_id: str, sum_: str) -> str:
+    return f"{hashlib.blake2b(job_id.encode(), digest_size=10).hexdigest()}-{sum_[:12]}.pkl"
+
+
+def write_atomic(directory: Path, name: str, data: bytes | memoryview, *, durable: bool = True) -> None:
+    """temp file -> fsync -> rename: a reader sees the whole file or none."""
+    final = directory / name
+    tmp = directory / f".{name}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+        if durable:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, final)
+
+
+class CorruptResult(Exception):
+    pass
+
+
+def read_checked(directory: Path, name: str, expected: str) -> bytes:
+    """The file's bytes; raises FileNotFoundError, or CorruptResult on a checksum mismatch."""
+    data = (directory / name).read_bytes()
+    if checksum(data) != expected:
+        raise CorruptResult(f"checksum mismatch in {name}")
+    return data
+
+
+def present_files(directory: Path) -> set[str]:
+    """Names of the result files there (one directory listing, not one stat per job)."""
+    try:
+        with os.scandir(directory) as it:
+            return {e.name for e in it if not e.name.startswith(".")}
+    except FileNotFoundError:
+        return set()
+
+
+def remove_quietly(directory: Path, name: str | None) -> None:
+    if name:
+        try:
+            os.unlink(directory / name)
+        except FileNotFoundError:
+            pass

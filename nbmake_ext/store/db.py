@@ -1,0 +1,66 @@
+"""SQLite schema and connections (WAL: readers never block the writer)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+SCHEMA_VERSION = "1"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+  job_id      TEXT PRIMARY KEY,
+  function    TEXT NOT NULL,
+  parent      TEXT,
+  dynamic     INTEGER NOT NULL DEFAULT 0,
+  code_fp     TEXT NOT NULL,
+  code_parts  TEXT NOT NULL,            -- json: label -> digest
+  args_fp     TEXT NOT NULL,
+  deps        TEXT NOT NULL,            -- json list of job ids
+  def_fp      TEXT NOT NULL,
+  func_key    TEXT,                     -- -> functions
+  payload     BLOB,                     -- pickled (args, kwargs)
+  state       TEXT NOT NULL DEFAULT 'todo',   -- last outcome: todo done failed blocked
+  forced      INTEGER NOT NULL DEFAULT 0,
+  -- the stored result, and what it was made from
+  r_code_fp TEXT, r_code_parts TEXT, r_args_fp TEXT, r_arg_fps TEXT, r_dep_fps TEXT,
+  r_result_fp TEXT, r_file TEXT, r_checksum TEXT, r_size INTEGER,
+  -- the last attempt
+  started REAL, ended REAL, duration REAL, cpu REAL, engine TEXT,
+  error TEXT, blocked_by TEXT, reasons TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_parent ON jobs(parent);
+CREATE TABLE IF NOT EXISTS functions (func_key TEXT PRIMARY KEY, blob BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS logs (
+  job_id TEXT PRIMARY KEY, stdout TEXT, stderr TEXT, traceback TEXT
+);
+CREATE TABLE IF NOT EXISTS claims (
+  job_id TEXT PRIMARY KEY, owner TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL,
+  since REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+"""
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a transaction is exactly
+    # what we say it is. check_same_thread=False: the writer thread owns its own handle,
+    # but close() may run from another thread at exit.
+    conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+def init_schema(conn: sqlite3.Connection) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    for statement in SCHEMA.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    row = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+    if row is None:
+        conn.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+    conn.execute("COMMIT")
+    if row is not None and row[0] != SCHEMA_VERSION:
+        raise ValueError(f"store schema version {row[0]}, this nbmake_ext reads {SCHEMA_VERSION}")

@@ -1,0 +1,541 @@
+"""Store facade: definitions, results, claims, logs and timings in one directory.
+
+Layout: ``<dir>/nbmake.db`` (SQLite, WAL) and ``<dir>/results/`` (one file per result).
+Reads happen on the caller's connection; every write of a run goes through one writer
+thread in order, and a result's record is committed only once its file is durable, so
+state is on disk as each job finishes and a crash leaves either the whole result or none.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import queue
+import socket
+import sqlite3
+import threading
+import time
+import uuid
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import cloudpickle
+
+from ..core.jobspec import JobSpec, RunRecord
+from ..errors import StoreError
+from . import blobs, db
+
+HOST = socket.gethostname()
+
+
+class ResultUnavailable(Exception):
+    """A stored result cannot be read (missing or corrupt file)."""
+
+
+@dataclass(slots=True)
+class StoredJob:
+    spec: JobSpec                 # definition as stored (no payload loaded)
+    record: RunRecord | None      # the stored result, or None
+    state: str                    # last outcome: todo done failed blocked
+    forced: bool
+    error: str | None
+    blocked_by: str | None
+    duration: float | None
+    func_key: str | None
+
+
+_json_memo: dict[str, Any] = {}
+
+
+def _loads(text: str | None) -> Any:
+    # Thousands of jobs share the same small json ("[]", one function's parts): memoise.
+    if text is None:
+        return None
+    value = _json_memo.get(text)
+    if value is None:
+        value = json.loads(text)
+        if len(_json_memo) < 50_000:
+            _json_memo[text] = value
+    return value
+
+
+def dumps_value(value: Any) -> bytes:
+    """Results and payloads: cloudpickle, so notebook-defined classes survive a restart."""
+    return cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+class Store:
+    def __init__(self, path: str | os.PathLike, *, durable: bool = True):
+        self.path = Path(path).absolute()
+        self.results_dir = self.path / "results"
+        self.durable = durable
+        self.owner = f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        try:
+            self._create_dirs()
+            self._conn = db.connect(self.path / "nbmake.db")
+            db.init_schema(self._conn)
+            os.chmod(self.path / "nbmake.db", 0o600)
+        except (OSError, sqlite3.Error, ValueError) as exc:
+            raise StoreError(f"cannot open the store at {self.path}: {exc}") from exc
+        self._functions: dict[str, Any] = {}
+        self._inflight: dict[str, bytes] = {}
+        self._writer: _Writer | None = None
+        self._lock = threading.Lock()
+
+    def _create_dirs(self) -> None:
+        existed = self.path.exists()
+        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.results_dir.mkdir(mode=0o700, exist_ok=True)
+        if existed and self.path.stat().st_mode & 0o077:
+            warnings.warn(
+                f"the store {self.path} is readable by other users; `chmod 700` it",
+                UserWarning, stacklevel=3,
+            )
+        if not os.access(self.path, os.W_OK):
+            raise OSError(f"{self.path} is not writable")
+
+    # -- reading ----------------------------------------------------------------------------
+
+    _COLUMNS = (
+        "job_id, function, parent, dynamic, code_fp, code_parts, args_fp, deps, def_fp, state,"
+        " forced, r_code_fp, r_code_parts, r_args_fp, r_arg_fps, r_dep_fps, r_result_fp, r_file,"
+        " error, blocked_by, duration, func_key"
+    )
+
+    def snapshot(self) -> dict[str, StoredJob]:
+        """Every stored job, with what its result was made from and whether the file is there."""
+        present = blobs.present_files(self.results_dir)
+        rows = self._conn.execute(f"SELECT {self._COLUMNS} FROM jobs").fetchall()
+        return self._decode(rows, present.__contains__)
+
+    def snapshot_of(self, job_ids: Iterable[str]) -> dict[str, StoredJob]:
+        """The same for a few jobs (re-reads after a claim or a wait)."""
+        rows = []
+        for chunk in _chunks(list(job_ids)):
+            rows += self._conn.execute(
+                f"SELECT {self._COLUMNS} FROM jobs WHERE job_id IN ({_marks(chunk)})", chunk
+            ).fetchall()
+        return self._decode(rows, lambda name: (self.results_dir / name).exists())
+
+    def job(self, job_id: str) -> StoredJob | None:
+        return self.snapshot_of([job_id]).get(job_id)
+
+    def _decode(self, rows: list[tuple], is_present: Callable[[str], bool]) -> dict[str, StoredJob]:
+        out = {}
+        inflight = self._inflight
+        for (jid, function, parent, dynamic, code_fp, code_parts, args_fp, deps, def_fp, state,
+             forced, r_code_fp, r_code_parts, r_args_fp, r_arg_fps, r_dep_fps, r_result_fp,
+             r_file, error, blocked_by, duration, func_key) in rows:
+            spec = JobSpec(jid, function, code_fp, code_parts, args_fp, tuple(_loads(deps)),
+                           parent, bool(dynamic), def_fp=def_fp)
+            record = None
+            if r_result_fp is not None:
+                present = jid in inflight or (r_file is not None and is_present(r_file))
+                record = RunRecord(r_code_fp, r_code_parts, r_args_fp, _loads(r_dep_fps),
+                                   r_result_fp, r_arg_fps or {}, present=present)
+            out[jid] = StoredJob(spec, record, state, bool(forced), error, blocked_by, duration,
+                                 func_key)
+        return out
+
+    def details(self, job_id: str) -> dict[str, Any]:
+        cur = self._conn.execute("SELECT * FROM jobs WHERE job_id=?", (job_id,))
+        row = cur.fetchone()
+        if row is None:
+            return {}
+        out = dict(zip([c[0] for c in cur.description], row))
+        out.pop("payload", None)
+        logs = self._conn.execute(
+            "SELECT stdout, stderr, traceback FROM logs WHERE job_id=?", (job_id,)).fetchone()
+        out["stdout"], out["stderr"], out["traceback"] = logs or ("", "", "")
+        claim = self._live_claims().get(job_id)
+        out["claimed_by"] = claim
+        return out
+
+    def load_result(self, job_id: str) -> Any:
+        data = self._inflight.get(job_id)
+        if data is None:
+            row = self._conn.execute(
+                "SELECT r_file, r_checksum FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+            if row is None or row[0] is None:
+                raise ResultUnavailable(f"job {job_id!r} has no stored result")
+            try:
+                data = blobs.read_checked(self.results_dir, row[0], row[1])
+            except FileNotFoundError:
+                raise ResultUnavailable(f"the result file of {job_id!r} is missing") from None
+            except blobs.CorruptResult:
+                raise ResultUnavailable(f"the result file of {job_id!r} is corrupt") from None
+        try:
+            return pickle.loads(data)
+        except Exception as exc:
+            raise ResultUnavailable(f"the result of {job_id!r} cannot be loaded: {exc!r}") from exc
+
+    def load_call(self, job_id: str) -> tuple[Any, tuple, dict]:
+        """The function and arguments of a stored job (for the console and engines)."""
+        row = self._conn.execute(
+            "SELECT func_key, payload FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+        if row is None or row[0] is None:
+            raise StoreError(f"job {job_id!r} has no stored definition to run")
+        func = self.load_function(row[0])
+        args, kwargs = pickle.loads(row[1])
+        return func, args, kwargs
+
+    def load_function(self, func_key: str) -> Any:
+        func = self._functions.get(func_key)
+        if func is None:
+            row = self._conn.execute(
+                "SELECT blob FROM functions WHERE func_key=?", (func_key,)).fetchone()
+            if row is None:
+                raise StoreError(f"function {func_key} is missing from the store")
+            func = self._functions[func_key] = pickle.loads(row[0])
+        return func
+
+    def function_blob(self, func_key: str) -> bytes | None:
+        row = self._conn.execute(
+            "SELECT blob FROM functions WHERE func_key=?", (func_key,)).fetchone()
+        return row[0] if row else None
+
+    def logs(self, job_id: str) -> tuple[str, str, str]:
+        row = self._conn.execute(
+            "SELECT stdout, stderr, traceback FROM logs WHERE job_id=?", (job_id,)).fetchone()
+        return tuple(x or "" for x in row) if row else ("", "", "")  # type: ignore[return-value]
+
+    # -- definitions ------------------------------------------------------------------------
+
+    def define(self, entries: list[tuple[JobSpec, str, bytes | None, bytes]]) -> None:
+        """Upsert definitions: (spec, func_key, function blob or None if stored, payload).
+        A redefinition keeps the stored result: it becomes stale, not lost."""
+        if not entries:
+            return
+        self.flush()
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(
+                "INSERT OR IGNORE INTO functions VALUES (?, ?)",
+                [(key, blob) for _, key, blob, _ in entries if blob is not None],
+            )
+            conn.executemany(
+                "INSERT INTO jobs (job_id, function, parent, dynamic, code_fp, code_parts,"
+                " args_fp, deps, def_fp, func_key, payload) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+                " ON CONFLICT(job_id) DO UPDATE SET function=excluded.function,"
+                " parent=excluded.parent, dynamic=excluded.dynamic, code_fp=excluded.code_fp,"
+                " code_parts=excluded.code_parts, args_fp=excluded.args_fp, deps=excluded.deps,"
+                " def_fp=excluded.def_fp, func_key=excluded.func_key, payload=excluded.payload",
+                [(s.job_id, s.function, s.parent, int(s.dynamic), s.code_fp,
+                  _parts_json(s.code_parts), s.args_fp, json.dumps(list(s.deps)), s.def_fp, key,
+                  payload) for s, key, _, payload in entries],
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def set_forced(self, job_ids: Iterable[str], forced: bool = True) -> None:
+        self._write_now("UPDATE jobs SET forced=? WHERE job_id=?",
+                        [(int(forced), j) for j in job_ids])
+
+    def clean(self, job_ids: Iterable[str]) -> None:
+        """Forget the results of these jobs (definitions stay; they become todo)."""
+        ids = list(job_ids)
+        self.flush()
+        files = self._result_files(ids)
+        self._write_now(
+            "UPDATE jobs SET state='todo', forced=0, r_code_fp=NULL, r_code_parts=NULL,"
+            " r_args_fp=NULL, r_arg_fps=NULL, r_dep_fps=NULL, r_result_fp=NULL, r_file=NULL,"
+            " r_checksum=NULL, r_size=NULL, error=NULL, blocked_by=NULL WHERE job_id=?",
+            [(j,) for j in ids])
+        for (name,) in files:
+            blobs.remove_quietly(self.results_dir, name)
+
+    def _result_files(self, ids: list[str]) -> list[tuple[str | None]]:
+        out = []
+        for chunk in _chunks(ids):
+            out += self._conn.execute(
+                f"SELECT r_file FROM jobs WHERE job_id IN ({_marks(chunk)})", chunk).fetchall()
+        return out
+
+    def forget(self, job_ids: Iterable[str]) -> None:
+        """Delete jobs entirely (dynamic children no longer defined)."""
+        ids = list(job_ids)
+        if not ids:
+            return
+        self.flush()
+        files = self._result_files(ids)
+        self._write_now("DELETE FROM jobs WHERE job_id=?", [(j,) for j in ids])
+        self._write_now("DELETE FROM logs WHERE job_id=?", [(j,) for j in ids])
+        for (name,) in files:
+            blobs.remove_quietly(self.results_dir, name)
+
+    def _write_now(self, sql: str, rows: list[tuple]) -> None:
+        if not rows:
+            return
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(sql, rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    # -- claims: two processes never run one job at once ------------------------------------
+
+    def claim(self, job_ids: Iterable[str]) -> tuple[list[str], dict[str, str]]:
+        """Claim jobs for this process. Returns (claimed, {job: owner} held elsewhere).
+        Claims of dead processes on this host are taken over."""
+        ids = list(job_ids)
+        mine, elsewhere = [], {}
+        now = time.time()
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            held = dict(conn.execute(
+                f"SELECT job_id, owner FROM claims WHERE job_id IN ({_marks(ids)})", ids
+            ).fetchall()) if ids else {}
+            rows = []
+            for jid in ids:
+                owner = held.get(jid)
+                if owner is None or owner == self.owner or not _alive(owner):
+                    rows.append((jid, self.owner, HOST, os.getpid(), now))
+                    mine.append(jid)
+                else:
+                    elsewhere[jid] = owner
+            conn.executemany("INSERT OR REPLACE INTO claims VALUES (?,?,?,?,?)", rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return mine, elsewhere
+
+    def release(self, job_ids: Iterable[str]) -> None:
+        self._write_now("DELETE FROM claims WHERE job_id=? AND owner=?",
+                        [(j, self.owner) for j in job_ids])
+
+    def claimed_elsewhere(self, job_ids: Iterable[str]) -> set[str]:
+        live = self._live_claims()
+        return {j for j in job_ids if j in live and live[j] != self.owner}
+
+    def _live_claims(self) -> dict[str, str]:
+        rows = self._conn.execute("SELECT job_id, owner FROM claims").fetchall()
+        return {j: o for j, o in rows if _alive(o)}
+
+    def running_ids(self) -> set[str]:
+        return set(self._live_claims())
+
+    # -- recording a run (ordered, on the writer thread) ------------------------------------
+
+    @property
+    def writer(self) -> "_Writer":
+        with self._lock:
+            if self._writer is None:
+                self._writer = _Writer(self)
+            return self._writer
+
+    def record_success(self, job_id: str, record: RunRecord, data: bytes, timing: dict,
+                       logs: tuple[str, str]) -> None:
+        """Store a result: the file is written and fsynced on a worker, then the record
+        (and the release of this process's claim) is committed on the writer thread."""
+        self._inflight[job_id] = data
+        durable = self.durable
+
+        def write_file() -> tuple[str, str, int]:
+            sum_ = blobs.checksum(data)
+            name = blobs.file_name(job_id, sum_)
+            blobs.write_atomic(self.results_dir, name, data, durable=durable)
+            return name, sum_, len(data)
+
+        def commit(conn: sqlite3.Connection, file_info: tuple[str, str, int]) -> Callable[[], None]:
+            name, sum_, size = file_info
+            old = conn.execute("SELECT r_file FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+            conn.execute(
+                "UPDATE jobs SET state='done', forced=0, r_code_fp=?, r_code_parts=?, r_args_fp=?,"
+                " r_arg_fps=?, r_dep_fps=?, r_result_fp=?, r_file=?, r_checksum=?, r_size=?,"
+                " started=?, ended=?, duration=?, cpu=?, engine=?, error=NULL, blocked_by=NULL,"
+                " reasons=? WHERE job_id=?",
+                (record.code_fp, _parts_json(record.code_parts), record.args_fp,
+                 json.dumps(dict(record.arg_fps)), json.dumps(dict(record.dep_fps)),
+                 record.result_fp, name, sum_, size, timing.get("started"), timing.get("ended"),
+                 timing.get("duration"), timing.get("cpu"), timing.get("engine"),
+                 json.dumps(list(timing.get("reasons", ()))), job_id))
+            _write_logs(conn, job_id, logs[0], logs[1], "")
+            conn.execute("DELETE FROM claims WHERE job_id=? AND owner=?", (job_id, self.owner))
+            old_name = old[0] if old else None
+
+            def after() -> None:
+                self._inflight.pop(job_id, None)
+                if old_name and old_name != name:
+                    blobs.remove_quietly(self.results_dir, old_name)
+            return after
+
+        def on_file_error(exc: BaseException) -> Callable[[sqlite3.Connection], None]:
+            self._inflight.pop(job_id, None)
+            return lambda conn: self._fail_row(conn, job_id, f"could not store the result: {exc}",
+                                               "", timing, logs)
+
+        self.writer.file_then_db(write_file, commit, on_file_error)
+
+    def record_failure(self, job_id: str, error: str, traceback: str, timing: dict,
+                       logs: tuple[str, str]) -> None:
+        self.writer.db(lambda conn: self._fail_row(conn, job_id, error, traceback, timing, logs))
+
+    def _fail_row(self, conn, job_id, error, traceback, timing, logs) -> None:
+        conn.execute(
+            "UPDATE jobs SET state='failed', started=?, ended=?, duration=?, cpu=?, engine=?,"
+            " error=?, blocked_by=NULL, reasons=? WHERE job_id=?",
+            (timing.get("started"), timing.get("ended"), timing.get("duration"),
+             timing.get("cpu"), timing.get("engine"), error,
+             json.dumps(list(timing.get("reasons", ()))), job_id))
+        _write_logs(conn, job_id, logs[0], logs[1], traceback)
+        conn.execute("DELETE FROM claims WHERE job_id=? AND owner=?", (job_id, self.owner))
+
+    def record_blocked(self, job_id: str, by: str) -> None:
+        self.writer.db(lambda conn: conn.execute(
+            "UPDATE jobs SET state='blocked', blocked_by=? WHERE job_id=?", (by, job_id)))
+
+    def record_skipped(self, job_id: str) -> None:
+        # A job found up to date by a make is `done`, whatever its last outcome was.
+        self.writer.db(lambda conn: conn.execute(
+            "UPDATE jobs SET state='done', forced=0, error=NULL, blocked_by=NULL"
+            " WHERE job_id=? AND state!='done'", (job_id,)))
+
+    def flush(self) -> None:
+        """Wait until every recorded outcome is committed."""
+        if self._writer is not None:
+            self._writer.flush()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        try:
+            self._conn.execute("DELETE FROM claims WHERE owner=?", (self.owner,))
+        except sqlite3.Error:
+            pass
+        self._conn.close()
+
+
+class _Writer:
+    """Applies writes in order on one thread, many per transaction when they pile up;
+    result files are written in parallel before their record joins the queue."""
+
+    def __init__(self, store: Store):
+        self._store = store
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._files = ThreadPoolExecutor(max_workers=4, thread_name_prefix="nbmake-files")
+        self._pending = 0
+        self._cond = threading.Condition()
+        self.errors: list[str] = []
+        self._thread = threading.Thread(target=self._loop, name="nbmake-writer", daemon=True)
+        self._thread.start()
+
+    def db(self, fn: Callable[[sqlite3.Connection], Any]) -> None:
+        with self._cond:
+            self._pending += 1
+        self._queue.put(fn)
+
+    def file_then_db(self, write, commit, on_error) -> None:
+        with self._cond:
+            self._pending += 1
+
+        def done(fut) -> None:
+            exc = fut.exception()
+            if exc is None:
+                info = fut.result()
+                self._queue.put(lambda conn: commit(conn, info))
+            else:
+                self._queue.put(on_error(exc))
+
+        self._files.submit(write).add_done_callback(done)
+
+    def _loop(self) -> None:
+        conn = db.connect(self._store.path / "nbmake.db")
+        while True:
+            batch = [self._queue.get()]
+            if batch[0] is None:
+                break
+            while len(batch) < 500:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                batch.append(item)
+            stop = None in batch
+            batch = [b for b in batch if b is not None]
+            afters = []
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                for fn in batch:
+                    try:
+                        after = fn(conn)
+                    except sqlite3.Error as exc:
+                        self.errors.append(str(exc))
+                        continue
+                    if callable(after):
+                        afters.append(after)
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self.errors.append(str(exc))
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            for after in afters:
+                after()
+            with self._cond:
+                self._pending -= len(batch)
+                self._cond.notify_all()
+            if stop:
+                break
+        conn.close()
+
+    def flush(self) -> None:
+        with self._cond:
+            while self._pending:
+                self._cond.wait()
+        if self.errors:
+            errors, self.errors = self.errors, []
+            raise StoreError("could not write to the store: " + "; ".join(errors[:3]))
+
+    def close(self) -> None:
+        self.flush()
+        self._files.shutdown(wait=True)
+        self._queue.put(None)
+        self._thread.join()
+
+
+def _write_logs(conn: sqlite3.Connection, job_id: str, out: str, err: str, tb: str) -> None:
+    if out or err or tb:
+        conn.execute("INSERT OR REPLACE INTO logs VALUES (?,?,?,?)", (job_id, out, err, tb))
+    else:
+        conn.execute("DELETE FROM logs WHERE job_id=?", (job_id,))
+
+
+def _parts_json(parts: Any) -> str:
+    return parts if isinstance(parts, str) else json.dumps(dict(parts), sort_keys=True)
+
+
+def _chunks(ids: list, size: int = 500):
+    for i in range(0, len(ids), size):
+        yield ids[i:i + size]
+
+
+def _marks(ids: list) -> str:
+    return ",".join("?" * len(ids))
+
+
+def _alive(owner: str) -> bool:
+    host, _, rest = owner.partition(":")
+    pid = int(rest.partition(":")[0] or 0)
+    if host != HOST:
+        return True  # cannot tell across hosts: trust the claim
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

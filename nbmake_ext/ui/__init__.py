@@ -1,0 +1,1 @@
+"""Views: text tables and summaries (the widget arrives on top of them)."""

@@ -1,0 +1,227 @@
+"""The scheduler, fed events directly: milliseconds per test, no I/O."""
+
+import pytest
+
+from nbmake_ext.core import events as ev
+from nbmake_ext.core.graph import Graph
+from nbmake_ext.core.jobspec import RunRecord
+from nbmake_ext.core.scheduler import Scheduler
+from nbmake_ext.errors import InternalError, InvalidJob
+
+from sim import Sim, spec
+
+
+def chain_sim():
+    sim = Sim()
+    for s in [spec("a"), spec("b", ["a"]), spec("c", ["b"]), spec("x")]:
+        sim.graph.add(s)
+    return sim
+
+
+def test_first_make_runs_everything_in_dependency_order():
+    sim = chain_sim()
+    sched = sim.make()
+    assert sim.ran.index("a") < sim.ran.index("b") < sim.ran.index("c")
+    assert sorted(sim.ran) == ["a", "b", "c", "x"]
+    assert sched.summary().ran == 4
+
+
+def test_second_make_runs_nothing():
+    sim = chain_sim()
+    sim.make()
+    sched = sim.make()
+    assert sim.ran == []
+    assert sched.summary().skipped == 4
+
+
+def test_code_change_reruns_job_and_dependents_when_result_changes():
+    sim = chain_sim()
+    sim.make()
+    sim.graph.add(spec("b", ["a"], code="c2"))
+    sim.results["b"] = "new"
+    sim.make()
+    assert sim.ran == ["b", "c"]
+
+
+def test_early_cutoff_equal_result_leaves_dependents_up_to_date():
+    sim = chain_sim()
+    sim.make()
+    sim.graph.add(spec("a", code="c2"))  # a runs again, to the same result
+    sim.make()
+    assert sim.ran == ["a"]
+
+
+def test_failure_blocks_dependents_only():
+    sim = chain_sim()
+    sim.fails = {"a"}
+    sched = sim.make()
+    assert sorted(sim.ran) == ["a", "x"]
+    summary = sched.summary()
+    assert summary.failed == {"a": "boom"}
+    assert summary.blocked == {"b": "a", "c": "a"}
+    blocks = [a for a in sim.log if type(a) is ev.Block]
+    assert {(b.job_id, b.by) for b in blocks} == {("b", "a"), ("c", "a")}
+
+
+def test_failed_job_runs_again_next_make_and_unblocks():
+    sim = chain_sim()
+    sim.fails = {"b"}
+    sim.make()
+    sim.fails = set()
+    sim.make()
+    assert sim.ran == ["b", "c"]
+
+
+def test_targets_limit_the_make_to_what_they_need():
+    sim = chain_sim()
+    sim.make(targets=["b"])
+    assert sim.ran == ["a", "b"]
+
+
+def test_forced_job_runs_and_reason_is_given():
+    sim = chain_sim()
+    sim.make()
+    sched = sim.make(targets=["b", "c"], forced={"b"})
+    assert sim.ran == ["b"]  # same result: c stays up to date
+    assert sched.reasons["b"] == ("forced by remake",)
+
+
+def test_reasons_name_the_changed_code_and_dependency():
+    sim = chain_sim()
+    sim.make()
+    sim.graph.add(spec("a", code="c2"))
+    sim.results["a"] = "changed"
+    sched = sim.make()
+    assert sched.reasons["a"] == ("code of m.a changed",)
+    assert sched.reasons["b"] == ("dependency a produced a new result",)
+
+
+def test_missing_result_reruns_the_job():
+    sim = chain_sim()
+    sim.make()
+    sim.records["a"].present = False
+    sim.make()
+    assert sim.ran == ["a"]
+
+
+def test_result_lost_while_loading_reruns_the_dependency_first():
+    sim = chain_sim()
+    sim.make()
+    sim.graph.add(spec("b", ["a"], code="c2"))
+    sched = Scheduler(sim.graph, sim.records, ["b"], validate=True)
+    actions = sched.start()
+    assert actions[-1] == ev.Run("b", ("code of m.b changed",))
+    # the driver could not read a's result while preparing b
+    actions = sched.handle(ev.ResultLost("a", "b"))
+    assert [type(a) for a in actions] == [ev.Run]
+    assert actions[0].job_id == "a"
+    actions = sched.handle(ev.Succeeded("a", "r-a"))
+    assert actions == [ev.Run("b", ("code of m.b changed",))]
+
+
+def test_rerun_to_new_result_reopens_dependents_judged_up_to_date():
+    g = Graph([spec("a"), spec("b", ["a"])])
+    records = {"a": RunRecord("c", {}, "a", {}, "r1"), "b": RunRecord("c", {}, "a", {"a": "r1"}, "rb")}
+    sched = Scheduler(g, records, ["b"], validate=True)
+    assert sched.start() == [ev.Skip("a"), ev.Skip("b")]
+    sched.handle(ev.ResultLost("a", "b"))  # a must run again
+    actions = sched.handle(ev.Succeeded("a", "r2"))  # ... to a different result
+    assert ev.Run("b", ("dependency a produced a new result",)) in actions
+
+
+def test_interrupted_run_leaves_unfinished_jobs_to_the_next_make():
+    sim = chain_sim()
+    sim.make(interrupt_after=1)
+    assert len(sim.records) == 1
+    sim.make()
+    assert len(sim.ran) == 3
+
+
+def test_dynamic_parent_waits_for_children_and_forgets_old_ones():
+    sim = Sim()
+    sim.graph.add(spec("p", dynamic=True))
+    sim.graph.add(spec("after", ["p"]))
+    sim.children["p"] = [spec("k1", parent="p"), spec("k2", ["k1"], parent="p")]
+    sched = sim.make()
+    assert sim.ran == ["p", "k1", "k2", "after"]
+    assert sched.summary().ran == 4
+    # p runs again (code changed) and defines k1 only: k2 is forgotten, k1 is up to date
+    sim.graph.add(spec("p", code="c2", dynamic=True))
+    sim.children["p"] = [spec("k1", parent="p")]
+    sim.make()
+    assert sim.ran == ["p"]
+    assert "k2" not in sim.graph and "k2" not in sim.records
+    forgets = [a for a in sim.log if type(a) is ev.Forget]
+    assert forgets[-1].job_ids == ("k2",)
+
+
+def test_failing_child_fails_the_parent_and_blocks_its_dependents():
+    sim = Sim()
+    sim.graph.add(spec("p", dynamic=True))
+    sim.graph.add(spec("after", ["p"]))
+    sim.children["p"] = [spec("k1", parent="p")]
+    sim.fails = {"k1"}
+    sched = sim.make()
+    summary = sched.summary()
+    assert summary.failed == {"k1": "boom", "p": "child k1 failed"}
+    assert summary.blocked == {"after": "p"}
+
+
+def test_nested_dynamic_jobs():
+    sim = Sim()
+    sim.graph.add(spec("p", dynamic=True))
+    sim.children["p"] = [spec("q", parent="p", dynamic=True)]
+    sim.children["q"] = [spec("r", parent="q")]
+    sim.make()
+    assert sim.ran == ["p", "q", "r"]
+    sim.make()
+    assert sim.ran == []
+
+
+def test_up_to_date_parent_makes_a_cleaned_child_again():
+    sim = Sim()
+    sim.graph.add(spec("p", dynamic=True))
+    sim.children["p"] = [spec("k", parent="p")]
+    sim.make()
+    del sim.records["k"]
+    sim.make()
+    assert sim.ran == ["k"]
+
+
+def test_reconsider_skips_a_job_another_process_made():
+    g = Graph([spec("a")])
+    sched = Scheduler(g, {}, ["a"], validate=True)
+    assert sched.start() == [ev.Run("a", ("never ran",))]
+    actions = sched.handle(ev.Reconsider("a", RunRecord("c", {}, "a", {}, "r")))
+    assert actions == [ev.Skip("a")]
+    assert sched.finished
+
+
+def test_unexpected_event_is_an_internal_error_with_the_job_named():
+    g = Graph([spec("a")])
+    sched = Scheduler(g, {}, ["a"])
+    sched.start()
+    with pytest.raises(InternalError, match="'b'"):
+        sched.handle(ev.Succeeded("b", "x"))
+
+
+def test_graph_rejects_cycles_on_redefinition_and_names_the_cycle():
+    g = Graph([spec("a"), spec("b", ["a"])])
+    with pytest.raises(InvalidJob, match="a -> b -> a"):
+        g.add(spec("a", ["b"]))
+    with pytest.raises(InvalidJob, match="depends on itself"):
+        g.add(spec("c", ["c"]))
+
+
+def test_select_ids_globs_and_state_words():
+    g = Graph([spec("fit-1"), spec("fit-2"), spec("draw-1", ["fit-1"])])
+    states = {"fit-1": "done", "fit-2": "failed", "draw-1": "todo"}.__getitem__
+    assert g.select(["fit-*"], states) == ["fit-1", "fit-2"]
+    assert g.select(["failed", "draw-1"], states) == ["fit-2", "draw-1"]
+    assert g.select([], states) == ["fit-1", "fit-2", "draw-1"]
+    from nbmake_ext.errors import UnknownTarget
+
+    with pytest.raises(UnknownTarget, match="did you mean .*fit-1"):
+        g.select(["fit-l"], states)
+    with pytest.raises(UnknownTarget, match="no job is blocked"):
+        g.select(["blocked"], states)

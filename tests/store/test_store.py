@@ -1,0 +1,165 @@
+"""The store on a real directory: atomic results, checksums, claims, permissions."""
+
+import os
+import stat
+import warnings
+
+import pytest
+
+from nbmake_ext.core.jobspec import JobSpec, RunRecord
+from nbmake_ext.errors import StoreError
+from nbmake_ext.store import ResultUnavailable, Store
+from nbmake_ext.store.store import dumps_value
+
+
+def spec(job_id, deps=()):
+    return JobSpec(job_id, "m.f", "code", {"m.f": "code"}, "args", tuple(deps))
+
+
+def define(store, *specs):
+    store.define([(s, "key", b"blob", b"payload") for s in specs])
+
+
+def record(result_fp="r"):
+    return RunRecord("code", {"m.f": "code"}, "args", {}, result_fp)
+
+
+def test_store_directory_is_owner_only(tmp_path):
+    store = Store(tmp_path / "s")
+    mode = stat.S_IMODE(os.stat(tmp_path / "s").st_mode)
+    assert mode == 0o700
+    assert stat.S_IMODE(os.stat(tmp_path / "s" / "nbmake.db").st_mode) == 0o600
+    store.close()
+
+
+def test_existing_store_readable_by_others_warns(tmp_path):
+    Store(tmp_path / "s").close()
+    os.chmod(tmp_path / "s", 0o755)
+    with pytest.warns(UserWarning, match="readable by other users"):
+        Store(tmp_path / "s").close()
+
+
+def test_unwritable_store_is_a_clear_error(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StoreError, match="cannot open the store"):
+        Store(tmp_path / "file" / "s")
+
+
+def test_result_round_trip_and_state(tmp_path):
+    store = Store(tmp_path / "s")
+    define(store, spec("a"))
+    store.record_success("a", record("fp1"), dumps_value({"x": 1}), {"duration": 0.5}, ("out\n", ""))
+    store.flush()
+    assert store.load_result("a") == {"x": 1}
+    st = store.snapshot()["a"]
+    assert st.state == "done" and st.record.result_fp == "fp1" and st.record.present
+    assert st.duration == 0.5
+    assert store.logs("a")[0] == "out\n"
+    store.close()
+
+
+def test_new_result_replaces_old_file(tmp_path):
+    store = Store(tmp_path / "s")
+    define(store, spec("a"))
+    store.record_success("a", record("1"), dumps_value(1), {}, ("", ""))
+    store.flush()
+    store.record_success("a", record("2"), dumps_value(2), {}, ("", ""))
+    store.flush()
+    assert store.load_result("a") == 2
+    assert len(os.listdir(tmp_path / "s" / "results")) == 1
+    store.close()
+
+
+def test_corrupt_or_missing_result_is_detected(tmp_path):
+    store = Store(tmp_path / "s")
+    define(store, spec("a"), spec("b"))
+    for j in "ab":
+        store.record_success(j, record(), dumps_value(list(range(100))), {}, ("", ""))
+    store.flush()
+    files = {j: store.details(j)["r_file"] for j in "ab"}
+    path_a = tmp_path / "s" / "results" / files["a"]
+    data = bytearray(path_a.read_bytes())
+    data[10] ^= 0xFF
+    path_a.write_bytes(bytes(data))
+    os.unlink(tmp_path / "s" / "results" / files["b"])
+    with pytest.raises(ResultUnavailable, match="corrupt"):
+        store.load_result("a")
+    with pytest.raises(ResultUnavailable, match="missing"):
+        store.load_result("b")
+    snap = store.snapshot()
+    assert snap["a"].record.present  # the file is there; corruption shows on read
+    assert not snap["b"].record.present
+    store.close()
+
+
+def test_redefinition_keeps_the_stored_result(tmp_path):
+    store = Store(tmp_path / "s")
+    define(store, spec("a"))
+    store.record_success("a", record(), dumps_value(1), {}, ("", ""))
+    store.flush()
+    changed = JobSpec("a", "m.f", "code2", {"m.f": "code2"}, "args", ())
+    store.define([(changed, "key", None, b"p")])
+    st = store.snapshot()["a"]
+    assert st.spec.code_fp == "code2" and st.record.code_fp == "code"
+    assert store.load_result("a") == 1
+    store.close()
+
+
+def test_claims_are_exclusive_between_stores_and_released(tmp_path):
+    one, two = Store(tmp_path / "s"), Store(tmp_path / "s")
+    define(one, spec("a"), spec("b"))
+    mine, elsewhere = one.claim(["a"])
+    assert mine == ["a"] and not elsewhere
+    mine, elsewhere = two.claim(["a", "b"])
+    assert mine == ["b"] and elsewhere == {"a": one.owner}
+    one.release(["a"])
+    assert two.claim(["a"])[0] == ["a"]
+    one.close()
+    two.close()
+
+
+def test_claim_of_a_dead_process_is_taken_over(tmp_path):
+    store = Store(tmp_path / "s")
+    define(store, spec("a"))
+    host = store.owner.split(":")[0]
+    store._conn.execute("INSERT INTO claims VALUES ('a', ?, ?, 999999, 0)",
+                        (f"{host}:4194999:dead", host))
+    assert store.claim(["a"]) == (["a"], {})
+    store.close()
+
+
+def test_clean_forgets_result_and_forget_deletes(tmp_path):
+    store = Store(tmp_path / "s")
+    define(store, spec("a"), spec("b"))
+    for j in "ab":
+        store.record_success(j, record(), dumps_value(j), {}, ("", ""))
+    store.flush()
+    store.clean(["a"])
+    store.forget(["b"])
+    snap = store.snapshot()
+    assert snap["a"].record is None and snap["a"].state == "todo"
+    assert "b" not in snap
+    assert os.listdir(tmp_path / "s" / "results") == []
+    store.close()
+
+
+def test_failure_is_recorded_with_traceback(tmp_path):
+    store = Store(tmp_path / "s")
+    define(store, spec("a"))
+    store.record_failure("a", "ValueError: bad", "Traceback ...", {"duration": 1.0}, ("", "err"))
+    store.flush()
+    d = store.details("a")
+    assert d["state"] == "failed" and d["error"] == "ValueError: bad"
+    assert d["traceback"] == "Traceback ..." and d["stderr"] == "err"
+    store.close()
+
+
+def test_unpicklable_in_result_bytes_is_reported_on_load(tmp_path):
+    store = Store(tmp_path / "s")
+    define(store, spec("a"))
+    store.record_success("a", record(), b"not a pickle", {}, ("", ""))
+    store.flush()
+    with warnings.catch_warnings():
+        with pytest.raises(ResultUnavailable, match="cannot be loaded"):
+            store.load_result("a")
+    store.close()
