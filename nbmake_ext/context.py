@@ -213,6 +213,7 @@ class Context:
         out = []
         if state == "failed" and st is not None:
             out.append(f"its last run failed: {st.error}")
+            out += self._changed_since_failure(spec)
         elif state == "blocked" and st is not None:
             out.append(f"blocked by {st.blocked_by}, which failed")
         elif state == "running":
@@ -228,6 +229,18 @@ class Context:
             if state == "failed":
                 reasons = [r for r in reasons if r != "never ran"]
             out += reasons
+        return out
+
+    def _changed_since_failure(self, spec: JobSpec) -> list[str]:
+        row = self.store.details(spec.job_id)
+        if not row.get("f_code_fp"):
+            return []
+        out = []
+        if row["f_code_fp"] != spec.code_fp:
+            out += [f"since then: {r}" for r in
+                    signature.code_reasons(row["f_code_parts"], spec.code_parts)]
+        if row["f_args_fp"] != spec.args_fp:
+            out.append("since then: arguments changed")
         return out
 
     def details(self, job_id: str) -> Details:

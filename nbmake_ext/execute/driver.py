@@ -171,7 +171,8 @@ class Driver:
                 self.on_change(action.job_id, "blocked")
             elif kind is ev.Fail:
                 self.templates.pop(action.job_id, None)
-                self.store.record_failure(action.job_id, action.error, "", {}, ("", ""))
+                self.store.record_failure(action.job_id, action.error, "", {}, ("", ""),
+                                          self.graph.specs.get(action.job_id))
                 self.on_change(action.job_id, "failed")
             elif kind is ev.Complete:
                 self._complete(action.job_id)
@@ -340,7 +341,7 @@ class Driver:
         timing = out.timing if out is not None else Timing()
         logs = (out.stdout, out.stderr) if out is not None else ("", "")
         self.store.record_failure(jid, error, tb, timing.as_dict(self.sched.reasons.get(jid, ())),
-                                  logs)
+                                  logs, self.graph.specs.get(jid))
         self._apply(self.sched.handle(ev.Failed(jid, error)))
         self.on_change(jid, "failed")
 

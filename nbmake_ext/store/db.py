@@ -27,7 +27,9 @@ CREATE TABLE IF NOT EXISTS jobs (
   r_result_fp TEXT, r_file TEXT, r_checksum TEXT, r_size INTEGER,
   -- the last attempt
   started REAL, ended REAL, duration REAL, cpu REAL, engine TEXT,
-  error TEXT, blocked_by TEXT, reasons TEXT
+  error TEXT, blocked_by TEXT, reasons TEXT,
+  -- the definition the last failed attempt ran, so `why` can say what changed since
+  f_code_fp TEXT, f_code_parts TEXT, f_args_fp TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_parent ON jobs(parent);
 CREATE TABLE IF NOT EXISTS functions (func_key TEXT PRIMARY KEY, blob BLOB NOT NULL);

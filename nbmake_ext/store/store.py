@@ -379,16 +379,21 @@ class Store:
         self.writer.file_then_db(write_file, commit, on_file_error)
 
     def record_failure(self, job_id: str, error: str, traceback: str, timing: dict,
-                       logs: tuple[str, str]) -> None:
-        self.writer.db(lambda conn: self._fail_row(conn, job_id, error, traceback, timing, logs))
+                       logs: tuple[str, str], spec: JobSpec | None = None) -> None:
+        """``spec`` is the definition that failed, so `why` can later say what changed."""
+        self.writer.db(
+            lambda conn: self._fail_row(conn, job_id, error, traceback, timing, logs, spec))
 
-    def _fail_row(self, conn, job_id, error, traceback, timing, logs) -> None:
+    def _fail_row(self, conn, job_id, error, traceback, timing, logs, spec=None) -> None:
         conn.execute(
             "UPDATE jobs SET state='failed', started=?, ended=?, duration=?, cpu=?, engine=?,"
-            " error=?, blocked_by=NULL, reasons=? WHERE job_id=?",
+            " error=?, blocked_by=NULL, reasons=?, f_code_fp=?, f_code_parts=?, f_args_fp=?"
+            " WHERE job_id=?",
             (timing.get("started"), timing.get("ended"), timing.get("duration"),
              timing.get("cpu"), timing.get("engine"), error,
-             json.dumps(list(timing.get("reasons", ()))), job_id))
+             json.dumps(list(timing.get("reasons", ()))),
+             spec.code_fp if spec else None, _parts_json(spec.code_parts) if spec else None,
+             spec.args_fp if spec else None, job_id))
         _write_logs(conn, job_id, logs[0], logs[1], traceback)
         conn.execute("DELETE FROM claims WHERE job_id=? AND owner=?", (job_id, self.owner))
 
