@@ -9,13 +9,17 @@ if TYPE_CHECKING:
 
 
 class Promise:
-    """A job's future result. Passing it to another ``comp`` makes a dependency."""
+    """A job's future result. Passing it to another ``comp`` makes a dependency.
 
-    __slots__ = ("job_id", "_context")
+    ``output`` names one value of a ``%%comp`` cell's outputs (the job's result is the
+    dict of them)."""
 
-    def __init__(self, job_id: str, context: "Context | None" = None):
+    __slots__ = ("job_id", "_context", "output")
+
+    def __init__(self, job_id: str, context: "Context | None" = None, output: str | None = None):
         self.job_id = job_id
         self._context = context
+        self.output = output
 
     @property
     def state(self) -> str:
@@ -23,7 +27,8 @@ class Promise:
 
     def result(self) -> Any:
         """The cached value; raises ``JobFailed`` or ``NotDone`` when there is none."""
-        return self._ctx().result_of(self.job_id)
+        value = self._ctx().result_of(self.job_id)
+        return value if self.output is None else value[self.output]
 
     def _ctx(self) -> "Context":
         if self._context is None:
@@ -37,17 +42,28 @@ class Promise:
             state = self.state
         except Exception:  # a repr must never raise (closed store, ...)
             state = "?"
-        return f"<Promise {self.job_id}: {state}>"
+        what = self.job_id if self.output is None else f"{self.job_id}.{self.output}"
+        return f"<Promise {what}: {state}>"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Promise) and other.job_id == self.job_id
+        return isinstance(other, Promise) and (other.job_id, other.output) == (self.job_id, self.output)
 
     def __hash__(self) -> int:
-        return hash(("nbmake-promise", self.job_id))
+        return hash(("nbmake-promise", self.job_id, self.output))
 
     # Promises travel to engines and into the store as bare ids.
     def __reduce__(self):
-        return (Promise, (self.job_id,))
+        return (Promise, (self.job_id, None, self.output))
+
+
+def _value_of(promise: Promise, lookup: Callable[[str], Any]) -> Any:
+    value = lookup(promise.job_id)
+    if promise.output is None:
+        return value
+    try:
+        return value[promise.output]
+    except (KeyError, TypeError):
+        raise LookupError(f"job {promise.job_id!r} did not bind {promise.output!r}") from None
 
 
 _CONTAINERS = (list, tuple, dict, set, frozenset)
@@ -57,7 +73,7 @@ def resolve(value: Any, lookup: Callable[[str], Any]) -> Any:
     """Return ``value`` with every Promise inside lists/tuples/dicts/sets replaced by
     ``lookup(job_id)``. Values without promises are returned as they are (no copy)."""
     if isinstance(value, Promise):
-        return lookup(value.job_id)
+        return _value_of(value, lookup)
     if not isinstance(value, _CONTAINERS) or not _has_promise(value):
         return value
     return _rebuild(value, lookup)
@@ -75,7 +91,7 @@ def _has_promise(value: Any) -> bool:
 
 def _rebuild(value: Any, lookup: Callable[[str], Any]) -> Any:
     if isinstance(value, Promise):
-        return lookup(value.job_id)
+        return _value_of(value, lookup)
     if isinstance(value, dict):
         return type(value)((_rebuild(k, lookup), _rebuild(v, lookup)) for k, v in value.items()) \
             if type(value) is dict else _rebuild_mapping(value, lookup)

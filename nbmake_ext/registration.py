@@ -14,7 +14,7 @@ import cloudpickle
 
 from .core.jobspec import JobSpec, default_job_id
 from .errors import InvalidJob
-from .fingerprint import Unpicklable, code_fingerprint, function_label, scan_args
+from .fingerprint import CodeFingerprint, Unpicklable, code_fingerprint, function_label, scan_args
 
 # func object -> (func, label, short name); the func is held so its id is never reused.
 _labels: dict[int, tuple[Any, str, str]] = {}
@@ -35,18 +35,24 @@ def _label(func: Any) -> tuple[str, str]:
 
 
 def make_spec(func: Any, args: tuple, kwargs: dict, job_id: str | None = None,
-              parent: str | None = None, dynamic: bool = False) -> JobSpec:
+              parent: str | None = None, dynamic: bool = False, *,
+              code: CodeFingerprint | None = None, label: str | None = None) -> JobSpec:
+    """``code`` and ``label`` replace the function's own fingerprint and name (a
+    ``%%comp`` cell's code is its cell, not the runner that executes it)."""
     if not callable(func):
         raise InvalidJob(job_id or "?", f"{func!r} is not callable; comp() takes a function first")
     if job_id is not None and (not isinstance(job_id, str) or not job_id.strip()):
         raise InvalidJob(repr(job_id), "job_id must be a non-empty string")
-    label, name = _label(func)
+    if label is not None:
+        name = label
+    else:
+        label, name = _label(func)
     try:
         args_fp, deps = scan_args(args, kwargs)
     except Unpicklable as exc:
         raise InvalidJob(job_id or f"{name}(...)", str(exc)) from None
     jid = job_id or default_job_id(name, label, args_fp, parent)
-    code = code_fingerprint(func)
+    code = code or code_fingerprint(func)
     return JobSpec(jid, label, code.digest, code.parts, args_fp, deps, parent, dynamic,
                    func, args, kwargs)
 

@@ -268,6 +268,9 @@ class Driver:
             # Our claim stays; the job runs again once the dependency is remade.
             self._apply(self.sched.handle(ev.ResultLost(lost.job_id, jid)))
             return None
+        except LookupError as exc:  # a %%comp output its cell did not bind
+            self._fail(jid, str(exc), "", None)
+            return None
         results = self.sched.results
         self.running[jid] = ({d: results[d] for d in spec.deps}, args, kwargs)
         return Call(jid, func, r_args, r_kwargs, spec.dynamic)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import sys
 import time
 import traceback
@@ -32,9 +33,15 @@ class _Tee(io.TextIOBase):
             self.echo_to.flush()
 
 
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 def format_job_traceback(exc: BaseException) -> str:
-    # Drop our own frame: the traceback starts in the job's function.
-    tb = exc.__traceback__.tb_next if exc.__traceback__ is not None else None
+    """The traceback from the job's own first frame: our frames (the runner, the cell
+    runner) are not the user's business."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        tb = tb.tb_next
     return "".join(traceback.format_exception(type(exc), exc, tb))
 
 

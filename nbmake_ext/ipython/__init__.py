@@ -1,0 +1,1 @@
+"""The IPython layer: the extension, the magics and the %%comp cell analysis."""

@@ -1,0 +1,113 @@
+"""Command results as notebook outputs: text and an HTML table in one mimebundle.
+
+The HTML is what nbconvert output, static exports and GitHub show, so it stands alone:
+inline styles, the SPEC colours and a legend.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+from ..core.states import COLOURS, STATES
+from . import text
+
+
+class View:
+    """A displayable command result."""
+
+    def __init__(self, plain: str, html: str):
+        self.plain = plain
+        self.html = html
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict[str, str]:
+        return {"text/plain": self.plain, "text/html": self.html}
+
+    def __repr__(self) -> str:
+        return self.plain
+
+
+def _badge(state: str) -> str:
+    colour = COLOURS.get(state, "#ccc")
+    fg = "#fff" if state in ("done", "failed", "blocked") else "#222"
+    return (f'<span data-state="{state}" style="background:{colour};color:{fg};'
+            f'padding:0 6px;border-radius:8px;font-size:90%">{state}</span>')
+
+
+def legend() -> str:
+    return " ".join(_badge(s) for s in STATES)
+
+
+_TABLE = 'style="border-collapse:collapse;font-family:monospace;font-size:12px"'
+_CELL = 'style="padding:1px 8px;text-align:left;border-bottom:1px solid #eee"'
+
+
+def html_table(headers: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th {_CELL}>{escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td {_CELL}>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table {_TABLE}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def ls_view(rows: list, limit: int = 500) -> View:
+    shown = rows[:limit]
+    html_rows = [[escape(r.job_id), _badge(r.state), escape(r.function),
+                  text.seconds(r.duration), escape(r.parent or "")] for r in shown]
+    more = f"<div>... and {len(rows) - limit} more</div>" if len(rows) > limit else ""
+    html = (f"<div>{legend()}</div>"
+            + html_table(["job", "state", "function", "duration", "parent"], html_rows) + more)
+    return View(text.render_ls(rows), html)
+
+
+def details_view(d: Any) -> View:
+    fields = [("state", _badge(d.state)), ("function", escape(d.function))]
+    if d.parent:
+        fields.append(("parent", escape(d.parent)))
+    if d.children:
+        fields.append(("children", escape(", ".join(d.children))))
+    fields += [("depends on", escape(", ".join(d.dependencies) or "-")),
+               ("needed by", escape(", ".join(d.dependents) or "-")),
+               ("why", escape("; ".join(d.why) or "up to date"))]
+    if d.started:
+        fields.append(("last run", f"{text.when(d.started)}, {text.seconds(d.duration)}"
+                                   f" on {escape(d.engine or 'kernel')}"))
+    if d.error:
+        fields.append(("error", f'<b style="color:{COLOURS["failed"]}">{escape(d.error)}</b>'))
+    if d.blocked_by:
+        fields.append(("blocked by", escape(d.blocked_by)))
+    html = f"<div><b>{escape(d.job_id)}</b></div>" + html_table(
+        ["", ""], [[escape(k), v] for k, v in fields])
+    for title, body in (("traceback", d.traceback), ("stdout", d.stdout), ("stderr", d.stderr)):
+        if body:
+            html += f"<details open><summary>{title}</summary><pre>{escape(body)}</pre></details>"
+    return View(text.render_details(d), html)
+
+
+def stats_view(stats: dict) -> View:
+    rows = [[escape(fn), str(sum(c.values()))] + [str(c.get(s, "") or "") for s in STATES]
+            for fn, c in sorted(stats["by_function"].items())]
+    totals = ", ".join(f"{n} {_badge(s)}" for s, n in stats["by_state"].items() if n)
+    html = f"<div>{totals}</div>" + html_table(["function", "jobs", *STATES], rows)
+    return View(text.render_stats(stats), html)
+
+
+def why_view(job_id: str, reasons: list[str]) -> View:
+    plain = text.render_why(job_id, reasons)
+    items = "".join(f"<li>{escape(r)}</li>" for r in reasons)
+    html = (f"<div><b>{escape(job_id)}</b> is up to date</div>" if not reasons else
+            f"<div><b>{escape(job_id)}</b> is not up to date:<ul>{items}</ul></div>")
+    return View(plain, html)
+
+
+def for_command(name: str, result: Any, args: Any) -> View | None:
+    if name == "ls":
+        return ls_view(result)
+    if name == "details":
+        return details_view(result)
+    if name == "stats":
+        return stats_view(result)
+    if name == "why":
+        return why_view(args.job, result)
+    if name == "clean":
+        line = text.render_cleaned(result)
+        return View(line, escape(line))
+    return None  # make and remake print their summary line
