@@ -40,7 +40,7 @@ def format_job_traceback(exc: BaseException) -> str:
     """The traceback from the job's own first frame: our frames (the runner, the cell
     runner) are not the user's business."""
     tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR + os.sep):
         tb = tb.tb_next
     return "".join(traceback.format_exception(type(exc), exc, tb))
 

@@ -81,6 +81,37 @@ class _TopLevel(ast.NodeVisitor):
 
     visit_AsyncFor = visit_For
 
+    def visit_ExceptHandler(self, node: ast.ExceptHandler) -> None:
+        # ``except E as err`` binds err for the handler only: Python deletes it after.
+        if node.type is not None:
+            self.visit(node.type)
+        if node.name is None:
+            for stmt in node.body:
+                self.visit(stmt)
+            return
+        was_bound = node.name in self.bound
+        self.bound.add(node.name)
+        for stmt in node.body:
+            self.visit(stmt)
+        if not was_bound:
+            self.bound.discard(node.name)
+
+    # ``match`` patterns bind by plain strings, not Name nodes.
+    def visit_MatchAs(self, node: ast.MatchAs) -> None:
+        if node.pattern is not None:
+            self.visit(node.pattern)
+        if node.name is not None:
+            self._bind(node.name)
+
+    def visit_MatchStar(self, node: ast.MatchStar) -> None:
+        if node.name is not None:
+            self._bind(node.name)
+
+    def visit_MatchMapping(self, node: ast.MatchMapping) -> None:
+        self.generic_visit(node)
+        if node.rest is not None:
+            self._bind(node.rest)
+
     def visit_Import(self, node: ast.Import) -> None:
         for alias in node.names:
             self._bind(alias.asname or alias.name.split(".")[0])
@@ -92,9 +123,10 @@ class _TopLevel(ast.NodeVisitor):
 
     # -- nested scopes: their free names are reads of the cell's namespace ---------------
     def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
-        for deco in node.decorator_list:
-            self.visit(deco)
-        self._visit_defaults(node.args)
+        for expr in [*node.decorator_list, node.returns]:
+            if expr is not None:
+                self.visit(expr)
+        self._visit_signature(node.args)
         for name in _free_names(node):
             self._read(name)
         self._bind(node.name)
@@ -109,7 +141,7 @@ class _TopLevel(ast.NodeVisitor):
         self._bind(node.name)
 
     def visit_Lambda(self, node: ast.Lambda) -> None:
-        self._visit_defaults(node.args)
+        self._visit_signature(node.args)
         for name in _free_names(node):
             self._read(name)
 
@@ -118,12 +150,19 @@ class _TopLevel(ast.NodeVisitor):
         self.visit(node.generators[0].iter)
         for name in _free_names(node):
             self._read(name)
+        for sub in ast.walk(node):  # ``(last := y) for y in ...`` binds last in the cell
+            if isinstance(sub, ast.NamedExpr):
+                self._bind(sub.target.id)
 
     visit_ListComp = visit_SetComp = visit_GeneratorExp = visit_DictComp = _comprehension
 
-    def _visit_defaults(self, args: ast.arguments) -> None:
-        for d in [*args.defaults, *(d for d in args.kw_defaults if d is not None)]:
-            self.visit(d)
+    def _visit_signature(self, args: ast.arguments) -> None:
+        """Defaults and annotations are evaluated where the function is defined."""
+        params = [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]
+        annotations = [p.annotation for p in params if p is not None]
+        for expr in [*args.defaults, *args.kw_defaults, *annotations]:
+            if expr is not None:
+                self.visit(expr)
 
     def visit_Global(self, node: ast.Global) -> None:
         pass

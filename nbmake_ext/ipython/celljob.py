@@ -6,8 +6,7 @@ import builtins
 import linecache
 from typing import Any
 
-from ..fingerprint import CodeFingerprint, cell_fingerprint, code_fingerprint
-from ..fingerprint.code import is_tracked
+from ..fingerprint import CodeFingerprint, cell_fingerprint, code_fingerprint, digest, is_tracked
 
 
 class CellJob:
@@ -30,6 +29,7 @@ class CellJob:
         return f"<%%comp {self.job_id}>"
 
     def __call__(self, **inputs: Any) -> dict[str, Any]:
+        __tracebackhide__ = True  # noqa: F841 - IPython shows the cell's frame, not ours
         filename = self.filename
         lines = self.source.splitlines(True)
         linecache.cache[filename] = (len(self.source), None, lines, filename)
@@ -48,8 +48,6 @@ def cell_code_fingerprint(source: str, captured: dict[str, Any]) -> CodeFingerpr
     for name, value in sorted(captured.items()):
         if callable(value) and not isinstance(value, type) and _tracked(value):
             parts.update(code_fingerprint(value).parts)
-    from ..fingerprint.values import digest
-
     return CodeFingerprint(digest(sorted(parts.items())), parts)
 
 

@@ -4,100 +4,100 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..context import Context, set_current_context
-from ..errors import UnknownTarget
+from IPython.display import display
+
+from ..context import Context, current_context, set_current_context
+from ..errors import NotDone
 from ..execute.dynamic import DynamicContext
-from ..promise import Promise, resolve
-from .magics import CellDefiner, NbmakeMagics, complete_job_ids
+from ..promise import resolve
+from ..store import ResultUnavailable
+from ..ui import views
+from .cells import Cells
+from .completion import job_id_matcher
+from .magics import NbmakeMagics
 
 _session: "KernelSession | None" = None
 
 
 class KernelSession:
-    """What the extension keeps per kernel: the Context, the %%comp cells, the names it
-    bound to Promises (so a later make can bind them to values)."""
+    """What the extension keeps per kernel: the Context (the one module-level ``comp``
+    uses) and the ``%%comp`` cells defined on it."""
 
-    def __init__(self, shell: Any, store: str | None = None):
+    def __init__(self, shell: Any):
         self.shell = shell
-        self.ctx = Context(store)
-        set_current_context(self.ctx)
-        self.cells = CellDefiner(self)
+        self._made = False
+        # The context a `comp` before %load_ext made, else a new one on the default store.
+        self._attach(current_context())
 
-    # -- %%comp ---------------------------------------------------------------------------
+    def _attach(self, ctx: Context) -> None:
+        self.ctx = ctx
+        ctx.report = self._report
+        set_current_context(ctx)
+        self.cells = Cells(ctx, self.shell)
 
-    def define_cell(self, job_id: str | None, source: str) -> None:
-        jid = self.cells.define(job_id, source)
-        self.ctx.sync()
-        self._bind(jid, only_if_promise=False)
-
-    def _bind(self, jid: str, only_if_promise: bool) -> None:
-        """Bind a cell's output names: to values when it is up to date, else to Promises."""
-        ns = self.shell.user_ns
-        outputs = self.cells.outputs.get(jid, ())
-        if only_if_promise and not any(
-                isinstance(ns.get(n), Promise) and ns[n].job_id == jid for n in outputs):
-            return
-        values = None
-        if self.ctx.state_of(jid) == "done":
-            try:
-                values = self.ctx.result_of(jid)
-            except Exception:  # noqa: BLE001 - unreadable: leave Promises, make will redo it
-                values = None
-        for name in outputs:
-            current = ns.get(name)
-            if only_if_promise and not (isinstance(current, Promise) and current.job_id == jid):
-                continue  # the user rebound this name: leave it alone
-            if values is not None and name in values:
-                ns[name] = values[name]
-            else:
-                ns[name] = Promise(jid, self.ctx, output=name)
+    def _report(self, line: str) -> None:
+        """The end of every make, from a magic or from ``ctx.make()`` in a cell."""
+        self._made = True
+        display(views.summary_view(line))
 
     def bind_cell_outputs(self) -> None:
-        """After a command: outputs still bound to Promises get their values."""
-        for jid in list(self.cells.outputs):
-            if jid in self.ctx.graph:
-                self._bind(jid, only_if_promise=True)
-
-    # -- %nbmake store / debug ------------------------------------------------------------
+        self._made = False
+        self.cells.bind_done()
 
     def switch_store(self, path: str | None) -> None:
-        if path is None:
-            print(f"store: {self.ctx.store.path}")
-            return
-        old = self.ctx
-        self.ctx = Context(path)
-        set_current_context(self.ctx)
-        self.cells = CellDefiner(self)
-        old.close()
+        if path is not None:
+            old = self.ctx
+            self._attach(Context(path))
+            old.close()
         print(f"store: {self.ctx.store.path}")
 
     def debug(self, job_id: str) -> Any:
         """Run a job here, uncaptured, on its stored inputs: an exception reaches the
         user as is, so ``%debug`` lands in the job's own frame."""
+        __tracebackhide__ = True  # noqa: F841 - IPython hides this frame in tracebacks
         ctx = self.ctx
         ctx.sync()
-        if job_id not in ctx.graph:
-            raise UnknownTarget(f"no job {job_id!r}")
+        ctx._require(job_id)
         spec = ctx.graph.specs[job_id]
         if spec.func is not None:
             func, args, kwargs = spec.func, spec.args, spec.kwargs
-        else:
+        else:  # defined by an earlier kernel and not re-registered in this one
             func, args, kwargs = ctx.store.load_call(job_id)
         load = ctx.store.load_result
-        args, kwargs = resolve(args, load), resolve(kwargs, load)
+        try:
+            args, kwargs = resolve(args, load), resolve(kwargs, load)
+        except ResultUnavailable as exc:
+            raise NotDone(f"cannot debug {job_id!r}: {exc}; make its dependencies first") \
+                from None
         if spec.dynamic:
             args = (DynamicContext(job_id, lambda child: None), *args)
         print(f"debug: running {job_id} here; after an exception, %debug opens its frame")
         return func(*args, **kwargs)
 
-    # -- hooks ----------------------------------------------------------------------------
-
     def post_run_cell(self, *_: Any) -> None:
-        # Definitions reach the store when the cell ends (SPEC 1).
         if self.ctx._pending:
-            self.ctx.sync()
+            self.ctx.sync()  # definitions reach the store when the cell ends (SPEC 1)
+        if self._made:
+            self.bind_cell_outputs()  # a make ran in Python code (ctx.make())
 
-    def close(self) -> None:
+    # -- in and out of the shell -----------------------------------------------------------
+
+    def install(self) -> None:
+        magics = NbmakeMagics(self.shell, self)
+        self.shell.register_magics(magics)
+        self._magic_names = {kind: list(fns) for kind, fns in magics.magics.items()}
+        self.shell.events.register("post_run_cell", self.post_run_cell)
+        self._matcher = job_id_matcher(self)
+        self.shell.Completer.custom_matchers.append(self._matcher)
+
+    def uninstall(self) -> None:
+        self.shell.events.unregister("post_run_cell", self.post_run_cell)
+        if self._matcher in self.shell.Completer.custom_matchers:
+            self.shell.Completer.custom_matchers.remove(self._matcher)
+        registered = self.shell.magics_manager.magics
+        for kind, names in self._magic_names.items():
+            for name in names:
+                registered[kind].pop(name, None)
         self.ctx.close()
         set_current_context(None)
 
@@ -107,25 +107,11 @@ def load(shell: Any) -> None:
     if _session is not None and _session.shell is shell:
         return  # %load_ext twice: keep the one session
     _session = KernelSession(shell)
-    shell.register_magics(NbmakeMagics(shell, _session))
-    shell.events.register("post_run_cell", _session.post_run_cell)
-    completer = complete_job_ids(_session)
-    for name in ("make", "remake", "clean", "nbmake"):
-        shell.set_hook("complete_command", completer, str_key=f"%{name}")
+    _session.install()
 
 
 def unload(shell: Any) -> None:
     global _session
-    if _session is None:
-        return
-    try:
-        shell.events.unregister("post_run_cell", _session.post_run_cell)
-    except ValueError:
-        pass
-    magics = shell.magics_manager.magics
-    for kind, names in (("line", ("nbmake", "make", "remake", "clean")), ("cell", ("comp",))):
-        for name in names:
-            magics[kind].pop(name, None)
-    _session.close()
-    _session = None
-
+    if _session is not None:
+        _session.uninstall()
+        _session = None

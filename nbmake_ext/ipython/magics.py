@@ -2,29 +2,32 @@
 
 Magics are thin: they parse arguments (argparse built from the one command table, via
 IPython's ``magic_arguments`` so that ``%make?`` shows usage and an example) and call the
-kernel's Context.
+kernel's session.
 """
 
 from __future__ import annotations
 
-import builtins
+import inspect
 import shlex
 from typing import TYPE_CHECKING, Any
 
 from IPython.core import magic_arguments
+from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.display import display
 
 from ..commands import COMMANDS, Command
-from ..errors import InvalidJob, UnknownTarget
-from ..promise import Promise
-from ..registration import make_spec
 from ..ui import views
-from . import cellcode
-from .celljob import CellJob, cell_code_fingerprint
 
 if TYPE_CHECKING:
     from .extension import KernelSession
+
+#: Commands of ``%nbmake`` that are not in the command table: they need the kernel.
+KERNEL_COMMANDS = {
+    "debug": ("debug JOB", "re-run a failed job here on its stored inputs, so %debug "
+                           "opens its frame"),
+    "store": ("store [PATH]", "show the store, or switch to the one at PATH"),
+}
 
 
 def _build_magic(command: Command, run):
@@ -46,6 +49,41 @@ def _build_magic(command: Command, run):
     return magic_arguments.magic_arguments()(magic)
 
 
+def parse(magic, line: str):
+    """The arguments of a magic built by ``_build_magic``. Quotes are shell quotes:
+    ``%make 'fit-*'`` means the glob fit-*."""
+    try:
+        words = shlex.split(line)
+    except ValueError as exc:
+        raise UsageError(f"{exc}: {line}") from None
+    return magic.parser.parse_args(words)
+
+
+def _usage(command: Command) -> str:
+    words = [command.name]
+    for arg in sorted(command.args, key=lambda a: not a.flags[0].startswith("-")):
+        name = arg.flags[0]
+        if name.startswith("-"):
+            words.append(f"[{name}]")
+        elif arg.nargs == "*":
+            words.append(f"[{name.upper()} ...]")
+        elif arg.nargs == "+":
+            words.append(f"{name.upper()} ...")
+        else:
+            words.append(name.upper())
+    return " ".join(words)
+
+
+def _nbmake_doc() -> str:
+    usage = [(_usage(c), c.help) for c in COMMANDS.values()] + list(KERNEL_COMMANDS.values())
+    width = max(len(u) for u, _ in usage)
+    lines = [f"    %nbmake {u:<{width}}  {h}" for u, h in usage]
+    return ("Run an nbmake command; `%make?` etc. tell more about each.\n\n"
+            "Commands::\n\n" + "\n".join(lines) + "\n\nExample::\n\n"
+            "    %nbmake ls failed\n    %nbmake why report\n    %nbmake details fit-3\n"
+            "    %nbmake store /data/project/.nbmake\n")
+
+
 @magics_class
 class NbmakeMagics(Magics):
     def __init__(self, shell, session: "KernelSession"):
@@ -58,55 +96,52 @@ class NbmakeMagics(Magics):
             if command.own_magic:
                 self.magics["line"][name] = fn
 
-    # -- %nbmake CMD ... --------------------------------------------------------------------
-
     @line_magic
     def nbmake(self, line: str = ""):
-        """Run an nbmake command: make remake clean ls details why stats debug store.
-
-        Example::
-
-            %nbmake ls failed
-            %nbmake why report
-            %nbmake details fit-3
-            %nbmake store /data/project/.nbmake
-        """
-        words = shlex.split(line)
+        __tracebackhide__ = True  # noqa: F841 - IPython hides this frame in tracebacks
+        try:
+            words = shlex.split(line)
+        except ValueError as exc:
+            raise UsageError(f"{exc}: {line}") from None
         if not words:
-            print(self.nbmake.__doc__)
+            print(inspect.cleandoc(self.nbmake.__doc__))
             return None
-        name, rest = words[0], " ".join(shlex.quote(w) for w in words[1:])
+        name, rest = words[0], words[1:]
         if name == "store":
-            return self.session.switch_store(rest.strip() or None)
+            if len(rest) > 1:
+                raise UsageError("usage: %nbmake store [PATH]")
+            return self.session.switch_store(rest[0] if rest else None)
         if name == "debug":
-            if len(words) != 2:
-                raise UnknownTarget("usage: %nbmake debug JOB")
-            return self.session.debug(words[1])
+            if len(rest) != 1:
+                raise UsageError("usage: %nbmake debug JOB")
+            return self.session.debug(rest[0])
         if name not in COMMANDS:
-            known = ", ".join([*COMMANDS, "debug", "store"])
-            raise UnknownTarget(f"unknown nbmake command {name!r}; commands: {known}")
-        return self._run(COMMANDS[name], rest)
+            known = ", ".join([*COMMANDS, *KERNEL_COMMANDS])
+            raise UsageError(f"unknown nbmake command {name!r}; commands: {known}")
+        return self._run(COMMANDS[name], " ".join(shlex.quote(w) for w in rest))
+
+    nbmake.__doc__ = _nbmake_doc()
 
     def _run(self, command: Command, line: str):
-        fn = self._parsers[command.name]
         try:
-            args = magic_arguments.parse_argstring(fn, line)
-        except SystemExit:  # argparse already printed the usage
+            args = parse(self._parsers[command.name], line)
+        except SystemExit:  # -h: argparse already printed the usage
             return None
-        result = command.run(self.session.ctx, args)
-        self.session.bind_cell_outputs()
+        try:
+            result = command.run(self.session.ctx, args)
+        finally:
+            self.session.bind_cell_outputs()
         view = views.for_command(command.name, result, args)
         if view is not None:
             display(view)
         return None
 
-    # -- %%comp ---------------------------------------------------------------------------
-
     @cell_magic
     def comp(self, line: str, cell: str):
         """Make this cell a job: its outputs are the names it binds, its inputs the names
         it reads (outputs of other %%comp cells and Promises are dependencies; other
-        values are captured). The cell runs at the next make.
+        values are captured). The cell runs at the next make; until then its outputs
+        are Promises, after it they are the values.
 
         Example::
 
@@ -114,67 +149,7 @@ class NbmakeMagics(Magics):
             model = fit(data, alpha)
             score = evaluate(model)
         """
-        self.session.define_cell(line.strip() or None, cell)
-
-
-def complete_job_ids(session: "KernelSession"):
-    def completer(_shell, event) -> list[str]:
-        prefix = event.symbol or ""
-        try:
-            return [j for j in session.ctx.graph.specs if j.startswith(prefix)][:500]
-        except Exception:  # noqa: BLE001 - a completer must never raise
-            return []
-    return completer
-
-
-class CellDefiner:
-    """Turns a cell body into a job, classifying each name it reads (SPEC 1)."""
-
-    def __init__(self, session: "KernelSession"):
-        self.session = session
-        self.output_of: dict[str, str] = {}      # output name -> its cell job
-        self.outputs: dict[str, tuple[str, ...]] = {}  # cell job -> its outputs
-
-    def define(self, job_id: str | None, source: str) -> str:
-        ns = self.session.shell.user_ns
-        try:
-            names = cellcode.analyse(source)
-        except SyntaxError as exc:
-            raise InvalidJob(job_id or "cell", f"the cell does not parse: {exc}") from None
-        code_hint = cell_code_fingerprint(source, {}).digest
-        job_id = job_id or cellcode.default_job_id(names.outputs, code_hint)
-        inputs: dict[str, Any] = {}
-        captured: dict[str, Any] = {}
-        for name in names.inputs:
-            owner = self.output_of.get(name)
-            if owner == job_id:
-                raise InvalidJob(job_id, f"reads {name!r} before binding it, and {name!r} is "
-                                         "its own output; give the input another name")
-            if owner is not None and owner in self.session.ctx.graph:
-                inputs[name] = Promise(owner, self.session.ctx, output=name)
-            elif name in ns and isinstance(ns[name], Promise):
-                inputs[name] = ns[name]
-            elif name in ns and not _is_shell_name(name):
-                inputs[name] = captured[name] = ns[name]
-            elif hasattr(builtins, name):
-                continue
-            else:
-                raise InvalidJob(job_id, f"name {name!r} is not defined")
-        code = cell_code_fingerprint(source, captured)
-        spec = make_spec(CellJob(job_id, source, names.outputs), (), inputs, job_id,
-                         code=code, label="cell")
-        self.session.ctx._register(spec)
-        for name, owner in list(self.output_of.items()):
-            if owner == job_id and name not in names.outputs:
-                del self.output_of[name]
-        self.output_of.update(dict.fromkeys(names.outputs, job_id))
-        self.outputs[job_id] = names.outputs
-        return job_id
-
-
-_SHELL_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit", "_ih", "_oh", "_dh"})
-
-
-def _is_shell_name(name: str) -> bool:
-    return name in _SHELL_NAMES or (name.startswith("_") and name.lstrip("_i").isdigit())
-
+        job_id = line.strip()
+        if " " in job_id:
+            raise UsageError(f"usage: %%comp [JOB_ID] (one word, got {job_id!r})")
+        self.session.cells.define(job_id or None, cell)

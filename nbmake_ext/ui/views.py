@@ -6,6 +6,7 @@ inline styles, the SPEC colours and a legend.
 
 from __future__ import annotations
 
+import re
 from html import escape
 from typing import Any
 
@@ -49,13 +50,20 @@ def html_table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 def ls_view(rows: list, limit: int = 500) -> View:
+    """At most ``limit`` rows, so that a big store does not flood the notebook file;
+    the tally under the table still counts every job."""
     shown = rows[:limit]
     html_rows = [[escape(r.job_id), _badge(r.state), escape(r.function),
                   text.seconds(r.duration), escape(r.parent or "")] for r in shown]
-    more = f"<div>... and {len(rows) - limit} more</div>" if len(rows) > limit else ""
+    plain = text.render_ls(rows).splitlines()
+    more = []
+    if len(rows) > limit:
+        more = [f"... and {len(rows) - limit} more"]
+        plain = plain[:2 + limit] + more + plain[-1:]
     html = (f"<div>{legend()}</div>"
-            + html_table(["job", "state", "function", "duration", "parent"], html_rows) + more)
-    return View(text.render_ls(rows), html)
+            + html_table(["job", "state", "function", "duration", "parent"], html_rows)
+            + "".join(f"<div>{escape(line)}</div>" for line in [*more, plain[-1]]))
+    return View("\n".join(plain), html)
 
 
 def details_view(d: Any) -> View:
@@ -96,6 +104,21 @@ def why_view(job_id: str, reasons: list[str]) -> View:
     html = (f"<div><b>{escape(job_id)}</b> is up to date</div>" if not reasons else
             f"<div><b>{escape(job_id)}</b> is not up to date:<ul>{items}</ul></div>")
     return View(plain, html)
+
+
+_COUNT = re.compile(r"\b(\d+) (done|failed|blocked)\b")
+
+
+def summary_view(line: str) -> View:
+    """The line a make ends with (``make: 3 done, 1 failed, 8 up to date in 0.20s``),
+    its counts in the state colours."""
+    def coloured(m: re.Match) -> str:
+        state = m.group(2)
+        colour = COLOURS[state] if m.group(1) != "0" else "inherit"
+        return f'<b style="color:{colour}">{m.group(0)}</b>'
+
+    html = _COUNT.sub(coloured, escape(line))
+    return View(line, f'<div style="font-family:monospace">{html}</div>')
 
 
 def for_command(name: str, result: Any, args: Any) -> View | None:

@@ -1,0 +1,16 @@
+"""The trivial jobs every tool runs (a module, so all tools pickle them by reference)."""
+
+CALLS = 0  # how many times a job body actually ran in this process (sanity check)
+
+
+def work(i):
+    global CALLS
+    CALLS += 1
+    return i * 2
+
+
+def step(prev, i):
+    """Chain shape: job i consumes the result of job i-1."""
+    global CALLS
+    CALLS += 1
+    return prev + i

@@ -1,0 +1,23 @@
+"""Fingerprints: stable digests of values and of the user's code."""
+
+from .code import (
+    CodeFingerprint,
+    cell_fingerprint,
+    code_fingerprint,
+    function_label,
+    is_tracked,
+    set_tracked_root,
+)
+from .values import Unpicklable, digest, scan_args
+
+__all__ = [
+    "CodeFingerprint",
+    "Unpicklable",
+    "cell_fingerprint",
+    "code_fingerprint",
+    "digest",
+    "function_label",
+    "is_tracked",
+    "scan_args",
+    "set_tracked_root",
+]

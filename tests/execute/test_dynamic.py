@@ -1,0 +1,369 @@
+"""Dynamic jobs through the Python API (SPEC 1 comp_dynamic, 5 ls/details/clean)."""
+
+from __future__ import annotations
+
+import itertools
+import linecache
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import nbmake_ext
+from nbmake_ext import Context, JobsFailed, NotDone, Promise
+from nbmake_ext.context import set_current_context
+
+CALLS: list[tuple] = []
+
+
+# -- jobs ---------------------------------------------------------------------------------
+
+
+def square(x):
+    CALLS.append(("square", x))
+    return x * x
+
+
+def boom(x):
+    CALLS.append(("boom", x))
+    raise ValueError(f"child says no to {x}")
+
+
+def total(xs):
+    CALLS.append(("total", xs))
+    return sum(xs)
+
+
+def fan_out(context, n):
+    CALLS.append(("fan_out", n))
+    return [context.comp(square, i) for i in range(n)]
+
+
+def fan_out_dict(context, names):
+    CALLS.append(("fan_out_dict", tuple(names)))
+    return {name: {"sq": context.comp(square, len(name)), "tag": name} for name in names}
+
+
+def fan_out_with_failure(context):
+    CALLS.append(("fan_out_with_failure",))
+    return [context.comp(square, 2), context.comp(boom, 3)]
+
+
+def leaf_sum(v):
+    """Sum of the ints in a nested value (promises must have been resolved)."""
+    if not CALLS or CALLS[-1] != ("leaf_sum", v):
+        CALLS.append(("leaf_sum", v))
+
+    def walk(x):
+        if isinstance(x, int):
+            return x
+        if isinstance(x, dict):
+            return sum(walk(i) for i in x.values())
+        if isinstance(x, (list, tuple)):
+            return sum(walk(i) for i in x)
+        raise TypeError(f"unresolved {x!r}")
+
+    return walk(v)
+
+
+def level3(context, x):
+    CALLS.append(("level3", x))
+    return [context.comp(square, x), context.comp(square, x + 1)]
+
+
+def level2(context, x):
+    CALLS.append(("level2", x))
+    return {"l3": context.comp_dynamic(level3, x * 10)}
+
+
+def level1(context, n):
+    CALLS.append(("level1", n))
+    return [context.comp_dynamic(level2, i) for i in range(n)]
+
+
+def chain(context, n):
+    """Children depending on each other and on a value from outside."""
+    CALLS.append(("chain", n))
+    p = context.comp(square, n)
+    return context.comp(total, [p, p])
+
+
+def plus(x, y):
+    CALLS.append(("plus", x, y))
+    return x + y
+
+
+def uses_upstream(context, base):
+    CALLS.append(("uses_upstream", base))
+    return [context.comp(plus, base, i) for i in range(2)]
+
+
+# -- fixtures -----------------------------------------------------------------------------
+
+_serial = itertools.count()
+
+
+@pytest.fixture(autouse=True)
+def _clean_calls():
+    CALLS.clear()
+    yield
+    CALLS.clear()
+
+
+def new_context(path: Path) -> Context:
+    ctx = Context(path, durable=False)
+    ctx.validate = True
+    ctx.lines = []
+    ctx.report = ctx.lines.append
+    return ctx
+
+
+@pytest.fixture
+def store_path(tmp_path: Path) -> Path:
+    return tmp_path / "store"
+
+
+@pytest.fixture
+def ctx(store_path: Path):
+    c = new_context(store_path)
+    yield c
+    c.close()
+
+
+def calls_of(name: str) -> list[tuple]:
+    return [c for c in CALLS if c[0] == name]
+
+
+def rows(ctx: Context) -> dict:
+    return {r.job_id: r for r in ctx.ls()}
+
+
+def stored_ids(store_path: Path) -> set[str]:
+    """What the store holds, read by a context that registered nothing."""
+    other = new_context(store_path)
+    try:
+        return {r.job_id for r in other.ls()}
+    finally:
+        other.close()
+
+
+# -- tests --------------------------------------------------------------------------------
+
+
+def test_dynamic_parent_defines_children_and_dependents_get_resolved_values(ctx):
+    p = ctx.comp_dynamic(fan_out, 3)
+    t = ctx.comp(total, p)
+    assert isinstance(p, Promise) and p.job_id.startswith("fan_out-")
+    assert CALLS == []
+    ctx.make()
+    assert p.result() == [0, 1, 4]
+    assert t.result() == 5
+    assert calls_of("total") == [("total", [0, 1, 4])]
+    assert sorted(calls_of("square")) == [("square", 0), ("square", 1), ("square", 2)]
+    assert ctx.lines[-1].startswith("make: 5 done")
+
+
+def test_children_are_listed_with_their_parent(ctx, store_path):
+    p = ctx.comp_dynamic(fan_out, 2)
+    ctx.make()
+    table = rows(ctx)
+    children = [j for j, r in table.items() if r.parent == p.job_id]
+    assert len(children) == 2 and all(j.startswith("square-") for j in children)
+    assert table[p.job_id].parent is None
+    assert all(table[c].state == "done" for c in children)
+    assert sorted(ctx.details(p.job_id).children) == sorted(children)
+    for c in children:
+        assert ctx.details(c).parent == p.job_id
+    # a child's id is not that of the same call made at top level
+    top = ctx.comp(square, 0)
+    assert top.job_id not in children
+    # the store holds them: a second context sees parent and children
+    assert {p.job_id, *children} <= stored_ids(store_path)
+
+
+def test_values_with_promises_nested_in_dicts_are_resolved(ctx):
+    p = ctx.comp_dynamic(fan_out_dict, ["ab", "xyz"])
+    t = ctx.comp(total, [ctx.comp(square, 1), 1])
+    ctx.make()
+    assert p.result() == {"ab": {"sq": 4, "tag": "ab"}, "xyz": {"sq": 9, "tag": "xyz"}}
+    assert t.result() == 2
+
+
+def test_children_may_depend_on_each_other_and_on_outside_jobs(ctx):
+    c = ctx.comp_dynamic(chain, 3)
+    up = ctx.comp(square, 5)
+    u = ctx.comp_dynamic(uses_upstream, up)
+    after = ctx.comp(total, u)
+    ctx.make()
+    assert c.result() == 18
+    assert u.result() == [25, 26]
+    assert after.result() == 51
+
+
+def test_nesting_three_levels(ctx):
+    top = ctx.comp_dynamic(level1, 2)
+    t = ctx.comp(leaf_sum, [top])  # a dependent of the outermost job
+    ctx.make()
+    assert top.result() == [{"l3": [0, 1]}, {"l3": [100, 121]}]
+    table = rows(ctx)
+    l2 = [j for j, r in table.items() if r.parent == top.job_id]
+    assert len(l2) == 2 and all(j.startswith("level2-") for j in l2)
+    l3 = [j for j, r in table.items() if r.parent in l2]
+    assert len(l3) == 2 and all(j.startswith("level3-") for j in l3)
+    leaves = [j for j, r in table.items() if r.parent in l3]
+    assert len(leaves) == 4 and all(j.startswith("square-") for j in leaves)
+    assert all(r.state == "done" for r in table.values())
+    assert sorted(x for _, x in calls_of("square")) == [0, 1, 10, 11]
+    assert t.result() == 222
+    assert calls_of("leaf_sum") == [("leaf_sum", [[{"l3": [0, 1]}, {"l3": [100, 121]}]])]
+
+
+def test_a_second_make_runs_nothing(ctx, store_path):
+    p = ctx.comp_dynamic(level1, 2)
+    ctx.make()
+    CALLS.clear()
+    ctx.make()
+    assert CALLS == []
+    assert p.state == "done"
+    ctx.close()
+    again = new_context(store_path)  # "kernel restart": same registration, nothing re-runs
+    try:
+        q = again.comp_dynamic(level1, 2)
+        again.make()
+        assert CALLS == []
+        assert q.result() == [{"l3": [0, 1]}, {"l3": [100, 121]}]
+        assert len(again.ls()) == 1 + 2 + 2 + 4
+    finally:
+        again.close()
+
+
+def test_rerun_defining_fewer_children_forgets_the_rest(ctx, store_path):
+    p = ctx.comp_dynamic(fan_out, 3, job_id="fan")
+    ctx.make()
+    first = {j for j, r in rows(ctx).items() if r.parent == "fan"}
+    assert len(first) == 3
+    files_before = len(os.listdir(store_path / "results"))
+    ctx.comp_dynamic(fan_out, 1, job_id="fan")
+    assert p.state == "stale"
+    CALLS.clear()
+    ctx.make()
+    assert p.result() == [0]
+    now = {j for j, r in rows(ctx).items() if r.parent == "fan"}
+    assert len(now) == 1 and now < first
+    gone = first - now
+    assert not gone & stored_ids(store_path)
+    assert len(os.listdir(store_path / "results")) == files_before - 2
+    # the unchanged child was not run again
+    assert CALLS == [("fan_out", 1)]
+
+
+def test_unchanged_children_are_not_rerun_when_the_parent_reruns(ctx):
+    p = ctx.comp_dynamic(fan_out, 2, job_id="fan")
+    ctx.make()
+    ctx.comp_dynamic(fan_out, 4, job_id="fan")
+    CALLS.clear()
+    ctx.make()
+    assert p.result() == [0, 1, 4, 9]
+    assert CALLS[0] == ("fan_out", 4)
+    assert sorted(calls_of("square")) == [("square", 2), ("square", 3)]
+
+
+def test_remake_of_the_parent_keeps_unchanged_children(ctx):
+    p = ctx.comp_dynamic(fan_out, 2)
+    t = ctx.comp(total, p)
+    ctx.make()
+    CALLS.clear()
+    ctx.remake(p.job_id)
+    assert CALLS == [("fan_out", 2)]
+    assert t.state == "done" and t.result() == 1
+
+
+def test_failing_child_fails_the_parent_and_blocks_its_dependents(ctx):
+    p = ctx.comp_dynamic(fan_out_with_failure)
+    t = ctx.comp(total, p)
+    independent = ctx.comp(square, 7)
+    with pytest.raises(JobsFailed) as info:
+        ctx.make()
+    table = rows(ctx)
+    kids = {j: r for j, r in table.items() if r.parent == p.job_id}
+    bad = next(j for j in kids if j.startswith("boom-"))
+    good = next(j for j in kids if j.startswith("square-"))
+    assert table[bad].state == "failed"
+    assert table[good].state == "done"
+    assert p.state == "failed"
+    assert ctx.details(p.job_id).error == f"child {bad} failed"
+    assert t.state == "blocked"
+    assert independent.state == "done" and independent.result() == 49
+    exc = info.value
+    assert exc.failed.get(p.job_id) == f"child {bad} failed"
+    assert exc.blocked == {t.job_id: p.job_id}
+    assert "child says no to 3" in exc.failed.get(bad, "") or bad not in exc.failed
+    with pytest.raises(nbmake_ext.JobFailed, match="child"):
+        p.result()
+    assert calls_of("total") == []
+
+
+def test_clean_on_the_parent_forgets_its_children(ctx, store_path):
+    p = ctx.comp_dynamic(level1, 1)
+    other = ctx.comp(square, 3)
+    ctx.make()
+    assert len(ctx.ls()) == 1 + 1 + 1 + 2 + 1
+    ctx.clean(p.job_id)
+    assert {r.job_id for r in ctx.ls()} == {p.job_id, other.job_id}
+    assert stored_ids(store_path) == {p.job_id, other.job_id}
+    assert p.state == "todo" and other.state == "done"
+    CALLS.clear()
+    ctx.make()
+    assert p.result() == [{"l3": [0, 1]}]
+    assert sorted(c[0] for c in CALLS) == ["level1", "level2", "level3", "square", "square"]
+
+
+def test_module_level_comp_dynamic_uses_the_current_context(ctx):
+    set_current_context(ctx)
+    try:
+        p = nbmake_ext.comp_dynamic(fan_out, 2, job_id="modfan")
+        assert p.job_id == "modfan"
+        ctx.make()
+        assert Promise("modfan").result() == [0, 1]
+    finally:
+        set_current_context(None)
+
+
+def test_dynamic_job_defined_in_a_notebook_cell(ctx, store_path):
+    src = textwrap.dedent("""
+        def nb_child(x):
+            return x + 100
+
+        def nb_parent(context, n):
+            return [context.comp(nb_child, i) for i in range(n)]
+    """)
+    filename = f"/tmp/ipykernel_{os.getpid()}/nbmake_dyn_cell{next(_serial)}.py"
+    linecache.cache[filename] = (len(src), None, src.splitlines(True), filename)
+    try:
+        ns = {"__name__": "__main__"}
+        exec(compile(src, filename, "exec"), ns)
+        p = ctx.comp_dynamic(ns["nb_parent"], 3)
+        t = ctx.comp(total, p)
+        ctx.make()
+        assert p.result() == [100, 101, 102]
+        assert t.result() == 303
+        assert {r.function for r in ctx.ls() if r.parent == p.job_id} == {"nb_child"}
+        # the console re-runs them from the store alone
+        ctx.clean(p.job_id)
+        ctx.close()
+        console = new_context(store_path)
+        try:
+            console.make()
+            assert Promise(p.job_id, console).result() == [100, 101, 102]
+            assert len([r for r in console.ls() if r.parent == p.job_id]) == 3
+        finally:
+            console.close()
+    finally:
+        linecache.cache.pop(filename, None)
+
+
+def test_result_before_make_is_not_done(ctx):
+    p = ctx.comp_dynamic(fan_out, 1)
+    with pytest.raises(NotDone):
+        p.result()

@@ -1,0 +1,91 @@
+"""Parsing and help of the magics, in IPython's in-process test shell (no kernel: fast).
+
+What the magics do is tested in real kernels (test_kernel.py); here only how they read
+their arguments and what ``%make?`` says.
+"""
+
+from __future__ import annotations
+
+import pytest
+from IPython.core.error import UsageError
+from IPython.testing.globalipapp import start_ipython
+
+from nbmake_ext import current_context
+from nbmake_ext.commands import COMMANDS
+from nbmake_ext.ipython import extension
+from nbmake_ext.ipython.magics import NbmakeMagics, parse
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(scope="module")
+def ip(tmp_path_factory):
+    shell = start_ipython()
+    store = tmp_path_factory.mktemp("parsing") / ".nbmake"
+    shell.run_line_magic("load_ext", "nbmake_ext")
+    shell.run_line_magic("nbmake", f"store {store}")
+    yield shell
+    shell.run_line_magic("unload_ext", "nbmake_ext")
+
+
+@pytest.mark.parametrize("magic, line, expected", [
+    ("make", "", {"targets": [], "echo": False}),
+    ("make", "--echo report 'fit-*' failed", {"targets": ["report", "fit-*", "failed"],
+                                              "echo": True}),
+    ("remake", "draw-1 draw-2", {"targets": ["draw-1", "draw-2"], "echo": False}),
+    ("clean", "failed", {"targets": ["failed"]}),
+    ("clean", '"two words" x', {"targets": ["two words", "x"]}),
+])
+def test_own_magics_parse_targets(ip, magic, line, expected):
+    assert vars(parse(ip.find_line_magic(magic), line)) == expected
+
+
+@pytest.mark.parametrize("line, message", [
+    ("remake", "required: targets"),
+    ("make --bogus", "unrecognized arguments: --bogus"),
+    ("nbmake details", "required: job"),
+    ("nbmake why a b", "unrecognized arguments: b"),
+    ("nbmake frobnicate", "unknown nbmake command 'frobnicate'"),
+    ("nbmake debug", "usage: %nbmake debug JOB"),
+    ("nbmake store a b", r"usage: %nbmake store \[PATH\]"),
+    ("make 'unclosed", "No closing quotation"),
+])
+def test_bad_usage_is_a_usage_error(ip, line, message):
+    name, _, rest = line.partition(" ")
+    with pytest.raises(UsageError, match=message):
+        ip.run_line_magic(name, rest)
+
+
+def test_comp_takes_one_job_id(ip):
+    with pytest.raises(UsageError, match="one word"):
+        ip.run_cell_magic("comp", "two words", "x = 1")
+
+
+@pytest.mark.parametrize("name", [n for n, c in COMMANDS.items() if c.own_magic])
+def test_help_of_own_magics_has_usage_and_example(ip, name):
+    doc = ip.find_line_magic(name).__doc__
+    assert f"%{name} [--echo]" in doc or f"%{name} [targets ...]" in doc
+    assert "Example::" in doc and f"    %{name} " in doc
+
+
+def test_nbmake_help_lists_every_command(ip):
+    doc = ip.find_line_magic("nbmake").__doc__
+    for name in [*COMMANDS, "debug", "store"]:
+        assert f"%nbmake {name}" in doc
+    assert "%nbmake details JOB" in doc and "%nbmake make [--echo] [TARGETS ...]" in doc
+
+
+def test_comp_help_has_an_example(ip):
+    doc = ip.find_cell_magic("comp").__doc__
+    assert "%%comp fit" in doc and "outputs" in doc and "inputs" in doc
+
+
+def test_only_make_remake_clean_are_magics_of_their_own(ip):
+    ours = [name for name, fn in ip.magics_manager.magics["line"].items()
+            if isinstance(getattr(fn, "__self__", None), NbmakeMagics)
+            or fn.__module__.startswith("nbmake_ext")]
+    assert sorted(ours) == ["clean", "make", "nbmake", "remake"]
+
+
+def test_extension_context_is_the_current_one(ip):
+    assert extension._session.ctx is current_context()
