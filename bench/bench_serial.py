@@ -90,8 +90,16 @@ class Runner:
         self.args = args
         self.root = root
         self.counter = 0
-        self.cost: dict[tuple, tuple[int, float]] = {}  # (kind, tool, shape) -> (n, seconds)
+        # (kind, tool, shape) -> (n, wall seconds, the part of it that grows with n)
+        self.cost: dict[tuple, tuple[int, float, float]] = {}
         self.failures: list[dict] = []
+        self.sync_seconds = 0.0
+        self.rm_seconds = 0.0
+
+    def rmtree(self, path: str) -> None:
+        t = time.time()
+        shutil.rmtree(path, ignore_errors=True)
+        self.rm_seconds += time.time() - t
 
     def new_dir(self, name: str) -> str:
         self.counter += 1
@@ -101,8 +109,8 @@ class Runner:
         prev = self.cost.get((kind, tool.label, shape))
         if prev is None:
             return None
-        n0, secs = prev
-        return secs * n / n0
+        n0, wall, scaled = prev
+        return wall - scaled + scaled * n / n0  # start-up and imports do not grow with N
 
     def run(self, tool: Tool, phase: str, shape: str, n: int, store: str,
             timeout: float) -> dict:
@@ -116,8 +124,10 @@ class Runner:
         env.pop("NBMAKE_STORE", None)
         if os.path.exists(out):
             os.unlink(out)
+        t_sync = time.time()
         os.sync()  # earlier runs' dirty pages must not be written back during this one
         t_launch = time.time()
+        self.sync_seconds += t_launch - t_sync
         with open(err, "wb") as ef:
             try:
                 proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -181,16 +191,21 @@ def interleave(runner: Runner, kind: str, phase: str, shape: str, n: int,
                 c.runs.append(res)
                 prev = runner.cost.get((kind, tool.label, shape))
                 if prev is None or prev[0] != n or res["wall"] < prev[1]:
-                    runner.cost[(kind, tool.label, shape)] = (n, res["wall"])
+                    runner.cost[(kind, tool.label, shape)] = (n, res["wall"], scaled_part(res))
             if stores_in is None:
                 # Keep the last good store of each kind as the no-op measure's input.
                 if stores_out is not None and "error" not in res and tool.store:
                     old = stores_out.get(tool.store)
                     if old and old != store:
-                        shutil.rmtree(old, ignore_errors=True)
+                        runner.rmtree(old)
                     stores_out[tool.store] = store
                 else:
-                    shutil.rmtree(store, ignore_errors=True)
+                    runner.rmtree(store)
+
+
+def scaled_part(res: dict) -> float:
+    last = max(res.get(k, 0.0) for k in ("registered", "made", "closed"))
+    return max(0.0, last - res.get("imported", 0.0))
 
 
 def progress(msg: str) -> None:
@@ -247,7 +262,7 @@ def main() -> int:
                     help="indep (N independent jobs) and/or chain (job i uses job i-1's result)")
     ap.add_argument("--chain-max", type=int, default=10_000,
                     help="largest N for the chain shape (default 10000)")
-    ap.add_argument("--limit", type=float, default=60.0,
+    ap.add_argument("--limit", type=float, default=90.0,
                     help="skip a run estimated to take longer than this (s); fewer repeats "
                          "when repeats would exceed it")
     ap.add_argument("--tmp", default="/tmp", help="where the temporary stores go")
@@ -309,7 +324,9 @@ def main() -> int:
                 interleave(runner, "noop", "noop", shape, n, cells, stores, None)
                 noop.update({(t.label, shape, n): c for t, c in cells.items()})
                 for path in stores.values():
-                    shutil.rmtree(path, ignore_errors=True)
+                    runner.rmtree(path)
+                progress(f"  (so far: {time.time() - t_all:.0f} s, of which os.sync "
+                         f"{runner.sync_seconds:.0f} s, removing stores {runner.rm_seconds:.0f} s)")
     except KeyboardInterrupt:
         progress("interrupted: printing what was measured")
     finally:
@@ -344,7 +361,7 @@ def setup_store(runner: Runner, t: Tool, shape: str, n: int, stores: dict,
         shutil.rmtree(store, ignore_errors=True)
         runner.failures.append({"kind": "setup", "tool": setup.label, "shape": shape, "n": n, **res})
         return Cell(failed=res)
-    runner.cost[("setup", setup.label, shape)] = (n, res["wall"])
+    runner.cost[("setup", setup.label, shape)] = (n, res["wall"], scaled_part(res))
     stores[t.store] = store
     return None
 

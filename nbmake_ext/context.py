@@ -180,8 +180,9 @@ class Context:
         """Forget the results (and dynamic children) of the targets; none means all."""
         self.sync()
         ids = self._select(targets)
-        children = [c for j in ids for c in self.graph.descendants(j)]
-        children = [c for c in dict.fromkeys(children) if c not in set(ids)]
+        # Dynamic children go with their parent's result, also when selected themselves.
+        children = set(c for j in ids for c in self.graph.descendants(j))
+        ids = [j for j in ids if j not in children]
         for c in children:
             self.graph.remove(c)
         self.store.forget(children)
@@ -280,7 +281,13 @@ class Context:
         if not self._loaded or job_id in self._pending:
             self.sync()
         self._require(job_id)
-        return self._state(job_id, self._current_results(), self.store.running_ids())
+        # Another process may have made it since: reread the job and its dependencies.
+        ids = [job_id, *self.graph.specs[job_id].deps]
+        self._stored.update(self.store.snapshot_of(ids))
+        results = {j: st.record.result_fp for j in ids
+                   if (st := self._stored.get(j)) is not None and st.record is not None
+                   and st.record.present}
+        return self._state(job_id, results, self.store.running_ids())
 
     def result_of(self, job_id: str) -> Any:
         state = self.state_of(job_id)

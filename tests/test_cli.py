@@ -417,8 +417,6 @@ def test_clean_a_dynamic_job_forgets_its_children(lab):
     assert lab.states() == PREPARED
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: clean of a dynamic job together with its "
-                   "children (no targets, '*', 'done') keeps the children as todo jobs")
 @pytest.mark.parametrize("targets", [(), ("*",), ("fan", "child-*")])
 def test_clean_everything_forgets_dynamic_children_too(lab, targets):
     r = lab.nb("clean", *targets)

@@ -24,7 +24,6 @@ from ..store import ResultUnavailable, Store, StoredJob
 from ..store.store import dumps_value
 from .outcomes import Call, ChildSpec, JobRaised, JobReturned, Outcome, Timing
 
-CLAIM_BATCH = 16
 ELSEWHERE_POLL = 0.2
 
 
@@ -107,6 +106,7 @@ class Driver:
         self.bad_children: dict[str, str] = {}
         self.values = _Values()
         self._last_elsewhere_check = 0.0
+        self.started_at = time.time()
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -211,8 +211,10 @@ class Driver:
                 self.on_change(jid, "running")
 
     def _claim_batch(self) -> None:
+        # Claim only what is about to start: a claim is what other processes see as running.
         batch = []
-        while self.ready and len(batch) < CLAIM_BATCH:
+        slots = max(1, self.runner.free_slots())
+        while self.ready and len(batch) < slots:
             jid = self.ready.popleft()
             if self.sched.state(jid) == QUEUED and jid not in self.running:
                 batch.append(jid)
@@ -223,6 +225,9 @@ class Driver:
         fresh = self.store.snapshot_of(mine)
         for jid in mine:
             new = fresh.get(jid)
+            if new is not None and self._failed_elsewhere(jid, new):
+                self.store.release([jid])
+                continue
             if new is not None and not _same_record(new.record, self.sched.records.get(jid)):
                 # Another process stored a result meanwhile: decide again.
                 self.stored[jid] = new
@@ -247,8 +252,20 @@ class Driver:
             new = fresh.get(jid)
             if new is not None:
                 self.stored[jid] = new
+                if self._failed_elsewhere(jid, new):
+                    continue
             self._apply(self.sched.handle(
                 ev.Reconsider(jid, new.record if new is not None else None)))
+
+    def _failed_elsewhere(self, jid: str, new: StoredJob) -> bool:
+        """Another process ran this very definition during this make and it failed: that
+        is this make's outcome too (running it again would run it twice)."""
+        if new.state != "failed" or (new.ended or 0) < self.started_at \
+                or new.spec.def_fp != self.graph.specs[jid].def_fp:
+            return False
+        self._apply(self.sched.handle(ev.Failed(jid, f"{new.error} (in another process)")))
+        self.on_change(jid, "failed")
+        return True
 
     def _prepare(self, jid: str) -> Call | None:
         spec = self.graph.specs[jid]

@@ -96,6 +96,9 @@ class InKernelRunner:
     def has_capacity(self) -> bool:
         return not self._queue
 
+    def free_slots(self) -> int:
+        return 0 if self._queue else 1
+
     def submit(self, call: Call) -> None:
         self._queue.append(call)
 

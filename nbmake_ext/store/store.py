@@ -46,6 +46,7 @@ class StoredJob:
     blocked_by: str | None
     duration: float | None
     func_key: str | None
+    ended: float | None = None
 
 
 _json_memo: dict[str, Any] = {}
@@ -103,7 +104,7 @@ class Store:
     _COLUMNS = (
         "job_id, function, parent, dynamic, code_fp, code_parts, args_fp, deps, def_fp, state,"
         " forced, r_code_fp, r_code_parts, r_args_fp, r_arg_fps, r_dep_fps, r_result_fp, r_file,"
-        " error, blocked_by, duration, func_key"
+        " error, blocked_by, duration, func_key, ended"
     )
 
     def snapshot(self) -> dict[str, StoredJob]:
@@ -129,7 +130,7 @@ class Store:
         inflight = self._inflight
         for (jid, function, parent, dynamic, code_fp, code_parts, args_fp, deps, def_fp, state,
              forced, r_code_fp, r_code_parts, r_args_fp, r_arg_fps, r_dep_fps, r_result_fp,
-             r_file, error, blocked_by, duration, func_key) in rows:
+             r_file, error, blocked_by, duration, func_key, ended) in rows:
             spec = JobSpec(jid, function, code_fp, code_parts, args_fp, tuple(_loads(deps)),
                            parent, bool(dynamic), def_fp=def_fp)
             record = None
@@ -138,7 +139,7 @@ class Store:
                 record = RunRecord(r_code_fp, r_code_parts, r_args_fp, _loads(r_dep_fps),
                                    r_result_fp, r_arg_fps or {}, present=present)
             out[jid] = StoredJob(spec, record, state, bool(forced), error, blocked_by, duration,
-                                 func_key)
+                                 func_key, ended)
         return out
 
     def details(self, job_id: str) -> dict[str, Any]:

@@ -240,7 +240,9 @@ def test_sigint_while_waiting_for_another_process(lab, procs):
     a = procs.start([pt.PYTHON, str(path), "a"], cwd=tmp, env=dict(env, HANG="1"))
     pt.wait_until(pt.logged(log, "slow-start"), what="A runs slow", procs=(a,))
     b = procs.start([pt.PYTHON, str(path), "b"], cwd=tmp, env=env)
-    pt.wait_until(pt.logged(log, "first"), what="B gets past its own job", procs=(b,))
+    # B's own job is finished and recorded: B now only waits for A's `slow`.
+    pt.wait_until(lambda: pt.ls_states(store, cwd=tmp, env=env).get("first") == "done",
+                  what="B finishes its own job", procs=(b,))
     pt.interrupt(b)
     cb, out_b, err_b = procs.finish(b)
     assert cb == 3 and "KEYBOARDINTERRUPT" in out_b, out_b + err_b

@@ -226,8 +226,6 @@ def test_running_state_is_seen_while_the_job_runs(ctx):
         other.close()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: Context.state_of/result_of never re-read the store "
-                   "once loaded, so a second context on the store keeps its old view")
 def test_a_second_context_sees_states_change(ctx):
     p = ctx.comp(load, 3)
     ctx.ls()  # a command records the definition in the store

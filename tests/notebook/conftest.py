@@ -20,18 +20,18 @@ def jupyter_env(tmp_path_factory) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def shared_kernel(jupyter_env, tmp_path_factory):
-    """One kernel for a module, with the extension loaded; tests get it through ``nb``."""
+    """One kernel for a module; tests get it through ``nb``."""
     with Kernel(tmp_path_factory.mktemp("kernel-home"), jupyter_env) as k:
-        k.ok("%load_ext nbmake_ext")
         yield k
 
 
 @pytest.fixture
 def nb(shared_kernel, tmp_path) -> Kernel:
     """The module's kernel, moved to this test's directory: its own working directory and
-    store, a namespace emptied of the earlier tests' names."""
+    store, a namespace emptied of the earlier tests' names, the extension loaded (an
+    earlier test may have unloaded it)."""
     k = shared_kernel
-    k.ok(f"%reset -f\n%cd {tmp_path}\n%nbmake store .nbmake\n"
+    k.ok(f"%reset -f\n%cd {tmp_path}\n%load_ext nbmake_ext\n%nbmake store .nbmake\n"
          "from nbmake_ext import comp, comp_dynamic, current_context")
     k.cwd = tmp_path
     return k
