@@ -255,3 +255,68 @@ def test_sigint_while_waiting_for_another_process(lab, procs):
     states = pt.ls_states(store, cwd=tmp, env=env)
     assert states == {"slow": "done", "first": "done", "plus": "todo"}
     assert pt.integrity(store) == "ok"
+
+
+DYNAMIC = '''
+from nbmake_ext import Context
+
+ctx = Context(store=os.environ["NBMAKE_TEST_STORE"])
+
+
+def child(i):
+    note(f"child-{i}-start")
+    if i == 1 and os.environ.get("HANG"):
+        hold("never")
+    note(f"child-{i}")
+    return i * 10
+
+
+def fan(context, n):
+    note("fan")
+    return [context.comp(child, i, job_id=f"child-{i}") for i in range(n)]
+
+
+def total(xs):
+    note("total")
+    return sum(xs)
+
+
+f = ctx.comp_dynamic(fan, 2, job_id="fan")
+t = ctx.comp(total, f, job_id="total")
+try:
+    ctx.make()
+except BaseException as exc:
+    print("RAISED", type(exc).__name__)
+    raise
+print("RESULT", t.result())
+'''
+
+
+@pytest.mark.timeout(60)
+def test_sigint_in_a_dynamic_child_keeps_finished_children(lab, procs):
+    tmp, log, store, env = lab
+    path = pt.script(tmp / "dyn.py", DYNAMIC)
+    p = procs.start([pt.PYTHON, str(path)], cwd=tmp, env=dict(env, HANG="1"))
+    pt.wait_until(pt.logged(log, "child-1-start"), what="child-1 starts", procs=(p,))
+    pt.interrupt(p)
+    code, out, err = procs.finish(p)
+    assert "RAISED KeyboardInterrupt" in out, out + err
+    assert code == -signal.SIGINT
+    done_before = set(finished(log))
+    assert done_before >= {"fan"} and "child-1" not in done_before
+
+    states = pt.ls_states(store, cwd=tmp, env=env)
+    assert states["total"] == "todo"
+    assert states["fan"] == "todo"  # its result needs all its children
+    assert states.get("child-1", "todo") == "todo"
+    if "child-0" in done_before:
+        assert states["child-0"] == "done"
+
+    n = len(pt.read_log(log))
+    r = pt.run_script(path, cwd=tmp, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "RESULT 10" in r.stdout
+    again = finished(log, n)
+    assert "child-1" in again and "total" in again
+    assert ("child-0" in again) != ("child-0" in done_before)  # finished children stay
+    assert set(pt.ls_states(store, cwd=tmp, env=env).values()) == {"done"}

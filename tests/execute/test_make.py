@@ -867,3 +867,15 @@ def test_upstream_code_edit_with_a_new_result_reruns_dependents(ctx, run_cell):
     ctx.make()
     assert CALLS == [("process", 63), ("process", 66)]
     assert dd.result() == 69
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: why() says 'dependency X has no result yet' for a "
+                   "job whose state is done (its dependency was cleaned); SPEC 3: empty when "
+                   "up to date")
+def test_why_is_empty_for_a_done_job_whose_dependency_was_cleaned(ctx):
+    a = ctx.comp(load, 1)
+    b = ctx.comp(process, a)
+    ctx.make()
+    ctx.clean(a.job_id)
+    assert b.state == "done"
+    assert ctx.why(b.job_id) == []

@@ -158,6 +158,7 @@ _NORMALISE: list[tuple[re.Pattern, str]] = [
     (re.compile(r"\b\d+(\.\d+)?(ms|s|min)\b"), "<T>"),
     (re.compile(r"/tmp/ipykernel_\d+/\d+\.py"), "<cell>"),
     (re.compile(r"0x[0-9a-f]+"), "0x?"),
+    (re.compile(r"^[ \t]*[~^]+[ \t]*\n", re.M), ""),  # carets under a traceback line
     (re.compile(r"-{2,}"), "--"),     # table rules: their width follows the durations
     (re.compile(r"[ \t]+"), " "),     # and so does the padding
     (re.compile(r" +\n"), "\n"),

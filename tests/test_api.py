@@ -1,0 +1,206 @@
+"""SPEC 8: the public names and the life cycle of a Context."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import nbmake_ext
+from nbmake_ext.context import set_current_context
+
+CALLS: list[tuple] = []
+
+
+def load(i):
+    CALLS.append(("load", i))
+    return i * 10
+
+
+def fan(context, n):
+    return [context.comp(load, i) for i in range(n)]
+
+
+@pytest.fixture(autouse=True)
+def _clean_calls():
+    CALLS.clear()
+    yield
+    CALLS.clear()
+
+
+SPEC_NAMES = ["Context", "Promise", "comp", "comp_dynamic", "NbmakeError", "JobsFailed",
+              "JobFailed", "NotDone", "InvalidJob"]
+
+
+@pytest.mark.parametrize("name", SPEC_NAMES)
+def test_spec_names_are_importable_from_the_package(name):
+    ns: dict = {}
+    exec(f"from nbmake_ext import {name}", ns)
+    assert ns[name] is getattr(nbmake_ext, name)
+    assert name in nbmake_ext.__all__
+
+
+def test_star_import_gives_the_spec_names():
+    ns: dict = {}
+    exec("from nbmake_ext import *", ns)
+    assert set(SPEC_NAMES) <= set(ns)
+
+
+def test_error_hierarchy():
+    from nbmake_ext import InvalidJob, JobFailed, JobsFailed, NbmakeError, NotDone
+
+    assert issubclass(NbmakeError, Exception)
+    for cls in (JobsFailed, JobFailed, NotDone, InvalidJob, nbmake_ext.UnknownTarget,
+                nbmake_ext.StoreError):
+        assert issubclass(cls, NbmakeError), cls
+    # every error renders itself short in a notebook
+    assert nbmake_ext.NotDone("x")._render_traceback_() == ["NotDone: x"]
+
+
+def test_comp_and_comp_dynamic_are_callables_with_job_id_reserved():
+    import inspect
+
+    for f in (nbmake_ext.comp, nbmake_ext.comp_dynamic, nbmake_ext.Context.comp,
+              nbmake_ext.Context.comp_dynamic):
+        params = inspect.signature(f).parameters
+        assert "job_id" in params and params["job_id"].kind is inspect.Parameter.KEYWORD_ONLY
+        assert any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def test_context_is_a_context_manager_that_records_definitions(tmp_path):
+    path = tmp_path / "s"
+    with nbmake_ext.Context(path, durable=False) as ctx:
+        assert isinstance(ctx, nbmake_ext.Context)
+        p = ctx.comp(load, 1, job_id="one")
+    assert CALLS == []
+    with nbmake_ext.Context(path, durable=False) as other:
+        rows = other.ls()
+        assert [(r.job_id, r.state) for r in rows] == [("one", "todo")]
+        assert rows[0].function.endswith("load")
+    assert p.job_id == "one"
+
+
+def test_context_manager_closes_on_error(tmp_path):
+    path = tmp_path / "s"
+    with pytest.raises(RuntimeError):
+        with nbmake_ext.Context(path, durable=False) as ctx:
+            ctx.comp(load, 2, job_id="two")
+            raise RuntimeError("user code broke")
+    with nbmake_ext.Context(path, durable=False) as other:
+        assert [r.job_id for r in other.ls()] == ["two"]
+
+
+def test_close_flushes_pending_definitions_and_a_second_context_can_make_them(tmp_path):
+    path = tmp_path / "s"
+    ctx = nbmake_ext.Context(path, durable=False)
+    ctx.comp(load, 3, job_id="three")
+    ctx.comp_dynamic(fan, 2, job_id="fan")
+    ctx.close()
+    ctx.close()  # a second close is harmless
+    assert CALLS == []
+    other = nbmake_ext.Context(path, durable=False)
+    other.report = lambda line: None
+    try:
+        assert {r.job_id: r.state for r in other.ls()} == {"three": "todo", "fan": "todo"}
+        assert other.why("three") == ["never ran"]
+        other.make()  # from the stored definitions alone
+        assert nbmake_ext.Promise("three", other).result() == 30
+        assert nbmake_ext.Promise("fan", other).result() == [0, 10]
+    finally:
+        other.close()
+
+
+def test_a_command_records_pending_definitions(tmp_path):
+    path = tmp_path / "s"
+    ctx = nbmake_ext.Context(path, durable=False)
+    other = nbmake_ext.Context(path, durable=False)
+    try:
+        ctx.comp(load, 4, job_id="four")
+        ctx.stats()  # any command
+        assert [r.job_id for r in other.ls()] == ["four"]
+    finally:
+        ctx.close()
+        other.close()
+
+
+def test_definitions_reach_the_store_at_process_exit(tmp_path):
+    mods = tmp_path / "mods"
+    mods.mkdir()
+    (mods / "nbm_exitmod.py").write_text("def work(x):\n    return x + 1\n")
+    path = tmp_path / "s"
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(mods)!r})
+        import nbm_exitmod
+        from nbmake_ext import Context
+        ctx = Context({str(path)!r})
+        ctx.comp(nbm_exitmod.work, 1, job_id="at-exit")
+        # no close(): the process just ends
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60, capture_output=True)
+    sys.path.insert(0, str(mods))
+    try:
+        with nbmake_ext.Context(path, durable=False) as ctx:
+            ctx.report = lambda line: None
+            assert [r.job_id for r in ctx.ls()] == ["at-exit"]
+            ctx.make()
+            assert nbmake_ext.Promise("at-exit", ctx).result() == 2
+    finally:
+        sys.path.remove(str(mods))
+        sys.modules.pop("nbm_exitmod", None)
+
+
+def test_store_location_default_env_and_relative(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("NBMAKE_STORE", raising=False)
+    with nbmake_ext.Context() as ctx:
+        assert ctx.store.path == tmp_path / ".nbmake"
+    assert (tmp_path / ".nbmake").is_dir()
+    with nbmake_ext.Context("rel/store") as ctx:
+        assert ctx.store.path == tmp_path / "rel" / "store"
+    monkeypatch.setenv("NBMAKE_STORE", str(tmp_path / "from-env"))
+    with nbmake_ext.Context() as ctx:
+        assert ctx.store.path == tmp_path / "from-env"
+    assert (tmp_path / "from-env").is_dir()
+
+
+def test_store_is_created_owner_only(tmp_path):
+    with nbmake_ext.Context(tmp_path / "s"):
+        pass
+    assert (os.stat(tmp_path / "s").st_mode & 0o777) == 0o700
+
+
+def test_module_level_comp_without_a_current_context_uses_the_default_store(tmp_path,
+                                                                             monkeypatch):
+    monkeypatch.setenv("NBMAKE_STORE", str(tmp_path / "default"))
+    set_current_context(None)
+    try:
+        p = nbmake_ext.comp(load, 5)
+        ctx = nbmake_ext.current_context()
+        assert ctx.store.path == tmp_path / "default"
+        assert nbmake_ext.current_context() is ctx  # one context, reused
+        ctx.report = lambda line: None
+        ctx.make()
+        assert p.result() == 50
+        ctx.close()
+        # once closed, a new one is made on demand
+        assert nbmake_ext.current_context() is not ctx
+    finally:
+        current = nbmake_ext.context._current
+        set_current_context(None)
+        if current is not None:
+            current.close()
+
+
+def test_context_repr_names_the_store(tmp_path):
+    with nbmake_ext.Context(tmp_path / "s") as ctx:
+        ctx.comp(load, 1)
+        assert str(tmp_path / "s") in repr(ctx)
+
+
+def test_version():
+    assert isinstance(nbmake_ext.__version__, str) and nbmake_ext.__version__
