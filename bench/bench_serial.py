@@ -258,8 +258,9 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3, help="repeats per cell; the best is kept")
     ap.add_argument("--make-sizes", default=None,
                     help="sizes for measure 2, the first make (default: the sizes <= 10000)")
-    ap.add_argument("--shapes", default="indep,chain",
-                    help="indep (N independent jobs) and/or chain (job i uses job i-1's result)")
+    ap.add_argument("--shapes", default="indep",
+                    help="indep (N independent jobs, the default) and/or chain (job i uses "
+                         "job i-1's result): --shapes indep,chain")
     ap.add_argument("--chain-max", type=int, default=10_000,
                     help="largest N for the chain shape (default 10000)")
     ap.add_argument("--limit", type=float, default=90.0,
@@ -542,8 +543,8 @@ def print_report(args, sizes, make_sizes, shapes, versions, reg_tools, build_too
             p(f"-- {f['kind']} {f['tool']} {f['shape']} N={f['n']}: {f['error']}")
             p(f"   command: {f['cmd']}")
             tb = (f.get("traceback") or "").strip().splitlines()
-            if len(tb) > 14:
-                tb = tb[:4] + [f"   ... ({len(tb) - 12} lines) ..."] + tb[-8:]
+            if len(tb) > 24:
+                tb = tb[:14] + [f"   ... ({len(tb) - 22} lines) ..."] + tb[-8:]
             p("\n".join("   " + line for line in tb))
     print("\n".join(out), flush=True)
 

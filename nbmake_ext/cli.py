@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+from pathlib import Path
 
 from .commands import COMMANDS, add_arguments
 from .errors import JobsFailed, NbmakeError
@@ -30,14 +32,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # `nbmake ls | head` should end quietly, like any console tool.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     # Jobs whose functions live in modules next to the store's notebook must import.
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-    from .context import Context
+    from .context import Context, default_store_path
 
     command = COMMANDS[args.command]
+    path = Path(args.store).absolute() if args.store else default_store_path()
+    if not path.exists():
+        # The console inspects and runs a store a notebook or script made: never invent one.
+        print(f"nbmake: no store at {path} (pass --store DIR or set $NBMAKE_STORE)",
+              file=sys.stderr)
+        return 2
     try:
-        ctx = Context(args.store)
+        ctx = Context(path)
     except NbmakeError as exc:
         print(f"nbmake: {exc}", file=sys.stderr)
         return 2

@@ -501,10 +501,12 @@ def test_default_store_is_dot_nbmake_in_the_working_directory(tmp_path):
 def test_store_that_cannot_be_opened_is_error_2(tmp_path):
     env = pt.env_for(tmp_path / "log")
     (tmp_path / "afile").write_text("x")
-    for store in ("afile", "afile/sub"):
-        r = pt.console("--store", store, "ls", cwd=tmp_path, env=env)
-        assert r.returncode == 2, r.stdout + r.stderr
-        assert "cannot open the store" in r.stderr and "Traceback" not in r.stderr
+    r = pt.console("--store", "afile", "ls", cwd=tmp_path, env=env)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "cannot open the store" in r.stderr and "Traceback" not in r.stderr
+    r = pt.console("--store", "afile/sub", "ls", cwd=tmp_path, env=env)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "no store at" in r.stderr and "Traceback" not in r.stderr
     bad = tmp_path / "bad"
     bad.mkdir(mode=0o700)
     (bad / "nbmake.db").write_bytes(b"this is not a database, " * 200)
@@ -520,14 +522,19 @@ def _mode(p: Path) -> int:
     return stat.S_IMODE(os.stat(p).st_mode)
 
 
-@pytest.mark.parametrize("how", ["console", "script"])
+def test_console_never_creates_a_store(tmp_path):
+    env = pt.env_for(tmp_path / "log")
+    for command in ("ls", "make"):
+        r = pt.console("--store", "missing", command, cwd=tmp_path, env=env)
+        assert r.returncode == 2 and "no store at" in r.stderr, r.stderr
+    assert not (tmp_path / "missing").exists()
+
+
+@pytest.mark.parametrize("how", ["script"])
 def test_new_store_is_owner_only(tmp_path, how):
     env = pt.env_for(tmp_path / "log")
     store = tmp_path / "deep" / "new-store"
-    if how == "console":
-        r = pt.console("--store", str(store), "ls", cwd=tmp_path, env=env)
-        assert r.returncode == 0, r.stderr
-    else:
+    if how == "script":
         path = pt.script(tmp_path / "s.py", '''
             from nbmake_ext import Context
             ctx = Context(store=sys.argv[1])
@@ -550,8 +557,8 @@ def test_new_store_is_owner_only(tmp_path, how):
 def test_new_store_is_owner_only_under_a_permissive_umask(tmp_path):
     env = pt.env_for(tmp_path / "log")
     store = tmp_path / "s"
-    code = ("import os, sys; os.umask(0); sys.argv[1:] = ['--store', %r, 'ls'];"
-            " from nbmake_ext.cli import main; sys.exit(main())" % str(store))
+    code = ("import os, sys; os.umask(0); from nbmake_ext import Context;"
+            " Context(%r).close()" % str(store))
     r = pt.run([pt.PYTHON, "-c", code], cwd=tmp_path, env=env)
     assert r.returncode == 0, r.stderr
     assert _mode(store) == 0o700

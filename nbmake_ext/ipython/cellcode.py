@@ -85,15 +85,12 @@ class _TopLevel(ast.NodeVisitor):
         # ``except E as err`` binds err for the handler only: Python deletes it after.
         if node.type is not None:
             self.visit(node.type)
-        if node.name is None:
-            for stmt in node.body:
-                self.visit(stmt)
-            return
-        was_bound = node.name in self.bound
-        self.bound.add(node.name)
+        temporary = node.name is not None and node.name not in self.bound
+        if temporary:
+            self.bound.add(node.name)
         for stmt in node.body:
             self.visit(stmt)
-        if not was_bound:
+        if temporary:
             self.bound.discard(node.name)
 
     # ``match`` patterns bind by plain strings, not Name nodes.

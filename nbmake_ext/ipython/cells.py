@@ -18,6 +18,9 @@ _SHELL_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit", "_ih", "_o
 
 
 class Cells:
+    """Defines cell jobs, and remembers what it bound each output name to: a name the
+    user has rebound since is the user's value again, not the cell's output."""
+
     def __init__(self, ctx: Context, shell: Any):
         self.ctx = ctx
         self.shell = shell
@@ -35,9 +38,10 @@ class Cells:
     def define(self, job_id: str | None, source: str) -> str:
         """Register the cell as a job, then bind its outputs. Returns the job id."""
         try:
+            compile(source, "<%%comp>", "exec")  # also what parses but cannot run: `return`
             names = cellcode.analyse(source)
         except SyntaxError as exc:
-            raise InvalidJob(job_id or "cell", f"the cell does not parse: {exc}") from None
+            raise InvalidJob(job_id or "cell", f"the cell is not valid Python: {exc}") from None
         job_id = job_id or cellcode.default_job_id(names.outputs, cell_fingerprint(source))
         inputs: dict[str, Any] = {}
         captured: dict[str, Any] = {}

@@ -52,6 +52,7 @@ def _candidates(session: "KernelSession", words: list[str]) -> list[str]:
 
 def _job_ids(session: "KernelSession") -> list[str]:
     try:
+        session.ctx.sync()  # also the jobs of the store this kernel has not defined yet
         return list(session.ctx.graph.specs)
     except Exception:  # noqa: BLE001 - a completer must never raise
         return []

@@ -94,7 +94,7 @@ class Store:
         if existed and self.path.stat().st_mode & 0o077:
             warnings.warn(
                 f"the store {self.path} is readable by other users; `chmod 700` it",
-                UserWarning, stacklevel=3,
+                UserWarning, stacklevel=_caller_level(),
             )
         if not os.access(self.path, os.W_OK):
             raise OSError(f"{self.path} is not writable")
@@ -511,6 +511,18 @@ class _Writer:
         self._files.shutdown(wait=True)
         self._queue.put(None)
         self._thread.join()
+
+
+def _caller_level() -> int:
+    """The stack level of the first frame outside nbmake_ext, so a warning points at the
+    user's line, not ours."""
+    import sys
+
+    frame, level = sys._getframe(1), 1
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _write_logs(conn: sqlite3.Connection, job_id: str, out: str, err: str, tb: str) -> None:

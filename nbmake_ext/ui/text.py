@@ -41,7 +41,7 @@ def render_ls(rows: list) -> str:
     counts = {s: 0 for s in STATES}
     for r in rows:
         counts[r.state] += 1
-    body = table(["job", "state", "function", "duration", "parent"],
+    body = table(["id", "state", "function", "duration", "parent"],
                  [(r.job_id, r.state, r.function, seconds(r.duration), r.parent or "")
                   for r in rows])
     tally = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
@@ -85,6 +85,8 @@ def render_details(d: Any) -> str:
 def render_stats(stats: dict) -> str:
     by_state = stats["by_state"]
     total = sum(by_state.values())
+    if not total:
+        return "no jobs"
     head = f"{total} jobs: " + ", ".join(f"{n} {s}" for s, n in by_state.items() if n)
     rows = []
     for fn, counts in sorted(stats["by_function"].items()):

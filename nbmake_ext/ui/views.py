@@ -43,10 +43,12 @@ _TABLE = 'style="border-collapse:collapse;font-family:monospace;font-size:12px"'
 _CELL = 'style="padding:1px 8px;text-align:left;border-bottom:1px solid #eee"'
 
 
-def html_table(headers: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th {_CELL}>{escape(h)}</th>" for h in headers)
+def html_table(headers: list[str] | None, rows: list[list[str]]) -> str:
+    """Cells are HTML already; headers are text. No headers: a two-column form."""
+    head = "" if headers is None else (
+        "<thead><tr>" + "".join(f"<th {_CELL}>{escape(h)}</th>" for h in headers) + "</tr></thead>")
     body = "".join("<tr>" + "".join(f"<td {_CELL}>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table {_TABLE}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f"<table {_TABLE}>{head}<tbody>{body}</tbody></table>"
 
 
 def ls_view(rows: list, limit: int = 500) -> View:
@@ -61,7 +63,7 @@ def ls_view(rows: list, limit: int = 500) -> View:
         more = [f"... and {len(rows) - limit} more"]
         plain = plain[:2 + limit] + more + plain[-1:]
     html = (f"<div>{legend()}</div>"
-            + html_table(["job", "state", "function", "duration", "parent"], html_rows)
+            + html_table(["id", "state", "function", "duration", "parent"], html_rows)
             + "".join(f"<div>{escape(line)}</div>" for line in [*more, plain[-1]]))
     return View("\n".join(plain), html)
 
@@ -83,7 +85,7 @@ def details_view(d: Any) -> View:
     if d.blocked_by:
         fields.append(("blocked by", escape(d.blocked_by)))
     html = f"<div><b>{escape(d.job_id)}</b></div>" + html_table(
-        ["", ""], [[escape(k), v] for k, v in fields])
+        None, [[f"<b>{escape(k)}</b>", v] for k, v in fields])
     for title, body in (("traceback", d.traceback), ("stdout", d.stdout), ("stderr", d.stderr)):
         if body:
             html += f"<details open><summary>{title}</summary><pre>{escape(body)}</pre></details>"

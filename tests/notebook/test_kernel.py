@@ -86,6 +86,8 @@ def test_unload_removes_magics_and_reload_finds_the_store(nb):
     reply = nb.ok("print(current_context() is not old, old._closed)\n%nbmake store .nbmake\n"
                   "%nbmake ls five")
     assert reply.text.startswith("True True") and "five" in reply.text and "done" in reply.text
+    nb.ok("%reload_ext nbmake_ext")
+    assert nb.complete("%nbmake ls fi") == (["five"], "fi")
 
 
 # -- 2. commands -------------------------------------------------------------------------------
@@ -167,6 +169,8 @@ def test_comp_cells_outputs_inputs_and_ids(nb):
     assert re.fullmatch(r"cell-[0-9a-f]{8}", ids[3])
     details = nb.ok("%nbmake details cell-w+share").text
     assert "depends on cell-scaled+biggest, base" in details
+    inputs = nb.ok("sorted(current_context().graph.specs['cell-w+share'].kwargs)").value
+    assert inputs == "['base', 'biggest', 'k', 'logged', 'scaled']"  # not `len`, `w`
 
     before = nb.ok("print(type(scaled).__name__, repr(share))").text
     assert before.strip() == "Promise <Promise cell-w+share.share: todo>"
@@ -182,6 +186,13 @@ def test_undefined_name_is_an_error_at_registration(nb):
     assert "cell-y" in reply.error["evalue"]
     assert "no jobs" in nb.ok("%nbmake ls").text
     assert "y" not in nb.ok("print(dir())").text.split("'")
+
+
+@pytest.mark.parametrize("body", ["return 5", "z = (", "await thing()"])
+def test_a_cell_that_cannot_run_is_an_error_at_registration(nb, body):
+    reply = nb.fails(f"%%comp\n{body}")
+    assert reply.error["ename"] == "InvalidJob"
+    assert "the cell is not valid Python" in reply.error["evalue"]
 
 
 def test_cycle_between_cells_is_rejected_with_the_cycle_named(nb):
@@ -332,7 +343,7 @@ def test_command_outputs_are_text_and_html_tables(nb):
     [bundle] = made.bundles
     assert bundle["text/plain"].startswith("make: 1 done, 1 failed, 1 blocked, 0 up to date")
     assert re.search(r'<b style="color:#d62828">1 failed</b>', bundle["text/html"])
-    for command, table_words in [("ls", ["job", "state", "function", "duration", "parent"]),
+    for command, table_words in [("ls", ["id", "state", "function", "duration", "parent"]),
                                  ("details bad", ["depends on", "why", "error"]),
                                  ("stats", ["function", "jobs", "done", "failed"])]:
         [bundle] = nb.ok(f"%nbmake {command}").bundles
