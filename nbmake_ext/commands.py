@@ -19,6 +19,7 @@ class Arg:
     help: str
     nargs: str | None = None
     action: str | None = None
+    type_: type | None = None
 
 
 @dataclass(frozen=True)
@@ -43,10 +44,28 @@ def _report(report: Any, ns: argparse.Namespace) -> str:
     return ""  # make and remake print their summary line as they end
 
 
+def _parmake(ctx: Any, ns: argparse.Namespace) -> Any:
+    """`parmake [N | n=N] [TARGETS]`: a leading number or an n=N word is the engine count."""
+    n, targets = ns.n, []
+    for i, word in enumerate(ns.targets):
+        if i == 0 and word.isdigit():
+            n = int(word)
+        elif word.startswith("n=") and word[2:].isdigit():
+            n = int(word[2:])
+        else:
+            targets.append(word)
+    return ctx.parmake(*targets, n=n)
+
+
 COMMANDS: dict[str, Command] = {c.name: c for c in [
     Command("make", "run every job the targets need that is not up to date, one at a time",
             "make            # everything\nmake report     # what 'report' needs\nmake 'fit-*' failed",
             lambda ctx, ns: ctx.make(*ns.targets, echo=ns.echo), _report, (TARGETS, ECHO), True),
+    Command("parmake", "the same as make, on N engine processes (default: one per CPU)",
+            "parmake 8            # 8 engines\nparmake n=4 'fit-*'\nparmake",
+            _parmake, _report,
+            (Arg(("targets",), "[N | n=N] then targets: job ids, globs or state words",
+                 nargs="*"), Arg(("-n",), "number of engines", type_=int)), True),
     Command("remake", "force the targets to run again, then make what depends on them",
             "remake 'draw*'",
             lambda ctx, ns: ctx.remake(*ns.targets, echo=ns.echo), _report,
@@ -68,11 +87,18 @@ COMMANDS: dict[str, Command] = {c.name: c for c in [
 ]}
 
 
+def argparse_kwargs(arg: Arg) -> dict[str, Any]:
+    """The keywords of ``add_argument`` for one Arg (the console and the magics share them)."""
+    kwargs: dict[str, Any] = {"help": arg.help}
+    if arg.nargs is not None:
+        kwargs["nargs"] = arg.nargs
+    if arg.action is not None:
+        kwargs["action"] = arg.action
+    if arg.type_ is not None:
+        kwargs["type"] = arg.type_
+    return kwargs
+
+
 def add_arguments(parser: argparse.ArgumentParser, command: Command) -> None:
     for arg in command.args:
-        kwargs: dict[str, Any] = {"help": arg.help}
-        if arg.nargs is not None:
-            kwargs["nargs"] = arg.nargs
-        if arg.action is not None:
-            kwargs["action"] = arg.action
-        parser.add_argument(*arg.flags, **kwargs)
+        parser.add_argument(*arg.flags, **argparse_kwargs(arg))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import warnings
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from .execute.driver import Driver, RunReport
 from .execute.inkernel import InKernelRunner
 from .promise import Promise
 from .registration import arg_fingerprints, function_blob, make_spec, payload
-from .store import Store, StoredJob
+from .store import ResultUnavailable, Store, StoredJob
 
 DEFAULT_STORE = ".nbmake"
 
@@ -75,6 +76,7 @@ class Context:
         self._loaded = False
         self.report: Callable[[str], None] = print
         self.validate = False  # scheduler self-checks after every event (tests switch it on)
+        self._pool = None  # engines, started by the first parmake
         self._closed = False
         _open_contexts.add(self)
 
@@ -83,11 +85,11 @@ class Context:
 
     # -- defining jobs --------------------------------------------------------------------
 
-    def comp(self, func: Any, *args: Any, job_id: str | None = None, **kwargs: Any) -> Promise:
+    def comp(self, func: Any, /, *args: Any, job_id: str | None = None, **kwargs: Any) -> Promise:
         """Register ``func(*args, **kwargs)`` as a job; runs nothing. Returns its Promise."""
         return self._register(make_spec(func, args, kwargs, job_id))
 
-    def comp_dynamic(self, func: Any, *args: Any, job_id: str | None = None,
+    def comp_dynamic(self, func: Any, /, *args: Any, job_id: str | None = None,
                      **kwargs: Any) -> Promise:
         """Like ``comp``, but ``func`` receives a context first and may define more jobs."""
         return self._register(make_spec(func, args, kwargs, job_id, dynamic=True))
@@ -137,6 +139,23 @@ class Context:
         ids = self._select(targets)
         return self._run(ids, InKernelRunner(echo=echo), "make")
 
+    def parmake(self, *targets: str, n: int | None = None, echo: bool = False) -> RunReport:
+        """Like make, on ``n`` engine processes (default: the number of CPUs). Engines start
+        on first use and are reused by later parmakes."""
+        self.sync()
+        ids = self._select(targets)
+        return self._run(ids, self._engines(n), "parmake")
+
+    def _engines(self, n: int | None):
+        from .execute.pool import EnginePool
+
+        n = n or os.cpu_count() or 1
+        if self._pool is None:
+            self._pool = EnginePool(self.store.path, n, durable=self.store.durable)
+        else:
+            self._pool.resize(n)
+        return self._pool
+
     def remake(self, *targets: str, echo: bool = False) -> RunReport:
         """Force the targets to run again, then make them and what depends on them."""
         if not targets:
@@ -158,7 +177,6 @@ class Context:
         try:
             report = driver.run()
         finally:
-            runner.close()
             self._loaded = False
             if report is None:  # interrupted or broken: still say how far it got
                 report = RunReport(command, interrupted=True)
@@ -221,6 +239,10 @@ class Context:
             out.append("it is running now")
         record = st.record if st is not None else None
         results = self._current_results()
+        if record is not None:
+            # A dependency with no result (cleaned) changes nothing until it is remade.
+            results = {**{d: record.dep_fps[d] for d in spec.deps if d in record.dep_fps},
+                       **results}
         forced = st is not None and st.forced
         if not signature.is_up_to_date(spec, record, results, forced) or state in ("failed", "blocked"):
             arg_fps = None
@@ -292,7 +314,15 @@ class Context:
     def result_of(self, job_id: str) -> Any:
         state = self.state_of(job_id)
         if state == "done":
-            return self.store.load_result(job_id)
+            try:
+                return self.store.load_result(job_id)
+            except ResultUnavailable as exc:
+                # SPEC 9: not done any more, and it runs again at the next make.
+                warnings.warn(f"{exc}; the job will run again at the next make", UserWarning,
+                              stacklevel=3)
+                self.store.mark_unreadable(job_id)
+                self.store.flush()
+                raise ResultUnavailable(f"{exc}; run make to compute it again") from None
         if state == "failed":
             st = self._stored[job_id]
             raise JobFailed(job_id, st.error or "failed", self.store.logs(job_id)[2])
@@ -364,6 +394,9 @@ class Context:
             if self._pending:
                 self.sync()
         finally:
+            if self._pool is not None:
+                self._pool.close()
+                self._pool = None
             self.store.close()
             _open_contexts.discard(self)
 
@@ -393,11 +426,11 @@ def set_current_context(ctx: Context | None) -> None:
     _current = ctx
 
 
-def comp(func: Any, *args: Any, job_id: str | None = None, **kwargs: Any) -> Promise:
+def comp(func: Any, /, *args: Any, job_id: str | None = None, **kwargs: Any) -> Promise:
     return current_context().comp(func, *args, job_id=job_id, **kwargs)
 
 
-def comp_dynamic(func: Any, *args: Any, job_id: str | None = None, **kwargs: Any) -> Promise:
+def comp_dynamic(func: Any, /, *args: Any, job_id: str | None = None, **kwargs: Any) -> Promise:
     return current_context().comp_dynamic(func, *args, job_id=job_id, **kwargs)
 
 

@@ -6,6 +6,7 @@ updates and Ctrl-C behave as the kernel expects.
 
 from __future__ import annotations
 
+import pickle
 import time
 import warnings
 from collections import OrderedDict, deque
@@ -22,7 +23,9 @@ from ..promise import resolve
 from ..registration import arg_fingerprints, function_blob, payload
 from ..store import ResultUnavailable, Store, StoredJob
 from ..store.store import dumps_value
+from ..store import blobs
 from .outcomes import Call, ChildSpec, JobRaised, JobReturned, Outcome, Timing
+from .pool import DependencyLost, Durable, JobStored, RemoteJob, Requeue
 
 ELSEWHERE_POLL = 0.2
 
@@ -105,6 +108,12 @@ class Driver:
         self.templates: dict[str, JobReturned] = {}
         self.bad_children: dict[str, str] = {}
         self.values = _Values()
+        self.remote = getattr(runner, "remote", False)
+        self.locations: dict[str, tuple[str, str]] = {}   # results made this run: file, sum
+        self.pending_durable: dict[str, tuple] = {}       # engine results awaiting fsync
+        self.child_calls: dict[str, tuple[str, bytes, bytes]] = {}  # engine-made children
+        self.lost: set[str] = set()  # results found unreadable: they stay lost in this run
+        self._blobs: dict[str, bytes] = {}
         self._last_elsewhere_check = 0.0
         self.started_at = time.time()
 
@@ -115,11 +124,12 @@ class Driver:
         report = RunReport(self.command, targets=list(self.sched.targets))
         try:
             self._apply(self.sched.start())
-            while not self.sched.finished:
+            while True:
                 self._dispatch()
-                if not (self.runner.busy or self.ready or self.claimed or self.elsewhere):
-                    if self.sched.finished:
-                        break
+                if self.sched.finished and not self.pending_durable:
+                    break
+                if not (self.runner.busy or self.ready or self.claimed or self.elsewhere
+                        or self.pending_durable):
                     raise InternalError(
                         f"make stalled with jobs in flight: {sorted(self.sched.active)[:10]}")
                 outcomes = self.runner.poll(0.05)
@@ -150,6 +160,7 @@ class Driver:
         """Interrupted: running jobs go back to their earlier state; nothing of them is kept."""
         stopped = set(self.runner.interrupt()) | set(self.running) | set(self.claimed)
         stopped |= set(self.ready) | set(self.templates)
+        self._commit_durable(list(self.pending_durable))  # finished jobs stay finished
         self.store.flush()
         self.store.release(stopped)
 
@@ -222,7 +233,7 @@ class Driver:
             return
         mine, elsewhere = self.store.claim(batch)
         self.elsewhere.update(elsewhere)
-        fresh = self.store.snapshot_of(mine)
+        fresh = self._reread(mine)
         for jid in mine:
             new = fresh.get(jid)
             if new is not None and self._failed_elsewhere(jid, new):
@@ -246,7 +257,7 @@ class Driver:
         released = [j for j in self.elsewhere if j not in still]
         if not released:
             return
-        fresh = self.store.snapshot_of(released)
+        fresh = self._reread(released)
         for jid in released:
             del self.elsewhere[jid]
             new = fresh.get(jid)
@@ -256,6 +267,21 @@ class Driver:
                     continue
             self._apply(self.sched.handle(
                 ev.Reconsider(jid, new.record if new is not None else None)))
+
+    def _reread(self, job_ids: list[str]) -> dict[str, StoredJob]:
+        fresh = self.store.snapshot_of(job_ids)
+        for jid in self.lost.intersection(fresh):
+            if fresh[jid].record is not None:
+                fresh[jid].record.present = False
+        return fresh
+
+    def _result_lost(self, job_id: str, consumer: str, why: str) -> None:
+        """A dependency's stored result is unreadable: say so, forget the file, remake it."""
+        warnings.warn(f"{why}; {job_id} will run again", UserWarning, stacklevel=3)
+        self.lost.add(job_id)
+        self.locations.pop(job_id, None)
+        self.store.mark_unreadable(job_id)
+        self._apply(self.sched.handle(ev.ResultLost(job_id, consumer)))
 
     def _failed_elsewhere(self, jid: str, new: StoredJob) -> bool:
         """Another process ran this very definition during this make and it failed: that
@@ -267,8 +293,10 @@ class Driver:
         self.on_change(jid, "failed")
         return True
 
-    def _prepare(self, jid: str) -> Call | None:
+    def _prepare(self, jid: str) -> Call | RemoteJob | None:
         spec = self.graph.specs[jid]
+        if self.remote:
+            return self._prepare_remote(jid, spec)
         try:
             if spec.func is not None:
                 func, args, kwargs = spec.func, spec.args, spec.kwargs
@@ -281,9 +309,8 @@ class Driver:
             r_args = resolve(args, self._value)
             r_kwargs = resolve(kwargs, self._value)
         except _Lost as lost:
-            warnings.warn(f"{lost.why}; {lost.job_id} will run again", UserWarning, stacklevel=2)
             # Our claim stays; the job runs again once the dependency is remade.
-            self._apply(self.sched.handle(ev.ResultLost(lost.job_id, jid)))
+            self._result_lost(lost.job_id, jid, lost.why)
             return None
         except LookupError as exc:  # a %%comp output its cell did not bind
             self._fail(jid, str(exc), "", None)
@@ -292,10 +319,56 @@ class Driver:
         self.running[jid] = ({d: results[d] for d in spec.deps}, args, kwargs)
         return Call(jid, func, r_args, r_kwargs, spec.dynamic)
 
+    def _prepare_remote(self, jid: str, spec) -> RemoteJob | None:
+        """Engines get bytes and the places of their inputs; no value is loaded here."""
+        try:
+            if spec.func is not None:
+                key, blob = function_blob(spec)
+                data = payload(spec)
+                args, kwargs = spec.args, spec.kwargs
+            elif jid in self.child_calls:
+                key, blob, data = self.child_calls[jid]
+                args, kwargs = (), {}
+            else:
+                key = self.stored[jid].func_key
+                blob = self._blobs.get(key) or self.store.function_blob(key)
+                data = self.store.load_payload(jid)
+                args, kwargs = (), {}
+            self._blobs[key] = blob
+        except Exception as exc:  # noqa: BLE001
+            self._fail(jid, f"cannot load the job's definition: {exc!r}", "", None)
+            return None
+        deps = {}
+        for dep in spec.deps:
+            where = self._location(dep)
+            if where is None:
+                self._result_lost(dep, jid, f"the result of {dep!r} is missing")
+                return None
+            deps[dep] = where
+        results = self.sched.results
+        self.running[jid] = ({d: results[d] for d in spec.deps}, args, kwargs)
+        return RemoteJob(jid, key, blob, data, deps, spec.dynamic)
+
+    def _location(self, job_id: str) -> tuple[str, str] | None:
+        where = self.locations.get(job_id)
+        if where is not None:
+            return where
+        st = self.stored.get(job_id)
+        if st is None or st.record is None or not st.record.present or not st.r_file \
+                or job_id in self.lost:
+            return None
+        return st.r_file, st.r_checksum
+
     def _value(self, job_id: str) -> Any:
         found, value = self.values.get(job_id)
         if found:
             return value
+        where = self.locations.get(job_id)
+        if where is not None:  # made by an engine in this run; maybe not committed yet
+            try:
+                return pickle.loads(blobs.read_checked(self.store.results_dir, *where))
+            except (OSError, blobs.CorruptResult, pickle.UnpicklingError) as exc:
+                raise _Lost(job_id, f"the result file of {job_id!r} is unreadable: {exc}") from None
         try:
             return self.store.load_result(job_id)
         except ResultUnavailable as exc:
@@ -320,6 +393,17 @@ class Driver:
                     self._persist(jid, outcome.value, outcome)
             elif kind is JobRaised:
                 self._fail(outcome.job_id, outcome.error, outcome.traceback, outcome)
+            elif kind is JobStored:
+                self._stored_by_engine(outcome)
+            elif kind is Durable:
+                self._commit_durable(outcome.job_ids)
+            elif kind is Requeue:
+                for jid in outcome.job_ids:
+                    self.running.pop(jid, None)
+                    self.claimed.appendleft(jid)
+            elif kind is DependencyLost:
+                self.running.pop(outcome.job_id, None)
+                self._result_lost(outcome.dependency, outcome.job_id, outcome.why)
 
     def _define_children(self, children: list[ChildSpec]) -> None:
         entries = []
@@ -331,6 +415,7 @@ class Driver:
                     data = payload(spec)
                 else:
                     key, blob, data = _blob_key(child.func_blob), child.func_blob, child.payload
+                    self.child_calls[spec.job_id] = (key, blob, data)
                 self._apply(self.sched.handle(ev.ChildDefined(spec)))
             except InvalidJob as exc:
                 self.bad_children.setdefault(spec.parent, f"defined an invalid child: {exc}")
@@ -349,12 +434,41 @@ class Driver:
             return
         record = RunRecord(spec.code_fp, spec.code_parts, spec.args_fp, consumed, result_fp,
                            arg_fingerprints(args, kwargs))
-        self.store.record_success(jid, record, data, out.timing.as_dict(self.sched.reasons.get(jid, ())),
-                                  (out.stdout, out.stderr))
+        timing = out.timing.as_dict(self.sched.reasons.get(jid, ()))
+        if self.remote:  # engines will read it: write it before anyone is told
+            sum_ = blobs.checksum(data)
+            name = blobs.file_name(jid, sum_)
+            stamp = blobs.write_atomic(self.store.results_dir, name, data,
+                                       durable=self.store.durable)
+            self.locations[jid] = (name, sum_)
+            self.store.record_stored(jid, record, name, sum_, stamp, timing,
+                                     (out.stdout, out.stderr))
+        else:
+            self.store.record_success(jid, record, data, timing, (out.stdout, out.stderr))
         self.values.put(jid, value, len(data))
         self.sched.records[jid] = record
         self._apply(self.sched.handle(ev.Succeeded(jid, result_fp)))
         self.on_change(jid, "done")
+
+    def _stored_by_engine(self, out: JobStored) -> None:
+        jid = out.job_id
+        consumed, args, kwargs = self.running.pop(jid, ({}, (), {}))
+        spec = self.graph.specs[jid]
+        record = RunRecord(spec.code_fp, spec.code_parts, spec.args_fp, consumed, out.result_fp,
+                           arg_fingerprints(args, kwargs) if spec.func is not None else {})
+        self.locations[jid] = (out.file, out.checksum)
+        self.pending_durable[jid] = (record, out.file, out.checksum, out.stamp,
+                                     out.timing.as_dict(self.sched.reasons.get(jid, ())),
+                                     (out.stdout, out.stderr))
+        self.sched.records[jid] = record
+        self._apply(self.sched.handle(ev.Succeeded(jid, out.result_fp)))
+        self.on_change(jid, "done")
+
+    def _commit_durable(self, job_ids: list[str]) -> None:
+        for jid in job_ids:
+            pending = self.pending_durable.pop(jid, None)
+            if pending is not None:
+                self.store.record_stored(jid, *pending)
 
     def _fail(self, jid: str, error: str, tb: str, out: JobReturned | JobRaised | None) -> None:
         self.running.pop(jid, None)

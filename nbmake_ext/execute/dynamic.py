@@ -17,10 +17,10 @@ class DynamicContext:
         self.job_id = job_id
         self._sink = sink
 
-    def comp(self, func: Any, *args: Any, job_id: str | None = None, **kwargs: Any) -> Promise:
+    def comp(self, func: Any, /, *args: Any, job_id: str | None = None, **kwargs: Any) -> Promise:
         return self._define(func, args, kwargs, job_id, dynamic=False)
 
-    def comp_dynamic(self, func: Any, *args: Any, job_id: str | None = None,
+    def comp_dynamic(self, func: Any, /, *args: Any, job_id: str | None = None,
                      **kwargs: Any) -> Promise:
         return self._define(func, args, kwargs, job_id, dynamic=True)
 

@@ -20,8 +20,10 @@ def file_name(job_id: str, sum_: str) -> str:
     return f"{hashlib.blake2b(job_id.encode(), digest_size=10).hexdigest()}-{sum_[:12]}.pkl"
 
 
-def write_atomic(directory: Path, name: str, data: bytes | memoryview, *, durable: bool = True) -> None:
-    """temp file -> fsync -> rename: a reader sees the whole file or none."""
+def write_atomic(directory: Path, name: str, data: bytes | memoryview, *,
+                 durable: bool = True) -> tuple[int, int]:
+    """temp file -> fsync -> rename: a reader sees the whole file or none.
+    Returns the file's stamp (size, mtime in ns), recorded to notice later edits."""
     final = directory / name
     tmp = directory / f".{name}.{os.getpid()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -32,9 +34,11 @@ def write_atomic(directory: Path, name: str, data: bytes | memoryview, *, durabl
             view = view[n:]
         if durable:
             os.fsync(fd)
+        st = os.fstat(fd)
     finally:
         os.close(fd)
     os.replace(tmp, final)
+    return st.st_size, st.st_mtime_ns
 
 
 class CorruptResult(Exception):
@@ -49,13 +53,26 @@ def read_checked(directory: Path, name: str, expected: str) -> bytes:
     return data
 
 
-def present_files(directory: Path) -> set[str]:
-    """Names of the result files there (one directory listing, not one stat per job)."""
+def stamps(directory: Path) -> dict[str, tuple[int, int]]:
+    """Each result file's (size, mtime in ns), from one directory listing."""
+    out = {}
     try:
         with os.scandir(directory) as it:
-            return {e.name for e in it if not e.name.startswith(".")}
+            for e in it:
+                if not e.name.startswith("."):
+                    st = e.stat()
+                    out[e.name] = (st.st_size, st.st_mtime_ns)
     except FileNotFoundError:
-        return set()
+        pass
+    return out
+
+
+def stamp(directory: Path, name: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(directory / name)
+    except FileNotFoundError:
+        return None
+    return st.st_size, st.st_mtime_ns
 
 
 def remove_quietly(directory: Path, name: str | None) -> None:

@@ -24,7 +24,7 @@ CREATE TABLE IF NOT EXISTS jobs (
   forced      INTEGER NOT NULL DEFAULT 0,
   -- the stored result, and what it was made from
   r_code_fp TEXT, r_code_parts TEXT, r_args_fp TEXT, r_arg_fps TEXT, r_dep_fps TEXT,
-  r_result_fp TEXT, r_file TEXT, r_checksum TEXT, r_size INTEGER,
+  r_result_fp TEXT, r_file TEXT, r_checksum TEXT, r_size INTEGER, r_mtime INTEGER,
   -- the last attempt
   started REAL, ended REAL, duration REAL, cpu REAL, engine TEXT,
   error TEXT, blocked_by TEXT, reasons TEXT,

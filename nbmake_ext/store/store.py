@@ -26,14 +26,14 @@ from typing import Any, Callable, Iterable
 import cloudpickle
 
 from ..core.jobspec import JobSpec, RunRecord
-from ..errors import StoreError
+from ..errors import NotDone, StoreError
 from . import blobs, db
 
 HOST = socket.gethostname()
 
 
-class ResultUnavailable(Exception):
-    """A stored result cannot be read (missing or corrupt file)."""
+class ResultUnavailable(NotDone):
+    """A stored result cannot be read (missing or corrupt file): it has no usable result."""
 
 
 @dataclass(slots=True)
@@ -47,6 +47,8 @@ class StoredJob:
     duration: float | None
     func_key: str | None
     ended: float | None = None
+    r_file: str | None = None
+    r_checksum: str | None = None
 
 
 _json_memo: dict[str, Any] = {}
@@ -104,14 +106,14 @@ class Store:
     _COLUMNS = (
         "job_id, function, parent, dynamic, code_fp, code_parts, args_fp, deps, def_fp, state,"
         " forced, r_code_fp, r_code_parts, r_args_fp, r_arg_fps, r_dep_fps, r_result_fp, r_file,"
-        " error, blocked_by, duration, func_key, ended"
+        " error, blocked_by, duration, func_key, ended, r_checksum, r_size, r_mtime"
     )
 
     def snapshot(self) -> dict[str, StoredJob]:
         """Every stored job, with what its result was made from and whether the file is there."""
-        present = blobs.present_files(self.results_dir)
+        files = blobs.stamps(self.results_dir)
         rows = self._conn.execute(f"SELECT {self._COLUMNS} FROM jobs").fetchall()
-        return self._decode(rows, present.__contains__)
+        return self._decode(rows, files.get)
 
     def snapshot_of(self, job_ids: Iterable[str]) -> dict[str, StoredJob]:
         """The same for a few jobs (re-reads after a claim or a wait)."""
@@ -120,26 +122,43 @@ class Store:
             rows += self._conn.execute(
                 f"SELECT {self._COLUMNS} FROM jobs WHERE job_id IN ({_marks(chunk)})", chunk
             ).fetchall()
-        return self._decode(rows, lambda name: (self.results_dir / name).exists())
+        return self._decode(rows, lambda name: blobs.stamp(self.results_dir, name))
+
+    def _intact(self, job_id: str, name: str | None, found: tuple | None, recorded: tuple) -> bool:
+        """A result file counts only as it was written: missing or modified since (a
+        different size or time) means the job runs again, and the user is told."""
+        if name is None:
+            return False
+        if found is None:
+            _warn(f"the result file of {job_id!r} is missing; the job will run again")
+            return False
+        if recorded[0] is not None and recorded[1] is not None and found != recorded:
+            _warn(f"the result file of {job_id!r} is corrupt (changed since it was written); "
+                  "the job will run again")
+            return False
+        return True
 
     def job(self, job_id: str) -> StoredJob | None:
         return self.snapshot_of([job_id]).get(job_id)
 
-    def _decode(self, rows: list[tuple], is_present: Callable[[str], bool]) -> dict[str, StoredJob]:
+    def _decode(self, rows: list[tuple],
+                stamp_of: Callable[[str], tuple[int, int] | None]) -> dict[str, StoredJob]:
         out = {}
         inflight = self._inflight
         for (jid, function, parent, dynamic, code_fp, code_parts, args_fp, deps, def_fp, state,
              forced, r_code_fp, r_code_parts, r_args_fp, r_arg_fps, r_dep_fps, r_result_fp,
-             r_file, error, blocked_by, duration, func_key, ended) in rows:
+             r_file, error, blocked_by, duration, func_key, ended, r_checksum, r_size,
+             r_mtime) in rows:
             spec = JobSpec(jid, function, code_fp, code_parts, args_fp, tuple(_loads(deps)),
                            parent, bool(dynamic), def_fp=def_fp)
             record = None
             if r_result_fp is not None:
-                present = jid in inflight or (r_file is not None and is_present(r_file))
+                present = jid in inflight or self._intact(jid, r_file, stamp_of(r_file),
+                                                          (r_size, r_mtime))
                 record = RunRecord(r_code_fp, r_code_parts, r_args_fp, _loads(r_dep_fps),
                                    r_result_fp, r_arg_fps or {}, present=present)
             out[jid] = StoredJob(spec, record, state, bool(forced), error, blocked_by, duration,
-                                 func_key, ended)
+                                 func_key, ended, r_file, r_checksum)
         return out
 
     def details(self, job_id: str) -> dict[str, Any]:
@@ -247,7 +266,8 @@ class Store:
         self._write_now(
             "UPDATE jobs SET state='todo', forced=0, r_code_fp=NULL, r_code_parts=NULL,"
             " r_args_fp=NULL, r_arg_fps=NULL, r_dep_fps=NULL, r_result_fp=NULL, r_file=NULL,"
-            " r_checksum=NULL, r_size=NULL, error=NULL, blocked_by=NULL WHERE job_id=?",
+            " r_checksum=NULL, r_size=NULL, r_mtime=NULL, error=NULL, blocked_by=NULL"
+            " WHERE job_id=?",
             [(j,) for j in ids])
         for (name,) in files:
             blobs.remove_quietly(self.results_dir, name)
@@ -343,33 +363,17 @@ class Store:
         self._inflight[job_id] = data
         durable = self.durable
 
-        def write_file() -> tuple[str, str, int]:
+        def write_file() -> tuple[str, str, tuple[int, int]]:
             sum_ = blobs.checksum(data)
             name = blobs.file_name(job_id, sum_)
-            blobs.write_atomic(self.results_dir, name, data, durable=durable)
-            return name, sum_, len(data)
+            return name, sum_, blobs.write_atomic(self.results_dir, name, data, durable=durable)
 
-        def commit(conn: sqlite3.Connection, file_info: tuple[str, str, int]) -> Callable[[], None]:
-            name, sum_, size = file_info
-            old = conn.execute("SELECT r_file FROM jobs WHERE job_id=?", (job_id,)).fetchone()
-            conn.execute(
-                "UPDATE jobs SET state='done', forced=0, r_code_fp=?, r_code_parts=?, r_args_fp=?,"
-                " r_arg_fps=?, r_dep_fps=?, r_result_fp=?, r_file=?, r_checksum=?, r_size=?,"
-                " started=?, ended=?, duration=?, cpu=?, engine=?, error=NULL, blocked_by=NULL,"
-                " reasons=? WHERE job_id=?",
-                (record.code_fp, _parts_json(record.code_parts), record.args_fp,
-                 json.dumps(dict(record.arg_fps)), json.dumps(dict(record.dep_fps)),
-                 record.result_fp, name, sum_, size, timing.get("started"), timing.get("ended"),
-                 timing.get("duration"), timing.get("cpu"), timing.get("engine"),
-                 json.dumps(list(timing.get("reasons", ()))), job_id))
-            _write_logs(conn, job_id, logs[0], logs[1], "")
-            conn.execute("DELETE FROM claims WHERE job_id=? AND owner=?", (job_id, self.owner))
-            old_name = old[0] if old else None
+        def commit(conn: sqlite3.Connection, file_info: tuple) -> Callable[[], None]:
+            cleanup = self._commit_result(conn, job_id, record, *file_info, timing, logs)
 
-            def after() -> None:
+            def after() -> None:  # only once committed may readers go to the file
                 self._inflight.pop(job_id, None)
-                if old_name and old_name != name:
-                    blobs.remove_quietly(self.results_dir, old_name)
+                cleanup()
             return after
 
         def on_file_error(exc: BaseException) -> Callable[[sqlite3.Connection], None]:
@@ -378,6 +382,50 @@ class Store:
                                                "", timing, logs)
 
         self.writer.file_then_db(write_file, commit, on_file_error)
+
+    def record_stored(self, job_id: str, record: RunRecord, name: str, sum_: str,
+                      stamp: tuple[int, int], timing: dict, logs: tuple[str, str]) -> None:
+        """Commit a result whose file someone (an engine) already wrote."""
+        self.writer.db(lambda conn: self._commit_result(conn, job_id, record, name, sum_, stamp,
+                                                        timing, logs))
+
+    def _commit_result(self, conn: sqlite3.Connection, job_id: str, record: RunRecord, name: str,
+                       sum_: str, stamp: tuple[int, int], timing: dict,
+                       logs: tuple[str, str]) -> Callable[[], None]:
+        old = conn.execute("SELECT r_file FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+        conn.execute(
+            "UPDATE jobs SET state='done', forced=0, r_code_fp=?, r_code_parts=?, r_args_fp=?,"
+            " r_arg_fps=?, r_dep_fps=?, r_result_fp=?, r_file=?, r_checksum=?, r_size=?,"
+            " r_mtime=?, started=?, ended=?, duration=?, cpu=?, engine=?, error=NULL,"
+            " blocked_by=NULL, reasons=? WHERE job_id=?",
+            (record.code_fp, _parts_json(record.code_parts), record.args_fp,
+             json.dumps(dict(record.arg_fps)), json.dumps(dict(record.dep_fps)),
+             record.result_fp, name, sum_, stamp[0], stamp[1], timing.get("started"), timing.get("ended"),
+             timing.get("duration"), timing.get("cpu"), timing.get("engine"),
+             json.dumps(list(timing.get("reasons", ()))), job_id))
+        _write_logs(conn, job_id, logs[0], logs[1], "")
+        conn.execute("DELETE FROM claims WHERE job_id=? AND owner=?", (job_id, self.owner))
+        old_name = old[0] if old else None
+
+        def after() -> None:
+            if old_name and old_name != name:
+                blobs.remove_quietly(self.results_dir, old_name)
+        return after
+
+    def mark_unreadable(self, job_id: str) -> None:
+        """The result file of a job failed its checksum (or vanished): the job has no
+        usable result until it runs again."""
+        def forget(conn: sqlite3.Connection) -> Callable[[], None]:
+            row = conn.execute("SELECT r_file FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+            conn.execute("UPDATE jobs SET r_file=NULL, r_checksum=NULL WHERE job_id=?", (job_id,))
+            return lambda: blobs.remove_quietly(self.results_dir, row[0] if row else None)
+        self.writer.db(forget)
+
+    def load_payload(self, job_id: str) -> bytes:
+        row = self._conn.execute("SELECT payload FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+        if row is None or row[0] is None:
+            raise StoreError(f"job {job_id!r} has no stored arguments")
+        return row[0]
 
     def record_failure(self, job_id: str, error: str, traceback: str, timing: dict,
                        logs: tuple[str, str], spec: JobSpec | None = None) -> None:
@@ -511,6 +559,10 @@ class _Writer:
         self._files.shutdown(wait=True)
         self._queue.put(None)
         self._thread.join()
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, UserWarning, stacklevel=_caller_level())
 
 
 def _caller_level() -> int:

@@ -15,6 +15,7 @@ from nbmake_ext import Context, JobsFailed, NotDone, Promise
 from nbmake_ext.context import set_current_context
 
 CALLS: list[tuple] = []
+FLAGS: dict = {}
 
 
 # -- jobs ---------------------------------------------------------------------------------
@@ -22,6 +23,9 @@ CALLS: list[tuple] = []
 
 def square(x):
     CALLS.append(("square", x))
+    if FLAGS.get("interrupt_at") == x:
+        del FLAGS["interrupt_at"]
+        raise KeyboardInterrupt
     return x * x
 
 
@@ -107,8 +111,10 @@ _serial = itertools.count()
 @pytest.fixture(autouse=True)
 def _clean_calls():
     CALLS.clear()
+    FLAGS.clear()
     yield
     CALLS.clear()
+    FLAGS.clear()
 
 
 def new_context(path: Path) -> Context:
@@ -465,7 +471,7 @@ def test_clean_of_a_child_alone_reruns_only_that_child(ctx):
     p = ctx.comp_dynamic(fan_out, 2)
     t = ctx.comp(total, p)
     ctx.make()
-    child = next(j for j, r in rows(ctx).items() if r.parent == p.job_id and r.job_id)
+    child = next(j for j, r in rows(ctx).items() if r.parent == p.job_id)
     ctx.clean(child)
     assert ctx.details(child).state == "todo" and p.state == "done"
     CALLS.clear()
@@ -487,9 +493,51 @@ def test_children_can_be_cleaned_and_made_by_glob(ctx):
     assert p.state == t.state == "done" and t.result() == 1
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: DynamicContext.comp(self, func, ...) also takes "
-                   "'func'/'self' as its own parameters; SPEC 1: only job_id is reserved")
 def test_child_keywords_named_func_and_self_go_to_the_child(ctx):
     p = ctx.comp_dynamic(keyword_child)
     ctx.make()
     assert p.result() == {"func": "f", "self": "s"}
+
+
+def test_interrupt_in_a_child_puts_the_parent_back_and_keeps_finished_children(ctx):
+    p = ctx.comp_dynamic(fan_out, 3)
+    t = ctx.comp(total, p)
+    FLAGS["interrupt_at"] = 1
+    with pytest.raises(KeyboardInterrupt):
+        ctx.make()
+    table = rows(ctx)
+    kids = {j: r.state for j, r in table.items() if r.parent == p.job_id}
+    assert sorted(kids.values()) == ["done", "todo", "todo"]
+    assert p.state == "todo" and t.state == "todo"
+    assert not ctx.store.running_ids()
+    CALLS.clear()
+    ctx.make()
+    assert sorted(CALLS[1:-1]) == [("square", 1), ("square", 2)]  # square 0 is kept
+    assert CALLS[0] == ("fan_out", 3) and CALLS[-1] == ("total", [0, 1, 4])
+    assert t.result() == 5
+
+
+def test_parent_code_edit_with_the_same_children_cuts_off(ctx, store_path):
+    src = textwrap.dedent("""
+        def nb_fan(context, n):
+            CALLS.append(("nb_fan", n))
+            return [context.comp(square, i) for i in range(n)]
+    """)
+    edited = src.replace("for i in range(n)]", "for i in list(range(n))]")
+    ns = {"__name__": "__main__", "CALLS": CALLS, "square": square}
+    for n, text in enumerate((src, edited)):
+        filename = f"/tmp/ipykernel_{os.getpid()}/nbmake_dyn_edit{next(_serial)}.py"
+        linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
+        try:
+            exec(compile(text, filename, "exec"), ns)
+            p = ctx.comp_dynamic(ns["nb_fan"], 2)
+            t = ctx.comp(total, p)
+            if n == 1:
+                assert p.state == "stale"
+                assert ctx.why(p.job_id) == ["code of nb_fan changed"]
+                CALLS.clear()
+            ctx.make()
+        finally:
+            linecache.cache.pop(filename, None)
+    assert CALLS == [("nb_fan", 2)]  # children and the dependent are up to date
+    assert t.state == "done" and t.result() == 1

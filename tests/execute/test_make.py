@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import nbmake_ext
-from nbmake_ext import Context, InvalidJob, JobFailed, JobsFailed, NotDone, Promise, UnknownTarget
+from nbmake_ext import Context, JobFailed, JobsFailed, NotDone, Promise, UnknownTarget
 from nbmake_ext.context import set_current_context
 
 CALLS: list[tuple] = []
@@ -869,9 +869,6 @@ def test_upstream_code_edit_with_a_new_result_reruns_dependents(ctx, run_cell):
     assert dd.result() == 69
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: why() says 'dependency X has no result yet' for a "
-                   "job whose state is done (its dependency was cleaned); SPEC 3: empty when "
-                   "up to date")
 def test_why_is_empty_for_a_done_job_whose_dependency_was_cleaned(ctx):
     a = ctx.comp(load, 1)
     b = ctx.comp(process, a)
@@ -920,9 +917,6 @@ def test_any_callable_can_be_a_job(ctx):
     assert sorted(c[0] for c in CALLS) == ["Scaler.__call__", "process", "scale"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: comp(func, *args, job_id, **kwargs) names its first "
-                   "parameter 'func' (and 'self'), so a job keyword named func/self raises "
-                   "TypeError; SPEC 1: job_id is the one reserved keyword (make func positional-only)")
 @pytest.mark.parametrize("keyword", ["func", "self"])
 def test_keywords_other_than_job_id_all_go_to_the_function(ctx, keyword):
     p = ctx.comp(echo_back, 1, **{keyword: "v"})
@@ -1010,3 +1004,42 @@ def test_fixing_a_failed_job(ctx, run_cell):
     det = ctx.details(p.job_id)
     assert det.error is None and det.traceback == "" and det.why == []
     assert ctx.details(d.job_id).blocked_by is None
+
+
+def where_am_i():
+    import threading
+
+    return os.getpid(), threading.current_thread() is threading.main_thread()
+
+
+def test_make_runs_jobs_in_this_process_and_thread(ctx):
+    p = ctx.comp(where_am_i)
+    ctx.make()
+    assert p.result() == (os.getpid(), True)
+
+
+def test_failed_and_blocked_stay_until_a_make_reaches_them(ctx):
+    a, bad, c, d, e = _diamond(ctx)
+    with pytest.raises(JobsFailed):
+        ctx.make()
+    ctx.comp(load, 50, job_id="a")  # redefine an unrelated job and make only it
+    assert a.state == "stale"
+    CALLS.clear()
+    ctx.make("a")
+    assert CALLS == [("load", 50)]
+    assert bad.state == "failed" and c.state == "blocked" and d.state == "blocked"
+    assert repr(c) == "<Promise c: blocked>"
+    assert e.state == "stale" and repr(e) == "<Promise e: stale>"
+
+
+def test_jobs_failed_carries_the_tracebacks_of_the_failed_jobs(ctx):
+    bads = [ctx.comp(boom, i) for i in range(5)]
+    with pytest.raises(JobsFailed) as info:
+        ctx.make()
+    exc = info.value
+    assert set(exc.failed) == {b.job_id for b in bads}
+    assert len(exc.tracebacks) >= 3 and set(exc.tracebacks) <= set(exc.failed)
+    for job_id, tb in exc.tracebacks.items():
+        i = int(ctx.details(job_id).error.rsplit(" ", 1)[-1])
+        assert f"ValueError: bad input {i}" in tb and tb == ctx.details(job_id).traceback
+    assert "5 failed" in str(exc)

@@ -86,9 +86,24 @@ def test_corrupt_or_missing_result_is_detected(tmp_path):
         store.load_result("a")
     with pytest.raises(ResultUnavailable, match="missing"):
         store.load_result("b")
-    snap = store.snapshot()
-    assert snap["a"].record.present  # the file is there; corruption shows on read
-    assert not snap["b"].record.present
+    with pytest.warns(UserWarning) as caught:
+        snap = store.snapshot()
+    messages = " ".join(str(w.message) for w in caught)
+    assert "'a' is corrupt" in messages and "'b' is missing" in messages
+    assert not snap["a"].record.present and not snap["b"].record.present
+    store.close()
+
+
+def test_unreadable_result_is_forgotten(tmp_path):
+    store = Store(tmp_path / "s")
+    define(store, spec("a"))
+    store.record_success("a", record(), dumps_value(1), {}, ("", ""))
+    store.flush()
+    store.mark_unreadable("a")
+    store.flush()
+    snap = store.snapshot()  # no warning: nothing is expected of the file any more
+    assert not snap["a"].record.present
+    assert os.listdir(tmp_path / "s" / "results") == []
     store.close()
 
 

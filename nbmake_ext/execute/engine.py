@@ -1,0 +1,301 @@
+"""An engine process: runs the jobs the kernel sends, writes their results to the store.
+
+Started by the kernel's EnginePool as ``python -m nbmake_ext.execute.engine``; it reads
+its configuration (endpoint, session key, identity, store) from stdin, never from argv,
+so the key does not show in ``ps``. It exits when its parent goes away.
+
+Protocol (all messages signed, see wire.py), kernel -> engine:
+  ``func KEY BLOB``      a pickled function, sent once per engine
+  ``job META PAYLOAD``   META json: job_id, func_key, dynamic, deps {id: [file, checksum]}
+  ``cancel``             drop the jobs not started yet (an interrupt)
+  ``stop``
+engine -> kernel:
+  ``hello META``         pid (an engine runs its jobs in the order received: the
+                         kernel knows which one is running)
+  ``child META SPEC BLOB PAYLOAD``   a dynamic job defined a child (streamed at once)
+  ``done META OUT ERR``  result stored in its file (readable); META: job_id, result_fp,
+                         file, checksum, size, timing
+  ``returned META TEMPLATE OUT ERR``  a dynamic job's value, which may hold child promises
+  ``failed META OUT ERR``             META: job_id, error, traceback, timing
+  ``lost META``          a dependency's result file is missing or corrupt
+  ``durable META``       job ids whose result files are now fsynced
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import sys
+import threading
+from collections import OrderedDict, deque
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from ..fingerprint import digest
+from ..promise import resolve
+from ..store import blobs
+from ..store.store import dumps_value
+from .inkernel import run_call
+from .outcomes import Call, ChildSpec, JobRaised, JobReturned
+from .wire import Signer, Verifier
+
+
+class _Results:
+    """Values this engine made or read lately, so a chain on one engine skips the disk."""
+
+    def __init__(self, budget: int = 128 << 20):
+        self._items: OrderedDict[str, tuple[Any, int]] = OrderedDict()
+        self._size, self._budget = 0, budget
+
+    def get(self, job_id: str) -> tuple[bool, Any]:
+        item = self._items.get(job_id)
+        if item is None:
+            return False, None
+        self._items.move_to_end(job_id)
+        return True, item[0]
+
+    def put(self, job_id: str, value: Any, size: int) -> None:
+        if size > self._budget // 4 or job_id in self._items:
+            return
+        self._items[job_id] = (value, size)
+        self._size += size
+        while self._size > self._budget:
+            _, (_, s) = self._items.popitem(last=False)
+            self._size -= s
+
+
+class Engine:
+    def __init__(self, config: dict):
+        key = bytes.fromhex(config["key"])
+        self.identity = config["identity"].encode()
+        self.results_dir = Path(config["store"]) / "results"
+        self.durable = config.get("durable", True)
+        self.signer, self.verifier = Signer(key), Verifier(key)
+        self.zmq = zmq.Context()
+        self.socket = self.zmq.socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.IDENTITY, self.identity)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.connect(config["endpoint"])
+        self.functions: dict[str, Any] = {}
+        self.queue: deque[tuple[dict, bytes]] = deque()
+        self.values = _Results()
+        self.syncing = ThreadPoolExecutor(max_workers=2, thread_name_prefix="nbmake-fsync")
+        self.synced: deque[str] = deque()  # job ids whose files are durable, to report
+        self.running_job: str | None = None
+        self._deps: dict[str, list[str]] = {}
+
+    def send(self, kind: str, meta: dict | None = None, *payloads: bytes) -> None:
+        frames = self.signer.frames(kind, json.dumps(meta or {}).encode(), *payloads)
+        self.socket.send_multipart(frames, copy=False)
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def serve(self) -> None:
+        self.send("hello", {"pid": os.getpid()})
+        poller = zmq.Poller()
+        poller.register(self.socket, zmq.POLLIN)
+        while True:
+            timeout = 0 if self.queue else 50
+            if poller.poll(timeout):
+                while self.socket.poll(0):
+                    if not self.receive(self.socket.recv_multipart()):
+                        return
+            self.report_durable()
+            if self.queue:
+                meta, payload = self.queue.popleft()
+                self.run(meta, payload)
+
+    def receive(self, frames: list[bytes]) -> bool:
+        opened = self.verifier.open(frames)
+        if opened is None:
+            return True  # unsigned, forged or replayed: dropped, never unpickled
+        kind, payloads = opened
+        if kind == "func":
+            self.functions[payloads[0].decode()] = payloads[1]
+        elif kind == "job":
+            self.queue.append((json.loads(payloads[0]), payloads[1]))
+        elif kind == "cancel":
+            self.queue.clear()  # an interrupt: jobs not started go back
+        elif kind == "stop":
+            return False
+        return True
+
+    def report_durable(self) -> None:
+        if self.synced:
+            ids = []
+            while self.synced:
+                ids.append(self.synced.popleft())
+            self.send("durable", {"jobs": ids})
+
+    # -- one job --------------------------------------------------------------------------
+
+    def run(self, meta: dict, payload: bytes) -> None:
+        job_id = meta["job_id"]
+        self._deps = meta["deps"]
+        try:
+            args, kwargs = pickle.loads(payload)
+            args = resolve(args, self._load)
+            kwargs = resolve(kwargs, self._load)
+        except _Unreadable as lost:
+            self.send("lost", {"job_id": job_id, "dep": lost.job_id, "why": lost.why})
+            return
+        try:
+            func = self._function(meta["func_key"])
+        except Exception as exc:  # noqa: BLE001 - reported as the job's failure
+            self.send("failed", {"job_id": job_id, "error": f"cannot load the job on "
+                                 f"engine {os.getpid()}: {type(exc).__name__}: {exc}",
+                                 "traceback": "", "timing": {}}, b"", b"")
+            return
+        call = Call(job_id, func, args, kwargs, meta["dynamic"])
+        self.running_job = job_id
+        try:
+            outcomes = run_call(call, self._child, engine=f"engine {os.getpid()}")
+        except KeyboardInterrupt:
+            self.send("failed", {"job_id": job_id, "error": "interrupted", "interrupted": True,
+                                 "traceback": "", "timing": {}}, b"", b"")
+            return
+        finally:
+            self.running_job = None
+        for outcome in outcomes:
+            if isinstance(outcome, JobRaised):
+                self.send("failed", {"job_id": job_id, "error": outcome.error,
+                                     "traceback": outcome.traceback,
+                                     "timing": _timing(outcome)},
+                          outcome.stdout.encode(), outcome.stderr.encode())
+            elif isinstance(outcome, JobReturned):
+                self._returned(job_id, outcome, meta["dynamic"])
+
+    def _returned(self, job_id: str, out: JobReturned, dynamic: bool) -> None:
+        text = (out.stdout.encode(), out.stderr.encode())
+        try:
+            data = dumps_value(out.value)
+            result_fp = digest(out.value) if not dynamic else ""
+        except Exception as exc:  # noqa: BLE001 - the job fails with that message
+            self.send("failed", {"job_id": job_id, "traceback": "", "timing": _timing(out),
+                                 "error": f"its result cannot be pickled: {exc}"}, *text)
+            return
+        if dynamic:  # the kernel resolves the children's promises, then stores it
+            self.send("returned", {"job_id": job_id, "timing": _timing(out)}, data, *text)
+            return
+        sum_ = blobs.checksum(data)
+        name = blobs.file_name(job_id, sum_)
+        try:
+            stamp = blobs.write_atomic(self.results_dir, name, data, durable=False)
+        except OSError as exc:
+            self.send("failed", {"job_id": job_id, "traceback": "", "timing": _timing(out),
+                                 "error": f"could not store the result: {exc}"}, *text)
+            return
+        self.values.put(job_id, out.value, len(data))
+        self.send("done", {"job_id": job_id, "result_fp": result_fp, "file": name,
+                           "checksum": sum_, "stamp": list(stamp), "timing": _timing(out)}, *text)
+        if self.durable:
+            # The file is readable now; its record is committed once it is on disk.
+            self.syncing.submit(self._fsync, job_id, name)
+        else:
+            self.synced.append(job_id)
+
+    def _fsync(self, job_id: str, name: str) -> None:
+        try:
+            fd = os.open(self.results_dir / name, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError:
+            pass  # replaced or removed meanwhile: the checksum guards every read anyway
+        self.synced.append(job_id)
+
+    def _child(self, child: ChildSpec) -> None:
+        from ..registration import function_blob, payload
+
+        spec = child.spec
+        key, blob = function_blob(spec)
+        body = pickle.dumps(_bare(spec), protocol=pickle.HIGHEST_PROTOCOL)
+        self.send("child", {"func_key": key}, body, blob, payload(spec))
+
+    def _function(self, key: str) -> Any:
+        func = self.functions.get(key)
+        if isinstance(func, bytes):
+            func = self.functions[key] = pickle.loads(func)
+        if func is None:
+            raise LookupError(f"function {key} was never sent")
+        return func
+
+    def _load(self, job_id: str) -> Any:
+        found, value = self.values.get(job_id)
+        if found:
+            return value
+        try:
+            file, checksum = self._deps[job_id]
+            data = blobs.read_checked(self.results_dir, file, checksum)
+            value = pickle.loads(data)
+        except (KeyError, OSError, blobs.CorruptResult, pickle.UnpicklingError) as exc:
+            raise _Unreadable(job_id, f"the result of {job_id!r} is unreadable: {exc}") from None
+        self.values.put(job_id, value, len(data))
+        return value
+
+
+class _Unreadable(Exception):
+    def __init__(self, job_id: str, why: str):
+        self.job_id, self.why = job_id, why
+
+
+def _bare(spec):
+    """The spec without its live payload: that travels as its own pickles."""
+    from dataclasses import replace
+
+    return replace(spec, func=None, args=(), kwargs={})
+
+
+def _timing(out) -> dict:
+    t = out.timing
+    return {"started": t.started, "ended": t.ended, "duration": t.duration, "cpu": t.cpu,
+            "engine": t.engine}
+
+
+def _watch_parent(parent: int) -> None:
+    """Exit when the kernel is gone (killed included): engines never outlive it."""
+    try:  # Linux: be told at once
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001 - other systems: the polling below does it
+        pass
+    if os.getppid() != parent:
+        os._exit(0)
+
+    def poll() -> None:
+        while True:
+            if os.getppid() != parent:
+                os._exit(0)
+            threading.Event().wait(0.5)
+
+    threading.Thread(target=poll, name="nbmake-parent-watch", daemon=True).start()
+
+
+def main() -> None:
+    config = json.loads(sys.stdin.readline())
+    _watch_parent(config["parent"])
+    engine = Engine(config)
+
+    # SIGINT stops the running job only; an idle engine ignores it.
+    def on_sigint(signum, frame):
+        if engine.running_job is not None:
+            raise KeyboardInterrupt
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        engine.serve()
+    finally:
+        engine.syncing.shutdown(wait=True)
+        engine.socket.close(0)
+        engine.zmq.term()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,288 @@
+"""The kernel's side of the engines: start, feed, watch and replace them.
+
+One ROUTER socket on an owner-only ipc path; each engine is a DEALER with its own
+identity. The pool is a runner for the driver: ``submit`` sends a job to the engine with
+the best claim on it (one that already holds a dependency's value, else the least busy),
+``poll`` turns messages and dead engines into outcomes. Each engine holds up to
+``DEPTH`` jobs, so the next job is already there when one finishes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import zmq
+
+from .outcomes import ChildSpec, JobRaised, JobReturned, Timing
+from .wire import Signer, Verifier, new_key
+
+DEPTH = 2
+
+
+@dataclass(slots=True)
+class RemoteJob:
+    """A job as it travels: bytes and where its dependencies' results are."""
+
+    job_id: str
+    func_key: str
+    func_blob: bytes
+    payload: bytes
+    deps: dict[str, tuple[str, str]]   # dependency -> (result file, checksum)
+    dynamic: bool
+
+
+@dataclass(slots=True)
+class JobStored:
+    """An engine stored a result (readable now; durable once ``Durable`` names it)."""
+
+    job_id: str
+    result_fp: str
+    file: str
+    checksum: str
+    stamp: tuple[int, int]   # size, mtime in ns
+    timing: Timing
+    stdout: str = ""
+    stderr: str = ""
+
+
+@dataclass(slots=True)
+class Durable:
+    job_ids: list[str]
+
+
+@dataclass(slots=True)
+class Requeue:
+    """Jobs sent to an engine that died before starting them: they did not run."""
+
+    job_ids: list[str]
+
+
+@dataclass(slots=True)
+class DependencyLost:
+    job_id: str
+    dependency: str
+    why: str
+
+
+@dataclass
+class _Engine:
+    identity: bytes
+    proc: subprocess.Popen
+    ready: bool = False
+    queue: deque = field(default_factory=deque)   # job ids, in the order sent
+    functions: set = field(default_factory=set)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+
+class EnginePool:
+    remote = True
+
+    def __init__(self, store_path: Path, n: int, *, durable: bool = True):
+        self.store_path = Path(store_path)
+        self.durable = durable
+        self._dir = tempfile.mkdtemp(prefix="nbm-")  # short: ipc paths stop at 107 bytes
+        self.endpoint = f"ipc://{self._dir}/k"
+        key = new_key()
+        self._key_hex = key.hex()
+        self.signer, self.verifier = Signer(key), Verifier(key)
+        self.zmq = zmq.Context()
+        self.socket = self.zmq.socket(zmq.ROUTER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self.socket.bind(self.endpoint)
+        os.chmod(f"{self._dir}/k", 0o600)
+        self.engines: dict[bytes, _Engine] = {}
+        self.produced_by: dict[str, bytes] = {}
+        self.n = 0
+        self._count = 0
+        self.resize(n)
+
+    # -- engines --------------------------------------------------------------------------
+
+    def resize(self, n: int) -> None:
+        self.n = max(1, n)
+        while len(self.engines) < self.n:
+            self._spawn()
+        idle = [e for e in self.engines.values() if not e.queue]
+        while len(self.engines) > self.n and idle:
+            self._stop(idle.pop())
+
+    def _spawn(self) -> _Engine:
+        self._count += 1
+        identity = f"e{os.getpid()}-{self._count}".encode()
+        log = open(os.path.join(self._dir, f"{identity.decode()}.log"), "ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "nbmake_ext.execute.engine"], stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL, stderr=log, start_new_session=True, cwd=os.getcwd())
+        log.close()
+        config = {"endpoint": self.endpoint, "key": self._key_hex, "identity": identity.decode(),
+                  "store": str(self.store_path), "parent": os.getpid(), "durable": self.durable}
+        proc.stdin.write((json.dumps(config) + "\n").encode())
+        proc.stdin.close()
+        engine = self.engines[identity] = _Engine(identity, proc)
+        return engine
+
+    def _stop(self, engine: _Engine) -> None:
+        self.engines.pop(engine.identity, None)
+        try:
+            self._send(engine, "stop")
+        except zmq.ZMQError:
+            pass
+        try:
+            engine.proc.wait(2)
+        except subprocess.TimeoutExpired:
+            engine.proc.kill()
+            engine.proc.wait()
+
+    def pids(self) -> list[int]:
+        return [e.pid for e in self.engines.values()]
+
+    # -- the runner interface -------------------------------------------------------------
+
+    def free_slots(self) -> int:
+        return sum(DEPTH - len(e.queue) for e in self.engines.values() if e.ready)
+
+    def has_capacity(self) -> bool:
+        return self.free_slots() > 0
+
+    @property
+    def busy(self) -> bool:
+        return any(e.queue for e in self.engines.values())
+
+    def submit(self, job: RemoteJob) -> None:
+        ready = [e for e in self.engines.values() if e.ready and len(e.queue) < DEPTH]
+        holders = {self.produced_by.get(d) for d in job.deps}
+        engine = min(ready, key=lambda e: (e.identity not in holders, len(e.queue)))
+        if job.func_key not in engine.functions:
+            self._send(engine, "func", job.func_key.encode(), job.func_blob)
+            engine.functions.add(job.func_key)
+        meta = {"job_id": job.job_id, "func_key": job.func_key, "dynamic": job.dynamic,
+                "deps": job.deps}
+        self._send(engine, "job", json.dumps(meta).encode(), job.payload)
+        engine.queue.append(job.job_id)
+
+    def poll(self, timeout: float) -> list:
+        out: list = []
+        self._check_engines(out)
+        if self.socket.poll(int(timeout * 1000) if not out else 0):
+            while True:
+                try:
+                    frames = self.socket.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                self._receive(frames, out)
+        return out
+
+    def interrupt(self) -> list[str]:
+        """Stop every engine's jobs: queued ones are dropped, running ones get SIGINT.
+        Engines that do not stop within 2 s are killed and replaced."""
+        stopped = [j for e in self.engines.values() for j in e.queue]
+        busy = [e for e in self.engines.values() if e.queue]
+        for engine in busy:
+            self._send(engine, "cancel")
+            try:
+                os.kill(engine.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 2.0
+        while any(e.queue for e in busy) and time.monotonic() < deadline:
+            self.poll(0.05)  # outcomes of stopped jobs are dropped: they go back
+        for engine in busy:
+            if engine.queue:
+                engine.proc.kill()
+                engine.proc.wait()
+                self.engines.pop(engine.identity, None)
+        self.resize(self.n)
+        return stopped
+
+    def close(self) -> None:
+        for engine in list(self.engines.values()):
+            self._stop(engine)
+        self.socket.close(0)
+        self.zmq.term()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    # -- messages -------------------------------------------------------------------------
+
+    def _send(self, engine: _Engine, kind: str, *payloads: bytes) -> None:
+        self.socket.send_multipart([engine.identity, *self.signer.frames(kind, *payloads)])
+
+    def _receive(self, frames: list[bytes], out: list) -> None:
+        identity, rest = frames[0], frames[1:]
+        engine = self.engines.get(identity)
+        opened = self.verifier.open(rest, identity)
+        if engine is None or opened is None:
+            return  # unknown peer, unsigned, forged or replayed: dropped, never unpickled
+        kind, payloads = opened
+        meta = json.loads(payloads[0])
+        if kind == "hello":
+            engine.ready = True
+        elif kind == "done":
+            self._finished(engine, meta["job_id"])
+            self.produced_by[meta["job_id"]] = identity
+            out.append(JobStored(meta["job_id"], meta["result_fp"], meta["file"],
+                                 meta["checksum"], tuple(meta["stamp"]), Timing(**meta["timing"]),
+                                 payloads[1].decode(), payloads[2].decode()))
+        elif kind == "returned":
+            self._finished(engine, meta["job_id"])
+            out.append(JobReturned(meta["job_id"], pickle.loads(payloads[1]),
+                                   payloads[2].decode(), payloads[3].decode(),
+                                   Timing(**meta["timing"])))
+        elif kind == "failed":
+            self._finished(engine, meta["job_id"])
+            if not meta.get("interrupted"):
+                out.append(JobRaised(meta["job_id"], meta["error"], meta["traceback"],
+                                     payloads[1].decode(), payloads[2].decode(),
+                                     Timing(**meta["timing"]) if meta["timing"] else Timing()))
+        elif kind == "lost":
+            self._finished(engine, meta["job_id"])
+            out.append(DependencyLost(meta["job_id"], meta["dep"], meta["why"]))
+        elif kind == "child":
+            spec = pickle.loads(payloads[1])
+            out.append(ChildSpec(spec, payloads[2], payloads[3]))
+        elif kind == "durable":
+            out.append(Durable(meta["jobs"]))
+
+    def _finished(self, engine: _Engine, job_id: str) -> None:
+        if engine.queue and engine.queue[0] == job_id:
+            engine.queue.popleft()
+        elif job_id in engine.queue:
+            engine.queue.remove(job_id)
+
+    def _check_engines(self, out: list) -> None:
+        for engine in list(self.engines.values()):
+            code = engine.proc.poll()
+            if code is None:
+                continue
+            self.engines.pop(engine.identity)
+            if engine.queue:
+                running, rest = engine.queue[0], list(engine.queue)[1:]
+                out.append(JobRaised(running, f"engine {engine.pid} died while running it: "
+                                     f"{_death(code)}", "", "", "",
+                                     Timing(engine=f"engine {engine.pid}")))
+                if rest:
+                    out.append(Requeue(rest))
+            self._spawn()
+
+
+def _death(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with code {code}"
