@@ -1,8 +1,9 @@
 """What a ``%%comp`` cell binds and reads (pure: source text in, names out).
 
 Outputs are the names the cell binds at top level, in the order they are first bound.
-Inputs are the names it reads before binding them, including free names of functions,
-lambdas and comprehensions it defines (they read the cell's namespace when called).
+Inputs are the names it reads before binding them, and the free names of functions and
+lambdas it defines that the cell does not bind at all (a function reads the cell's
+namespace when it is called, so it may use what the cell binds after defining it).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ def analyse(source: str) -> CellNames:
     walker = _TopLevel()
     for stmt in tree.body:
         walker.visit(stmt)
+    for name in walker.called_later:
+        walker._read(name)
     return CellNames(tuple(walker.outputs), tuple(walker.inputs))
 
 
@@ -32,6 +35,7 @@ class _TopLevel(ast.NodeVisitor):
         self.bound: set[str] = set()
         self.outputs: dict[str, None] = {}
         self.inputs: dict[str, None] = {}
+        self.called_later: dict[str, None] = {}  # free names of functions and lambdas
 
     def _read(self, name: str) -> None:
         if name not in self.bound:
@@ -124,8 +128,7 @@ class _TopLevel(ast.NodeVisitor):
             if expr is not None:
                 self.visit(expr)
         self._visit_signature(node.args)
-        for name in _free_names(node):
-            self._read(name)
+        self.called_later.update(dict.fromkeys(_free_names(node)))
         self._bind(node.name)
 
     visit_AsyncFunctionDef = visit_FunctionDef
@@ -139,8 +142,7 @@ class _TopLevel(ast.NodeVisitor):
 
     def visit_Lambda(self, node: ast.Lambda) -> None:
         self._visit_signature(node.args)
-        for name in _free_names(node):
-            self._read(name)
+        self.called_later.update(dict.fromkeys(_free_names(node)))
 
     def _comprehension(self, node) -> None:
         # The first iterable is evaluated in the enclosing scope; the rest is its own scope.
@@ -189,8 +191,9 @@ def _free_names(node: ast.AST) -> list[str]:
                     loads[n.id] = None
                 else:
                     local.add(n.id)
-            elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and n is not node:
-                local.add(n.name)
+            elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                if n is not node:
+                    local.add(n.name)
             elif isinstance(n, ast.arg):
                 local.add(n.arg)
             elif isinstance(n, (ast.Import, ast.ImportFrom)):

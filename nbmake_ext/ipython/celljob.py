@@ -28,8 +28,8 @@ class CellJob:
     def filename(self) -> str:
         return f"<%%comp {self.job_id}>"
 
-    def __call__(self, **inputs: Any) -> dict[str, Any]:
-        __tracebackhide__ = True  # noqa: F841 - IPython shows the cell's frame, not ours
+    def __call__(self, /, **inputs: Any) -> dict[str, Any]:  # an input may be named self
+        __tracebackhide__ = True  # IPython shows the cell's frame, not ours
         filename = self.filename
         lines = self.source.splitlines(True)
         linecache.cache[filename] = (len(self.source), None, lines, filename)
@@ -45,7 +45,7 @@ def cell_code_fingerprint(source: str, captured: dict[str, Any]) -> CodeFingerpr
     """The cell's normalised code, plus the code of notebook functions it uses, so editing
     a helper function makes the cells that call it stale."""
     parts = {"cell": cell_fingerprint(source)}
-    for name, value in sorted(captured.items()):
+    for _, value in sorted(captured.items()):
         if callable(value) and not isinstance(value, type) and _tracked(value):
             parts.update(code_fingerprint(value).parts)
     return CodeFingerprint(digest(sorted(parts.items())), parts)

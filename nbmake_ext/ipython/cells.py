@@ -28,6 +28,7 @@ class Cells:
         self.outputs: dict[str, tuple[str, ...]] = {}   # job -> its output names
         self.inputs: dict[str, dict[str, Any]] = {}     # job -> inputs of its last definition
         self.bound: dict[str, Any] = {}                 # name -> the object we bound it to
+        self.bound_result: dict[str, str | None] = {}   # job -> result fp of bound values
 
     @property
     def ns(self) -> dict[str, Any]:
@@ -62,7 +63,7 @@ class Cells:
         self.outputs[job_id] = names.outputs
         self.inputs[job_id] = inputs
         self.ctx.sync()
-        self._bind(job_id, self._values_if_done(job_id))
+        self._bind(job_id, self._result(job_id))
         return job_id
 
     def _input(self, job_id: str, name: str) -> Any:
@@ -92,18 +93,24 @@ class Cells:
 
     # -- binding ------------------------------------------------------------------------
 
-    def _values_if_done(self, job_id: str) -> dict[str, Any] | None:
+    def _result(self, job_id: str) -> tuple[dict[str, Any], str] | None:
+        """The job's values and their fingerprint, when it is up to date."""
         if self.ctx.state_of(job_id) != "done":
             return None
+        stored = self.ctx.store.snapshot_of([job_id]).get(job_id)
         try:
-            return self.ctx.result_of(job_id)
+            return self.ctx.result_of(job_id), stored.record.result_fp
         except Exception:  # noqa: BLE001 - unreadable: leave Promises, make will redo it
             return None
 
-    def _bind(self, job_id: str, values: dict[str, Any] | None) -> None:
+    def _bind(self, job_id: str, result: tuple[dict[str, Any], str] | None,
+              only_ours: bool = False) -> None:
         """Outputs to their values when there are some, else to Promises."""
         ns = self.ns
+        values, self.bound_result[job_id] = result or (None, None)
         for name in self.outputs[job_id]:
+            if only_ours and not (self.owner.get(name) == job_id and self._is_ours(name)):
+                continue  # rebound since, by the user or by another cell
             if values is None:
                 ns[name] = self.bound[name] = Promise(job_id, self.ctx, output=name)
             elif name in values:
@@ -112,26 +119,16 @@ class Cells:
                 del ns[name]  # the cell did not bind it this time (``if`` at top level)
 
     def bind_done(self) -> None:
-        """After a make: names still bound to Promises of jobs now done get their values."""
-        waiting: dict[str, None] = {}
-        for name, obj in self.bound.items():
-            if isinstance(obj, Promise) and self._is_ours(name) and obj.job_id in self.ctx.graph:
-                waiting[obj.job_id] = None
-        for job_id in waiting:
-            values = self._values_if_done(job_id)
-            if values is not None:
-                self._bind_remaining(job_id, values)
-
-    def _bind_remaining(self, job_id: str, values: dict[str, Any]) -> None:
-        # Only names that still hold this job's Promise: the others were rebound since.
-        ns = self.ns
-        for name in self.outputs.get(job_id, ()):
-            obj = self.bound.get(name)
-            if isinstance(obj, Promise) and obj.job_id == job_id and self._is_ours(name):
-                if name in values:
-                    ns[name] = self.bound[name] = values[name]
-                else:
-                    del ns[name]
+        """After a command: names still bound to a cell's Promises, or to the values of an
+        earlier result (a remake), get the values of the job's current result."""
+        jobs = {self.owner[n] for n in self.bound if n in self.owner and self._is_ours(n)}
+        stored = self.ctx.store.snapshot_of(j for j in jobs if j in self.ctx.graph)
+        for job_id, st in stored.items():
+            current = st.record.result_fp if st.record is not None else None
+            if current is not None and current != self.bound_result.get(job_id):
+                result = self._result(job_id)
+                if result is not None:
+                    self._bind(job_id, result, only_ours=True)
 
 
 _BUILTIN = object()

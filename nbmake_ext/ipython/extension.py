@@ -54,7 +54,7 @@ class KernelSession:
     def debug(self, job_id: str) -> Any:
         """Run a job here, uncaptured, on its stored inputs: an exception reaches the
         user as is, so ``%debug`` lands in the job's own frame."""
-        __tracebackhide__ = True  # noqa: F841 - IPython hides this frame in tracebacks
+        __tracebackhide__ = True  # IPython hides this frame in tracebacks
         ctx = self.ctx
         ctx.sync()
         ctx._require(job_id)

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import inspect
 import shlex
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from IPython.core import magic_arguments
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.display import display
 
-from ..commands import COMMANDS, Command
+from ..commands import COMMANDS, Command, argparse_kwargs
 from ..ui import views
 
 if TYPE_CHECKING:
@@ -40,12 +40,7 @@ def _build_magic(command: Command, run):
     magic.__doc__ = (f"{command.help}.\n\nExample::\n\n    %"
                      + command.example.replace("\n", "\n    %") + "\n")
     for arg in reversed(command.args):
-        kwargs: dict[str, Any] = {"help": arg.help}
-        if arg.nargs is not None:
-            kwargs["nargs"] = arg.nargs
-        if arg.action is not None:
-            kwargs["action"] = arg.action
-        magic = magic_arguments.argument(*arg.flags, **kwargs)(magic)
+        magic = magic_arguments.argument(*arg.flags, **argparse_kwargs(arg))(magic)
     return magic_arguments.magic_arguments()(magic)
 
 
@@ -64,7 +59,8 @@ def _usage(command: Command) -> str:
     for arg in sorted(command.args, key=lambda a: not a.flags[0].startswith("-")):
         name = arg.flags[0]
         if name.startswith("-"):
-            words.append(f"[{name}]")
+            value = "" if arg.action else f" {name.lstrip('-').upper()}"
+            words.append(f"[{name}{value}]")
         elif arg.nargs == "*":
             words.append(f"[{name.upper()} ...]")
         elif arg.nargs == "+":
@@ -98,7 +94,7 @@ class NbmakeMagics(Magics):
 
     @line_magic
     def nbmake(self, line: str = ""):
-        __tracebackhide__ = True  # noqa: F841 - IPython hides this frame in tracebacks
+        __tracebackhide__ = True  # IPython hides this frame in tracebacks
         try:
             words = shlex.split(line)
         except ValueError as exc:
@@ -149,7 +145,7 @@ class NbmakeMagics(Magics):
             model = fit(data, alpha)
             score = evaluate(model)
         """
-        job_id = line.strip()
-        if " " in job_id:
-            raise UsageError(f"usage: %%comp [JOB_ID] (one word, got {job_id!r})")
-        self.session.cells.define(job_id or None, cell)
+        words = line.split()
+        if len(words) > 1:
+            raise UsageError(f"usage: %%comp [JOB_ID] (one word, got {line.strip()!r})")
+        self.session.cells.define(words[0] if words else None, cell)

@@ -15,7 +15,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 from jupyter_client.manager import KernelManager
 
@@ -189,16 +189,3 @@ def output_texts(cell: dict) -> list[str]:
             key, text = kind, o["data"].get("text/plain", "")
         out.append((key, text))
     return [f"{key}\n{normalise(text)}" for key, text in out]
-
-
-def notebook_errors(nb: dict) -> list[tuple[int, str]]:
-    return [(i, o["ename"]) for i, cell in enumerate(nb["cells"])
-            for o in cell.get("outputs", []) if o["output_type"] == "error"]
-
-
-def side_effects(path: Path) -> list[str]:
-    return path.read_text().splitlines() if path.exists() else []
-
-
-def first(items: Iterable[Any], pred: Callable[[Any], bool]) -> Any:
-    return next(i for i in items if pred(i))

@@ -31,6 +31,9 @@ CASES = {
     "def: free names are inputs, params are not": (
         "def scale(v, k=factor):\n    w = v * k * gain\n    return helper(w)",
         ["scale"], ["factor", "gain", "helper"]),
+    "def: names the cell binds after the def are not inputs": (
+        "def f():\n    return helper() * k\ndef helper():\n    return 2\nk = 3\ny = f()",
+        ["f", "helper", "k", "y"], []),
     "def: decorators are read": ("@cache\ndef g():\n    return 1", ["g"], ["cache"]),
     "def: annotations are read": ("def g(v: np.ndarray, *a: T) -> Out:\n    return v",
                                   ["g"], ["np", "T", "Out"]),
@@ -55,7 +58,8 @@ CASES = {
         "ys = [(last := y) for y in vals]", ["last", "ys"], ["vals"]),
     "match patterns": (
         "match cmd:\n    case ['go', where]:\n        dest = where\n"
-        "    case {'k': v, **others}:\n        dest = v\n    case P(x=px) as pt:\n        dest = px",
+        "    case {'k': v, **others}:\n        dest = v\n"
+        "    case P(x=px) as pt:\n        dest = px",
         ["where", "dest", "v", "others", "px", "pt"], ["cmd", "P"]),
     "print only": ("print(x)", [], ["print", "x"]),
 }

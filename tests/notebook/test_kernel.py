@@ -1,7 +1,9 @@
 """What a notebook user does, in one real kernel shared by the module.
 
 Every test has its own working directory and store (fixture ``nb``). What ran is proven by
-side effects: jobs append a line to ``runs.log`` in the test's directory.
+side effects: jobs append a line to ``runs.log`` in the test's directory. Sections follow
+the items of the notebook issue; restarts (4) are in test_restart.py, the demo and the
+command line (8) in test_notebooks.py.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ def summary(reply) -> str:
     return lines[0]
 
 
-# -- 1. the extension ------------------------------------------------------------------------
+# -- 1. the extension ----------------------------------------------------------------------
 
 def test_kernel_runs_this_checkout(nb):
     reply = nb.ok("import sys, nbmake_ext\nprint(sys.executable)\nprint(nbmake_ext.__file__)")
@@ -90,7 +92,7 @@ def test_unload_removes_magics_and_reload_finds_the_store(nb):
     assert nb.complete("%nbmake ls fi") == (["five"], "fi")
 
 
-# -- 2. commands -------------------------------------------------------------------------------
+# -- 2. commands ---------------------------------------------------------------------------
 
 def test_every_command_through_nbmake(nb):
     nb.ok(HELPERS + "a = comp(double, 1, job_id='a')\nb = comp(add, a, 10, job_id='b')")
@@ -154,7 +156,7 @@ def test_misuse_is_reported_short(nb):
         assert PACKAGE_DIR not in shown
 
 
-# -- 3. %%comp cells -----------------------------------------------------------------------------
+# -- 3. %%comp cells -----------------------------------------------------------------------
 
 def test_comp_cells_outputs_inputs_and_ids(nb):
     nb.ok(HELPERS + "k = 3\nbase = comp(double, 5, job_id='base')")
@@ -177,6 +179,12 @@ def test_comp_cells_outputs_inputs_and_ids(nb):
     nb.ok("%make")
     assert nb.ok("print(scaled, biggest, share)").text.strip() == "[0, 3, 6, 9] 9 15.25"
     assert sorted(runs(nb)) == ["double-5", "first", "second"]
+
+
+def test_inputs_may_have_any_name(nb):
+    nb.ok("self = 2\nfunc = 3\njob_id = 4")
+    nb.ok("%%comp\ntotal = self + func + job_id")
+    assert nb.ok("%make\ntotal").value == "9"
 
 
 def test_undefined_name_is_an_error_at_registration(nb):
@@ -273,6 +281,16 @@ def test_a_rebound_name_is_captured_not_a_dependency(nb):
     assert nb.ok("%make cell-n\nn").value == "2"
 
 
+def test_a_remake_rebinds_outputs_to_the_new_result_unless_the_user_rebound_them(nb):
+    nb.ok(HELPERS + "def tick():\n    logged('tick')\n"
+          "    return len(open('runs.log').read().split())")
+    nb.ok("%%comp\nticks = tick()")
+    assert nb.ok("%make\nticks").value == "1"
+    assert nb.ok("%remake cell-ticks\nticks").value == "2"
+    nb.ok("ticks = 'mine'")
+    assert nb.ok("%remake cell-ticks\nticks").value == "'mine'"
+
+
 def test_make_from_python_binds_outputs_when_the_cell_ends(nb):
     nb.ok("%%comp\ng = 'value'")
     reply = nb.ok("current_context().make()\nprint(type(g).__name__)")
@@ -280,7 +298,7 @@ def test_make_from_python_binds_outputs_when_the_cell_ends(nb):
     assert nb.ok("g").value == "'value'"
 
 
-# -- 5. errors the notebook way --------------------------------------------------------------------
+# -- 5. errors the notebook way ------------------------------------------------------------
 
 def test_failed_make_shows_the_jobs_traceback_not_ours(nb):
     nb.ok(HELPERS + "q = comp(ratio, 1, 0, job_id='q')\nafter = comp(add, q, 1, job_id='after')")
@@ -303,7 +321,7 @@ def test_invalid_job_renders_one_line(nb):
         "InvalidJob: job '?': 42 is not callable; comp() takes a function first"]
 
 
-# -- 6. debug ------------------------------------------------------------------------------------
+# -- 6. debug ------------------------------------------------------------------------------
 
 def test_debug_reruns_the_failed_job_and_debug_lands_in_its_frame(nb):
     nb.ok(HELPERS + "q = comp(ratio, 3, 0, job_id='q')")
@@ -334,7 +352,7 @@ def test_debug_a_comp_cell_and_a_job_whose_inputs_are_missing(nb):
     assert "job 'p' has no stored result" in reply.error["evalue"]
 
 
-# -- 7. views ---------------------------------------------------------------------------------------
+# -- 7. views ------------------------------------------------------------------------------
 
 def test_command_outputs_are_text_and_html_tables(nb):
     nb.ok(HELPERS + "a = comp(double, 1, job_id='a')\nbad = comp(ratio, 1, 0, job_id='bad')\n"
