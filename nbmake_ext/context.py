@@ -309,7 +309,7 @@ class Context:
         results = {j: st.record.result_fp for j in ids
                    if (st := self._stored.get(j)) is not None and st.record is not None
                    and st.record.present}
-        return self._state(job_id, results, self.store.running_ids())
+        return self._state(job_id, results, self.store.running_among([job_id]))
 
     def result_of(self, job_id: str) -> Any:
         state = self.state_of(job_id)
@@ -332,7 +332,7 @@ class Context:
 
     def _states(self) -> dict[str, str]:
         results = self._current_results()
-        running = self.store.running_ids()
+        running = self.store.running_among(self.graph.specs)
         return {j: self._state(j, results, running) for j in self.graph.specs}
 
     def _current_results(self) -> dict[str, str]:

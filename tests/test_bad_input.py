@@ -433,7 +433,7 @@ def test_keyboard_interrupt_in_a_job_stops_make_and_keeps_what_finished(ctx, kee
     assert ctx.lines[-1].endswith("(interrupted)")
     assert first.state == "done" and first.result() == 10
     assert k.state == "todo" and after.state == "todo"
-    assert not ctx.store.running_ids()
+    assert not ctx.store.running_among(ctx.graph.specs)
     CALLS.clear()
     ctx.make()
     assert CALLS == [("interrupted_once", 10), ("process", 20)]

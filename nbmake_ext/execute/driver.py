@@ -235,7 +235,7 @@ class Driver:
         self.elsewhere.update(elsewhere)
         fresh = self._reread(mine)
         for jid in mine:
-            new = fresh.get(jid)
+            new = fresh.get(jid)  # None: unchanged since this make read the store
             if new is not None and self._failed_elsewhere(jid, new):
                 self.store.release([jid])
                 continue
@@ -261,15 +261,18 @@ class Driver:
         for jid in released:
             del self.elsewhere[jid]
             new = fresh.get(jid)
-            if new is not None:
+            if new is None:  # unchanged: the other process stopped without an outcome
+                record = self.sched.records.get(jid)
+            else:
                 self.stored[jid] = new
                 if self._failed_elsewhere(jid, new):
                     continue
-            self._apply(self.sched.handle(
-                ev.Reconsider(jid, new.record if new is not None else None)))
+                record = new.record
+            self._apply(self.sched.handle(ev.Reconsider(jid, record)))
 
     def _reread(self, job_ids: list[str]) -> dict[str, StoredJob]:
-        fresh = self.store.snapshot_of(job_ids)
+        """What changed in the store for these jobs since this make read it."""
+        fresh = self.store.changed(self.stored, job_ids)
         for jid in self.lost.intersection(fresh):
             if fresh[jid].record is not None:
                 fresh[jid].record.present = False

@@ -41,6 +41,40 @@ def write_atomic(directory: Path, name: str, data: bytes | memoryview, *,
     return st.st_size, st.st_mtime_ns
 
 
+def _syncfs():
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.syncfs
+    except (OSError, AttributeError):
+        return None
+
+
+_SYNCFS = _syncfs()
+
+
+def make_durable(directory: Path, names: list[str]) -> None:
+    """Flush freshly written files to disk: one ``syncfs`` of their filesystem (Linux)
+    costs about what a single fsync does, however many files there are."""
+    if _SYNCFS is not None and len(names) > 1:
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            if _SYNCFS(fd) == 0:
+                return
+        finally:
+            os.close(fd)
+    for name in names:
+        try:
+            fd = os.open(directory / name, os.O_RDONLY)
+        except FileNotFoundError:
+            continue  # already replaced: its successor is flushed with its own batch
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 class CorruptResult(Exception):
     pass
 

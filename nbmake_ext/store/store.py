@@ -8,6 +8,7 @@ state is on disk as each job finishes and a crash leaves either the whole result
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pickle
@@ -16,9 +17,7 @@ import socket
 import sqlite3
 import threading
 import time
-import uuid
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -28,6 +27,7 @@ import cloudpickle
 from ..core.jobspec import JobSpec, RunRecord
 from ..errors import NotDone, StoreError
 from . import blobs, db
+from .claims import Claims
 
 HOST = socket.gethostname()
 
@@ -76,7 +76,6 @@ class Store:
         self.path = Path(path).absolute()
         self.results_dir = self.path / "results"
         self.durable = durable
-        self.owner = f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         try:
             self._create_dirs()
             self._conn = db.connect(self.path / "nbmake.db")
@@ -84,6 +83,7 @@ class Store:
             os.chmod(self.path / "nbmake.db", 0o600)
         except (OSError, sqlite3.Error, ValueError) as exc:
             raise StoreError(f"cannot open the store at {self.path}: {exc}") from exc
+        self._claims = Claims(self.path)
         self._functions: dict[str, Any] = {}
         self._inflight: dict[str, bytes] = {}
         self._writer: _Writer | None = None
@@ -171,8 +171,7 @@ class Store:
         logs = self._conn.execute(
             "SELECT stdout, stderr, traceback FROM logs WHERE job_id=?", (job_id,)).fetchone()
         out["stdout"], out["stderr"], out["traceback"] = logs or ("", "", "")
-        claim = self._live_claims().get(job_id)
-        out["claimed_by"] = claim
+        out["running_elsewhere"] = self._claims.held_elsewhere(job_id)
         return out
 
     def load_result(self, job_id: str) -> Any:
@@ -303,49 +302,45 @@ class Store:
             conn.execute("ROLLBACK")
             raise
 
-    # -- claims: two processes never run one job at once ------------------------------------
+    # -- claims: two processes never run one job at once ----------------------------------
 
     def claim(self, job_ids: Iterable[str]) -> tuple[list[str], dict[str, str]]:
-        """Claim jobs for this process. Returns (claimed, {job: owner} held elsewhere).
-        Claims of dead processes on this host are taken over."""
-        ids = list(job_ids)
+        """Claim jobs for this store. Returns (claimed, {job: holder} held elsewhere)."""
         mine, elsewhere = [], {}
-        now = time.time()
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            held = dict(conn.execute(
-                f"SELECT job_id, owner FROM claims WHERE job_id IN ({_marks(ids)})", ids
-            ).fetchall()) if ids else {}
-            rows = []
-            for jid in ids:
-                owner = held.get(jid)
-                if owner is None or owner == self.owner or not _alive(owner):
-                    rows.append((jid, self.owner, HOST, os.getpid(), now))
-                    mine.append(jid)
-                else:
-                    elsewhere[jid] = owner
-            conn.executemany("INSERT OR REPLACE INTO claims VALUES (?,?,?,?,?)", rows)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        for jid in job_ids:
+            if self._claims.claim(jid):
+                mine.append(jid)
+            else:
+                elsewhere[jid] = "another process"
         return mine, elsewhere
 
     def release(self, job_ids: Iterable[str]) -> None:
-        self._write_now("DELETE FROM claims WHERE job_id=? AND owner=?",
-                        [(j, self.owner) for j in job_ids])
+        for jid in job_ids:
+            self._claims.release(jid)
 
     def claimed_elsewhere(self, job_ids: Iterable[str]) -> set[str]:
-        live = self._live_claims()
-        return {j for j in job_ids if j in live and live[j] != self.owner}
+        return {j for j in job_ids if self._claims.held_elsewhere(j)}
 
-    def _live_claims(self) -> dict[str, str]:
-        rows = self._conn.execute("SELECT job_id, owner FROM claims").fetchall()
-        return {j: o for j, o in rows if _alive(o)}
+    def running_among(self, job_ids: Iterable[str]) -> set[str]:
+        """Jobs being run now, by this store or any other process on it."""
+        held = self._claims.held
+        return {j for j in job_ids if j in held or self._claims.held_elsewhere(j)}
 
-    def running_ids(self) -> set[str]:
-        return set(self._live_claims())
+    def changed(self, known: dict[str, StoredJob], job_ids: list[str]) -> dict[str, StoredJob]:
+        """Of ``job_ids``, those whose stored outcome differs from ``known``, reread.
+        (A cheap look at three columns; full rows only for what changed.)"""
+        rows = []
+        for chunk in _chunks(job_ids):
+            rows += self._conn.execute(
+                f"SELECT job_id, state, r_file, ended FROM jobs WHERE job_id IN ({_marks(chunk)})",
+                chunk).fetchall()
+        differ = []
+        for jid, state, r_file, ended in rows:
+            k = known.get(jid)
+            was = ("todo", None, None) if k is None else (k.state, k.r_file, k.ended)
+            if was != (state, r_file, ended):
+                differ.append(jid)
+        return self.snapshot_of(differ) if differ else {}
 
     # -- recording a run (ordered, on the writer thread) ------------------------------------
 
@@ -358,18 +353,17 @@ class Store:
 
     def record_success(self, job_id: str, record: RunRecord, data: bytes, timing: dict,
                        logs: tuple[str, str]) -> None:
-        """Store a result: the file is written and fsynced on a worker, then the record
-        (and the release of this process's claim) is committed on the writer thread."""
+        """Store a result: the writer thread writes the file, makes it durable, then commits
+        the record (and only then releases this store's claim on the job)."""
         self._inflight[job_id] = data
-        durable = self.durable
 
         def write_file() -> tuple[str, str, tuple[int, int]]:
             sum_ = blobs.checksum(data)
             name = blobs.file_name(job_id, sum_)
-            return name, sum_, blobs.write_atomic(self.results_dir, name, data, durable=durable)
+            return name, sum_, blobs.write_atomic(self.results_dir, name, data, durable=False)
 
-        def commit(conn: sqlite3.Connection, file_info: tuple) -> Callable[[], None]:
-            cleanup = self._commit_result(conn, job_id, record, *file_info, timing, logs)
+        def commit(conn: sqlite3.Connection, info: tuple) -> Callable[[], None]:
+            cleanup = self._commit_result(conn, job_id, record, *info, timing, logs)
 
             def after() -> None:  # only once committed may readers go to the file
                 self._inflight.pop(job_id, None)
@@ -381,7 +375,7 @@ class Store:
             return lambda conn: self._fail_row(conn, job_id, f"could not store the result: {exc}",
                                                "", timing, logs)
 
-        self.writer.file_then_db(write_file, commit, on_file_error)
+        self.writer.result(write_file, commit, on_file_error)
 
     def record_stored(self, job_id: str, record: RunRecord, name: str, sum_: str,
                       stamp: tuple[int, int], timing: dict, logs: tuple[str, str]) -> None:
@@ -404,10 +398,10 @@ class Store:
              timing.get("duration"), timing.get("cpu"), timing.get("engine"),
              json.dumps(list(timing.get("reasons", ()))), job_id))
         _write_logs(conn, job_id, logs[0], logs[1], "")
-        conn.execute("DELETE FROM claims WHERE job_id=? AND owner=?", (job_id, self.owner))
         old_name = old[0] if old else None
 
-        def after() -> None:
+        def after() -> None:  # committed: others may now see the result, and run no more
+            self._claims.release(job_id)
             if old_name and old_name != name:
                 blobs.remove_quietly(self.results_dir, old_name)
         return after
@@ -444,7 +438,7 @@ class Store:
              spec.code_fp if spec else None, _parts_json(spec.code_parts) if spec else None,
              spec.args_fp if spec else None, job_id))
         _write_logs(conn, job_id, logs[0], logs[1], traceback)
-        conn.execute("DELETE FROM claims WHERE job_id=? AND owner=?", (job_id, self.owner))
+        return lambda: self._claims.release(job_id)
 
     def record_blocked(self, job_id: str, by: str) -> None:
         self.writer.db(lambda conn: conn.execute(
@@ -465,21 +459,21 @@ class Store:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-        try:
-            self._conn.execute("DELETE FROM claims WHERE owner=?", (self.owner,))
-        except sqlite3.Error:
-            pass
+        self._claims.close()
         self._conn.close()
 
 
+MAX_BACKLOG = 256
+
+
 class _Writer:
-    """Applies writes in order on one thread, many per transaction when they pile up;
-    result files are written in parallel before their record joins the queue."""
+    """One thread applies the writes of a run, in order and in batches: the result files of
+    a batch are written, flushed to disk together (one ``syncfs`` rather than one fsync
+    per file), and only then are the batch's records committed, in one transaction."""
 
     def __init__(self, store: Store):
         self._store = store
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._files = ThreadPoolExecutor(max_workers=4, thread_name_prefix="nbmake-files")
         self._pending = 0
         self._cond = threading.Condition()
         self.errors: list[str] = []
@@ -487,64 +481,81 @@ class _Writer:
         self._thread.start()
 
     def db(self, fn: Callable[[sqlite3.Connection], Any]) -> None:
+        self._put(("db", fn))
+
+    def result(self, write, commit, on_error) -> None:
+        """``write()`` makes the file; ``commit(conn, its info)`` records it once durable;
+        ``on_error(exc)`` gives the write to record instead when the file fails."""
+        self._put(("file", write, commit, on_error))
+
+    def _put(self, item: tuple) -> None:
+        # Backpressure: a bounded backlog bounds the memory of results in flight and the
+        # claims held until their records commit (the OS scans held locks linearly).
         with self._cond:
+            while self._pending >= MAX_BACKLOG:
+                self._cond.wait()
             self._pending += 1
-        self._queue.put(fn)
-
-    def file_then_db(self, write, commit, on_error) -> None:
-        with self._cond:
-            self._pending += 1
-
-        def done(fut) -> None:
-            exc = fut.exception()
-            if exc is None:
-                info = fut.result()
-                self._queue.put(lambda conn: commit(conn, info))
-            else:
-                self._queue.put(on_error(exc))
-
-        self._files.submit(write).add_done_callback(done)
+        self._queue.put(item)
 
     def _loop(self) -> None:
         conn = db.connect(self._store.path / "nbmake.db")
         while True:
             batch = [self._queue.get()]
-            if batch[0] is None:
-                break
             while len(batch) < 500:
                 try:
-                    item = self._queue.get_nowait()
+                    batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-                batch.append(item)
             stop = None in batch
             batch = [b for b in batch if b is not None]
-            afters = []
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                for fn in batch:
-                    try:
-                        after = fn(conn)
-                    except sqlite3.Error as exc:
-                        self.errors.append(str(exc))
-                        continue
-                    if callable(after):
-                        afters.append(after)
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self.errors.append(str(exc))
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
-            for after in afters:
-                after()
+            self._apply(conn, self._write_files(batch))
             with self._cond:
                 self._pending -= len(batch)
                 self._cond.notify_all()
             if stop:
                 break
         conn.close()
+
+    def _write_files(self, batch: list[tuple]) -> list[Callable]:
+        ops, wrote = [], []
+        for item in batch:
+            if item[0] == "db":
+                ops.append(item[1])
+                continue
+            _, write, commit, on_error = item
+            try:
+                info = write()
+            except OSError as exc:
+                ops.append(on_error(exc))
+                continue
+            wrote.append(info[0])
+            ops.append(functools.partial(commit, info=info))
+        if wrote and self._store.durable:
+            blobs.make_durable(self._store.results_dir, wrote)
+        return ops
+
+    def _apply(self, conn: sqlite3.Connection, ops: list[Callable]) -> None:
+        afters = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for fn in ops:
+                try:
+                    after = fn(conn)
+                except sqlite3.Error as exc:
+                    self.errors.append(str(exc))
+                    continue
+                if callable(after):
+                    afters.append(after)
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self.errors.append(str(exc))
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            return
+        for after in afters:
+            after()
 
     def flush(self) -> None:
         with self._cond:
@@ -556,7 +567,6 @@ class _Writer:
 
     def close(self) -> None:
         self.flush()
-        self._files.shutdown(wait=True)
         self._queue.put(None)
         self._thread.join()
 
@@ -596,16 +606,3 @@ def _chunks(ids: list, size: int = 500):
 def _marks(ids: list) -> str:
     return ",".join("?" * len(ids))
 
-
-def _alive(owner: str) -> bool:
-    host, _, rest = owner.partition(":")
-    pid = int(rest.partition(":")[0] or 0)
-    if host != HOST:
-        return True  # cannot tell across hosts: trust the claim
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -2,6 +2,8 @@
 
 import os
 import stat
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -126,20 +128,31 @@ def test_claims_are_exclusive_between_stores_and_released(tmp_path):
     mine, elsewhere = one.claim(["a"])
     assert mine == ["a"] and not elsewhere
     mine, elsewhere = two.claim(["a", "b"])
-    assert mine == ["b"] and elsewhere == {"a": one.owner}
+    assert mine == ["b"] and list(elsewhere) == ["a"]
+    assert two.claimed_elsewhere(["a", "b"]) == {"a"}
+    assert one.running_among(["a", "b"]) == {"a", "b"}
     one.release(["a"])
     assert two.claim(["a"])[0] == ["a"]
     one.close()
     two.close()
 
 
-def test_claim_of_a_dead_process_is_taken_over(tmp_path):
+def test_claims_of_a_killed_process_vanish_with_it(tmp_path):
     store = Store(tmp_path / "s")
     define(store, spec("a"))
-    host = store.owner.split(":")[0]
-    store._conn.execute("INSERT INTO claims VALUES ('a', ?, ?, 999999, 0)",
-                        (f"{host}:4194999:dead", host))
-    assert store.claim(["a"]) == (["a"], {})
+    code = ("import sys, time; from nbmake_ext.store import Store;"
+            "s = Store(sys.argv[1]); s.claim(['a']); print('held', flush=True); time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "s")],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        assert store.claim(["a"]) == ([], {"a": "another process"})
+        proc.kill()
+        proc.wait()
+        assert store.claim(["a"]) == (["a"], {})
+    finally:
+        proc.kill()
+        proc.wait()
     store.close()
 
 

@@ -1,0 +1,70 @@
+"""Claims: two processes on one store never run the same job at once.
+
+A claim is a byte-range lock on ``<store>/claims.lock``, one byte per job (at an offset
+hashed from its id). The operating system does the bookkeeping: taking or testing a claim
+is one system call, and a process that dies, however it dies, loses its claims at once,
+so there are no stale claims to clean up.
+
+On Linux the locks are open-file-description locks (``F_OFD_SETLK``): they belong to the
+open file, not the process, so two stores opened in one process exclude each other too.
+Elsewhere, classic POSIX locks are used, which only exclude other processes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import struct
+from pathlib import Path
+
+_OFD = hasattr(fcntl, "F_OFD_SETLK")
+_SET = fcntl.F_OFD_SETLK if _OFD else fcntl.F_SETLK
+_GET = fcntl.F_OFD_GETLK if _OFD else fcntl.F_GETLK
+# struct flock {short l_type; short l_whence; off_t l_start; off_t l_len; pid_t l_pid;}
+_FLOCK = "@hhqqi4x"
+_SPAN = 1 << 40  # offsets are hashed into a sparse 1 TiB range: collisions are negligible
+
+
+def _offset(job_id: str) -> int:
+    return int.from_bytes(hashlib.blake2b(job_id.encode(), digest_size=8).digest(), "big") % _SPAN
+
+
+class Claims:
+    def __init__(self, store_dir: Path):
+        self._fd = os.open(store_dir / "claims.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        self.held: set[str] = set()
+
+    def _lock(self, job_id: str, kind: int) -> bool:
+        arg = struct.pack(_FLOCK, kind, os.SEEK_SET, _offset(job_id), 1, 0)
+        try:
+            fcntl.fcntl(self._fd, _SET, arg)
+        except (BlockingIOError, PermissionError):
+            return False
+        return True
+
+    def claim(self, job_id: str) -> bool:
+        """True if this store now holds the job (or already did)."""
+        if job_id in self.held:
+            return True
+        if self._lock(job_id, fcntl.F_WRLCK):
+            self.held.add(job_id)
+            return True
+        return False
+
+    def release(self, job_id: str) -> None:
+        if job_id in self.held:
+            self._lock(job_id, fcntl.F_UNLCK)
+            self.held.discard(job_id)
+
+    def held_elsewhere(self, job_id: str) -> bool:
+        """Someone else (another process or store) holds the job's claim."""
+        if job_id in self.held:
+            return False
+        arg = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, _offset(job_id), 1, 0)
+        result = fcntl.fcntl(self._fd, _GET, arg)
+        return struct.unpack(_FLOCK, result)[0] != fcntl.F_UNLCK
+
+    def close(self) -> None:
+        os.close(self._fd)  # releases every claim of this store
+        self.held.clear()
