@@ -54,7 +54,7 @@ def _parmake(ctx: Any, ns: argparse.Namespace) -> Any:
             n = int(word[2:])
         else:
             targets.append(word)
-    return ctx.parmake(*targets, n=n)
+    return ctx.parmake(*targets, n=n, dask=ns.dask)
 
 
 COMMANDS: dict[str, Command] = {c.name: c for c in [
@@ -62,10 +62,13 @@ COMMANDS: dict[str, Command] = {c.name: c for c in [
             "make            # everything\nmake report     # what 'report' needs\nmake 'fit-*' failed",
             lambda ctx, ns: ctx.make(*ns.targets, echo=ns.echo), _report, (TARGETS, ECHO), True),
     Command("parmake", "the same as make, on N engine processes (default: one per CPU)",
-            "parmake 8            # 8 engines\nparmake n=4 'fit-*'\nparmake",
+            "parmake 8            # 8 engines\nparmake n=4 'fit-*'\n"
+            "parmake --dask tcp://10.0.0.5:8786",
             _parmake, _report,
             (Arg(("targets",), "[N | n=N] then targets: job ids, globs or state words",
-                 nargs="*"), Arg(("-n",), "number of engines", type_=int)), True),
+                 nargs="*"), Arg(("-n",), "number of engines", type_=int),
+             Arg(("--dask",), "run on the Dask distributed cluster at this scheduler address "
+                 "(tcp://host:8786) instead of local engines")), True),
     Command("remake", "force the targets to run again, then make what depends on them",
             "remake 'draw*'",
             lambda ctx, ns: ctx.remake(*ns.targets, echo=ns.echo), _report,

@@ -16,6 +16,7 @@ from .core.jobspec import JobSpec
 from .errors import InvalidJob, JobFailed, JobsFailed, NbmakeError, NotDone, UnknownTarget
 from .execute.driver import Driver, RunReport
 from .execute.inkernel import InKernelRunner
+from .execute.observer import Observer
 from .promise import Promise
 from .registration import arg_fingerprints, function_blob, make_spec, payload
 from .store import ResultUnavailable, Store, StoredJob
@@ -133,18 +134,29 @@ class Context:
 
     # -- running --------------------------------------------------------------------------
 
-    def make(self, *targets: str, echo: bool = False) -> RunReport:
-        """Run, here and one at a time, every job the targets need that is not up to date."""
+    def make(self, *targets: str, echo: bool = False, observer: Observer | None = None) -> RunReport:
+        """Run, here and one at a time, every job the targets need that is not up to date.
+        ``observer`` (a view such as the job board) is told of every change as it happens."""
         self.sync()
         ids = self._select(targets)
-        return self._run(ids, InKernelRunner(echo=echo), "make")
+        return self._run(ids, InKernelRunner(echo=echo), "make", observer=observer)
 
-    def parmake(self, *targets: str, n: int | None = None, echo: bool = False) -> RunReport:
+    def parmake(self, *targets: str, n: int | None = None, echo: bool = False,
+                dask: Any = None, observer: Observer | None = None) -> RunReport:
         """Like make, on ``n`` engine processes (default: the number of CPUs). Engines start
-        on first use and are reused by later parmakes."""
+        on first use and are reused by later parmakes. ``dask`` (a scheduler address or a
+        ``distributed.Client``) runs the jobs on that Dask cluster instead."""
         self.sync()
         ids = self._select(targets)
-        return self._run(ids, self._engines(n), "parmake")
+        if dask is not None:
+            from .execute.dask import DaskRunner
+
+            runner = DaskRunner(dask, self.store.path, n=n)
+            try:
+                return self._run(ids, runner, "parmake", observer=observer)
+            finally:
+                runner.close()
+        return self._run(ids, self._engines(n), "parmake", observer=observer)
 
     def _engines(self, n: int | None):
         from .execute.pool import EnginePool
@@ -156,7 +168,8 @@ class Context:
             self._pool.resize(n)
         return self._pool
 
-    def remake(self, *targets: str, echo: bool = False) -> RunReport:
+    def remake(self, *targets: str, echo: bool = False,
+               observer: Observer | None = None) -> RunReport:
         """Force the targets to run again, then make them and what depends on them."""
         if not targets:
             raise UnknownTarget("remake needs targets (job ids, globs or state words)")
@@ -166,13 +179,15 @@ class Context:
         self._load()
         wanted = self.graph.downstream(ids)
         order = ids + [j for j in wanted if j not in set(ids)]
-        return self._run(order, InKernelRunner(echo=echo), "remake", forced=set(ids))
+        return self._run(order, InKernelRunner(echo=echo), "remake", forced=set(ids),
+                         observer=observer)
 
-    def _run(self, ids: list[str], runner, command: str, forced: set[str] = frozenset()) -> RunReport:
+    def _run(self, ids: list[str], runner, command: str, forced: set[str] = frozenset(),
+             observer: Observer | None = None) -> RunReport:
         stored = self._stored
         forced = set(forced) | {j for j, st in stored.items() if st.forced}
         driver = Driver(self.store, self.graph, dict(stored), ids, runner, forced=forced,
-                        command=command, validate=self.validate)
+                        command=command, validate=self.validate, observer=observer)
         report: RunReport | None = None
         try:
             report = driver.run()

@@ -24,6 +24,7 @@ from ..registration import arg_fingerprints, function_blob, payload
 from ..store import ResultUnavailable, Store, StoredJob
 from ..store.store import dumps_value
 from ..store import blobs
+from .observer import NoObserver, Observer
 from .outcomes import Call, ChildSpec, JobRaised, JobReturned, Outcome, Timing
 from .pool import DependencyLost, Durable, JobStored, RemoteJob, Requeue
 
@@ -91,13 +92,14 @@ class Driver:
     def __init__(self, store: Store, graph: Graph, stored: dict[str, StoredJob],
                  targets: list[str], runner, *, forced: set[str] = frozenset(),
                  command: str = "make", validate: bool = False,
-                 on_change: Callable[[str, str], None] | None = None):
+                 observer: Observer | None = None):
         self.store = store
         self.graph = graph
         self.stored = stored
         self.runner = runner
         self.command = command
-        self.on_change = on_change or (lambda job_id, state: None)
+        self.observer = observer or NoObserver()
+        self.tell = self.observer.job_changed
         records = {j: s.record for j, s in stored.items() if s.record is not None}
         self.sched = Scheduler(graph, records, targets, forced=forced,
                                arg_fps=self._current_arg_fps, validate=validate)
@@ -134,6 +136,7 @@ class Driver:
                         f"make stalled with jobs in flight: {sorted(self.sched.active)[:10]}")
                 outcomes = self.runner.poll(0.05)
                 self._handle(outcomes)
+                self.observer.tick()
                 if self.elsewhere:
                     self._check_elsewhere()
         except KeyboardInterrupt:
@@ -174,22 +177,23 @@ class Driver:
                 st = self.stored.get(jid)
                 if st is None or st.state != "done" or st.forced:
                     self.store.record_skipped(jid)
-                self.on_change(jid, "done")
+                self.tell(jid, "done", {})
             elif kind is ev.Run:
                 self.ready.append(action.job_id)
             elif kind is ev.Block:
                 self.store.record_blocked(action.job_id, action.by)
-                self.on_change(action.job_id, "blocked")
+                self.tell(action.job_id, "blocked", {"blocked_by": action.by})
             elif kind is ev.Fail:
                 self.templates.pop(action.job_id, None)
                 self.store.record_failure(action.job_id, action.error, "", {}, ("", ""),
                                           self.graph.specs.get(action.job_id))
-                self.on_change(action.job_id, "failed")
+                self.tell(action.job_id, "failed", {"error": action.error})
             elif kind is ev.Complete:
                 self._complete(action.job_id)
             elif kind is ev.Forget:
                 for jid in action.job_ids:
                     self.values.drop(jid)
+                    self.tell(jid, "forgotten", {})
                 self.store.forget(action.job_ids)
             else:
                 raise InternalError(f"unknown action {action!r}")
@@ -219,7 +223,7 @@ class Driver:
             call = self._prepare(jid)
             if call is not None:
                 self.runner.submit(call)
-                self.on_change(jid, "running")
+                self.tell(jid, "running", {"reasons": list(self.sched.reasons.get(jid, ()))})
 
     def _claim_batch(self) -> None:
         # Claim only what is about to start: a claim is what other processes see as running.
@@ -292,8 +296,9 @@ class Driver:
         if new.state != "failed" or (new.ended or 0) < self.started_at \
                 or new.spec.def_fp != self.graph.specs[jid].def_fp:
             return False
-        self._apply(self.sched.handle(ev.Failed(jid, f"{new.error} (in another process)")))
-        self.on_change(jid, "failed")
+        error = f"{new.error} (in another process)"
+        self._apply(self.sched.handle(ev.Failed(jid, error)))
+        self.tell(jid, "failed", {"error": error})
         return True
 
     def _prepare(self, jid: str) -> Call | RemoteJob | None:
@@ -420,6 +425,9 @@ class Driver:
                     key, blob, data = _blob_key(child.func_blob), child.func_blob, child.payload
                     self.child_calls[spec.job_id] = (key, blob, data)
                 self._apply(self.sched.handle(ev.ChildDefined(spec)))
+                if self.sched.state(spec.job_id) in ("waiting", "queued"):
+                    self.tell(spec.job_id, "todo", {"parent": spec.parent, "deps": list(spec.deps),
+                                                    "function": spec.function})
             except InvalidJob as exc:
                 self.bad_children.setdefault(spec.parent, f"defined an invalid child: {exc}")
                 continue
@@ -451,7 +459,7 @@ class Driver:
         self.values.put(jid, value, len(data))
         self.sched.records[jid] = record
         self._apply(self.sched.handle(ev.Succeeded(jid, result_fp)))
-        self.on_change(jid, "done")
+        self.tell(jid, "done", _info(out.timing, out.stdout, out.stderr))
 
     def _stored_by_engine(self, out: JobStored) -> None:
         jid = out.job_id
@@ -465,7 +473,7 @@ class Driver:
                                      (out.stdout, out.stderr))
         self.sched.records[jid] = record
         self._apply(self.sched.handle(ev.Succeeded(jid, out.result_fp)))
-        self.on_change(jid, "done")
+        self.tell(jid, "done", _info(out.timing, out.stdout, out.stderr))
 
     def _commit_durable(self, job_ids: list[str]) -> None:
         for jid in job_ids:
@@ -480,7 +488,7 @@ class Driver:
         self.store.record_failure(jid, error, tb, timing.as_dict(self.sched.reasons.get(jid, ())),
                                   logs, self.graph.specs.get(jid))
         self._apply(self.sched.handle(ev.Failed(jid, error)))
-        self.on_change(jid, "failed")
+        self.tell(jid, "failed", {**_info(timing, *logs), "error": error, "traceback": tb})
 
     def _current_arg_fps(self, jid: str) -> dict[str, str]:
         spec = self.graph.specs[jid]
@@ -491,6 +499,11 @@ class Driver:
             return arg_fingerprints(args, kwargs)
         except Exception:  # noqa: BLE001 - only used to word a reason
             return {}
+
+
+def _info(timing: Timing, stdout: str, stderr: str) -> dict[str, Any]:
+    return {"duration": timing.duration, "engine": timing.engine, "stdout": stdout,
+            "stderr": stderr}
 
 
 def _same_record(a: RunRecord | None, b: RunRecord | None) -> bool:

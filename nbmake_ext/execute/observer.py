@@ -1,0 +1,29 @@
+"""What a run tells the views as it goes (the widget, progress displays).
+
+The run loop calls ``job_changed`` for every state change, with what a click on the job
+should show (error, traceback, captured output, timings, reasons), so a view never needs to
+ask the kernel while it is busy; and ``tick`` at least every ~50 ms from the thread that
+runs the cell, so a view can send its batch of changes from there.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+
+class Observer(Protocol):
+    def job_changed(self, job_id: str, state: str, info: dict[str, Any]) -> None:
+        """``state`` is a public state, or "forgotten" for a dynamic child no longer defined.
+        ``info`` may hold: reasons, duration, engine, error, traceback, stdout, stderr,
+        blocked_by, and for a new dynamic child: parent, function, deps."""
+
+    def tick(self) -> None:
+        """Called often from the run loop: a chance to flush batched updates."""
+
+
+class NoObserver:
+    def job_changed(self, job_id: str, state: str, info: dict[str, Any]) -> None:
+        pass
+
+    def tick(self) -> None:
+        pass
