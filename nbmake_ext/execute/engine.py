@@ -26,11 +26,11 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import queue
 import signal
 import sys
 import threading
 from collections import OrderedDict, deque
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -84,8 +84,10 @@ class Engine:
         self.functions: dict[str, Any] = {}
         self.queue: deque[tuple[dict, bytes]] = deque()
         self.values = _Results()
-        self.syncing = ThreadPoolExecutor(max_workers=2, thread_name_prefix="nbmake-fsync")
+        self.to_sync: queue.SimpleQueue = queue.SimpleQueue()
         self.synced: deque[str] = deque()  # job ids whose files are durable, to report
+        self.syncer = threading.Thread(target=self._sync_loop, name="nbmake-sync", daemon=True)
+        self.syncer.start()
         self.running_job: str | None = None
         self._deps: dict[str, list[str]] = {}
 
@@ -195,20 +197,26 @@ class Engine:
                            "checksum": sum_, "stamp": list(stamp), "timing": _timing(out)}, *text)
         if self.durable:
             # The file is readable now; its record is committed once it is on disk.
-            self.syncing.submit(self._fsync, job_id, name)
+            self.to_sync.put((job_id, name))
         else:
             self.synced.append(job_id)
 
-    def _fsync(self, job_id: str, name: str) -> None:
-        try:
-            fd = os.open(self.results_dir / name, os.O_RDONLY)
+    def _sync_loop(self) -> None:
+        """Flush written files in batches (one syncfs for many), then report them."""
+        while True:
+            batch = [self.to_sync.get()]
+            while True:
+                try:
+                    batch.append(self.to_sync.get_nowait())
+                except queue.Empty:
+                    break
+            if None in batch:
+                return
             try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        except OSError:
-            pass  # replaced or removed meanwhile: the checksum guards every read anyway
-        self.synced.append(job_id)
+                blobs.make_durable(self.results_dir, [name for _, name in batch])
+            except OSError:
+                pass  # the checksum guards every read anyway
+            self.synced.extend(job_id for job_id, _ in batch)
 
     def _child(self, child: ChildSpec) -> None:
         from ..registration import function_blob, payload
@@ -292,7 +300,8 @@ def main() -> None:
     try:
         engine.serve()
     finally:
-        engine.syncing.shutdown(wait=True)
+        engine.to_sync.put(None)
+        engine.syncer.join()
         engine.socket.close(0)
         engine.zmq.term()
 
