@@ -14,7 +14,10 @@ from .jobspec import JobSpec, RunRecord
 
 
 def _mapping(value: Any) -> Mapping[str, str]:
-    # The store hands these back as json text; decode only when a reason is asked for.
+    # The store hands these back lazily (a callable, or json text): decoded only when a
+    # reason is asked for.
+    if callable(value):
+        value = value()
     if isinstance(value, str):
         return json.loads(value) if value else {}
     return value or {}

@@ -18,7 +18,6 @@ import sqlite3
 import threading
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -36,19 +35,43 @@ class ResultUnavailable(NotDone):
     """A stored result cannot be read (missing or corrupt file): it has no usable result."""
 
 
-@dataclass(slots=True)
 class StoredJob:
-    spec: JobSpec                 # definition as stored (no payload loaded)
-    record: RunRecord | None      # the stored result, or None
-    state: str                    # last outcome: todo done failed blocked
-    forced: bool
-    error: str | None
-    blocked_by: str | None
-    duration: float | None
-    func_key: str | None
-    ended: float | None = None
-    r_file: str | None = None
-    r_checksum: str | None = None
+    """A job as the store knows it: its outcome, and (built when first asked for, since a
+    process that registered the job itself never needs it) its stored definition."""
+
+    __slots__ = ("job_id", "record", "state", "forced", "error", "blocked_by", "duration",
+                 "func_key", "ended", "r_file", "r_checksum", "_row", "_spec", "_store")
+
+    def __init__(self, job_id, record, state, forced, error, blocked_by, duration, func_key,
+                 ended, r_file, r_checksum, row, store):
+        self.job_id, self.record, self.state, self.forced = job_id, record, state, forced
+        self.error, self.blocked_by, self.duration = error, blocked_by, duration
+        self.func_key, self.ended, self.r_file, self.r_checksum = func_key, ended, r_file, r_checksum
+        self._row, self._spec, self._store = row, None, store
+
+    @property
+    def spec(self) -> JobSpec:
+        if self._spec is None:
+            function, parent, dynamic, code_fp, args_fp, deps, def_fp = self._row
+            self._spec = JobSpec(self.job_id, function, code_fp,
+                                 _Parts(self._store, self.job_id, "code_parts"), args_fp,
+                                 tuple(_loads(deps)), parent, bool(dynamic), def_fp=def_fp)
+        return self._spec
+
+
+class _Parts:
+    """A json column only `why` reads (which code or argument changed): fetched on demand,
+    so reading 100,000 jobs does not decode 100,000 of them."""
+
+    __slots__ = ("_store", "_job_id", "_column")
+
+    def __init__(self, store: "Store", job_id: str, column: str):
+        self._store, self._job_id, self._column = store, job_id, column
+
+    def __call__(self) -> dict[str, str]:
+        row = self._store._conn.execute(
+            f"SELECT {self._column} FROM jobs WHERE job_id=?", (self._job_id,)).fetchone()
+        return json.loads(row[0]) if row and row[0] else {}
 
 
 _json_memo: dict[str, Any] = {}
@@ -104,9 +127,9 @@ class Store:
     # -- reading ----------------------------------------------------------------------------
 
     _COLUMNS = (
-        "job_id, function, parent, dynamic, code_fp, code_parts, args_fp, deps, def_fp, state,"
-        " forced, r_code_fp, r_code_parts, r_args_fp, r_arg_fps, r_dep_fps, r_result_fp, r_file,"
-        " error, blocked_by, duration, func_key, ended, r_checksum, r_size, r_mtime"
+        "job_id, function, parent, dynamic, code_fp, args_fp, deps, def_fp, state, forced,"
+        " r_code_fp, r_args_fp, r_dep_fps, r_result_fp, r_file, error, blocked_by, duration,"
+        " func_key, ended, r_checksum, r_size, r_mtime"
     )
 
     def snapshot(self) -> dict[str, StoredJob]:
@@ -145,20 +168,19 @@ class Store:
                 stamp_of: Callable[[str], tuple[int, int] | None]) -> dict[str, StoredJob]:
         out = {}
         inflight = self._inflight
-        for (jid, function, parent, dynamic, code_fp, code_parts, args_fp, deps, def_fp, state,
-             forced, r_code_fp, r_code_parts, r_args_fp, r_arg_fps, r_dep_fps, r_result_fp,
-             r_file, error, blocked_by, duration, func_key, ended, r_checksum, r_size,
-             r_mtime) in rows:
-            spec = JobSpec(jid, function, code_fp, code_parts, args_fp, tuple(_loads(deps)),
-                           parent, bool(dynamic), def_fp=def_fp)
+        for (jid, function, parent, dynamic, code_fp, args_fp, deps, def_fp, state, forced,
+             r_code_fp, r_args_fp, r_dep_fps, r_result_fp, r_file, error, blocked_by, duration,
+             func_key, ended, r_checksum, r_size, r_mtime) in rows:
             record = None
             if r_result_fp is not None:
                 present = jid in inflight or self._intact(jid, r_file, stamp_of(r_file),
                                                           (r_size, r_mtime))
-                record = RunRecord(r_code_fp, r_code_parts, r_args_fp, _loads(r_dep_fps),
-                                   r_result_fp, r_arg_fps or {}, present=present)
-            out[jid] = StoredJob(spec, record, state, bool(forced), error, blocked_by, duration,
-                                 func_key, ended, r_file, r_checksum)
+                record = RunRecord(r_code_fp, _Parts(self, jid, "r_code_parts"), r_args_fp,
+                                   _loads(r_dep_fps), r_result_fp,
+                                   _Parts(self, jid, "r_arg_fps"), present=present)
+            out[jid] = StoredJob(jid, record, state, bool(forced), error, blocked_by, duration,
+                                 func_key, ended, r_file, r_checksum,
+                                 (function, parent, dynamic, code_fp, args_fp, deps, def_fp), self)
         return out
 
     def details(self, job_id: str) -> dict[str, Any]:
@@ -595,6 +617,8 @@ def _write_logs(conn: sqlite3.Connection, job_id: str, out: str, err: str, tb: s
 
 
 def _parts_json(parts: Any) -> str:
+    if callable(parts):
+        parts = parts()
     return parts if isinstance(parts, str) else json.dumps(dict(parts), sort_keys=True)
 
 
