@@ -44,8 +44,9 @@ def _report(report: Any, ns: argparse.Namespace) -> str:
     return ""  # make and remake print their summary line as they end
 
 
-def _parmake(ctx: Any, ns: argparse.Namespace) -> Any:
-    """`parmake [N | n=N] [TARGETS]`: a leading number or an n=N word is the engine count."""
+def parmake_words(ns: argparse.Namespace) -> tuple[int | None, list[str]]:
+    """`parmake [N | n=N] [TARGETS]`: a leading number or an n=N word is the engine count;
+    returns it and the targets."""
     n, targets = ns.n, []
     for i, word in enumerate(ns.targets):
         if i == 0 and word.isdigit():
@@ -54,13 +55,40 @@ def _parmake(ctx: Any, ns: argparse.Namespace) -> Any:
             n = int(word[2:])
         else:
             targets.append(word)
-    return ctx.parmake(*targets, n=n, dask=ns.dask)
+    return n, targets
+
+
+def run_targets(name: str, ns: argparse.Namespace) -> list[str]:
+    """The targets a make, parmake or remake command line names."""
+    return parmake_words(ns)[1] if name == "parmake" else list(ns.targets)
+
+
+def _observer(ns: argparse.Namespace) -> Any:
+    return getattr(ns, "observer", None)  # the notebook's job board, when it shows one
+
+
+def _parmake(ctx: Any, ns: argparse.Namespace) -> Any:
+    n, targets = parmake_words(ns)
+    return ctx.parmake(*targets, n=n, dask=ns.dask, observer=_observer(ns))
+
+
+def _show(ctx: Any, ns: argparse.Namespace) -> Any:
+    from .ui.board import Board
+
+    return Board.from_context(ctx, ns.targets)
+
+
+def _render_show(board: Any, ns: argparse.Namespace) -> str:
+    from .ui import views
+
+    return views.board_text(board)
 
 
 COMMANDS: dict[str, Command] = {c.name: c for c in [
     Command("make", "run every job the targets need that is not up to date, one at a time",
             "make            # everything\nmake report     # what 'report' needs\nmake 'fit-*' failed",
-            lambda ctx, ns: ctx.make(*ns.targets, echo=ns.echo), _report, (TARGETS, ECHO), True),
+            lambda ctx, ns: ctx.make(*ns.targets, echo=ns.echo, observer=_observer(ns)), _report,
+            (TARGETS, ECHO), True),
     Command("parmake", "the same as make, on N engine processes (default: one per CPU)",
             "parmake 8            # 8 engines\nparmake n=4 'fit-*'\n"
             "parmake --dask tcp://10.0.0.5:8786",
@@ -71,7 +99,7 @@ COMMANDS: dict[str, Command] = {c.name: c for c in [
                  "(tcp://host:8786) instead of local engines")), True),
     Command("remake", "force the targets to run again, then make what depends on them",
             "remake 'draw*'",
-            lambda ctx, ns: ctx.remake(*ns.targets, echo=ns.echo), _report,
+            lambda ctx, ns: ctx.remake(*ns.targets, echo=ns.echo, observer=_observer(ns)), _report,
             (TARGETS_REQUIRED, ECHO), True),
     Command("clean", "forget the results (and dynamic children) of the targets",
             "clean failed",
@@ -87,7 +115,13 @@ COMMANDS: dict[str, Command] = {c.name: c for c in [
             lambda ctx, ns: ctx.why(ns.job), lambda r, ns: text.render_why(ns.job, r), (JOB,)),
     Command("stats", "counts per state and per function", "stats",
             lambda ctx, ns: ctx.stats(), lambda s, ns: text.render_stats(s)),
+    Command("show", "the job board: in a notebook the live widget, in a shell a summary "
+            "with the failed and blocked jobs", "show\nshow 'fit-*' failed",
+            _show, _render_show, (TARGETS,)),
 ]}
+
+#: Commands that show the job board in a notebook.
+BOARD_COMMANDS = frozenset({"make", "parmake", "remake", "show"})
 
 
 def argparse_kwargs(arg: Arg) -> dict[str, Any]:

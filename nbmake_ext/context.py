@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import os
 import warnings
 import weakref
@@ -18,7 +19,7 @@ from .execute.driver import Driver, RunReport
 from .execute.inkernel import InKernelRunner
 from .execute.observer import Observer
 from .promise import Promise
-from .registration import arg_fingerprints, function_blob, make_spec, payload
+from .registration import arg_fingerprints, code_of, function_blob, make_spec, payload
 from .store import ResultUnavailable, Store, StoredJob
 
 DEFAULT_STORE = ".nbmake"
@@ -110,6 +111,7 @@ class Context:
 
     def sync(self) -> None:
         """Record pending definitions in the store and reread what is stored."""
+        self._refresh_code()
         self._load()
         stored = self._stored
         entries = []
@@ -122,6 +124,24 @@ class Context:
             entries.append((spec, key, blob, payload(spec)))
         self.store.define(entries)
         self._pending.clear()
+
+    def _refresh_code(self) -> None:
+        """A job runs with the functions as they are when it runs, so its code fingerprint
+        is taken again before every command: a helper edited after ``comp()`` counts."""
+        seen: dict[int, Any] = {}
+        for jid, spec in list(self.graph.specs.items()):
+            func = spec.func
+            if func is None:
+                continue
+            key = id(func)
+            code = seen.get(key)
+            if code is None:
+                code = seen[key] = code_of(func)
+            if code.digest != spec.code_fp:
+                new = dataclasses.replace(spec, code_fp=code.digest, code_parts=code.parts,
+                                          def_fp="")
+                self.graph.specs[jid] = new
+                self._pending[jid] = new
 
     def _load(self) -> None:
         self._stored = self.store.snapshot()
@@ -179,13 +199,13 @@ class Context:
         self._load()
         wanted = self.graph.downstream(ids)
         order = ids + [j for j in wanted if j not in set(ids)]
-        return self._run(order, InKernelRunner(echo=echo), "remake", forced=set(ids),
-                         observer=observer)
+        return self._run(order, InKernelRunner(echo=echo), "remake",
+                         forced=dict.fromkeys(ids, "forced by remake"), observer=observer)
 
-    def _run(self, ids: list[str], runner, command: str, forced: set[str] = frozenset(),
+    def _run(self, ids: list[str], runner, command: str, forced: dict[str, str] | None = None,
              observer: Observer | None = None) -> RunReport:
         stored = self._stored
-        forced = set(forced) | {j for j, st in stored.items() if st.forced}
+        forced = {**{j: st.forced for j, st in stored.items() if st.forced}, **(forced or {})}
         driver = Driver(self.store, self.graph, dict(stored), ids, runner, forced=forced,
                         command=command, validate=self.validate, observer=observer)
         report: RunReport | None = None

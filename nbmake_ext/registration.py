@@ -52,9 +52,16 @@ def make_spec(func: Any, args: tuple, kwargs: dict, job_id: str | None = None,
     except Unpicklable as exc:
         raise InvalidJob(job_id or f"{name}(...)", str(exc)) from None
     jid = job_id or default_job_id(name, label, args_fp, parent)
-    code = code or code_fingerprint(func)
+    code = code or code_of(func)
     return JobSpec(jid, label, code.digest, code.parts, args_fp, deps, parent, dynamic,
                    func, args, kwargs)
+
+
+def code_of(func: Any) -> CodeFingerprint:
+    """The fingerprint of the code a job runs: a callable may say what its code is
+    (``__nbmake_code__``, e.g. a %%comp cell), else its function's code and callees."""
+    own = getattr(func, "__nbmake_code__", None)
+    return own() if own is not None else code_fingerprint(func)
 
 
 def function_blob(spec: JobSpec) -> tuple[str, bytes]:

@@ -63,14 +63,17 @@ class Scheduler:
         records: Mapping[str, RunRecord],
         targets: Iterable[str],
         *,
-        forced: Iterable[str] = (),
+        forced: Mapping[str, str] | None = None,
         arg_fps: Callable[[str], Mapping[str, str]] | None = None,
         validate: bool = False,
     ):
         self.graph = graph
         self.records: dict[str, RunRecord] = dict(records)
         self.targets = list(dict.fromkeys(targets))
-        self.forced = set(forced)
+        self.forced = dict(forced or {})  # job -> why it must run whatever its signature
+        self._completing: set[str] = set()  # dynamic jobs told to Complete
+        self._to_resolve: list[str] = []
+        self._resolving = False
         self._arg_fps = arg_fps
         self.validate = validate
         self.status: dict[str, str] = {}
@@ -200,11 +203,11 @@ class Scheduler:
     def _decide(self, jid: str) -> None:
         spec = self.graph.specs[jid]
         record = self.records.get(jid)
-        forced = jid in self.forced
+        forced = self.forced.get(jid)
         if signature.is_up_to_date(spec, record, self.results, forced):
             self._set(jid, SKIPPED)
             self._out.append(Skip(jid))
-            self._resolved(jid)
+            self._resolve(jid)
             return
         arg_fps = self._arg_fps(jid) if self._arg_fps and record is not None \
             and record.args_fp != spec.args_fp else None
@@ -213,8 +216,20 @@ class Scheduler:
         self._set(jid, QUEUED)
         self._out.append(Run(jid, why))
 
+    def _resolve(self, jid: str) -> None:
+        """``jid`` reached DONE or SKIPPED: release what waited on it. A worklist, not
+        recursion: a no-op make of a chain of 100,000 jobs resolves them one by one."""
+        self._to_resolve.append(jid)
+        if self._resolving:
+            return
+        self._resolving = True
+        try:
+            while self._to_resolve:
+                self._resolved(self._to_resolve.pop())
+        finally:
+            self._resolving = False
+
     def _resolved(self, jid: str) -> None:
-        """``jid`` reached DONE or SKIPPED: release what waited on it."""
         status = self.status
         for dependent in self._dependents.get(jid, ()):
             if status.get(dependent) == WAITING:
@@ -238,7 +253,8 @@ class Scheduler:
         self._expect(jid, QUEUED, RETURNED)
         self.results[jid] = result_fp
         self._set(jid, DONE)
-        self.forced.discard(jid)
+        self.forced.pop(jid, None)
+        self._completing.discard(jid)
         # Dependents already judged up to date against another result must look again
         # (only possible when a lost result was remade to a different value).
         for dependent in self._dependents.get(jid, ()):
@@ -248,7 +264,7 @@ class Scheduler:
                     self._set(dependent, WAITING)
                     self.waiting_on[dependent] = set()
                     self._decide(dependent)
-        self._resolved(jid)
+        self._resolve(jid)
 
     def _set_result(self, jid: str) -> None:
         record = self.records.get(jid)
@@ -261,6 +277,8 @@ class Scheduler:
         if self.status.get(consumer) == QUEUED:
             self._set(consumer, WAITING)
             self.waiting_on[consumer] = {jid}
+        elif self.status.get(consumer) == RETURNED:
+            self._completing.discard(consumer)  # it completes once the child is remade
         if self.status.get(jid) in OK:
             self.results[jid] = None
             self._decide(jid)
@@ -307,6 +325,8 @@ class Scheduler:
         self._check_complete(jid)
 
     def _check_complete(self, jid: str) -> None:
+        if jid in self._completing:
+            return
         children = self.graph.children(jid)
         states = [self.status.get(c) for c in children]
         if any(s not in FINAL for s in states):
@@ -317,6 +337,7 @@ class Scheduler:
                        else f"child {bad[0]} is blocked by {self.blocked_by[bad[0]]}")
             self._out.append(Fail(jid, self.errors[jid]))
         else:
+            self._completing.add(jid)
             self._out.append(Complete(jid))
 
     # -- failures -------------------------------------------------------------------------
@@ -330,24 +351,36 @@ class Scheduler:
             self._check_complete(parent)
 
     def _block(self, jid: str, root: str) -> None:
+        self._mark_blocked(jid, root)
+        self._block_downstream(jid, root)
+
+    def _mark_blocked(self, jid: str, root: str) -> None:
         self._set(jid, BLOCKED)
         self.blocked_by[jid] = root
         self.waiting_on.pop(jid, None)
         self._out.append(Block(jid, root))
-        self._block_downstream(jid, root)
-        parent = self.graph.specs[jid].parent
-        if parent is not None and self.status.get(parent) == RETURNED:
-            self._check_complete(parent)
 
     def _block_downstream(self, jid: str, root: str) -> None:
-        status = self.status
-        spec = self.graph.specs[jid]
-        below = list(self._dependents.get(jid, ()))
-        if spec.dynamic:
-            below += self.graph.children(jid)
-        for k in below:
-            if status.get(k) == WAITING:
-                self._block(k, root)
+        """Everything waiting below ``jid`` is blocked by ``root`` (a worklist: chains of
+        any length)."""
+        status, specs = self.status, self.graph.specs
+        stack = [jid]
+        parents = []
+        while stack:
+            spec = specs[stack.pop()]
+            below = list(self._dependents.get(spec.job_id, ()))
+            if spec.dynamic:
+                below += self.graph.children(spec.job_id)
+            for k in below:
+                if status.get(k) == WAITING:
+                    self._mark_blocked(k, root)
+                    stack.append(k)
+                    if specs[k].parent is not None:
+                        parents.append(specs[k].parent)
+        own_parent = specs[jid].parent
+        for parent in [own_parent, *parents] if own_parent else parents:
+            if self.status.get(parent) == RETURNED:
+                self._check_complete(parent)
 
     def _root(self, jid: str) -> str:
         return jid if self.status.get(jid) == FAILED else self.blocked_by.get(jid, jid)

@@ -76,12 +76,13 @@ def reasons(
     record: RunRecord | None,
     dep_results: Mapping[str, str | None],
     *,
-    forced: bool = False,
+    forced: str | None = None,
     arg_fps: Mapping[str, str] | None = None,
 ) -> list[str]:
     """Why ``spec`` must run again; empty when its stored result is up to date.
 
-    ``dep_results`` maps each dependency to the fingerprint of its current result (None when
+    ``forced`` is the reason a job must run whatever its signature says ("forced by
+    remake"), or None. ``dep_results`` maps each dependency to the fingerprint of its current result (None when
     it has none). ``arg_fps`` (per-argument digests of the current definition) is only
     needed to name which argument changed; it is computed lazily by the caller.
     """
@@ -89,7 +90,7 @@ def reasons(
         return ["never ran"]
     out = []
     if forced:
-        out.append("forced by remake")
+        out.append(forced)
     if not record.present:
         out.append("result file missing or corrupt")
     if record.code_fp != spec.code_fp:
@@ -106,13 +107,12 @@ def reasons(
                 out.append(f"dependency {dep} has no result yet")
             elif now != consumed[dep]:
                 out.append(f"dependency {dep} produced a new result")
-    if len(consumed) != len(spec.deps):
-        out += [f"no longer depends on {d}" for d in consumed if d not in spec.deps]
+    out += [f"no longer depends on {d}" for d in consumed if d not in spec.deps]
     return out
 
 
 def is_up_to_date(spec: JobSpec, record: RunRecord | None, dep_results: Mapping[str, str | None],
-                  forced: bool = False) -> bool:
+                  forced: str | None = None) -> bool:
     """The hot path of a no-op make: the same answer as ``not reasons(...)``, faster."""
     if record is None or forced or not record.present:
         return False

@@ -22,7 +22,7 @@ from ..fingerprint import Unpicklable, digest
 from ..promise import resolve
 from ..registration import arg_fingerprints, function_blob, payload
 from ..store import ResultUnavailable, Store, StoredJob
-from ..store.store import dumps_value
+from ..store.store import FORCED_UNFINISHED, dumps_value
 from ..store import blobs
 from .observer import NoObserver, Observer
 from .outcomes import Call, ChildSpec, JobRaised, JobReturned, Outcome, Timing
@@ -90,7 +90,7 @@ class _Lost(Exception):
 
 class Driver:
     def __init__(self, store: Store, graph: Graph, stored: dict[str, StoredJob],
-                 targets: list[str], runner, *, forced: set[str] = frozenset(),
+                 targets: list[str], runner, *, forced: dict[str, str] | None = None,
                  command: str = "make", validate: bool = False,
                  observer: Observer | None = None):
         self.store = store
@@ -115,6 +115,7 @@ class Driver:
         self.pending_durable: dict[str, tuple] = {}       # engine results awaiting fsync
         self.child_calls: dict[str, tuple[str, bytes, bytes]] = {}  # engine-made children
         self.lost: set[str] = set()  # results found unreadable: they stay lost in this run
+        self._redefining: set[str] = set()  # dynamic jobs that redefined children this run
         self._blobs: dict[str, bytes] = {}
         self._last_elsewhere_check = 0.0
         self.started_at = time.time()
@@ -184,10 +185,9 @@ class Driver:
                 self.store.record_blocked(action.job_id, action.by)
                 self.tell(action.job_id, "blocked", {"blocked_by": action.by})
             elif kind is ev.Fail:
-                self.templates.pop(action.job_id, None)
-                self.store.record_failure(action.job_id, action.error, "", {}, ("", ""),
-                                          self.graph.specs.get(action.job_id))
-                self.tell(action.job_id, "failed", {"error": action.error})
+                # A dynamic job failed through a child: its own run's timings still count.
+                returned = self.templates.pop(action.job_id, None)
+                self._record_failure(action.job_id, action.error, "", returned)
             elif kind is ev.Complete:
                 self._complete(action.job_id)
             elif kind is ev.Forget:
@@ -203,8 +203,8 @@ class Driver:
         try:
             value = resolve(returned.value, self._value)
         except _Lost as lost:
-            self._fail(jid, f"the result of its child {lost.job_id} is unavailable: {lost.why}",
-                       "", returned)
+            self.templates[jid] = returned  # it completes once the child is remade
+            self._result_lost(lost.job_id, jid, lost.why)
             return
         self._persist(jid, value, returned)
 
@@ -414,6 +414,11 @@ class Driver:
                 self._result_lost(outcome.dependency, outcome.job_id, outcome.why)
 
     def _define_children(self, children: list[ChildSpec]) -> None:
+        parents = {c.spec.parent for c in children} - self._redefining
+        if parents:
+            # Its old result no longer matches the children in the store until it finishes.
+            self.store.set_forced(parents, FORCED_UNFINISHED)
+            self._redefining |= parents
         entries = []
         for child in children:
             spec = child.spec
@@ -483,11 +488,15 @@ class Driver:
 
     def _fail(self, jid: str, error: str, tb: str, out: JobReturned | JobRaised | None) -> None:
         self.running.pop(jid, None)
+        self._record_failure(jid, error, tb, out)
+        self._apply(self.sched.handle(ev.Failed(jid, error)))
+
+    def _record_failure(self, jid: str, error: str, tb: str,
+                        out: JobReturned | JobRaised | None) -> None:
         timing = out.timing if out is not None else Timing()
         logs = (out.stdout, out.stderr) if out is not None else ("", "")
         self.store.record_failure(jid, error, tb, timing.as_dict(self.sched.reasons.get(jid, ())),
                                   logs, self.graph.specs.get(jid))
-        self._apply(self.sched.handle(ev.Failed(jid, error)))
         self.tell(jid, "failed", {**_info(timing, *logs), "error": error, "traceback": tb})
 
     def _current_arg_fps(self, jid: str) -> dict[str, str]:

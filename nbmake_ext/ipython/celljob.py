@@ -19,10 +19,23 @@ class CellJob:
     __name__ = "cell"
     __qualname__ = "cell"
 
-    def __init__(self, job_id: str, source: str, outputs: tuple[str, ...]):
+    def __init__(self, job_id: str, source: str, outputs: tuple[str, ...],
+                 captured: dict[str, Any] | None = None):
         self.job_id = job_id
         self.source = source
         self.outputs = outputs
+        # The notebook functions the cell uses: their code (and their callees') is the
+        # cell's code too, read again before every command.
+        self.functions = {k: v for k, v in (captured or {}).items()
+                          if callable(v) and not isinstance(v, type)}
+
+    def __nbmake_code__(self) -> CodeFingerprint:
+        return cell_code_fingerprint(self.source, self.functions)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The functions travel as the job's inputs already; the code is all a run needs.
+        return {"job_id": self.job_id, "source": self.source, "outputs": self.outputs,
+                "functions": {}}
 
     @property
     def filename(self) -> str:

@@ -12,7 +12,7 @@ from ..fingerprint import cell_fingerprint
 from ..promise import Promise
 from ..registration import make_spec
 from . import cellcode
-from .celljob import CellJob, cell_code_fingerprint
+from .celljob import CellJob
 
 _SHELL_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit", "_ih", "_oh", "_dh"})
 
@@ -53,8 +53,8 @@ class Cells:
             inputs[name] = value
             if not isinstance(value, Promise):
                 captured[name] = value
-        spec = make_spec(CellJob(job_id, source, names.outputs), (), inputs, job_id,
-                         code=cell_code_fingerprint(source, captured), label="cell")
+        spec = make_spec(CellJob(job_id, source, names.outputs, captured), (), inputs, job_id,
+                         label="cell")
         self.ctx._register(spec)
         for name, owner in list(self.owner.items()):
             if owner == job_id and name not in names.outputs:

@@ -7,7 +7,8 @@ from typing import Any
 from IPython.display import display
 
 from ..context import Context, current_context, set_current_context
-from ..errors import NotDone
+from ..commands import run_targets
+from ..errors import JobsFailed, NotDone
 from ..execute.dynamic import DynamicContext
 from ..promise import resolve
 from ..store import ResultUnavailable
@@ -26,6 +27,7 @@ class KernelSession:
     def __init__(self, shell: Any):
         self.shell = shell
         self._made = False
+        self._board: Any = None  # the job board of the command running now
         # The context a `comp` before %load_ext made, else a new one on the default store.
         self._attach(current_context())
 
@@ -38,7 +40,43 @@ class KernelSession:
     def _report(self, line: str) -> None:
         """The end of every make, from a magic or from ``ctx.make()`` in a cell."""
         self._made = True
+        if self._board is not None:
+            self._board.set_summary(line)
         display(views.summary_view(line))
+
+    def board_command(self, command: Any, args: Any) -> None:
+        """``make``, ``parmake``, ``remake`` (shown live on a job board, which then keeps
+        the final states) and ``show``."""
+        from ..ui.widget import JobBoard  # anywidget loads with the first board
+
+        ctx = self.ctx
+        if command.name == "show":
+            board = JobBoard.for_show(ctx, args.targets)
+            board.after_run = self.bind_cell_outputs
+            board.handle = display(board, display_id=True)
+            return
+        # An unknown target fails here, before anything is shown.
+        board = JobBoard.for_run(ctx, command.name, run_targets(command.name, args))
+        board.after_run = self.bind_cell_outputs
+        board.handle = display(board, display_id=True)
+        args.observer = board
+        self._board = board
+        outcome, error = "finished", ""
+        board.begin()
+        try:
+            command.run(ctx, args)
+        except JobsFailed:
+            outcome = "failed"
+            raise
+        except KeyboardInterrupt:
+            outcome = "interrupted"
+            raise
+        except BaseException as exc:
+            outcome, error = "error", f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            self._board = None
+            board.finish(outcome, error)
 
     def bind_cell_outputs(self) -> None:
         self._made = False

@@ -16,7 +16,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.display import display
 
-from ..commands import COMMANDS, Command, argparse_kwargs
+from ..commands import BOARD_COMMANDS, COMMANDS, Command, argparse_kwargs
 from ..ui import views
 
 if TYPE_CHECKING:
@@ -123,6 +123,11 @@ class NbmakeMagics(Magics):
             args = parse(self._parsers[command.name], line)
         except SystemExit:  # -h: argparse already printed the usage
             return None
+        if command.name in BOARD_COMMANDS:
+            try:
+                return self.session.board_command(command, args)
+            finally:
+                self.session.bind_cell_outputs()
         try:
             result = command.run(self.session.ctx, args)
         finally:

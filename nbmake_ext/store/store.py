@@ -35,6 +35,11 @@ class ResultUnavailable(NotDone):
     """A stored result cannot be read (missing or corrupt file): it has no usable result."""
 
 
+FORCED_BY_REMAKE, FORCED_UNFINISHED = 1, 2
+FORCED_REASONS = {FORCED_BY_REMAKE: "forced by remake",
+                  FORCED_UNFINISHED: "its last run did not finish"}
+
+
 class StoredJob:
     """A job as the store knows it: its outcome, and (built when first asked for, since a
     process that registered the job itself never needs it) its stored definition."""
@@ -173,12 +178,13 @@ class Store:
              func_key, ended, r_checksum, r_size, r_mtime) in rows:
             record = None
             if r_result_fp is not None:
-                present = jid in inflight or self._intact(jid, r_file, stamp_of(r_file),
-                                                          (r_size, r_mtime))
+                present = jid in inflight or (r_file is not None and self._intact(
+                    jid, r_file, stamp_of(r_file), (r_size, r_mtime)))
                 record = RunRecord(r_code_fp, _Parts(self, jid, "r_code_parts"), r_args_fp,
                                    _loads(r_dep_fps), r_result_fp,
                                    _Parts(self, jid, "r_arg_fps"), present=present)
-            out[jid] = StoredJob(jid, record, state, bool(forced), error, blocked_by, duration,
+            out[jid] = StoredJob(jid, record, state, FORCED_REASONS.get(forced), error,
+                                 blocked_by, duration,
                                  func_key, ended, r_file, r_checksum,
                                  (function, parent, dynamic, code_fp, args_fp, deps, def_fp), self)
         return out
@@ -275,9 +281,11 @@ class Store:
             conn.execute("ROLLBACK")
             raise
 
-    def set_forced(self, job_ids: Iterable[str], forced: bool = True) -> None:
-        self._write_now("UPDATE jobs SET forced=? WHERE job_id=?",
-                        [(int(forced), j) for j in job_ids])
+    def set_forced(self, job_ids: Iterable[str], why: int = FORCED_BY_REMAKE) -> None:
+        """Make jobs run at their next make whatever their signature says (cleared when
+        they succeed): ``FORCED_BY_REMAKE``, or ``FORCED_UNFINISHED`` for a dynamic job
+        whose run redefined its children but did not finish."""
+        self._write_now("UPDATE jobs SET forced=? WHERE job_id=?", [(why, j) for j in job_ids])
 
     def clean(self, job_ids: Iterable[str]) -> None:
         """Forget the results of these jobs (definitions stay; they become todo)."""
@@ -430,12 +438,16 @@ class Store:
 
     def mark_unreadable(self, job_id: str) -> None:
         """The result file of a job failed its checksum (or vanished): the job has no
-        usable result until it runs again."""
-        def forget(conn: sqlite3.Connection) -> Callable[[], None]:
-            row = conn.execute("SELECT r_file FROM jobs WHERE job_id=?", (job_id,)).fetchone()
-            conn.execute("UPDATE jobs SET r_file=NULL, r_checksum=NULL WHERE job_id=?", (job_id,))
-            return lambda: blobs.remove_quietly(self.results_dir, row[0] if row else None)
-        self.writer.db(forget)
+        usable result until it runs again. The file goes now, before a new run could write
+        one of the same name; the record forgets it only if it still names that file."""
+        row = self._conn.execute("SELECT r_file FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+        name = row[0] if row else None
+        if name is None:
+            return
+        blobs.remove_quietly(self.results_dir, name)
+        self.writer.db(lambda conn: conn.execute(
+            "UPDATE jobs SET r_file=NULL, r_checksum=NULL WHERE job_id=? AND r_file=?",
+            (job_id, name)))
 
     def load_payload(self, job_id: str) -> bytes:
         row = self._conn.execute("SELECT payload FROM jobs WHERE job_id=?", (job_id,)).fetchone()

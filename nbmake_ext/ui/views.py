@@ -136,3 +136,105 @@ def for_command(name: str, result: Any, args: Any) -> View | None:
         line = text.render_cleaned(result)
         return View(line, escape(line))
     return None  # make and remake print their summary line
+
+
+# -- the job board's fallback ------------------------------------------------------------
+
+_OUTCOME = {"finished": "finished", "failed": "finished with failures",
+            "interrupted": "interrupted", "error": "stopped by an error"}
+BOARD_PROBLEMS_SHOWN = 50
+BOARD_TRACEBACKS_SHOWN = 3
+
+
+def board_headline(board: Any) -> str:
+    """``job board (make, finished in 1.20s): 12 jobs: 10 done, 1 failed, 1 blocked``."""
+    counts = board.counts()
+    tally = ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "none"
+    run = board.run
+    what = ""
+    if run.command:
+        elapsed = text.seconds(max(0.0, (run.ended or run.started) - run.started)) \
+            if run.started else ""
+        if run.active:
+            what = f" ({run.command}, running)"
+        else:
+            what = f" ({run.command}, {_OUTCOME.get(run.outcome, 'ended')} in {elapsed})"
+    return f"job board{what}: {len(board.jobs)} jobs: {tally}"
+
+
+def _problem_rows(board: Any) -> tuple[list[Any], int]:
+    problems = board.problems()
+    return problems[:BOARD_PROBLEMS_SHOWN], max(0, len(problems) - BOARD_PROBLEMS_SHOWN)
+
+
+def _problem_text(job: Any) -> str:
+    if job.state == "blocked":
+        return f"blocked by {job.x.get('by') or '?'}"
+    return job.x.get("err") or "failed"
+
+
+def board_text(board: Any) -> str:
+    """The plain-text fallback (and the console's ``show``): the headline; once the command
+    ended, the failed and blocked jobs and the counts per function."""
+    lines = [board_headline(board)]
+    if board.run.active:
+        return lines[0]
+    if board.run.summary:
+        lines.append(f"  ({board.run.summary})")
+    shown, more = _problem_rows(board)
+    if shown:
+        lines += ["", text.table(["state", "job", "function", "problem"],
+                                 [(j.state, j.job_id, j.function, _problem_text(j))
+                                  for j in shown])]
+        if more:
+            lines.append(f"... and {more} more")
+    by_function = board.by_function()
+    if by_function:
+        rows = [[fn, sum(c.values())] + [c.get(s, 0) or "" for s in STATES]
+                for fn, c in sorted(by_function.items())]
+        lines += ["", text.table(["function", "jobs", *STATES], rows)]
+    return "\n".join(lines)
+
+
+def _bar(counts: dict[str, int]) -> str:
+    total = sum(counts.values()) or 1
+    parts = "".join(
+        f'<span title="{n} {s}" style="display:inline-block;height:100%;width:{100 * n / total:.3f}%;'
+        f'background:{COLOURS[s]}"></span>'
+        for s, n in counts.items() if n)
+    return (f'<div style="height:8px;width:100%;max-width:640px;background:#eee;'
+            f'border-radius:4px;overflow:hidden;white-space:nowrap;line-height:0;margin:4px 0">'
+            f'{parts}</div>')
+
+
+def board_html(board: Any) -> str:
+    """The HTML fallback: what nbconvert output, static exports and GitHub show."""
+    counts = board.counts()
+    head = escape(board_headline(board))
+    chips = " ".join(f"{_badge(s)}&nbsp;<b>{n}</b>" for s, n in counts.items())
+    parts = [f"<div><b>{head}</b></div>", f"<div>{chips}</div>", _bar(counts)]
+    if board.run.summary and not board.run.active:
+        parts.append(f'<div style="font-family:monospace">{escape(board.run.summary)}</div>')
+    if not board.run.active:
+        shown, more = _problem_rows(board)
+        if shown:
+            rows = [[_badge(j.state), escape(j.job_id), escape(j.function),
+                     escape(_problem_text(j))] for j in shown]
+            if more:
+                rows.append(["", f"... and {more} more", "", ""])
+            parts.append(html_table(["state", "job", "function", "problem"], rows))
+        failed = [j for j in shown if j.state == "failed" and j.x.get("tb")]
+        for j in failed[:BOARD_TRACEBACKS_SHOWN]:
+            tb = "\n".join(j.x["tb"].rstrip("\n").splitlines()[-25:])
+            parts.append(f"<details><summary>traceback of {escape(j.job_id)}</summary>"
+                         f"<pre style=\"font-size:11px\">{escape(tb)}</pre></details>")
+        by_function = board.by_function()
+        if by_function:
+            rows = [[escape(fn), str(sum(c.values()))] + [str(c.get(s, "") or "") for s in STATES]
+                    for fn, c in sorted(by_function.items())]
+            parts.append(html_table(["function", "jobs", *STATES], rows))
+    return '<div style="font-family:sans-serif;font-size:13px">' + "".join(parts) + "</div>"
+
+
+def board_view(board: Any) -> View:
+    return View(board_text(board), board_html(board))

@@ -33,7 +33,8 @@ class Sim:
     def make(self, targets=None, forced=(), interrupt_after=None):
         self.ran = []
         targets = list(self.graph.specs) if targets is None else targets
-        sched = Scheduler(self.graph, self.records, targets, forced=forced, validate=True)
+        sched = Scheduler(self.graph, self.records, targets,
+                          forced=dict.fromkeys(forced, "forced by remake"), validate=True)
         queue = list(sched.start())
         while queue:
             action = queue.pop(0)

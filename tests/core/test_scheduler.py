@@ -225,3 +225,18 @@ def test_select_ids_globs_and_state_words():
         g.select(["fit-l"], states)
     with pytest.raises(UnknownTarget, match="no job is blocked"):
         g.select(["blocked"], states)
+
+
+def test_long_chains_need_no_recursion():
+    sim = Sim()
+    sim.graph.add(spec("j0"))
+    for i in range(1, 1500):
+        sim.graph.add(spec(f"j{i}", [f"j{i - 1}"]))
+    sim.make()
+    assert len(sim.ran) == 1500
+    sim.make()
+    assert sim.ran == []
+    sim.graph.add(spec("j0", code="c2"))
+    sim.fails = {"j0"}
+    sched = sim.make()
+    assert len(sched.summary().blocked) == 1499

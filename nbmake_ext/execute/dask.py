@@ -1,0 +1,688 @@
+"""``parmake --dask``: the same jobs as tasks of a Dask distributed cluster.
+
+The driver, the scheduler of the core and the store are those of local engines: this
+module is only a runner (``remote = True``: it receives each job as a RemoteJob, bytes and
+the places of its dependencies' results in the kernel's store) that turns jobs into
+``Client.submit`` calls and finished tasks into the outcomes engines report.
+
+- The kernel decides what runs, when (the core's scheduler); Dask decides where, and moves
+  data. A job is submitted once the core says it must run; a dependency made in this run
+  is passed as the Dask future of its task, so its bytes go from worker to worker (or stay
+  on one); a dependency from an earlier run is read from the kernel's store and sent along
+  (scattered once if large). Workers never read the kernel's filesystem.
+- A task returns the pickled result (and its fingerprint, computed on the worker); the
+  kernel writes the result file itself (``JobStored``) and flushes batches of them to disk
+  in a background thread (``Durable``), like engines do.
+- A dynamic job's children travel back with its result (``ChildSpec`` outcomes before its
+  ``JobReturned`` template), so the core always knows a child before its parent's value.
+- Each task key is ``<job id>-<run nonce>-<n>``: unique per run and attempt, so Dask never
+  shares a task between runs or attempts (and the dashboard groups tasks by function).
+- Each task announces on a per-run event topic that it started. A worker that dies while a
+  job runs makes it ``failed`` ("worker tcp://... died while running it: KilledWorker");
+  a job that was only queued on that worker (never started) is sent again, once.
+- An interrupt cancels every task Dask can cancel; a task already running cannot be
+  stopped by Dask: it is named, runs to its end on its worker, and its result is dropped.
+
+Output capture on workers is per thread (Dask runs several tasks per process at once).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import pickle
+import secrets
+import sys
+import threading
+import time
+from collections import OrderedDict, deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import NbmakeError
+from ..store import blobs
+from .outcomes import ChildSpec, JobRaised, JobReturned, Timing
+from .pool import DependencyLost, Durable, JobStored, RemoteJob, Requeue
+
+INSTALL_HINT = 'parmake --dask needs the Dask distributed package: pip install "nbmake-ext[dask]"'
+
+DEPTH = 2                 # jobs in Dask per worker thread, at least (the next one is there)
+MAX_DEPTH = 16            # ... and at most, however short the jobs are
+SEND_AS_DATA = 1 << 20    # inputs (results, payloads, functions) this large are scattered
+HOLD_BYTES = 2 << 30      # results kept on the cluster for their dependents (then: the store)
+REFRESH = 2.0             # seconds between looks at the cluster's size
+ATTEMPTS = 2              # a job queued on a worker that died is sent again, once
+
+
+def _distributed():
+    try:
+        import distributed
+    except ImportError:
+        raise NbmakeError(INSTALL_HINT) from None
+    return distributed
+
+
+# -- the kernel's side ----------------------------------------------------------------------
+
+@dataclass(slots=True)
+class _InFlight:
+    job_id: str
+    key: str
+    future: Any
+    dynamic: bool
+    attempt: int
+    sent: float = 0.0       # monotonic times: handed to Dask, seen ended
+    ended: float = 0.0
+
+
+class _Pace:
+    """How many jobs to keep in Dask per worker thread so that no thread waits for the
+    kernel (Little's law): 1 + the round trip (kernel -> scheduler -> worker -> kernel, the
+    smallest seen lately: queueing in Dask is not latency) over a job's mean duration."""
+
+    def __init__(self):
+        self.trips: deque[float] = deque(maxlen=64)
+        self.duration = 1.0
+        self.depth = DEPTH
+
+    def sample(self, task: _InFlight, duration: float) -> None:
+        if not task.ended or not task.sent:
+            return
+        self.trips.append(max(0.0, task.ended - task.sent - duration))
+        self.duration = 0.8 * self.duration + 0.2 * duration
+        trip = min(self.trips)
+        self.depth = max(DEPTH, min(MAX_DEPTH, math.ceil(1 + trip / max(self.duration, 1e-4))))
+
+
+class _Held:
+    """Futures of results made in this run, kept so dependents get them from the cluster;
+    least recently used ones are let go beyond a byte budget (dependents then get the
+    stored file's bytes)."""
+
+    def __init__(self, budget: int):
+        self._items: OrderedDict[str, tuple[Any, str, int]] = OrderedDict()
+        self._size, self._budget = 0, budget
+
+    def get(self, job_id: str, checksum: str) -> Any:
+        item = self._items.get(job_id)
+        if item is None or item[1] != checksum:
+            return None
+        self._items.move_to_end(job_id)
+        return item[0]
+
+    def put(self, job_id: str, future: Any, checksum: str, size: int) -> None:
+        self.drop(job_id)
+        if size > self._budget:
+            return
+        self._items[job_id] = (future, checksum, size)
+        self._size += size
+        while self._size > self._budget:
+            _, (_, _, s) = self._items.popitem(last=False)
+            self._size -= s
+
+    def drop(self, job_id: str) -> None:
+        item = self._items.pop(job_id, None)
+        if item is not None:
+            self._size -= item[2]
+
+    def clear(self) -> None:
+        self._items.clear()
+        self._size = 0
+
+
+def _connect(dask: Any, distributed) -> tuple[Any, bool]:
+    """(client, whether this runner made it and must close it)."""
+    if isinstance(dask, distributed.Client):
+        return dask, False
+    if hasattr(dask, "scheduler_address"):  # a cluster object: LocalCluster, SLURMCluster...
+        address = dask.scheduler_address
+    elif isinstance(dask, str) and dask.strip():
+        address = dask.strip()
+    else:
+        raise NbmakeError(f"dask= takes a scheduler address (tcp://host:8786), a "
+                          f"distributed.Client or a cluster, not {dask!r}")
+    try:
+        client = distributed.Client(address, set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise NbmakeError(f"cannot reach the Dask scheduler at {address}: "
+                          f"{type(exc).__name__}: {exc}") from None
+    return client, True
+
+
+class DaskRunner:
+    """A runner for the driver on a Dask cluster (``parmake --dask``).
+
+    Threads: the caller's (the driver's loop) submits and turns finished tasks into
+    outcomes; Dask's callback thread says which tasks ended; one fetcher thread gathers
+    finished results from the cluster, writes their files and flushes batches of them to
+    disk, so the driver's loop never waits for a result's bytes.
+    """
+
+    remote = True
+
+    def __init__(self, dask: Any, store_path: str | os.PathLike, n: int | None = None, *,
+                 durable: bool = True, hold_bytes: int = HOLD_BYTES):
+        distributed = _distributed()
+        self._KilledWorker = distributed.KilledWorker
+        self.client, self._own_client = _connect(dask, distributed)
+        self.results_dir = Path(store_path) / "results"
+        self.n = n if n and n > 0 else None
+        self.durable = durable
+        self.nonce = secrets.token_hex(5)
+        self.topic = f"nbmake-started-{self.nonce}"
+        self.inflight: dict[str, _InFlight] = {}  # sent, outcome not reported yet
+        self.by_key: dict[str, str] = {}          # key -> job id, until the task ends in Dask
+        self.started: dict[str, str] = {}         # key -> worker (set on the client's loop)
+        self.attempts: dict[str, int] = {}
+        self.held = _Held(hold_bytes)
+        self.functions: dict[str, Any] = {}       # func key -> future of a large function blob
+        self.outbox: list = []
+        self._queued: list[tuple] = []            # tasks not handed to Dask yet
+        self._count = 0
+        self._threads = 0
+        self._threads_at = -REFRESH
+        self.pace = _Pace()
+        self._fetching = 0                        # ended in Dask, outcome not reported yet
+        self._unsynced = 0                        # stored, not durable yet
+        self._stopped = False
+        # Filled by other threads (Dask's callback thread, the fetcher), under _cond:
+        self._cond = threading.Condition()
+        self._done: deque = deque()               # futures that ended (or were cancelled)
+        self._to_fetch: list = []                 # ended in Dask, to gather
+        self._fetch_idle = True                   # no _fetch_all running or queued
+        self._fetched: deque = deque()            # (task, outcomes, checksum, size)
+        self._synced: deque = deque()             # job ids whose result files are on disk
+        self._fetcher = ThreadPoolExecutor(1, thread_name_prefix="nbmake-dask-fetch")
+        try:
+            self.client.subscribe_topic(self.topic, self._on_started)
+        except Exception:
+            self.close()
+            raise
+
+    def __repr__(self) -> str:
+        return f"<DaskRunner {self.client.scheduler.address} in flight={len(self.inflight)}>"
+
+    # -- the runner interface -------------------------------------------------------------
+
+    def free_slots(self) -> int:
+        # A task that ended in Dask frees its slot at once; its result is fetched meanwhile.
+        return max(0, self._limit() - (len(self.inflight) - self._fetching))
+
+    def has_capacity(self) -> bool:
+        return self.free_slots() > 0
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.inflight or self.outbox or self._unsynced)
+
+    def submit(self, job: RemoteJob) -> None:
+        """Queue the job's task; queued tasks go to Dask together at the next ``poll``
+        (one message to the scheduler for many tasks)."""
+        inputs, sums = [], []
+        for dep, (file, checksum) in job.deps.items():
+            future = self.held.get(dep, checksum)
+            if future is None:
+                try:
+                    data = blobs.read_checked(self.results_dir, file, checksum)
+                except (OSError, blobs.CorruptResult) as exc:
+                    self.outbox.append(DependencyLost(
+                        job.job_id, dep, f"the result of {dep!r} is unreadable: {exc}"))
+                    return
+                future = self._as_input(data)
+                if future is not data:
+                    self.held.put(dep, future, checksum, len(data))
+            inputs.append(future)
+            sums.append(checksum)
+        func = self.functions.get(job.func_key)
+        if func is None:
+            func = self._as_input(job.func_blob)
+            if func is not job.func_blob:
+                self.functions[job.func_key] = func
+        self._count += 1
+        key = f"{job.job_id}-{self.nonce}-{self._count}"
+        attempt = self.attempts.get(job.job_id, 0) + 1
+        self.attempts[job.job_id] = attempt
+        self.inflight[job.job_id] = _InFlight(job.job_id, key, None, job.dynamic, attempt)
+        self.by_key[key] = job.job_id
+        self._queued.append((key, job.job_id, job.func_key, func, self._as_input(job.payload),
+                             job.dynamic, tuple(job.deps), tuple(sums), self.topic, inputs))
+
+    def poll(self, timeout: float) -> list:
+        if self._queued:
+            self._send()
+        with self._cond:
+            if timeout > 0 and not (self.outbox or self._done or self._fetched or self._synced) \
+                    and (self.inflight or self._unsynced):
+                self._cond.wait(timeout)
+            done = list(self._done)
+            self._done.clear()
+        out, self.outbox = self.outbox, []
+        if done:
+            self._ended(done, out)
+        with self._cond:
+            synced = len(self._synced)  # each of these was fetched (and is drained) before
+            fetched = list(self._fetched)
+            self._fetched.clear()
+            durable = [self._synced.popleft() for _ in range(synced)]
+        for task, outcomes, checksum, size in fetched:
+            self._fetching -= 1
+            if self.inflight.get(task.job_id) is not task:
+                continue  # interrupted meanwhile
+            del self.inflight[task.job_id]
+            self.pace.sample(task, outcomes[-1].timing.duration)
+            if checksum:
+                self.held.put(task.job_id, task.future, checksum, size)
+                self._unsynced += 1
+            out.extend(outcomes)
+        if durable:
+            self._unsynced -= len(durable)
+            out.append(Durable(durable))
+        if not out and not self.busy and timeout > 0:
+            time.sleep(min(timeout, 0.01))
+        return out
+
+    def interrupt(self) -> list[str]:
+        """Cancel every job's task; say which ones Dask cannot stop (already running)."""
+        self._stopped = True
+        stopped = list(self.inflight)
+        running = [(t.job_id, self.started[t.key]) for t in self.inflight.values()
+                   if t.key in self.started and t.key in self.by_key]
+        futures = [t.future for t in self.inflight.values() if t.future is not None]
+        self.inflight.clear()
+        self.by_key.clear()
+        self.outbox.clear()
+        self._queued.clear()
+        self._fetching = 0
+        if futures:
+            try:
+                self.client.cancel(futures)
+            except Exception as exc:  # noqa: BLE001 - the interrupt must reach the user
+                print(f"nbmake: could not cancel the Dask tasks: {exc}", file=sys.stderr)
+        if running:
+            names = ", ".join(f"{j} (on {w})" for j, w in running[:5])
+            more = f" and {len(running) - 5} more" if len(running) > 5 else ""
+            print(f"nbmake: Dask cannot stop a task that already started: {names}{more} "
+                  f"will run to its end on its worker; its result is discarded. The other "
+                  f"{len(stopped) - len(running)} job(s) were cancelled.", file=sys.stderr)
+        return stopped
+
+    def close(self) -> None:
+        self._stopped = True
+        try:
+            futures = [t.future for t in self.inflight.values() if t.future is not None]
+            self.inflight.clear()
+            self.by_key.clear()
+            self._queued.clear()
+            if futures:
+                self.client.cancel(futures)
+            self.client.unsubscribe_topic(self.topic)
+        except Exception:  # noqa: BLE001 - closing must not hide the run's outcome
+            pass
+        finally:
+            self._fetcher.shutdown(wait=True)
+            self.held.clear()
+            self.functions.clear()
+            if self._own_client:
+                self.client.close()
+
+    # -- sending --------------------------------------------------------------------------
+
+    def _limit(self) -> int:
+        if self.n is not None:
+            return self.n
+        now = time.monotonic()
+        if now - self._threads_at > REFRESH:
+            self._threads_at = now
+            try:
+                self._threads = sum(self.client.nthreads().values())
+            except Exception:  # noqa: BLE001 - keep the last known size
+                pass
+        return max(1, self._threads) * self.pace.depth
+
+    def _as_input(self, data: bytes) -> Any:
+        """Small bytes travel inside the task; large ones are scattered (once)."""
+        if len(data) < SEND_AS_DATA:
+            return data
+        return self.client.scatter(data, hash=False)
+
+    def _send(self) -> None:
+        """Hand the queued tasks to Dask in one go."""
+        queued, self._queued = self._queued, []
+        columns = list(zip(*queued))
+        futures = self.client.map(_task, *columns, key=list(columns[0]), pure=False)
+        now = time.monotonic()
+        for future in futures:
+            job_id = self.by_key.get(future.key)
+            if job_id is not None:
+                task = self.inflight[job_id]
+                task.future, task.sent = future, now
+        on_done = self._on_done
+        self.client.loop.add_callback(lambda: [f.add_done_callback(on_done) for f in futures])
+
+    # -- what comes back ------------------------------------------------------------------
+
+    def _on_started(self, event) -> None:
+        """On the client's event loop, for every task of this run that starts."""
+        _, (key, address) = event
+        self.started[key] = address
+
+    def _on_done(self, future) -> None:
+        """In Dask's callback thread, for every task that ends (or is cancelled)."""
+        with self._cond:
+            self._done.append(future)
+            self._cond.notify()
+
+    def _ended(self, done: list, out: list) -> None:
+        finished = []
+        now = time.monotonic()
+        for future in done:
+            job_id = self.by_key.pop(future.key, None)
+            if job_id is None:
+                continue  # cancelled by an interrupt, or sent again
+            task = self.inflight[job_id]
+            task.ended = now
+            if future.status == "finished":
+                self.started.pop(task.key, None)
+                finished.append(task)
+            else:
+                del self.inflight[job_id]
+                self._failed(task, out)
+        if finished:
+            self._fetching += len(finished)
+            with self._cond:
+                self._to_fetch.extend(finished)
+                if self._fetch_idle:
+                    self._fetch_idle = False
+                    self._fetcher.submit(self._fetch_all)
+
+    def _failed(self, task: _InFlight, out: list) -> None:
+        """The task erred in Dask (its worker died, ...) or was cancelled by someone else."""
+        future = task.future
+        started_on = self.started.pop(task.key, None)
+        if future.status == "error":
+            exc = future.exception()
+            if isinstance(exc, self._KilledWorker):
+                worker = getattr(exc.last_worker, "address", None) or str(exc.last_worker)
+                self._lost_inputs()
+                if started_on is None and task.attempt < ATTEMPTS:
+                    out.append(Requeue([task.job_id]))  # only queued there: it never ran
+                    return
+                out.append(JobRaised(task.job_id, f"worker {worker} died while running it: "
+                                     f"KilledWorker: {exc}", "", "", "", Timing(engine=worker)))
+                return
+            out.append(JobRaised(task.job_id, f"Dask could not run it: {type(exc).__name__}: "
+                                 f"{exc}", _format_tb(exc, future.traceback()), "", "",
+                                 Timing(engine=started_on or "dask")))
+            return
+        # Cancelled, not by us: e.g. an input of it (scattered data) was lost with a worker.
+        self._lost_inputs()
+        if task.attempt < ATTEMPTS:
+            out.append(Requeue([task.job_id]))
+        else:
+            out.append(JobRaised(task.job_id, "Dask cancelled it (an input was lost with its "
+                                 "worker?)", "", "", "", Timing(engine=started_on or "dask")))
+
+    def _fetch_all(self) -> None:
+        """The fetcher thread: everything that ended meanwhile, in one gather each time."""
+        while True:
+            with self._cond:
+                tasks = list(self._to_fetch)
+                self._to_fetch.clear()
+                if not tasks or self._stopped:
+                    self._fetch_idle = True
+                    return
+            try:
+                self._fetch(tasks)
+            except BaseException:
+                with self._cond:
+                    self._fetch_idle = True
+                raise
+
+    def _fetch(self, tasks: list[_InFlight]) -> None:
+        """Gather results, write their files, make the batch durable."""
+        try:
+            results = self.client.gather([t.future for t in tasks])
+        except Exception:  # noqa: BLE001 - one of them was lost meanwhile: one at a time
+            results = []
+            for task in tasks:
+                try:
+                    results.append(task.future.result())
+                except Exception as exc:  # noqa: BLE001
+                    results.append(("raised", f"its result was lost on the cluster: "
+                                    f"{type(exc).__name__}: {exc}", "", "", "",
+                                    (0.0, 0.0, 0.0, 0.0, "dask")))
+        written = []
+        for task, result in zip(tasks, results):
+            if self._stopped:
+                return
+            item = self._outcomes(task, result)
+            if item[2]:
+                written.append((task.job_id, item[1][0].file))
+            with self._cond:
+                self._fetched.append(item)
+                self._cond.notify()
+        if not written:
+            return
+        try:
+            if self.durable:
+                blobs.make_durable(self.results_dir, [name for _, name in written])
+        finally:
+            with self._cond:
+                self._synced.extend(job_id for job_id, _ in written)
+                self._cond.notify()
+
+    def _outcomes(self, task: _InFlight, result: tuple) -> tuple:
+        """(task, outcomes, checksum of a stored result or "", its size)."""
+        job_id = task.job_id
+        kind = result[0]
+        if kind == "dynamic":
+            _, template, children, stdout, stderr, timing = result
+            outcomes = [ChildSpec(pickle.loads(body), blob, data) for body, blob, data in children]
+            outcomes.append(JobReturned(job_id, pickle.loads(template), stdout, stderr,
+                                        Timing(*timing)))
+            return task, outcomes, "", 0
+        if kind != "ok":
+            _, error, tb, stdout, stderr, timing = result
+            return task, [JobRaised(job_id, error, tb, stdout, stderr, Timing(*timing))], "", 0
+        _, data, result_fp, worker_sum, stdout, stderr, timing = result
+        timing = Timing(*timing)
+        sum_ = blobs.checksum(data)
+        if sum_ != worker_sum:
+            return task, [JobRaised(job_id, "its result was damaged on its way from the worker "
+                                    "(checksum mismatch)", "", stdout, stderr, timing)], "", 0
+        name = blobs.file_name(job_id, sum_)
+        try:
+            stamp = blobs.write_atomic(self.results_dir, name, data, durable=False)
+        except OSError as exc:
+            return task, [JobRaised(job_id, f"could not store the result: {exc}", "", stdout,
+                                    stderr, timing)], "", 0
+        return task, [JobStored(job_id, result_fp, name, sum_, stamp, timing, stdout, stderr)], \
+            sum_, len(data)
+
+    def _lost_inputs(self) -> None:
+        """A worker died: results and functions it held are gone from the cluster. Let
+        Dask forget them rather than compute them again; dependents get the stored files."""
+        self.held.clear()
+        self.functions.clear()
+
+
+def _format_tb(exc: BaseException, tb) -> str:
+    import traceback
+
+    try:
+        return "".join(traceback.format_exception(type(exc), exc, tb))
+    except Exception:  # noqa: BLE001
+        return ""
+
+
+# -- the worker's side ----------------------------------------------------------------------
+
+_local = threading.local()
+_install_lock = threading.Lock()
+
+
+class _Router(io.TextIOBase):
+    """sys.stdout/sys.stderr on a worker: a job's thread writes to its own buffer, every
+    other thread to the original stream."""
+
+    def __init__(self, original, name: str):
+        self._original = original
+        self._name = name
+
+    def write(self, text: str) -> int:
+        buf = getattr(_local, self._name, None)
+        if buf is not None:
+            return buf.write(text)
+        return self._original.write(text)
+
+    def flush(self) -> None:
+        if getattr(_local, self._name, None) is None:
+            self._original.flush()
+
+    def writable(self) -> bool:
+        return True
+
+    def __getattr__(self, name: str) -> Any:  # fileno, encoding, isatty, ...
+        return getattr(self._original, name)
+
+
+def _install_capture() -> None:
+    if isinstance(sys.stdout, _Router) and isinstance(sys.stderr, _Router):
+        return
+    with _install_lock:
+        if not isinstance(sys.stdout, _Router):
+            sys.stdout = _Router(sys.stdout, "out")
+        if not isinstance(sys.stderr, _Router):
+            sys.stderr = _Router(sys.stderr, "err")
+
+
+class _WorkerCache:
+    """Per worker process: unpickled functions, and values made or read lately (so a
+    chain on one worker does not unpickle its inputs again)."""
+
+    def __init__(self, budget: int = 128 << 20):
+        self.lock = threading.Lock()
+        self.functions: dict[str, Any] = {}
+        self.values: OrderedDict[tuple[str, str], tuple[Any, int]] = OrderedDict()
+        self.size, self.budget = 0, budget
+
+    def function(self, key: str, blob: bytes) -> Any:
+        func = self.functions.get(key)
+        if func is None:
+            func = pickle.loads(blob)
+            with self.lock:
+                if len(self.functions) > 1000:
+                    self.functions.clear()
+                self.functions[key] = func
+        return func
+
+    def value(self, job_id: str, checksum: str, data: Any) -> Any:
+        key = (job_id, checksum)
+        with self.lock:
+            item = self.values.get(key)
+            if item is not None:
+                self.values.move_to_end(key)
+                return item[0]
+        if not isinstance(data, bytes):
+            data = data[1]  # a finished task's result tuple: ("ok", data, ...)
+        value = pickle.loads(data)
+        self.put(key, value, len(data))
+        return value
+
+    def put(self, key: tuple[str, str], value: Any, size: int) -> None:
+        if size > self.budget // 4:
+            return
+        with self.lock:
+            if key in self.values:
+                return
+            self.values[key] = (value, size)
+            self.size += size
+            while self.size > self.budget:
+                _, (_, s) = self.values.popitem(last=False)
+                self.size -= s
+
+
+_cache = _WorkerCache()
+
+
+def _task(key: str, job_id: str, func_key: str, func_blob: bytes, payload: bytes,
+          dynamic: bool, dep_ids: tuple, dep_sums: tuple, topic: str, inputs: list) -> tuple:
+    """One job, on a Dask worker. Returns ("ok", data, result_fp, checksum, out, err,
+    timing), ("dynamic", template, children, out, err, timing) or ("raised", error,
+    traceback, out, err, timing). Never raises: a job's failure is a result."""
+    from distributed import get_worker
+
+    from ..fingerprint import digest
+    from ..promise import resolve
+    from ..store.store import dumps_value
+    from .inkernel import error_line, format_job_traceback
+
+    worker = get_worker()
+    where = worker.address
+    try:
+        if topic:
+            worker.log_event(topic, [key, where])
+    except Exception:  # noqa: BLE001 - only used to tell queued from started
+        pass
+    started = time.time()
+    try:
+        func = _cache.function(func_key, func_blob)
+        args, kwargs = pickle.loads(payload)
+        values = {d: _cache.value(d, s, x) for d, s, x in zip(dep_ids, dep_sums, inputs)}
+        args = resolve(args, values.__getitem__)
+        kwargs = resolve(kwargs, values.__getitem__)
+    except LookupError as exc:  # a %%comp output its cell did not bind
+        return ("raised", str(exc), "", "", "", (started, started, 0.0, 0.0, where))
+    except Exception as exc:  # noqa: BLE001 - e.g. a module the worker cannot import
+        return ("raised", f"cannot load the job on worker {where}: {error_line(exc)}",
+                format_job_traceback(exc), "", "", (started, started, 0.0, 0.0, where))
+
+    _install_capture()
+    out, err = io.StringIO(), io.StringIO()
+    children: list = []
+    if dynamic:
+        from .dynamic import DynamicContext
+
+        args = (DynamicContext(job_id, lambda child: children.append(_child(child))), *args)
+    t0, c0 = time.perf_counter(), time.thread_time()
+    _local.out, _local.err = out, err
+    try:
+        value = func(*args, **kwargs)
+        failure = None
+    except BaseException as exc:  # noqa: BLE001 - a job's failure is its result
+        failure = exc
+    finally:
+        _local.out = _local.err = None
+    duration = time.perf_counter() - t0
+    timing = (started, started + duration, duration, time.thread_time() - c0, where)
+    stdout, stderr = out.getvalue(), err.getvalue()
+    if failure is not None:
+        return ("raised", error_line(failure), format_job_traceback(failure), stdout, stderr,
+                timing)
+    try:
+        if dynamic:
+            return ("dynamic", dumps_value(value), children, stdout, stderr, timing)
+        data = dumps_value(value)
+        result_fp = digest(value)
+    except Exception as exc:  # noqa: BLE001 - the job fails with that message
+        return ("raised", f"its result cannot be pickled: {exc}", "", stdout, stderr, timing)
+    checksum = blobs.checksum(data)
+    _cache.put((job_id, checksum), value, len(data))
+    return ("ok", data, result_fp, checksum, stdout, stderr, timing)
+
+
+def _child(child: ChildSpec) -> tuple[bytes, bytes, bytes]:
+    """A child a dynamic job defined, as it travels: its spec without the live call, the
+    function's and the arguments' pickles. An unpicklable one fails the parent there and
+    then, as on engines."""
+    from dataclasses import replace
+
+    from ..registration import function_blob, payload
+
+    spec = child.spec
+    _, blob = function_blob(spec)
+    bare = replace(spec, func=None, args=(), kwargs={})
+    return pickle.dumps(bare, protocol=pickle.HIGHEST_PROTOCOL), blob, payload(spec)
