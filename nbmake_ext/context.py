@@ -117,8 +117,7 @@ class Context:
         entries = []
         for jid, spec in self._pending.items():
             st = stored.get(jid)
-            if st is not None and st.spec.def_fp == spec.def_fp and st.spec.deps == spec.deps \
-                    and st.func_key is not None:
+            if st is not None and st.same_definition(spec):
                 continue
             key, blob = function_blob(spec)
             entries.append((spec, key, blob, payload(spec)))

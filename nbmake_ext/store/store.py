@@ -54,6 +54,12 @@ class StoredJob:
         self.func_key, self.ended, self.r_file, self.r_checksum = func_key, ended, r_file, r_checksum
         self._row, self._spec, self._store = row, None, store
 
+    def same_definition(self, spec: JobSpec) -> bool:
+        """Whether ``spec`` is what is stored (without building the stored JobSpec)."""
+        _, _, _, _, _, deps, def_fp = self._row
+        return def_fp == spec.def_fp and tuple(_loads(deps)) == spec.deps \
+            and self.func_key is not None
+
     @property
     def spec(self) -> JobSpec:
         if self._spec is None:
