@@ -1,0 +1,255 @@
+"""Jobs that engines run in tests/execute/test_engines.py and test_engine_security.py.
+
+Every job gets ``lab``, a directory of the test. What happened is proven by side effects in
+it, never by timing: ``events.log`` gets one line ``<event> <pid> <time>`` per event,
+written with a single ``write`` on an O_APPEND descriptor (lines of concurrent processes
+never interleave), and jobs wait for files that other jobs or the test create. Every wait
+is bounded, so a broken build fails instead of hanging.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+import time
+from pathlib import Path
+
+WAIT = 30.0
+
+
+# -- side effects ---------------------------------------------------------------------------
+
+def log(lab: str, event: str) -> None:
+    fd = os.open(os.path.join(lab, "events.log"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, f"{event} {os.getpid()} {time.time():.6f}\n".encode())
+    finally:
+        os.close(fd)
+
+
+def events(lab) -> list[tuple[str, int, float]]:
+    """[(event, pid, time)] in the order written."""
+    path = Path(lab) / "events.log"
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        event, pid, t = line.split(" ")
+        out.append((event, int(pid), float(t)))
+    return out
+
+
+def names(lab) -> list[str]:
+    return [e for e, _, _ in events(lab)]
+
+
+def touch(lab: str, name: str) -> None:
+    Path(lab, name).touch()
+
+
+def wait_for(path: Path, timeout: float = WAIT) -> bool:
+    end = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+# -- plain jobs -----------------------------------------------------------------------------
+
+def work(lab: str, name: str, *inputs):
+    """Logs <name>-start/-end; returns its name, pid and inputs."""
+    log(lab, f"{name}-start")
+    log(lab, f"{name}-end")
+    return {"name": name, "pid": os.getpid(), "inputs": list(inputs)}
+
+
+def rendezvous(lab: str, me: str, *others: str, timeout: float = WAIT, after=None):
+    """Starts, then waits until every other job of the rendezvous has started: it can only
+    return if they run at the same time (each on its own engine). ``after`` is only there
+    to make it depend on another job."""
+    t0 = time.time()
+    log(lab, f"{me}-start")
+    touch(lab, f"started-{me}")
+    for other in others:
+        if not wait_for(Path(lab, f"started-{other}"), timeout):
+            raise TimeoutError(f"{me}: {other} never started while {me} ran")
+    t1 = time.time()
+    log(lab, f"{me}-end")
+    return {"name": me, "pid": os.getpid(), "start": t0, "end": t1}
+
+
+# -- jobs that crash their engine -----------------------------------------------------------
+
+def announce(lab: str, name: str) -> None:
+    """Writes this process's pid to <name>.pid, atomically."""
+    tmp = Path(lab, f".{name}.pid.tmp")
+    tmp.write_text(str(os.getpid()))
+    os.replace(tmp, Path(lab, f"{name}.pid"))
+
+
+def exit_code_3(lab: str):
+    log(lab, "exit3-start")
+    announce(lab, "bad")
+    os._exit(3)
+
+
+def segfault(lab: str):
+    log(lab, "segv-start")
+    announce(lab, "bad")
+    ctypes.string_at(0)  # reads address 0: SIGSEGV
+    return "survived a segfault?"
+
+
+def holds_back_fsync(lab: str, name: str):
+    """An ordinary job that also makes this engine's fsyncs wait until the file
+    "release-fsync" exists (a disk that is slow just then): its own result's "durable"
+    notice cannot be sent before the next job has started."""
+    real = getattr(os.fsync, "real", os.fsync)
+
+    def fsync(fd):
+        wait_for(Path(lab, "release-fsync"), 30)
+        return real(fd)
+
+    fsync.real = real
+    os.fsync = fsync
+    return work(lab, name)
+
+
+def releases_fsync_and_exits(lab: str):
+    log(lab, "exit3-start")
+    touch(lab, "release-fsync")
+    os._exit(3)
+
+
+def wait_to_be_killed(lab: str, name: str):
+    """Writes its pid to <name>.pid and waits for the test to kill it."""
+    log(lab, f"{name}-start")
+    announce(lab, name)
+    wait_for(Path(lab, "never"), 60)
+    log(lab, f"{name}-end")
+    raise TimeoutError(f"{name} was never killed")
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time (field 22 of /proc/<pid>/stat), None if there is none."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+def wait_reaped(lab: str, name: str):
+    """A gate: returns once the process that wrote <name>.pid has died AND been reaped by
+    its parent. The kernel reaps a dead engine in the same step in which it takes it out
+    of the pool and starts another, so when this job's result arrives the pool has
+    already noticed the death."""
+    log(lab, "gate-start")
+    pid_file = Path(lab, f"{name}.pid")
+    if not wait_for(pid_file, 60):
+        raise TimeoutError(f"{name} never started")
+    pid = int(pid_file.read_text())
+    first = _start_time(pid)
+    end = time.monotonic() + 60
+    while first is not None and _start_time(pid) == first:  # alive, or a zombie
+        if time.monotonic() > end:
+            raise TimeoutError(f"{name} ({pid}) never died or was never reaped")
+        time.sleep(0.01)
+    log(lab, "gate-end")
+    return pid
+
+
+# -- values and errors that do not pickle ---------------------------------------------------
+
+def make_generator(lab: str):
+    log(lab, "gen-start")
+    return (i for i in range(3))
+
+
+def make_lock(lab: str):
+    log(lab, "lock-start")
+    return threading.Lock()
+
+
+class LambdaError(Exception):
+    """Cannot be pickled: it holds a lambda."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.callback = lambda: message
+
+
+def raise_lambda_error(lab: str):
+    raise LambdaError("an error carrying a lambda")
+
+
+def raise_local_error(lab: str):
+    class LocalError(Exception):
+        pass
+
+    raise LocalError("an error of a class local to the job")
+
+
+class BadStrError(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("this error cannot be turned into text")
+
+
+def raise_bad_str(lab: str):
+    raise BadStrError()
+
+
+# -- dynamic jobs ---------------------------------------------------------------------------
+
+def dyn_parent(context, lab: str, n: int):
+    """Defines children kid-0 .. kid-<n-1>, returns their promises."""
+    log(lab, f"parent{n}-start")
+    kids = [context.comp(work, lab, f"kid-{i}", job_id=f"kid-{i}") for i in range(n)]
+    log(lab, f"parent{n}-return")
+    return kids
+
+
+def dyn_waits_for_child(context, lab: str):
+    """Defines a child, then waits (bounded) until the child has started: that can only
+    happen if the child runs on another engine while this job still runs."""
+    log(lab, "eager-parent-start")
+    kid = context.comp(rendezvous, lab, "eager-kid", job_id="eager-kid")
+    seen = wait_for(Path(lab, "started-eager-kid"))
+    log(lab, "eager-parent-return" if seen else "eager-parent-gave-up")
+    return {"kid": kid}
+
+
+def dyn_top(context, lab: str):
+    log(lab, "top-start")
+    mid = context.comp_dynamic(dyn_mid, lab, job_id="mid")
+    return {"top": os.getpid(), "mid": mid}
+
+
+def dyn_mid(context, lab: str):
+    log(lab, "mid-start")
+    bottom = context.comp_dynamic(dyn_bottom, lab, job_id="bottom")
+    return {"mid": os.getpid(), "bottom": bottom}
+
+
+def dyn_bottom(context, lab: str):
+    log(lab, "bottom-start")
+    leaves = [context.comp(work, lab, f"leaf-{i}", job_id=f"leaf-{i}") for i in range(2)]
+    return {"bottom": os.getpid(), "leaves": leaves}
+
+
+def consume(lab: str, value):
+    log(lab, "consume-start")
+    return value
+
+
+def write_line(path: str, text: str):
+    """For the standalone-engine test: appends one line to ``path``."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, f"{text}\n".encode())
+    finally:
+        os.close(fd)
+    return text
