@@ -2,11 +2,12 @@
 
 The driver, the scheduler of the core and the store are those of local engines: this
 module is only a runner (``remote = True``: it receives each job as a RemoteJob, bytes and
-the places of its dependencies' results in the kernel's store) that turns jobs into
-``Client.submit`` calls and finished tasks into the outcomes engines report.
+the places of its dependencies' results in the kernel's store) that turns jobs into Dask
+tasks and finished tasks into the outcomes engines report.
 
 - The kernel decides what runs, when (the core's scheduler); Dask decides where, and moves
-  data. A job is submitted once the core says it must run; a dependency made in this run
+  data. A job is submitted once the core says it must run (the jobs the driver hands over
+  between two polls go to the scheduler in one ``Client.map``); a dependency made in this run
   is passed as the Dask future of its task, so its bytes go from worker to worker (or stay
   on one); a dependency from an earlier run is read from the kernel's store and sent along
   (scattered once if large). Workers never read the kernel's filesystem.
@@ -19,7 +20,12 @@ the places of its dependencies' results in the kernel's store) that turns jobs i
   shares a task between runs or attempts (and the dashboard groups tasks by function).
 - Each task announces on a per-run event topic that it started. A worker that dies while a
   job runs makes it ``failed`` ("worker tcp://... died while running it: KilledWorker");
-  a job that was only queued on that worker (never started) is sent again, once.
+  a job that was only queued on that worker (never started) is sent again, once. (The
+  cluster should not retry tasks itself: ``distributed.scheduler.allowed-failures: 0``;
+  a warning says so otherwise.)
+- How many jobs are in Dask at once: ``n`` if given, else the cluster's worker threads
+  times a depth from 2 to 16 that grows when jobs are short compared with the round trip
+  through the kernel (so that no worker thread waits for the kernel).
 - An interrupt cancels every task Dask can cancel; a task already running cannot be
   stopped by Dask: it is named, runs to its end on its worker, and its result is dropped.
 
@@ -36,6 +42,7 @@ import secrets
 import sys
 import threading
 import time
+import warnings
 from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -55,6 +62,9 @@ SEND_AS_DATA = 1 << 20    # inputs (results, payloads, functions) this large are
 HOLD_BYTES = 2 << 30      # results kept on the cluster for their dependents (then: the store)
 REFRESH = 2.0             # seconds between looks at the cluster's size
 ATTEMPTS = 2              # a job queued on a worker that died is sent again, once
+
+
+_warned_retries = False
 
 
 def _distributed():
@@ -155,10 +165,11 @@ def _connect(dask: Any, distributed) -> tuple[Any, bool]:
 class DaskRunner:
     """A runner for the driver on a Dask cluster (``parmake --dask``).
 
-    Threads: the caller's (the driver's loop) submits and turns finished tasks into
-    outcomes; Dask's callback thread says which tasks ended; one fetcher thread gathers
-    finished results from the cluster, writes their files and flushes batches of them to
-    disk, so the driver's loop never waits for a result's bytes.
+    Threads: the caller's (the driver's loop) submits and turns ended tasks into outcomes;
+    the client's event loop says which tasks ended (``as_completed``) and which started
+    (the event topic); one fetcher thread gathers finished results from the cluster, writes
+    their files and flushes batches of them to disk, so the driver's loop never waits for
+    a result's bytes.
     """
 
     remote = True
@@ -188,9 +199,10 @@ class DaskRunner:
         self._fetching = 0                        # ended in Dask, outcome not reported yet
         self._unsynced = 0                        # stored, not durable yet
         self._stopped = False
-        # Filled by other threads (Dask's callback thread, the fetcher), under _cond:
-        self._cond = threading.Condition()
-        self._done: deque = deque()               # futures that ended (or were cancelled)
+        # Tasks that ended (or were cancelled), as the client's loop sees them; its
+        # condition is also the one the fetcher thread notifies.
+        self.ended = distributed.as_completed(loop=self.client.loop)
+        self._cond = self.ended.thread_condition
         self._to_fetch: list = []                 # ended in Dask, to gather
         self._fetch_idle = True                   # no _fetch_all running or queued
         self._fetched: deque = deque()            # (task, outcomes, checksum, size)
@@ -201,6 +213,7 @@ class DaskRunner:
         except Exception:
             self.close()
             raise
+        self._check_retries()
 
     def __repr__(self) -> str:
         return f"<DaskRunner {self.client.scheduler.address} in flight={len(self.inflight)}>"
@@ -254,11 +267,10 @@ class DaskRunner:
         if self._queued:
             self._send()
         with self._cond:
-            if timeout > 0 and not (self.outbox or self._done or self._fetched or self._synced) \
-                    and (self.inflight or self._unsynced):
+            if timeout > 0 and not (self.outbox or self.ended.has_ready() or self._fetched
+                                    or self._synced) and (self.inflight or self._unsynced):
                 self._cond.wait(timeout)
-            done = list(self._done)
-            self._done.clear()
+        done = self.ended.next_batch(block=False)
         out, self.outbox = self.outbox, []
         if done:
             self._ended(done, out)
@@ -295,6 +307,7 @@ class DaskRunner:
         self.by_key.clear()
         self.outbox.clear()
         self._queued.clear()
+        self.ended.clear()
         self._fetching = 0
         if futures:
             try:
@@ -328,6 +341,27 @@ class DaskRunner:
             if self._own_client:
                 self.client.close()
 
+    def _check_retries(self) -> None:
+        """Dask runs a task again elsewhere when its worker dies, up to the scheduler's
+        ``allowed-failures`` times; nbmake's rule is that a job that crashed its worker
+        fails (not retried): say so once if the cluster is set otherwise."""
+        global _warned_retries
+        if _warned_retries:
+            return
+        try:
+            allowed = self.client.run_on_scheduler(
+                lambda dask_scheduler: dask_scheduler.allowed_failures)
+        except Exception:  # noqa: BLE001 - e.g. a scheduler that refuses run_on_scheduler
+            return
+        if isinstance(allowed, int) and allowed > 0:
+            _warned_retries = True
+            warnings.warn(
+                f"the Dask scheduler runs a task again when its worker dies (allowed-failures"
+                f" = {allowed}): a job that crashes its worker may run up to {allowed + 1} "
+                f"times before it fails. Start the scheduler with "
+                f"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=0 to fail it at once.",
+                RuntimeWarning, stacklevel=4)
+
     # -- sending --------------------------------------------------------------------------
 
     def _limit(self) -> int:
@@ -359,8 +393,7 @@ class DaskRunner:
             if job_id is not None:
                 task = self.inflight[job_id]
                 task.future, task.sent = future, now
-        on_done = self._on_done
-        self.client.loop.add_callback(lambda: [f.add_done_callback(on_done) for f in futures])
+        self.client.loop.add_callback(self.ended.update, futures)
 
     # -- what comes back ------------------------------------------------------------------
 
@@ -368,12 +401,6 @@ class DaskRunner:
         """On the client's event loop, for every task of this run that starts."""
         _, (key, address) = event
         self.started[key] = address
-
-    def _on_done(self, future) -> None:
-        """In Dask's callback thread, for every task that ends (or is cancelled)."""
-        with self._cond:
-            self._done.append(future)
-            self._cond.notify()
 
     def _ended(self, done: list, out: list) -> None:
         finished = []

@@ -8,6 +8,7 @@ Protocol (all messages signed, see wire.py), kernel -> engine:
   ``func KEY BLOB``      a pickled function, sent once per engine
   ``job META PAYLOAD``   META json: job_id, func_key, dynamic, deps {id: [file, checksum]}
   ``cancel``             drop the jobs not started yet (an interrupt)
+  ``give_back META``     return a queued job not started yet (answered ``given_back``)
   ``stop``
 engine -> kernel:
   ``hello META``         pid (an engine runs its jobs in the order received: the
@@ -46,23 +47,24 @@ from .wire import Signer, Verifier
 
 
 class _Results:
-    """Values this engine made or read lately, so a chain on one engine skips the disk."""
+    """Values this engine made or read lately, so a chain on one engine skips the disk.
+    Keyed by job id and result checksum: a job made again has another result."""
 
     def __init__(self, budget: int = 128 << 20):
-        self._items: OrderedDict[str, tuple[Any, int]] = OrderedDict()
+        self._items: OrderedDict[tuple[str, str], tuple[Any, int]] = OrderedDict()
         self._size, self._budget = 0, budget
 
-    def get(self, job_id: str) -> tuple[bool, Any]:
-        item = self._items.get(job_id)
+    def get(self, key: tuple[str, str]) -> tuple[bool, Any]:
+        item = self._items.get(key)
         if item is None:
             return False, None
-        self._items.move_to_end(job_id)
+        self._items.move_to_end(key)
         return True, item[0]
 
-    def put(self, job_id: str, value: Any, size: int) -> None:
-        if size > self._budget // 4 or job_id in self._items:
+    def put(self, key: tuple[str, str], value: Any, size: int) -> None:
+        if size > self._budget // 4 or key in self._items:
             return
-        self._items[job_id] = (value, size)
+        self._items[key] = (value, size)
         self._size += size
         while self._size > self._budget:
             _, (_, s) = self._items.popitem(last=False)
@@ -123,6 +125,13 @@ class Engine:
             self.queue.append((json.loads(payloads[0]), payloads[1]))
         elif kind == "cancel":
             self.queue.clear()  # an interrupt: jobs not started go back
+        elif kind == "give_back":
+            # Another engine is idle: return this job if it has not started here.
+            job_id = json.loads(payloads[0])["job_id"]
+            kept = [(m, p) for m, p in self.queue if m["job_id"] != job_id]
+            if len(kept) < len(self.queue):
+                self.queue = deque(kept)
+                self.send("given_back", {"job_id": job_id})
         elif kind == "stop":
             return False
         return True
@@ -192,7 +201,7 @@ class Engine:
             self.send("failed", {"job_id": job_id, "traceback": "", "timing": _timing(out),
                                  "error": f"could not store the result: {exc}"}, *text)
             return
-        self.values.put(job_id, out.value, len(data))
+        self.values.put((job_id, sum_), out.value, len(data))
         self.send("done", {"job_id": job_id, "result_fp": result_fp, "file": name,
                            "checksum": sum_, "stamp": list(stamp), "timing": _timing(out)}, *text)
         if self.durable:
@@ -235,16 +244,19 @@ class Engine:
         return func
 
     def _load(self, job_id: str) -> Any:
-        found, value = self.values.get(job_id)
+        where = self._deps.get(job_id)
+        if where is None:
+            raise _Unreadable(job_id, f"no result of {job_id!r} was named for this job")
+        file, checksum = where
+        found, value = self.values.get((job_id, checksum))
         if found:
             return value
         try:
-            file, checksum = self._deps[job_id]
             data = blobs.read_checked(self.results_dir, file, checksum)
             value = pickle.loads(data)
-        except (KeyError, OSError, blobs.CorruptResult, pickle.UnpicklingError) as exc:
+        except (OSError, blobs.CorruptResult, pickle.UnpicklingError) as exc:
             raise _Unreadable(job_id, f"the result of {job_id!r} is unreadable: {exc}") from None
-        self.values.put(job_id, value, len(data))
+        self.values.put((job_id, checksum), value, len(data))
         return value
 
 
@@ -266,15 +278,16 @@ def _timing(out) -> dict:
             "engine": t.engine}
 
 
-def _watch_parent(parent: int) -> None:
+def _watch_parent(parent: int, deathsig: bool) -> None:
     """Exit when the kernel is gone (killed included): engines never outlive it."""
-    try:  # Linux: be told at once
-        import ctypes
+    if deathsig:  # Linux: be told at once. (It follows the *thread* that started us, so
+        try:      # the kernel asks for it only when that is its main thread.)
+            import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except Exception:  # noqa: BLE001 - other systems: the polling below does it
-        pass
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except Exception:  # noqa: BLE001 - other systems: the polling below does it
+            pass
     if os.getppid() != parent:
         os._exit(0)
 
@@ -289,7 +302,7 @@ def _watch_parent(parent: int) -> None:
 
 def main() -> None:
     config = json.loads(sys.stdin.readline())
-    _watch_parent(config["parent"])
+    _watch_parent(config["parent"], config.get("deathsig", False))
     engine = Engine(config)
 
     # SIGINT stops the running job only; an idle engine ignores it.

@@ -42,11 +42,18 @@ def format_job_traceback(exc: BaseException) -> str:
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR + os.sep):
         tb = tb.tb_next
-    return "".join(traceback.format_exception(type(exc), exc, tb))
+    try:
+        return "".join(traceback.format_exception(type(exc), exc, tb))
+    except Exception:  # noqa: BLE001 - an exception whose str() raises is still reported
+        frames = "".join(traceback.format_tb(tb))
+        return f"Traceback (most recent call last):\n{frames}{error_line(exc)}\n"
 
 
 def error_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
+    try:
+        text = str(exc).strip().splitlines()
+    except Exception:  # noqa: BLE001 - its __str__ raised: say so rather than die
+        return f"{type(exc).__name__}: <the exception's message could not be printed>"
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 

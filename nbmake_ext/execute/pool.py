@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -24,10 +25,12 @@ from pathlib import Path
 
 import zmq
 
+from ..store import blobs
 from .outcomes import ChildSpec, JobRaised, JobReturned, Timing
 from .wire import Signer, Verifier, new_key
 
 DEPTH = 2
+STEAL_AFTER = 0.1  # seconds a job must have run before the one behind it moves elsewhere
 
 
 @dataclass(slots=True)
@@ -82,6 +85,9 @@ class _Engine:
     ready: bool = False
     queue: deque = field(default_factory=deque)   # job ids, in the order sent
     functions: set = field(default_factory=set)
+    undurable: dict = field(default_factory=dict)  # job id -> result file not yet on disk
+    head_since: float = 0.0                        # when the job at the head started
+    asked_back: str | None = None                  # a job we asked it to give back
 
     @property
     def pid(self) -> int:
@@ -107,6 +113,7 @@ class EnginePool:
         os.chmod(f"{self._dir}/k", 0o600)
         self.engines: dict[bytes, _Engine] = {}
         self.produced_by: dict[str, bytes] = {}
+        self._out: list = []  # outcomes found outside poll (a dead engine met on a send)
         self.n = 0
         self._count = 0
         self.resize(n)
@@ -130,7 +137,9 @@ class EnginePool:
             stdout=subprocess.DEVNULL, stderr=log, start_new_session=True, cwd=os.getcwd())
         log.close()
         config = {"endpoint": self.endpoint, "key": self._key_hex, "identity": identity.decode(),
-                  "store": str(self.store_path), "parent": os.getpid(), "durable": self.durable}
+                  "store": str(self.store_path), "parent": os.getpid(), "durable": self.durable,
+                  # the parent-death signal follows the thread that started the engine
+                  "deathsig": threading.current_thread() is threading.main_thread()}
         proc.stdin.write((json.dumps(config) + "\n").encode())
         proc.stdin.close()
         engine = self.engines[identity] = _Engine(identity, proc)
@@ -138,10 +147,8 @@ class EnginePool:
 
     def _stop(self, engine: _Engine) -> None:
         self.engines.pop(engine.identity, None)
-        try:
-            self._send(engine, "stop")
-        except zmq.ZMQError:
-            pass
+        if not (engine.ready and self._send(engine, "stop")):
+            engine.proc.kill()  # not connected yet: a message could not reach it
         try:
             engine.proc.wait(2)
         except subprocess.TimeoutExpired:
@@ -154,7 +161,12 @@ class EnginePool:
     # -- the runner interface -------------------------------------------------------------
 
     def free_slots(self) -> int:
-        return sum(DEPTH - len(e.queue) for e in self.engines.values() if e.ready)
+        self._check_engines(self._out)
+        engines = self.engines.values()
+        # Prefetch only once every engine is up: else the first one takes two jobs while
+        # the next is still starting.
+        depth = DEPTH if all(e.ready for e in engines) else 1
+        return sum(max(0, depth - len(e.queue)) for e in engines if e.ready)
 
     def has_capacity(self) -> bool:
         return self.free_slots() > 0
@@ -165,18 +177,28 @@ class EnginePool:
 
     def submit(self, job: RemoteJob) -> None:
         ready = [e for e in self.engines.values() if e.ready and len(e.queue) < DEPTH]
+        if not ready:  # the engine we counted on died meanwhile
+            self._out.append(Requeue([job.job_id]))
+            return
         holders = {self.produced_by.get(d) for d in job.deps}
-        engine = min(ready, key=lambda e: (e.identity not in holders, len(e.queue)))
+        # An idle engine first; among equals, one that holds an input already.
+        engine = min(ready, key=lambda e: (len(e.queue), e.identity not in holders))
         if job.func_key not in engine.functions:
-            self._send(engine, "func", job.func_key.encode(), job.func_blob)
+            if not self._send(engine, "func", job.func_key.encode(), job.func_blob):
+                self._out.append(Requeue([job.job_id]))
+                return
             engine.functions.add(job.func_key)
         meta = {"job_id": job.job_id, "func_key": job.func_key, "dynamic": job.dynamic,
                 "deps": job.deps}
-        self._send(engine, "job", json.dumps(meta).encode(), job.payload)
+        if not self._send(engine, "job", json.dumps(meta).encode(), job.payload):
+            self._out.append(Requeue([job.job_id]))
+            return
+        if not engine.queue:
+            engine.head_since = time.monotonic()
         engine.queue.append(job.job_id)
 
     def poll(self, timeout: float) -> list:
-        out: list = []
+        out, self._out = self._out, []
         self._check_engines(out)
         if self.socket.poll(int(timeout * 1000) if not out else 0):
             while True:
@@ -185,7 +207,20 @@ class EnginePool:
                 except zmq.Again:
                     break
                 self._receive(frames, out)
+        self._balance()
         return out
+
+    def _balance(self) -> None:
+        """An idle engine while another has a job waiting behind a long one: ask for that
+        job back (the engine returns it only if it has not started it)."""
+        if not any(e.ready and not e.queue for e in self.engines.values()):
+            return
+        now = time.monotonic()
+        for engine in self.engines.values():
+            if len(engine.queue) >= 2 and engine.asked_back is None \
+                    and now - engine.head_since > STEAL_AFTER:
+                engine.asked_back = engine.queue[1]
+                self._send(engine, "give_back", json.dumps({"job_id": engine.queue[1]}).encode())
 
     def interrupt(self) -> list[str]:
         """Stop every engine's jobs: queued ones are dropped, running ones get SIGINT.
@@ -218,8 +253,17 @@ class EnginePool:
 
     # -- messages -------------------------------------------------------------------------
 
-    def _send(self, engine: _Engine, kind: str, *payloads: bytes) -> None:
-        self.socket.send_multipart([engine.identity, *self.signer.frames(kind, *payloads)])
+    def _send(self, engine: _Engine, kind: str, *payloads: bytes) -> bool:
+        """False when the engine cannot be reached (it died): it is buried at once."""
+        try:
+            self.socket.send_multipart([engine.identity, *self.signer.frames(kind, *payloads)])
+        except zmq.ZMQError:
+            if engine.identity in self.engines:
+                engine.proc.kill()
+                engine.proc.wait()
+                self._check_engines(self._out)
+            return False
+        return True
 
     def _receive(self, frames: list[bytes], out: list) -> None:
         identity, rest = frames[0], frames[1:]
@@ -234,6 +278,7 @@ class EnginePool:
         elif kind == "done":
             self._finished(engine, meta["job_id"])
             self.produced_by[meta["job_id"]] = identity
+            engine.undurable[meta["job_id"]] = meta["file"]
             out.append(JobStored(meta["job_id"], meta["result_fp"], meta["file"],
                                  meta["checksum"], tuple(meta["stamp"]), Timing(**meta["timing"]),
                                  payloads[1].decode(), payloads[2].decode()))
@@ -255,13 +300,23 @@ class EnginePool:
             spec = pickle.loads(payloads[1])
             out.append(ChildSpec(spec, payloads[2], payloads[3]))
         elif kind == "durable":
+            for job_id in meta["jobs"]:
+                engine.undurable.pop(job_id, None)
             out.append(Durable(meta["jobs"]))
+        elif kind == "given_back":
+            if meta["job_id"] in engine.queue:
+                engine.queue.remove(meta["job_id"])
+            engine.asked_back = None
+            out.append(Requeue([meta["job_id"]]))
 
     def _finished(self, engine: _Engine, job_id: str) -> None:
         if engine.queue and engine.queue[0] == job_id:
             engine.queue.popleft()
+            engine.head_since = time.monotonic()
         elif job_id in engine.queue:
             engine.queue.remove(job_id)
+        if engine.asked_back == job_id:
+            engine.asked_back = None
 
     def _check_engines(self, out: list) -> None:
         for engine in list(self.engines.values()):
@@ -269,6 +324,11 @@ class EnginePool:
             if code is None:
                 continue
             self.engines.pop(engine.identity)
+            if engine.undurable:
+                # Its results are whole files; it died before saying they were on disk:
+                # flush them from here, so their records are committed.
+                blobs.make_durable(self.store_path / "results", list(engine.undurable.values()))
+                out.append(Durable(list(engine.undurable)))
             if engine.queue:
                 running, rest = engine.queue[0], list(engine.queue)[1:]
                 out.append(JobRaised(running, f"engine {engine.pid} died while running it: "

@@ -130,9 +130,6 @@ def test_n_resizes_the_pool(make_ctx, lab):
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(strict=True, reason="BUG: a job is queued behind a running job on one "
-                   "engine while another engine is idle, and never moved (pool.submit: "
-                   "DEPTH=2 prefetch, preferring the engine that holds an input)")
 def test_no_job_waits_behind_another_while_an_engine_is_idle(make_ctx, lab):
     """Two ready engines; "shared" ran on one of them. a1 and c3 both use its result and
     each runs until the other has started. A parallel make can run them at once on the
@@ -152,9 +149,6 @@ def test_no_job_waits_behind_another_while_an_engine_is_idle(make_ctx, lab):
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(strict=True, reason="BUG: engines started by a thread die when that thread "
-                   "exits (engine._watch_parent: PR_SET_PDEATHSIG fires on the death of the "
-                   "spawning thread, not of the process); the next parmake then fails")
 def test_engines_outlive_the_thread_that_started_them(make_ctx, lab):
     ctx = make_ctx()
     ctx.comp(J.work, lab, "a", job_id="a")
@@ -249,9 +243,6 @@ def test_a_job_that_crashes_its_engine_fails_and_the_rest_goes_on(make_ctx, lab,
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(strict=True, reason="BUG: a job sent to an engine that died while idle "
-                   "makes parmake raise ZMQError 'Host unreachable' (pool.submit/_send do not "
-                   "handle EHOSTUNREACH; dead engines are only noticed in poll)")
 def test_an_engine_that_died_while_idle_is_replaced(make_ctx, lab):
     """Between two parmakes the one engine is killed (say, by the OOM killer). The next
     parmake dispatches before it polls, so it sends the job to the dead engine. Made
@@ -307,9 +298,6 @@ def test_a_job_killed_with_sigkill_fails_and_the_rest_goes_on(make_ctx, lab):
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(strict=True, reason="BUG: parmake hangs when an engine dies before its "
-                   "'durable' notice for an earlier result reached the kernel (driver.run "
-                   "waits on pending_durable forever; pool._check_engines never settles it)")
 def test_crash_right_after_a_result_does_not_hang(make_ctx, lab):
     """One engine runs an ok job, then "b-bad", which exits at once. The engine says "done"
     for the ok job, fsyncs its file in a thread and says "durable" between jobs. Here the
@@ -399,8 +387,6 @@ def test_an_exception_that_cannot_be_pickled_arrives_as_text(make_ctx, lab, func
 
 
 @pytest.mark.timeout(90)
-@pytest.mark.xfail(strict=True, reason="BUG: an exception whose str() raises kills the engine "
-                   "(inkernel.error_line called outside the job's try in run_call/_raised)")
 def test_an_exception_that_cannot_be_printed_fails_its_job_only(make_ctx, lab):
     ctx = make_ctx()
     ctx.comp(J.raise_bad_str, lab, job_id="bad")
@@ -414,9 +400,6 @@ def test_an_exception_that_cannot_be_printed_fails_its_job_only(make_ctx, lab):
 
 
 @pytest.mark.timeout(90)
-@pytest.mark.xfail(strict=True, reason="BUG: an engine feeds a dependent the value it cached "
-                   "for an earlier run of the dependency (engine._Results keyed by job id "
-                   "only: put() keeps the old value, Engine._load ignores the checksum)")
 def test_a_dependent_gets_the_new_result_of_its_dependency(make_ctx, lab):
     """n=1, so both makes run on the same engine: a=1, b=a; then a is redefined to 2 and
     both run again. b must be 2; the engine hands b its cached a=1, and b is stored as up
