@@ -173,7 +173,7 @@ class EnginePool:
 
     @property
     def busy(self) -> bool:
-        return any(e.queue for e in self.engines.values())
+        return bool(self._out) or any(e.queue for e in self.engines.values())
 
     def submit(self, job: RemoteJob) -> None:
         ready = [e for e in self.engines.values() if e.ready and len(e.queue) < DEPTH]
