@@ -149,32 +149,36 @@ class Scheduler:
         """Add jobs, their upstream closure, dynamic children and ancestors to the run."""
         specs = self.graph.specs
         status = self.status
-        new: list[str] = []
-        stack = [j for j in job_ids if j not in status]
-        seen = set(stack)
-        while stack:
-            jid = stack.pop()
-            spec = specs.get(jid)
+        children = self.graph.children
+        seen = {j: None for j in job_ids if j not in status}  # insertion-ordered
+        stack = list(seen)
+        push, mark = stack.append, seen.__setitem__
+        while stack:  # the closure: one pass, no list built per job
+            spec = specs.get(stack.pop())
             if spec is None:
-                raise InternalError(f"job {jid!r} is needed but not defined")
-            new.append(jid)
-            more = list(spec.deps)
-            if spec.parent is not None:
-                more.append(spec.parent)
-            if spec.dynamic:
-                more += self.graph.children(jid)
-            for m in more:
+                missing = [j for j in seen if j not in specs]
+                raise InternalError(f"job {missing[0]!r} is needed but not defined")
+            for m in spec.deps:
                 if m not in seen and m not in status:
-                    seen.add(m)
-                    stack.append(m)
-        for jid in new:
+                    mark(m, None)
+                    push(m)
+            if spec.parent is not None and spec.parent not in seen and spec.parent not in status:
+                mark(spec.parent, None)
+                push(spec.parent)
+            if spec.dynamic:
+                for m in children(spec.job_id):
+                    if m not in seen and m not in status:
+                        mark(m, None)
+                        push(m)
+        waiting_on = self.waiting_on
+        for jid in seen:
             status[jid] = WAITING
-            self.waiting_on[jid] = set()
-        for jid in new:
+            waiting_on[jid] = set()
+        for jid in seen:
             if status[jid] == WAITING:
                 self._init_waiting(jid)
-        for jid in new:
-            if status[jid] == WAITING and not self.waiting_on[jid]:
+        for jid in seen:
+            if status[jid] == WAITING and not waiting_on[jid]:
                 self._decide(jid)
 
     def _init_waiting(self, jid: str) -> None:
