@@ -124,11 +124,13 @@ class Context:
         self.store.define(entries)
         self._pending.clear()
 
-    def _refresh_code(self) -> None:
+    def _refresh_code(self, job_ids: Iterable[str] | None = None) -> None:
         """A job runs with the functions as they are when it runs, so its code fingerprint
         is taken again before every command: a helper edited after ``comp()`` counts."""
         seen: dict[int, Any] = {}
-        for jid, spec in list(self.graph.specs.items()):
+        specs = self.graph.specs
+        chosen = specs.items() if job_ids is None else [(j, specs[j]) for j in job_ids]
+        for jid, spec in list(chosen):
             func = spec.func
             if func is None:
                 continue
@@ -334,6 +336,8 @@ class Context:
         return {"by_state": by_state, "by_function": by_function}
 
     def state_of(self, job_id: str) -> str:
+        if job_id in self.graph:
+            self._refresh_code([job_id])
         if not self._loaded or job_id in self._pending:
             self.sync()
         self._require(job_id)

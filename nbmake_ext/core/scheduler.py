@@ -73,6 +73,7 @@ class Scheduler:
         self.forced = dict(forced or {})  # job -> why it must run whatever its signature
         self._completing: set[str] = set()  # dynamic jobs told to Complete
         self._to_resolve: list[str] = []
+        self._started: set[str] = set()  # handed to a runner (see started())
         self._resolving = False
         self._arg_fps = arg_fps
         self.validate = validate
@@ -274,15 +275,22 @@ class Scheduler:
         record = self.records.get(jid)
         self.results[jid] = record.result_fp if record is not None and record.present else None
 
+    def started(self, jid: str) -> None:
+        """The driver handed ``jid`` to a runner: its inputs are loaded (or being loaded)."""
+        self._started.add(jid)
+
     def _on_result_lost(self, jid: str, consumer: str) -> None:
         record = self.records.get(jid)
         if record is not None:
             record.present = False
-        if self.status.get(consumer) == QUEUED:
-            self._set(consumer, WAITING)
-            self.waiting_on[consumer] = {jid}
-        elif self.status.get(consumer) == RETURNED:
+        self._started.discard(consumer)
+        if self.status.get(consumer) == RETURNED:
             self._completing.discard(consumer)  # it completes once the child is remade
+        # Every dependent that has not started waits again for the result to be remade.
+        for dependent in {consumer, *self._dependents.get(jid, ())}:
+            if self.status.get(dependent) == QUEUED and dependent not in self._started:
+                self._set(dependent, WAITING)
+                self.waiting_on[dependent] = {jid}
         if self.status.get(jid) in OK:
             self.results[jid] = None
             self._decide(jid)
@@ -419,7 +427,7 @@ class Scheduler:
                 for d in spec.deps:
                     ds = self.status.get(d)
                     assert ds not in (FAILED, BLOCKED), f"{jid} waits but {d} is {ds}"
-            if s in (QUEUED, DONE):
+            if s == QUEUED and jid not in self._started:
                 for d in spec.deps:
                     assert self.status.get(d) in OK, f"{jid} is {s} but dependency {d} is not done"
             if s == BLOCKED:

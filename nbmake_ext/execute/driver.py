@@ -167,6 +167,7 @@ class Driver:
         self._commit_durable(list(self.pending_durable))  # finished jobs stay finished
         self.store.flush()
         self.store.release(stopped)
+        self.store.release_all()  # also jobs that were waiting again for a lost input
 
     # -- actions from the scheduler -------------------------------------------------------
 
@@ -222,6 +223,7 @@ class Driver:
                 continue
             call = self._prepare(jid)
             if call is not None:
+                self.sched.started(jid)
                 self.runner.submit(call)
                 self.tell(jid, "running", {"reasons": list(self.sched.reasons.get(jid, ()))})
 
@@ -284,10 +286,11 @@ class Driver:
 
     def _result_lost(self, job_id: str, consumer: str, why: str) -> None:
         """A dependency's stored result is unreadable: say so, forget the file, remake it."""
-        warnings.warn(f"{why}; {job_id} will run again", UserWarning, stacklevel=3)
-        self.lost.add(job_id)
+        if job_id not in self.lost:  # once, however many dependents find out
+            warnings.warn(f"{why}; {job_id} will run again", UserWarning, stacklevel=3)
+            self.lost.add(job_id)
+            self.store.mark_unreadable(job_id)
         self.locations.pop(job_id, None)
-        self.store.mark_unreadable(job_id)
         self._apply(self.sched.handle(ev.ResultLost(job_id, consumer)))
 
     def _failed_elsewhere(self, jid: str, new: StoredJob) -> bool:

@@ -354,6 +354,10 @@ class Store:
         for jid in job_ids:
             self._claims.release(jid)
 
+    def release_all(self) -> None:
+        for jid in list(self._claims.held):
+            self._claims.release(jid)
+
     def claimed_elsewhere(self, job_ids: Iterable[str]) -> set[str]:
         return {j for j in job_ids if self._claims.held_elsewhere(j)}
 
