@@ -172,7 +172,7 @@ class Context:
         if dask is not None:
             from .execute.dask import DaskRunner
 
-            runner = DaskRunner(dask, self.store.path, n=n)
+            runner = DaskRunner(dask, self.store.path, n=n, durable=self.store.durable)
             try:
                 return self._run(ids, runner, "parmake", observer=observer)
             finally:

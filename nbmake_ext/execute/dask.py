@@ -5,12 +5,12 @@ module is only a runner (``remote = True``: it receives each job as a RemoteJob,
 the places of its dependencies' results in the kernel's store) that turns jobs into Dask
 tasks and finished tasks into the outcomes engines report.
 
-- The kernel decides what runs, when (the core's scheduler); Dask decides where, and moves
-  data. A job is submitted once the core says it must run (the jobs the driver hands over
-  between two polls go to the scheduler in one ``Client.map``); a dependency made in this run
-  is passed as the Dask future of its task, so its bytes go from worker to worker (or stay
-  on one); a dependency from an earlier run is read from the kernel's store and sent along
-  (scattered once if large). Workers never read the kernel's filesystem.
+- The kernel decides what runs, when (the core's scheduler); Dask decides where, and
+  moves data. A job is submitted once the core says it must run (the jobs the driver
+  hands over between two polls go to the scheduler in one ``Client.map``); a dependency
+  made in this run is passed as the Dask future of its task, so its bytes go from worker
+  to worker (or stay on one); a dependency from an earlier run is read from the kernel's
+  store and sent along (scattered once if large). Workers never read the kernel's files.
 - A task returns the pickled result (and its fingerprint, computed on the worker); the
   kernel writes the result file itself (``JobStored``) and flushes batches of them to disk
   in a background thread (``Durable``), like engines do.
@@ -18,16 +18,19 @@ tasks and finished tasks into the outcomes engines report.
   ``JobReturned`` template), so the core always knows a child before its parent's value.
 - Each task key is ``<job id>-<run nonce>-<n>``: unique per run and attempt, so Dask never
   shares a task between runs or attempts (and the dashboard groups tasks by function).
-- Each task announces on a per-run event topic that it started. A worker that dies while a
-  job runs makes it ``failed`` ("worker tcp://... died while running it: KilledWorker");
+- Each task announces that it started (event topic ``nbmake-started``, one for all runs,
+  so the scheduler's bounded event log does not grow with them). A worker that dies while
+  a job runs makes it ``failed`` ("worker tcp://... died while running it: KilledWorker");
   a job that was only queued on that worker (never started) is sent again, once. (The
   cluster should not retry tasks itself: ``distributed.scheduler.allowed-failures: 0``;
   a warning says so otherwise.)
 - How many jobs are in Dask at once: ``n`` if given, else the cluster's worker threads
-  times a depth from 2 to 16 that grows when jobs are short compared with the round trip
-  through the kernel (so that no worker thread waits for the kernel).
+  times a depth from 2 to 16 that grows while worker threads are seen waiting between jobs
+  for the kernel (short jobs, long round trips).
 - An interrupt cancels every task Dask can cancel; a task already running cannot be
   stopped by Dask: it is named, runs to its end on its worker, and its result is dropped.
+- When a worker dies, the results it held are let go of (dependents then get them from
+  the store); a result Dask still needed for a task already sent is computed again by Dask.
 
 Output capture on workers is per thread (Dask runs several tasks per process at once).
 """
@@ -35,7 +38,6 @@ Output capture on workers is per thread (Dask runs several tasks per process at 
 from __future__ import annotations
 
 import io
-import math
 import os
 import pickle
 import secrets
@@ -64,7 +66,30 @@ REFRESH = 2.0             # seconds between looks at the cluster's size
 ATTEMPTS = 2              # a job queued on a worker that died is sent again, once
 
 
+TOPIC = "nbmake-started"
 _warned_retries = False
+_listeners: dict[str, Any] = {}     # run nonce -> its runner's _on_started
+_subscribed: set[str] = set()       # ids of the clients that route TOPIC to them
+
+
+def _route(event) -> None:
+    try:
+        _, (key, address) = event
+        nonce = key.rsplit("-", 2)[-2]
+    except (TypeError, ValueError, IndexError):
+        return  # not one of ours
+    listener = _listeners.get(nonce)
+    if listener is not None:
+        listener(key, address)
+
+
+def _listen(client, nonce: str, listener) -> None:
+    """One subscription per client (a client keeps one handler per topic), routed to the
+    runner of each run by the nonce in the task's key."""
+    _listeners[nonce] = listener
+    if client.id not in _subscribed:
+        client.subscribe_topic(TOPIC, _route)
+        _subscribed.add(client.id)
 
 
 def _distributed():
@@ -84,27 +109,37 @@ class _InFlight:
     future: Any
     dynamic: bool
     attempt: int
-    sent: float = 0.0       # monotonic times: handed to Dask, seen ended
-    ended: float = 0.0
+    where: tuple = ()       # (worker, thread) that ran it, and when (worker's clock)
+    span: tuple = ()
 
 
 class _Pace:
-    """How many jobs to keep in Dask per worker thread so that no thread waits for the
-    kernel (Little's law): 1 + the round trip (kernel -> scheduler -> worker -> kernel, the
-    smallest seen lately: queueing in Dask is not latency) over a job's mean duration."""
+    """How many jobs to keep in Dask per worker thread (at least DEPTH): one more each time
+    worker threads are seen idle between jobs (gaps on their own clock over a tenth of a
+    job's duration) while the kernel had more jobs than it could send (the window was
+    full): the round trip through the kernel is then longer than a job."""
 
     def __init__(self):
-        self.trips: deque[float] = deque(maxlen=64)
-        self.duration = 1.0
         self.depth = DEPTH
+        self.last_end: dict[tuple, float] = {}
+        self.duration = 0.0
+        self.gap = 0.0
+        self.count = 0
 
-    def sample(self, task: _InFlight, duration: float) -> None:
-        if not task.ended or not task.sent:
+    def sample(self, task: _InFlight, window_full: bool) -> None:
+        if not task.span:
             return
-        self.trips.append(max(0.0, task.ended - task.sent - duration))
-        self.duration = 0.8 * self.duration + 0.2 * duration
-        trip = min(self.trips)
-        self.depth = max(DEPTH, min(MAX_DEPTH, math.ceil(1 + trip / max(self.duration, 1e-4))))
+        start, end = task.span
+        previous = self.last_end.get(task.where)
+        self.last_end[task.where] = end
+        self.duration = 0.9 * self.duration + 0.1 * (end - start) if self.count else end - start
+        if previous is None or not window_full:
+            return
+        self.gap = 0.9 * self.gap + 0.1 * max(0.0, start - previous)
+        self.count += 1
+        if self.count % 8 == 0 and self.gap > 0.1 * max(self.duration, 1e-4) \
+                and self.depth < MAX_DEPTH:
+            self.depth += 1
 
 
 class _Held:
@@ -183,7 +218,7 @@ class DaskRunner:
         self.n = n if n and n > 0 else None
         self.durable = durable
         self.nonce = secrets.token_hex(5)
-        self.topic = f"nbmake-started-{self.nonce}"
+        self.topic = TOPIC
         self.inflight: dict[str, _InFlight] = {}  # sent, outcome not reported yet
         self.by_key: dict[str, str] = {}          # key -> job id, until the task ends in Dask
         self.started: dict[str, str] = {}         # key -> worker (set on the client's loop)
@@ -196,6 +231,7 @@ class DaskRunner:
         self._threads = 0
         self._threads_at = -REFRESH
         self.pace = _Pace()
+        self._full_at = -1.0                      # when the window last kept a job back
         self._fetching = 0                        # ended in Dask, outcome not reported yet
         self._unsynced = 0                        # stored, not durable yet
         self._stopped = False
@@ -209,7 +245,7 @@ class DaskRunner:
         self._synced: deque = deque()             # job ids whose result files are on disk
         self._fetcher = ThreadPoolExecutor(1, thread_name_prefix="nbmake-dask-fetch")
         try:
-            self.client.subscribe_topic(self.topic, self._on_started)
+            _listen(self.client, self.nonce, self._on_started)
         except Exception:
             self.close()
             raise
@@ -222,7 +258,10 @@ class DaskRunner:
 
     def free_slots(self) -> int:
         # A task that ended in Dask frees its slot at once; its result is fetched meanwhile.
-        return max(0, self._limit() - (len(self.inflight) - self._fetching))
+        free = max(0, self._limit() - (len(self.inflight) - self._fetching))
+        if not free:
+            self._full_at = time.monotonic()
+        return free
 
     def has_capacity(self) -> bool:
         return self.free_slots() > 0
@@ -284,7 +323,7 @@ class DaskRunner:
             if self.inflight.get(task.job_id) is not task:
                 continue  # interrupted meanwhile
             del self.inflight[task.job_id]
-            self.pace.sample(task, outcomes[-1].timing.duration)
+            self.pace.sample(task, time.monotonic() - self._full_at < 1.0)
             if checksum:
                 self.held.put(task.job_id, task.future, checksum, size)
                 self._unsynced += 1
@@ -331,7 +370,7 @@ class DaskRunner:
             self._queued.clear()
             if futures:
                 self.client.cancel(futures)
-            self.client.unsubscribe_topic(self.topic)
+            _listeners.pop(self.nonce, None)
         except Exception:  # noqa: BLE001 - closing must not hide the run's outcome
             pass
         finally:
@@ -387,30 +426,25 @@ class DaskRunner:
         queued, self._queued = self._queued, []
         columns = list(zip(*queued))
         futures = self.client.map(_task, *columns, key=list(columns[0]), pure=False)
-        now = time.monotonic()
         for future in futures:
             job_id = self.by_key.get(future.key)
             if job_id is not None:
-                task = self.inflight[job_id]
-                task.future, task.sent = future, now
+                self.inflight[job_id].future = future
         self.client.loop.add_callback(self.ended.update, futures)
 
     # -- what comes back ------------------------------------------------------------------
 
-    def _on_started(self, event) -> None:
+    def _on_started(self, key: str, address: str) -> None:
         """On the client's event loop, for every task of this run that starts."""
-        _, (key, address) = event
         self.started[key] = address
 
     def _ended(self, done: list, out: list) -> None:
         finished = []
-        now = time.monotonic()
         for future in done:
             job_id = self.by_key.pop(future.key, None)
             if job_id is None:
                 continue  # cancelled by an interrupt, or sent again
             task = self.inflight[job_id]
-            task.ended = now
             if future.status == "finished":
                 self.started.pop(task.key, None)
                 finished.append(task)
@@ -480,7 +514,7 @@ class DaskRunner:
                 except Exception as exc:  # noqa: BLE001
                     results.append(("raised", f"its result was lost on the cluster: "
                                     f"{type(exc).__name__}: {exc}", "", "", "",
-                                    (0.0, 0.0, 0.0, 0.0, "dask")))
+                                    (0.0, 0.0, 0.0, 0.0, "dask", 0)))
         written = []
         for task, result in zip(tasks, results):
             if self._stopped:
@@ -505,17 +539,21 @@ class DaskRunner:
         """(task, outcomes, checksum of a stored result or "", its size)."""
         job_id = task.job_id
         kind = result[0]
+        timing = result[-1]
+        if timing[5]:
+            task.where, task.span = (timing[4], timing[5]), (timing[0], timing[1])
         if kind == "dynamic":
             _, template, children, stdout, stderr, timing = result
             outcomes = [ChildSpec(pickle.loads(body), blob, data) for body, blob, data in children]
             outcomes.append(JobReturned(job_id, pickle.loads(template), stdout, stderr,
-                                        Timing(*timing)))
+                                        Timing(*timing[:5])))
             return task, outcomes, "", 0
         if kind != "ok":
             _, error, tb, stdout, stderr, timing = result
-            return task, [JobRaised(job_id, error, tb, stdout, stderr, Timing(*timing))], "", 0
+            return task, [JobRaised(job_id, error, tb, stdout, stderr, Timing(*timing[:5]))], \
+                "", 0
         _, data, result_fp, worker_sum, stdout, stderr, timing = result
-        timing = Timing(*timing)
+        timing = Timing(*timing[:5])
         sum_ = blobs.checksum(data)
         if sum_ != worker_sum:
             return task, [JobRaised(job_id, "its result was damaged on its way from the worker "
@@ -662,10 +700,10 @@ def _task(key: str, job_id: str, func_key: str, func_blob: bytes, payload: bytes
         args = resolve(args, values.__getitem__)
         kwargs = resolve(kwargs, values.__getitem__)
     except LookupError as exc:  # a %%comp output its cell did not bind
-        return ("raised", str(exc), "", "", "", (started, started, 0.0, 0.0, where))
+        return ("raised", str(exc), "", "", "", (started, started, 0.0, 0.0, where, 0))
     except Exception as exc:  # noqa: BLE001 - e.g. a module the worker cannot import
         return ("raised", f"cannot load the job on worker {where}: {error_line(exc)}",
-                format_job_traceback(exc), "", "", (started, started, 0.0, 0.0, where))
+                format_job_traceback(exc), "", "", (started, started, 0.0, 0.0, where, 0))
 
     _install_capture()
     out, err = io.StringIO(), io.StringIO()
@@ -684,7 +722,8 @@ def _task(key: str, job_id: str, func_key: str, func_blob: bytes, payload: bytes
     finally:
         _local.out = _local.err = None
     duration = time.perf_counter() - t0
-    timing = (started, started + duration, duration, time.thread_time() - c0, where)
+    timing = (started, started + duration, duration, time.thread_time() - c0, where,
+              threading.get_ident())
     stdout, stderr = out.getvalue(), err.getvalue()
     if failure is not None:
         return ("raised", error_line(failure), format_job_traceback(failure), stdout, stderr,
