@@ -94,12 +94,10 @@ class Runner:
         self.cost: dict[tuple, tuple[int, float, float]] = {}
         self.failures: list[dict] = []
         self.sync_seconds = 0.0
-        self.rm_seconds = 0.0
 
     def rmtree(self, path: str) -> None:
-        t = time.time()
-        shutil.rmtree(path, ignore_errors=True)
-        self.rm_seconds += time.time() - t
+        """Stores are removed with the whole directory after the report: deleting hundreds
+        of thousands of files takes minutes here, and nothing is measured meanwhile."""
 
     def new_dir(self, name: str) -> str:
         self.counter += 1
@@ -263,7 +261,7 @@ def main() -> int:
                          "job i-1's result): --shapes indep,chain")
     ap.add_argument("--chain-max", type=int, default=10_000,
                     help="largest N for the chain shape (default 10000)")
-    ap.add_argument("--limit", type=float, default=90.0,
+    ap.add_argument("--limit", type=float, default=60.0,
                     help="skip a run estimated to take longer than this (s); fewer repeats "
                          "when repeats would exceed it")
     ap.add_argument("--tmp", default="/tmp", help="where the temporary stores go")
@@ -279,6 +277,7 @@ def main() -> int:
             ap.error(f"unknown shape {s!r}")
 
     versions = tool_versions()
+    args.git = git_state()
     root = tempfile.mkdtemp(prefix="nbmake-bench-", dir=args.tmp)
     os.chmod(root, 0o700)
     runner = Runner(args, root)
@@ -324,20 +323,20 @@ def main() -> int:
                     cells[t] = c
                 interleave(runner, "noop", "noop", shape, n, cells, stores, None)
                 noop.update({(t.label, shape, n): c for t, c in cells.items()})
-                for path in stores.values():
-                    runner.rmtree(path)
                 progress(f"  (so far: {time.time() - t_all:.0f} s, of which os.sync "
-                         f"{runner.sync_seconds:.0f} s, removing stores {runner.rm_seconds:.0f} s)")
+                         f"{runner.sync_seconds:.0f} s)")
+        print_report(args, sizes, make_sizes, shapes, versions, reg_tools, build_tools,
+                     noop_tools, reg, build, noop, runner, time.time() - t_all)
     except KeyboardInterrupt:
         progress("interrupted: printing what was measured")
+        print_report(args, sizes, make_sizes, shapes, versions, reg_tools, build_tools,
+                     noop_tools, reg, build, noop, runner, time.time() - t_all)
     finally:
         if args.keep:
             progress(f"kept {root}")
         else:
+            progress(f"removing {root} (many files: this can take minutes) ...")
             shutil.rmtree(root, ignore_errors=True)
-
-    print_report(args, sizes, make_sizes, shapes, versions, reg_tools, build_tools, noop_tools,
-                 reg, build, noop, runner, time.time() - t_all)
     return 0
 
 
@@ -390,6 +389,9 @@ def print_report(args, sizes, make_sizes, shapes, versions, reg_tools, build_too
     p(f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores, "
       f"load average at the end {os.getloadavg()[0]:.2f}; stores under {args.tmp} "
       f"({fs_type(args.tmp)}); best of {k} unless noted; total {elapsed:.0f} s")
+    at_end = git_state()
+    p(f"nbmake_ext code: {args.git}" + ("" if at_end == args.git
+                                        else f" at the start, {at_end} at the end"))
     p("versions: " + ", ".join(f"{name} {v}" if v else f"{name} NOT AVAILABLE ({why})"
                               for name, (v, why) in versions.items()))
     p("jobs: indep = work(i) -> i * 2 for i < N;  chain = step(result of job i-1, i) -> prev + i")
@@ -421,7 +423,8 @@ def print_report(args, sizes, make_sizes, shapes, versions, reg_tools, build_too
     p("   µs/job = (open store + register N + make + close) / N, inside the process "
       "(imports excluded).")
     p("   x pickle: ratio to the bare loop without fsync; x pk+fsync: to the loop with an fsync "
-      "per file (nbmake_ext fsyncs every result by default, on 4 threads).")
+      "per file (nbmake_ext makes every result durable before recording it, unless "
+      "durable=False).")
     header = ["shape", "N", "tool", "µs/job", "x pickle", "x pk+fsync", "x joblib", "split (µs/job)"]
     rows = []
     for shape in shapes:
@@ -566,6 +569,18 @@ def tool_versions() -> dict[str, tuple[str | None, str]]:
             out[name] = (None, last + hint)
             progress(f"{name} is not available: {last}{hint}")
     return out
+
+
+def git_state() -> str:
+    """The commit measured, and whether nbmake_ext/ had uncommitted changes."""
+    try:
+        rev = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--", "nbmake_ext"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+    return f"{rev or '?'}" + (" + uncommitted changes in nbmake_ext/" if dirty else "")
 
 
 def fs_type(path: str) -> str:

@@ -152,10 +152,11 @@ class Board:
 
     @classmethod
     def from_context(cls, ctx: Any, targets: Iterable[str] = (),
-                     known: dict[str, dict[str, Any]] | None = None) -> "Board":
+                     known: dict[str, tuple[str, dict[str, Any]]] | None = None) -> "Board":
         """Every job the targets select (all when none) and their dynamic descendants, with
         the store's details: logs of every job in a small store, of the failed and blocked
-        ones in a big one. ``known`` extras (from a run just observed) are used as they are."""
+        ones in a big one. ``known`` maps job ids to a state and its extras (from a run just
+        observed): used as they are for a job still in that state."""
         targets = tuple(targets)
         rows = ctx.ls(*targets)
         graph = ctx.graph
@@ -176,7 +177,8 @@ class Board:
         jobs = []
         for r in rows:
             spec = graph.specs[r.job_id]
-            x = dict(known.get(r.job_id) or {})
+            seen = known.get(r.job_id)
+            x = dict(seen[1]) if seen is not None and seen[0] == r.state else {}
             st = stored.get(r.job_id)
             if not x:
                 wants_logs = full or (r.state in ("failed", "blocked")
@@ -214,7 +216,8 @@ class Board:
 
     def reload(self, ctx: Any) -> "Board":
         """The same scope, read again from the store; the run and what it learnt stay."""
-        known = {j: job.x for j, job in self.jobs.items() if job.x and not job.x.get("part")}
+        known = {j: (job.state, job.x) for j, job in self.jobs.items()
+                 if job.x and not job.x.get("part")}
         fresh = Board.from_context(ctx, self.scope, known)
         fresh.run = self.run
         return fresh
@@ -247,13 +250,15 @@ class Board:
         if state == "running":
             job.x = {"t0": time.time(), **extras_from_info(info)}
         elif state in FINISHED:
-            if info or state != "done":  # a Skip ("done", no info) keeps what it had
+            if info or state != "done":
                 x = extras_from_info(info)
                 started = job.x.get("t0")
                 if started is not None and state != "blocked":
                     x["t0"] = started
                 x["t1"] = time.time()
                 job.x = x
+            elif "why" in job.x:  # a Skip ("done", no info) keeps its logs; it is up to date
+                job.x = {k: v for k, v in job.x.items() if k != "why"}
         else:
             job.x = extras_from_info(info)
         job.state = state
@@ -309,7 +314,7 @@ class Board:
             par.append(index.get(job.parent, -1) if job.parent else -1)
             deps.append([index[d] for d in job.deps if d in index])
             if job.x:
-                x[i] = job.x
+                x[str(i)] = job.x  # JSON object keys are strings anyway
         run = self.run
         return {"fns": list(fns), "ids": ids, "st": "".join(st), "fn": fn, "par": par,
                 "deps": deps, "x": x,

@@ -199,8 +199,8 @@ def board_text(board: Any) -> str:
 def _bar(counts: dict[str, int]) -> str:
     total = sum(counts.values()) or 1
     parts = "".join(
-        f'<span title="{n} {s}" style="display:inline-block;height:100%;width:{100 * n / total:.3f}%;'
-        f'background:{COLOURS[s]}"></span>'
+        f'<span title="{n} {s}" style="display:inline-block;height:100%;'
+        f'width:{100 * n / total:.3f}%;background:{COLOURS[s]}"></span>'
         for s, n in counts.items() if n)
     return (f'<div style="height:8px;width:100%;max-width:640px;background:#eee;'
             f'border-radius:4px;overflow:hidden;white-space:nowrap;line-height:0;margin:4px 0">'

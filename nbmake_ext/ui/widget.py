@@ -18,7 +18,9 @@ whose front end (``js/``, built into ``static/``) draws it.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -76,6 +78,8 @@ class JobBoard(anywidget.AnyWidget):
         self.handle: Any = None                 # the DisplayHandle of this output
         self.after_run: Callable[[], None] | None = None
         self._last_flush = 0.0
+        self._lock = threading.RLock()
+        self._timer: threading.Timer | None = None
         self.batches = 0
         super().__init__(_code=board_code(), _uid=uuid.uuid4().hex, data=board.to_json(),
                          run=board.run.to_json(), **kwargs)
@@ -114,27 +118,55 @@ class JobBoard(anywidget.AnyWidget):
         self.board.run.started = time.time()
         self.board.run.active = True
         board_code().busy = self.board.run.command
-        self._last_flush = time.monotonic()
+        self._last_flush = 0.0
 
     def job_changed(self, job_id: str, state: str, info: dict[str, Any]) -> None:
-        self.board.change(job_id, state, info)
-        if state == "running":  # an in-kernel job holds the loop: show it started now
-            self.tick()
+        with self._lock:
+            self.board.change(job_id, state, info)
+        if state == "running":
+            # `make` runs the job in this thread next, and no tick comes until it ends:
+            # show that it started, now or (rate limit) as soon as allowed.
+            if not self.tick():
+                self._flush_later()
 
-    def tick(self) -> None:
-        now = time.monotonic()
-        if now - self._last_flush >= FLUSH_EVERY and self.board.pending:
-            self._flush(now)
+    def tick(self) -> bool:
+        """Sends the pending changes if the last batch went at least FLUSH_EVERY ago."""
+        with self._lock:
+            now = time.monotonic()
+            if now - self._last_flush < FLUSH_EVERY or not self.board.pending:
+                return False
+            self._last_flush = now
+            self.batches += 1
+            delta = self.board.take_delta()
+            self.send(delta)  # under the lock: batches leave in order
+            return True
 
-    def _flush(self, now: float | None = None) -> None:
-        self._last_flush = time.monotonic() if now is None else now
-        self.batches += 1
-        self.send(self.board.take_delta())
+    def _flush_later(self) -> None:
+        """One timer thread sends the batch when the rate limit allows, in case the thread
+        that runs the cell is busy with a job by then (it runs in the cell's context, so
+        the message keeps the cell as its parent). A tick that comes first leaves it
+        nothing to do."""
+        if self._timer is not None and self._timer.is_alive():
+            return
+        delay = max(0.0, FLUSH_EVERY - (time.monotonic() - self._last_flush)) + 0.005
+        context = contextvars.copy_context()
+        self._timer = threading.Timer(delay, context.run, args=(self._flush_quietly,))
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _flush_quietly(self) -> None:
+        try:
+            if self.board.run.active:
+                self.tick()
+        except Exception:  # noqa: BLE001 - the cell's own ticks carry on regardless
+            pass
 
     def finish(self, outcome: str, error: str = "") -> None:
         """The command ended (``finished``, ``failed``, ``interrupted`` or ``error``): the
         last changes go out, then the final snapshot read back from the store becomes the
         widget's state, and the output's fallback shows it."""
+        if self._timer is not None:
+            self._timer.cancel()
         run = self.board.run
         run.active = False
         run.ended = time.time()
@@ -146,7 +178,8 @@ class JobBoard(anywidget.AnyWidget):
             # own outcome (an error, an interrupt) is what the user must see
             run.error = run.error or str(exc)
         finally:
-            self.board.take_delta()  # superseded by the snapshot
+            with self._lock:
+                self.board.take_delta()  # superseded by the snapshot
             with self.hold_sync():
                 self.data = self.board.to_json()
                 self.run = run.to_json()

@@ -358,7 +358,8 @@ def test_command_outputs_are_text_and_html_tables(nb):
     nb.ok(HELPERS + "a = comp(double, 1, job_id='a')\nbad = comp(ratio, 1, 0, job_id='bad')\n"
           "blocked = comp(add, bad, 1, job_id='blk')")
     made = nb.fails("%make")
-    [bundle] = made.bundles
+    board, bundle = made.bundles  # the job board (tests/widget), then the summary line
+    assert "application/vnd.jupyter.widget-view+json" in board
     assert bundle["text/plain"].startswith("make: 1 done, 1 failed, 1 blocked, 0 up to date")
     assert re.search(r'<b style="color:#d62828">1 failed</b>', bundle["text/html"])
     for command, table_words in [("ls", ["id", "state", "function", "duration", "parent"]),

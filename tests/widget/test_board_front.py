@@ -1,0 +1,119 @@
+"""The board's front end in a real headless chromium, against a fake widget model (no
+Jupyter server): the shipped code (nbmake_ext/ui/static/) fed the real data formats.
+
+Fast checks of what the JupyterLab tests cannot reach cheaply: 10,000 jobs, the graph
+around a job in a big board, batches that add children, requests to an idle kernel.
+"""
+
+from __future__ import annotations
+
+import pytest
+from browser import open_fake_board
+from samples import big_board, run_json, small_board
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
+
+
+@pytest.fixture
+def page(chromium):
+    page = chromium.new_page(viewport={"width": 1300, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    yield page
+    page.close()
+    assert not errors, errors
+
+
+def cells(page) -> dict[str, str]:
+    return page.eval_on_selector_all(
+        ".nbm-jobs [data-job-id]", "els => Object.fromEntries(els.map(e => [e.dataset.jobId, e.dataset.state]))")
+
+
+def counts(page) -> dict[str, int]:
+    return {k: int(v) for k, v in page.eval_on_selector_all(
+        "[data-count-state]", "els => els.map(e => [e.dataset.countState, e.textContent])")}
+
+
+def test_ten_thousand_jobs_each_an_element_with_its_state(page, screenshots):
+    board = big_board(10_000)
+    open_fake_board(page, board.to_json(), run_json("parmake", exp=10_000, fin=5000))
+    shown = cells(page)
+    assert shown == {jid: job.state for jid, job in board.jobs.items()}
+    assert counts(page) == board.counts()
+    parents = page.eval_on_selector_all(
+        ".nbm-jobs [data-parent]", "els => els.map(e => [e.dataset.jobId, e.dataset.parent])")
+    assert {c: p for c, p in parents} == {j.job_id: j.parent for j in board.jobs.values() if j.parent}
+    page.screenshot(path=screenshots / "10k.png")
+
+
+def test_batches_change_states_and_add_children_under_their_parent(page):
+    board = small_board()
+    open_fake_board(page, board.to_json(), run_json("parmake", exp=20))
+    page.evaluate("""() => window.boardDelta({t: "delta", run: {exp: 22, fin: 3, active: true},
+        j: {"todo-1": {s: "r", x: {t0: 1}},
+            "square-9": {s: "t", x: {}, p: "squares", f: "square", d: [], r: 1},
+            "fit-3": {s: "d", x: {dur: 1}}}})""")
+    assert cells(page)["todo-1"] == "running" and cells(page)["fit-3"] == "done"
+    kid = page.locator('.nbm-jobs [data-job-id="square-9"]')
+    assert kid.get_attribute("data-parent") == "squares"
+    # In the bracket of its parent's children, not in a group of its own.
+    assert page.evaluate("""() => document.querySelector('[data-job-id="square-9"]')
+        .closest('.nbm-dyn').firstElementChild.dataset.jobId""") == "squares"
+    assert counts(page)["running"] == 1 and counts(page)["failed"] == 0
+    page.evaluate("""() => window.boardDelta({t: "delta", j: {}, gone: ["square-9"], run: {}})""")
+    assert "square-9" not in cells(page)
+
+
+def test_graph_of_a_big_board_is_the_neighbourhood_of_the_chosen_job(page, screenshots):
+    board = big_board(2_000, functions=10, dynamic=5)
+    open_fake_board(page, board.to_json(), run_json("show", active=False))
+    page.click('.nbm-jobs [data-job-id="f4-00010"]')
+    page.click('button[data-tab="graph"]')
+    page.wait_for_selector('.nbm-graph [data-job-id="f4-00010"]')
+    nodes = page.eval_on_selector_all(".nbm-graph [data-job-id]", "els => els.map(e => e.dataset.jobId)")
+    assert "f3-00010" in nodes and "f5-00010" in nodes and len(nodes) <= 300
+    assert "around f4-00010" in page.inner_text(".nbm-gnote")
+    page.screenshot(path=screenshots / "graph.png")
+    # A link to a job outside the drawing centres the graph on it.
+    page.evaluate("() => window.board")  # keep the page alive
+    page.fill(".nbm-search", "f8-00100")
+    page.press(".nbm-search", "Enter")
+    page.wait_for_selector('.nbm-graph [data-job-id="f8-00100"].nbm-sel')
+
+
+def test_requests_wait_for_an_idle_kernel(page):
+    data = small_board().to_json()
+    data["x"][str(data["ids"].index("load-1"))]["part"] = True
+    open_fake_board(page, data, run_json("make", active=True), busy="make")
+    page.click('.nbm-jobs [data-job-id="load-1"]')
+    details = page.locator('[data-role="details"]')
+    assert "busy running make" in details.inner_text()
+    page.click('[data-role="details"] [data-act="clean"]')
+    assert "nothing was sent" in details.inner_text()
+    assert page.evaluate("() => window.board.model.sent") == []
+
+    # The run ends: the board asks for the logs of the job shown, and buttons send.
+    page.evaluate("""() => { window.boardBusy("");
+        window.boardSet("run", {...window.board.model.get("run"), active: false, outcome: "finished"}); }""")
+    page.click('.nbm-jobs [data-job-id="fit-1"]')
+    page.click('.nbm-jobs [data-job-id="load-1"]')
+    sent = page.evaluate("() => window.board.model.sent")
+    assert sent == [{"t": "details", "job": "load-1", "re": "r1"}]
+    page.click('[data-role="details"] [data-act="remake"]')
+    assert page.evaluate("() => window.board.model.sent")[-1]["t"] == "remake"
+    assert "asking the kernel" in details.inner_text()
+    page.evaluate("""() => window.boardDelta({t: "reply", re: "r2", ok: true,
+                                             msg: "remake: 1 done, 3 up to date in 0.1s"})""")
+    assert "remake: 1 done" in details.inner_text()
+
+
+def test_filter_and_search(page):
+    open_fake_board(page, small_board().to_json(), run_json("show", active=False))
+    page.click('.nbm-chip[data-filter="failed"]')
+    assert page.get_attribute(".nbm-board", "data-only") == "failed"
+    opacity = page.eval_on_selector('.nbm-jobs [data-job-id="load-0"]', "e => getComputedStyle(e).opacity")
+    assert float(opacity) < 0.5
+    page.click('.nbm-chip[data-filter="failed"]')
+    assert page.get_attribute(".nbm-board", "data-only") is None
+    page.fill(".nbm-search", "fit-")
+    page.wait_for_function("() => document.querySelector('.nbm-found').textContent === '6 found'")
