@@ -1,0 +1,342 @@
+"""Bugs the make fuzz test (tests/test_fuzz_make.py) found, each as a minimal scenario.
+
+Each test states the correct behaviour. While a bug is open its test is marked
+xfail(strict=True, reason="BUG: ..."); when a fix lands, strict xfail turns the pass into a
+failure: remove the marker then, and drop the bug's entry from KNOWN_BUGS in
+test_fuzz_make.py so that the fuzz machine goes down that path again. The section titles are
+the names the bugs had there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import linecache
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+
+import pytest
+
+from nbmake_ext import Context, JobsFailed, NotDone
+from nbmake_ext.fingerprint import set_tracked_root
+
+_serial = itertools.count()
+
+
+class Notebook:
+    """Cells run like ipykernel runs them (a ``__main__`` namespace, source in linecache),
+    and one Context on a store under ``tmp_path``."""
+
+    def __init__(self, tmp_path: Path):
+        root = tmp_path / "project"
+        root.mkdir()
+        set_tracked_root(root)
+        self.store = tmp_path / "store"
+        self.ns: dict = {"__name__": "__main__"}
+        self.files: list[str] = []
+        self.ctx = self.open()
+
+    def open(self) -> Context:
+        ctx = Context(self.store, durable=False)
+        ctx.validate = True
+        ctx.report = lambda line: None
+        self.ns.update(comp=ctx.comp, comp_dynamic=ctx.comp_dynamic)
+        return ctx
+
+    def cell(self, src: str) -> None:
+        src = textwrap.dedent(src)
+        filename = f"/tmp/ipykernel_regress_{os.getpid()}/{next(_serial)}.py"
+        linecache.cache[filename] = (len(src), None, src.splitlines(True), filename)
+        self.files.append(filename)
+        exec(compile(src, filename, "exec"), self.ns)
+
+    def result_file(self, job_id: str) -> Path:
+        prefix = hashlib.blake2b(job_id.encode(), digest_size=10).hexdigest() + "-"
+        (found,) = [p for p in (self.store / "results").iterdir() if p.name.startswith(prefix)]
+        return found
+
+    def corrupt_keeping_stamp(self, job_id: str) -> None:
+        """Flip a byte, keep size and mtime: only the checksum can tell."""
+        path = self.result_file(job_id)
+        st = path.stat()
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0x5A
+        path.write_bytes(bytes(data))
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    def close(self) -> None:
+        self.ctx.close()
+        for f in self.files:
+            linecache.cache.pop(f, None)
+        set_tracked_root(None)
+
+
+@pytest.fixture
+def nb(tmp_path):
+    notebook = Notebook(tmp_path)
+    yield notebook
+    notebook.close()
+
+
+# --- "helper-no-reregister" -------------------------------------------------------------------
+
+
+def test_helper_edit_then_remake_then_undo_serves_a_stale_result(nb):
+    nb.cell("def helper(x):\n    return x + 1\n")
+    nb.cell("def f(x):\n    return helper(x) * 2\n")
+    nb.cell("comp(f, 1, job_id='F')")
+    nb.ctx.make()
+    assert nb.ctx.result_of("F") == 4
+    nb.cell("def helper(x):\n    return x + 5\n")   # edit the helper, run its cell
+    nb.ctx.remake("F")                              # runs with the new helper: 12
+    nb.cell("def helper(x):\n    return x + 1\n")   # undo the edit
+    nb.cell("comp(f, 1, job_id='F')")               # and re-run everything
+    nb.ctx.make()
+    assert nb.ctx.result_of("F") == nb.ns["f"](1) == 4  # served: 12
+
+
+def test_helper_edit_makes_the_caller_stale_without_rerunning_comp(nb):
+    nb.cell("def helper(x):\n    return x + 1\n")
+    nb.cell("def f(x):\n    return helper(x) * 2\n")
+    nb.cell("comp(f, 1, job_id='F')")
+    nb.ctx.make()
+    nb.cell("def helper(x):\n    return x + 5\n")
+    assert nb.ctx.state_of("F") == "stale"          # SPEC 3: edit a helper, callers go stale
+    assert nb.ctx.why("F") == ["code of helper changed"]
+
+
+# --- "dynamic-incomplete" ---------------------------------------------------------------------
+
+DYNAMIC = """
+def parent(ctx, x):
+    return [ctx.comp(g, x, i, job_id=f"c{i}") for i in range(3)]
+"""
+
+
+def test_undoing_a_broken_child_edit_makes_again(nb):
+    nb.cell("def g(x, i):\n    return x + i\n")
+    nb.cell(DYNAMIC)
+    nb.cell("comp_dynamic(parent, 1, job_id='P')")
+    nb.ctx.make()
+    nb.cell("def g(x, i):\n    if i == 1:\n        raise ValueError('oops')\n    return x + 100 * i\n")
+    nb.cell("comp_dynamic(parent, 1, job_id='P')")
+    with pytest.raises(JobsFailed):
+        nb.ctx.make()
+    nb.cell("def g(x, i):\n    return x + i\n")   # undo: the notebook is what it was
+    nb.cell("comp_dynamic(parent, 1, job_id='P')")
+    nb.ctx.make()                                  # raises JobsFailed: c1 keeps the broken g
+    assert [nb.ctx.result_of(f"c{i}") for i in range(3)] == [1, 2, 3]
+
+
+def test_undoing_an_edit_after_an_interrupt_in_a_child(nb):
+    nb.cell("""
+        STOP = []
+        def g(x, i):
+            if STOP and i == STOP[0]:
+                raise KeyboardInterrupt
+            return x + i
+    """)
+    nb.cell(DYNAMIC)
+    nb.cell("comp_dynamic(parent, 1, job_id='P')")
+    nb.ctx.make()
+    nb.cell("""
+        def g(x, i):
+            if STOP and i == STOP[0]:
+                raise KeyboardInterrupt
+            return x + 100 * i
+    """)
+    nb.cell("comp_dynamic(parent, 1, job_id='P')")
+    nb.ns["STOP"].append(2)                        # Ctrl-C while child c2 runs
+    with pytest.raises(KeyboardInterrupt):
+        nb.ctx.make()
+    nb.ns["STOP"].clear()
+    nb.cell("""
+        def g(x, i):
+            if STOP and i == STOP[0]:
+                raise KeyboardInterrupt
+            return x + i
+    """)
+    nb.cell("comp_dynamic(parent, 1, job_id='P')")
+    nb.ctx.make()
+    assert nb.ctx.result_of("P") == [1, 2, 3]
+    assert [nb.ctx.result_of(f"c{i}") for i in range(3)] == [1, 2, 3]  # c1 is 101
+
+
+# --- "reasons-child-failed" -------------------------------------------------------------------
+
+
+def test_dynamic_job_failed_by_a_child_keeps_its_reasons(nb):
+    nb.cell("def g(x, i):\n    if i == 1:\n        raise ValueError('oops')\n    return x\n")
+    nb.cell(DYNAMIC)
+    nb.cell("comp_dynamic(parent, 1, job_id='P')")
+    with pytest.raises(JobsFailed):
+        nb.ctx.make()
+    d = nb.ctx.details("P")
+    assert d.state == "failed"
+    assert d.reasons_last_run == ["never ran"]     # it ran: why it ran is kept
+    assert d.started is not None and d.duration is not None
+
+
+# --- "corrupt-child" --------------------------------------------------------------------------
+
+
+def test_corrupt_child_result_is_remade(nb):
+    nb.cell("def g(x):\n    return x + 1\n")
+    nb.cell("def parent(ctx, x):\n    return [ctx.comp(g, x, job_id='c0')]\n")
+    nb.cell("comp_dynamic(parent, 1, job_id='P')")
+    nb.ctx.make()
+    nb.corrupt_keeping_stamp("c0")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        nb.ctx.remake("P")                 # JobsFailed: "the result of its child c0 is unavailable"
+        nb.ctx.make()                      # and again at every later make
+    assert nb.ctx.result_of("P") == [2]
+    assert any("c0" in str(w.message) for w in caught)  # SPEC 9: with a warning
+
+
+# --- "corrupt-remade" -------------------------------------------------------------------------
+
+_CORRUPT_DEPENDENCY = """
+import hashlib, os, sys, tempfile, warnings, linecache
+from pathlib import Path
+from nbmake_ext import Context
+from nbmake_ext.fingerprint import set_tracked_root
+set_tracked_root(tempfile.mkdtemp())
+ns = {"__name__": "__main__"}
+def cell(src, n=[0]):
+    n[0] += 1
+    fn = f"/tmp/ipykernel_regress_sub/{n[0]}.py"
+    linecache.cache[fn] = (len(src), None, src.splitlines(True), fn)
+    exec(compile(src, fn, "exec"), ns)
+warnings.simplefilter("ignore")
+bad = []
+for attempt in range(10):
+    store = Path(tempfile.mkdtemp()) / "store"
+    ctx = Context(store, durable=False)
+    ctx.report = lambda line: None
+    ns.update(comp=ctx.comp)
+    cell("def f(x):\\n    return x * 2\\n")
+    cell("def h(a):\\n    return a + 1\\n")
+    cell("comp(h, comp(f, 1, job_id='F'), job_id='H')")
+    ctx.make()
+    prefix = hashlib.blake2b(b"F", digest_size=10).hexdigest()
+    (path,) = (store / "results").glob(prefix + "-*")
+    st = path.stat()
+    data = bytearray(path.read_bytes()); data[len(data) // 2] ^= 0x5A
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))   # only the checksum can tell
+    cell("def h(a):\\n    return a + 2\\n")                 # H must run and reads F
+    cell("comp(h, comp(f, 1, job_id='F'), job_id='H')")
+    try:
+        ctx.make()
+    except Exception as exc:
+        bad.append(f"make raised {exc!r}")
+        continue
+    if ctx.state_of("F") != "done":
+        bad.append(f"F is {ctx.state_of('F')} right after it was remade")
+    ctx.close()
+print(bad)
+sys.exit(1 if bad else 0)
+"""
+
+
+def test_corrupt_dependency_is_remade_once_and_kept():
+    # Race-dependent, so ten attempts in a fresh process; each must end with F done.
+    proc = subprocess.run([sys.executable, "-c", _CORRUPT_DEPENDENCY], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
+
+
+# --- "double-complete" ------------------------------------------------------------------------
+
+
+def test_rerun_child_with_an_up_to_date_sibling_that_depends_on_it(nb):
+    nb.cell("def g(x, prev):\n    return x + prev\n")
+    parent = """
+        def parent(ctx, x):
+            {}
+            c0 = ctx.comp(g, x, 0, job_id='c0')
+            c1 = ctx.comp(g, x, c0, job_id='c1')   # depends on its sibling
+            return [c0, c1]
+    """
+    nb.cell(parent.format("pass"))
+    nb.cell("comp_dynamic(parent, 1, job_id='P')")
+    nb.ctx.make()
+    nb.cell(parent.format("_unused = 1"))           # P runs again (its code changed) ...
+    nb.cell("comp_dynamic(parent, 1, job_id='P')")
+    nb.ctx.remake("c0")                              # ... and c0 too, to the same result
+    assert nb.ctx.result_of("P") == [1, 2]
+
+
+# --- "why-swapped-dependency" ----------------------------------------------------------------
+
+
+def test_why_names_a_dependency_swapped_for_another(nb):
+    nb.cell("def a():\n    return 1\n")
+    nb.cell("def b():\n    return 2\n")
+    nb.cell("def f(x):\n    return x\n")
+    nb.cell("A = comp(a, job_id='A'); B = comp(b, job_id='B'); comp(f, A, job_id='F')")
+    nb.ctx.make()
+    nb.cell("comp(f, B, job_id='F')")
+    why = nb.ctx.why("F")
+    assert "new dependency B" in why
+    assert "no longer depends on A" in why
+
+
+# --- "state-of-no-refresh" ------------------------------------------------------------
+
+
+def test_promise_after_a_helper_edit_is_stale_at_once(nb):
+    nb.cell("def helper(x):\n    return x + 1\n")
+    nb.cell("def f(x):\n    return helper(x) * 2\n")
+    nb.cell("F = comp(f, 1, job_id='F')")
+    nb.ctx.make()
+    assert nb.ns["F"].result() == 4
+    nb.cell("def helper(x):\n    return x + 5\n")   # edit the helper, run its cell
+    assert nb.ns["F"].state == "stale"                 # `ls` says stale; state_of says done
+    with pytest.raises(NotDone):
+        nb.ns["F"].result()                            # serves 4; f(1) is now 12
+
+
+# --- "lost-result-queued-dependents" --------------------------------------------------
+
+
+def test_two_dependents_of_a_corrupt_result(nb):
+    nb.cell("def f(x):\n    return x * 2\n")
+    nb.cell("def h(a, k):\n    return a + k\n")
+    jobs = "F = comp(f, 1, job_id='F'); comp(h, F, 1, job_id='H1'); comp(h, F, 2, job_id='H2')"
+    nb.cell(jobs)
+    nb.ctx.make()
+    nb.corrupt_keeping_stamp("F")
+    nb.cell("def h(a, k):\n    return a + k + 100\n")   # both dependents must run, and read F
+    nb.cell(jobs)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        nb.ctx.make()                                        # AssertionError: H2 is queued ...
+    assert [nb.ctx.result_of(j) for j in ("F", "H1", "H2")] == [2, 103, 104]
+    assert len(caught) == 1, [str(w.message) for w in caught]  # F was lost once
+
+
+# --- "interrupt-leaks-claim" -----------------------------------------------------------
+
+
+def test_interrupt_while_a_corrupt_dependency_is_remade(nb):
+    nb.cell("STOP = []\ndef f(x):\n    if STOP:\n        raise KeyboardInterrupt\n    return x * 2\n")
+    nb.cell("def h(a):\n    return a + 1\n")
+    jobs = "comp(h, comp(f, 1, job_id='F'), job_id='H')"
+    nb.cell(jobs)
+    nb.ctx.make()
+    nb.corrupt_keeping_stamp("F")
+    nb.cell("def h(a):\n    return a + 2\n")
+    nb.cell(jobs)
+    nb.ns["STOP"].append(1)                       # Ctrl-C while F is remade for H
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(KeyboardInterrupt):
+            nb.ctx.make()
+        states = {r.job_id: r.state for r in nb.ctx.ls()}
+    assert states == {"F": "todo", "H": "stale"}  # H: "running", for as long as the kernel lives
