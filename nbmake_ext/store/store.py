@@ -80,9 +80,16 @@ class _Parts:
         self._store, self._job_id, self._column = store, job_id, column
 
     def __call__(self) -> dict[str, str]:
-        row = self._store._conn.execute(
+        text = self.text(self._store._conn)
+        return json.loads(text) if text else {}
+
+    def text(self, conn: sqlite3.Connection) -> str | None:
+        """The column as stored. The writer thread passes its own connection: a
+        connection is busy for as long as it waits for the write lock, so reading through
+        the main one while the main thread waits on the writer would deadlock."""
+        row = conn.execute(
             f"SELECT {self._column} FROM jobs WHERE job_id=?", (self._job_id,)).fetchone()
-        return json.loads(row[0]) if row and row[0] else {}
+        return row[0] if row else None
 
 
 _json_memo: dict[str, Any] = {}
@@ -279,7 +286,7 @@ class Store:
                 " code_parts=excluded.code_parts, args_fp=excluded.args_fp, deps=excluded.deps,"
                 " def_fp=excluded.def_fp, func_key=excluded.func_key, payload=excluded.payload",
                 [(s.job_id, s.function, s.parent, int(s.dynamic), s.code_fp,
-                  _parts_json(s.code_parts), s.args_fp, json.dumps(list(s.deps)), s.def_fp, key,
+                  _parts_json(s.code_parts, conn), s.args_fp, json.dumps(list(s.deps)), s.def_fp, key,
                   payload) for s, key, _, payload in entries],
             )
             conn.execute("COMMIT")
@@ -432,8 +439,8 @@ class Store:
             " r_arg_fps=?, r_dep_fps=?, r_result_fp=?, r_file=?, r_checksum=?, r_size=?,"
             " r_mtime=?, started=?, ended=?, duration=?, cpu=?, engine=?, error=NULL,"
             " blocked_by=NULL, reasons=? WHERE job_id=?",
-            (record.code_fp, _parts_json(record.code_parts), record.args_fp,
-             json.dumps(dict(record.arg_fps)), json.dumps(dict(record.dep_fps)),
+            (record.code_fp, _parts_json(record.code_parts, conn), record.args_fp,
+             _parts_json(record.arg_fps, conn), json.dumps(dict(record.dep_fps)),
              record.result_fp, name, sum_, stamp[0], stamp[1], timing.get("started"), timing.get("ended"),
              timing.get("duration"), timing.get("cpu"), timing.get("engine"),
              json.dumps(list(timing.get("reasons", ()))), job_id))
@@ -479,7 +486,7 @@ class Store:
             (timing.get("started"), timing.get("ended"), timing.get("duration"),
              timing.get("cpu"), timing.get("engine"), error,
              json.dumps(list(timing.get("reasons", ()))),
-             spec.code_fp if spec else None, _parts_json(spec.code_parts) if spec else None,
+             spec.code_fp if spec else None, _parts_json(spec.code_parts, conn) if spec else None,
              spec.args_fp if spec else None, job_id))
         _write_logs(conn, job_id, logs[0], logs[1], traceback)
         return lambda: self._claims.release(job_id)
@@ -638,7 +645,9 @@ def _write_logs(conn: sqlite3.Connection, job_id: str, out: str, err: str, tb: s
         conn.execute("DELETE FROM logs WHERE job_id=?", (job_id,))
 
 
-def _parts_json(parts: Any) -> str:
+def _parts_json(parts: Any, conn: sqlite3.Connection) -> str:
+    if isinstance(parts, _Parts):
+        return parts.text(conn) or "{}"
     if callable(parts):
         parts = parts()
     return parts if isinstance(parts, str) else json.dumps(dict(parts), sort_keys=True)

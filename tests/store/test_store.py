@@ -191,3 +191,39 @@ def test_unpicklable_in_result_bytes_is_reported_on_load(tmp_path):
         with pytest.raises(ResultUnavailable, match="cannot be loaded"):
             store.load_result("a")
     store.close()
+
+
+class _OneThreadConnection:
+    """Forwards to a connection, noting every thread that uses it."""
+
+    def __init__(self, conn):
+        self._conn, self.threads = conn, set()
+
+    def __getattr__(self, name):
+        import threading
+        self.threads.add(threading.get_ident())
+        return getattr(self._conn, name)
+
+
+def test_the_writer_thread_never_reads_through_the_main_connection(tmp_path):
+    """Lazily read parts (code parts of a job loaded from the store, as the console makes
+    it) are written by the writer thread through its own connection: the main connection
+    is busy while the main thread waits for the write lock, so the two would deadlock
+    until the busy timeout."""
+    import threading
+    first = Store(tmp_path / "s")
+    define(first, spec("a"), spec("b"))
+    first.close()
+    store = Store(tmp_path / "s")
+    probe = _OneThreadConnection(store._conn)
+    store._conn = probe
+    stored = store.snapshot()
+    lazy = stored["a"].spec.code_parts
+    store.record_success("a", RunRecord("code", lazy, "args", {}, "r", arg_fps=lazy),
+                         dumps_value(1), {}, ("", ""))
+    store.record_failure("b", "boom", "tb", {}, ("", ""), spec=stored["b"].spec)
+    store.flush()
+    assert probe.threads == {threading.get_ident()}
+    assert store.job("a").record.code_parts() == {"m.f": "code"}
+    assert store.details("b")["error"] == "boom"
+    store.close()
