@@ -73,6 +73,21 @@ KNOWN_BUGS: dict[str, str] = {
     "state-of-no-refresh": "Promise.result() right after a helper edit",
     "lost-result-queued-dependents": "several queued dependents of a lost result",
     "interrupt-leaks-claim": "an interrupt while a lost dependency is remade",
+    # Open. Taking a dynamic child's code fingerprint again (at any sync) also re-pickles
+    # its function with the globals of that moment. After a restart the child is read back
+    # from the store with that code and function: if the notebook changed back meanwhile,
+    # the child looks stale against its own record and runs with the outdated globals, while
+    # its parent is up to date. Served: a child result that the notebook (and the parent's
+    # own result) disagree with. Until fixed: the no-stale check skips such children.
+    "stale-stored-child": "child run after a restart with globals of an older sync",
+    # Open. When a running job finds a dependency's result unreadable, the other dependents
+    # of that result that are still waiting (for another dependency) are not told: once the
+    # other dependency is made they are queued while the lost result is still being remade
+    # (scheduler invariant; AssertionError under validate=True; without it each finds the
+    # loss again). Whether it shows depends on the order jobs are dispatched in: this is the
+    # "flaky failure" seen with "lost-result-queued-dependents" open. Until fixed: like it,
+    # stealthy corruption only of a result one job reads.
+    "lost-result-waiting-dependents": "waiting dependents of a lost result are not told",
 }
 # Found by this test and fixed since (see tests/test_fuzz_regressions.py): code fingerprints
 # frozen at registration (also in state_of); stale children after an incomplete dynamic run;
@@ -408,7 +423,8 @@ class MakeFuzz(RuleBasedStateMachine):
         data = bytearray(Path(path).read_bytes())
         data[len(data) // 2] = (data[len(data) // 2] + 1) % 256  # twice is still corrupt
         Path(path).write_bytes(bytes(data))
-        if stealthy and not fixed("lost-result-queued-dependents"):
+        if stealthy and not (fixed("lost-result-queued-dependents")
+                             and fixed("lost-result-waiting-dependents")):
             spec = self.model.specs[jid]
             readers = len(self.model.dependents().get(jid, [])) + (spec.parent is not None)
             stealthy = readers <= 1
@@ -593,6 +609,8 @@ class MakeFuzz(RuleBasedStateMachine):
                         adopt[jid] = self.ctx.state_of(jid)
                     except UnknownTarget:  # its parent was interrupted: never defined
                         assert interrupted, f"{jid} was never defined"
+                    else:
+                        assert adopt[jid] != "failed" or interrupted, f"{jid} was not decided"
         for jid in plan.may_rerun:
             if jid in ran:
                 plan.outcome[jid] = RUN
@@ -753,6 +771,8 @@ class MakeFuzz(RuleBasedStateMachine):
                     kids[call.job_id] = kid.value if kid.ok else None
                 for c in m.children.get(jid, []):
                     if not fully_done(c):
+                        continue
+                    if not m.specs[c].live and not fixed("stale-stored-child"):
                         continue
                     assert c in kids, f"{c} is done but {jid} no longer defines it"
                     got = self.ctx.result_of(c)

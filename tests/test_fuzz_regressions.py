@@ -340,3 +340,57 @@ def test_interrupt_while_a_corrupt_dependency_is_remade(nb):
             nb.ctx.make()
         states = {r.job_id: r.state for r in nb.ctx.ls()}
     assert states == {"F": "todo", "H": "stale"}  # H: "running", for as long as the kernel lives
+
+
+# --- "stale-stored-child" (open) -------------------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: a dynamic child read back after a restart runs "
+                                       "with the globals of an older sync")
+def test_child_after_a_restart_runs_with_the_notebook_as_it_is(tmp_path):
+    nb = Notebook(tmp_path)
+
+    def kernel():
+        nb.cell("C = 1\n")
+        nb.cell("def g(v):\n    return v * 10 + C\n")
+        nb.cell("def parent(ctx, x):\n    return [ctx.comp(g, x, job_id='c0')]\n")
+        nb.cell("comp_dynamic(parent, 1, job_id='P')")
+
+    try:
+        kernel()
+        nb.ctx.make()
+        nb.cell("C = 0\n")
+        nb.ctx.ls()                    # any command takes fingerprints (and pickles g, C = 0)
+        nb.cell("C = 1\n")             # the edit is undone, then the kernel restarts
+        nb.ctx.close()
+        nb.ns = {"__name__": "__main__"}
+        nb.ctx = nb.open()
+        kernel()
+        nb.ctx.make()                  # c0 runs, with C = 0
+        assert nb.ctx.result_of("P") == [11]
+        assert nb.ctx.result_of("c0") == nb.ns["g"](1) == 11   # served: 10
+    finally:
+        nb.close()
+
+
+# --- "lost-result-waiting-dependents" (open) -------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: the waiting dependents of a result found "
+                                       "unreadable are queued before it is remade")
+def test_waiting_dependent_of_a_corrupt_result(nb):
+    nb.cell("def f(x):\n    return x * 2\n")
+    nb.cell("def a(v):\n    return v + 1\n")
+    nb.cell("def h(v, w):\n    return v + w\n")
+    jobs = "F = comp(f, 1, job_id='F'); comp(a, F, job_id='A'); G = comp(f, 5, job_id='G');" \
+           "comp(h, F, G, job_id='H')"
+    nb.cell(jobs)
+    nb.ctx.make()
+    nb.corrupt_keeping_stamp("F")
+    nb.result_file("G").unlink()              # G runs again, so H waits for G ...
+    nb.cell("def a(v):\n    return v + 2\n")  # ... while A runs and finds F unreadable
+    nb.cell(jobs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        nb.ctx.make()                          # AssertionError: H is queued but dependency F ...
+    assert [nb.ctx.result_of(j) for j in ("A", "G", "H")] == [4, 10, 12]

@@ -468,6 +468,15 @@ class Model:
             outcome[j] = RUN
             p.consumed[j] = {d: values[d] for d in specs[j].deps}
             p.value[j] = self.records[j].value
+            s = specs[j]
+            if s.dynamic:  # runs again to the same children, now defined in this kernel
+                out = run_job(self.runs_with(s), s.job, j, lambda slot: values[self.top[slot]])
+                p.defined[j] = []
+                for call in out.children:
+                    cs = Spec(call.job_id, call.slot, j, False, call.key(), call.deps,
+                              g=self.cur.g, call=call)
+                    old = specs.get(call.job_id)
+                    p.defined[j].append(old if old is not None and old.live else cs)
         return p
 
     def apply(self, p: Plan, ran: list[str], interrupted_at: int | None,
@@ -499,7 +508,9 @@ class Model:
             elif o == SKIP:
                 t = max([time(d) for d in s.deps] + [-1.0])
                 par = p.gate.get(j)
-                if par is not None:
+                if par in p.rerun_corrupt:  # decided when the parent was first skipped
+                    t = max([t] + [time(d) for d in p.specs[par].deps])
+                elif par is not None:
                     t = max(t, t_run(par) if par in p.returned else time(par))
             elif o == RUN and s.dynamic:
                 t = max([t_run(j)] + [time(c.jid) for c in p.defined.get(j, [])])
@@ -558,8 +569,8 @@ class Model:
                 self.field[j] = "blocked"
             elif o == SKIP:
                 self.field[j] = "done"
-            elif o == MAY:
-                self.field[j] = "blocked" if adopt.get(j) == "blocked" else "done"
+            elif o == MAY:  # skipped, blocked, or (interrupted) not reached since it failed
+                self.field[j] = adopt[j] if adopt[j] in ("blocked", "failed") else "done"
         return recorded
 
     # -- commands without a make ----------------------------------------------------------
