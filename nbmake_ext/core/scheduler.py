@@ -93,7 +93,7 @@ class Scheduler:
     # -- public ---------------------------------------------------------------------------
 
     def start(self) -> list[Action]:
-        self._include(self.targets)
+        self._include(self.targets, sweep=True)
         return self._flush()
 
     def handle(self, event: Event) -> list[Action]:
@@ -146,8 +146,10 @@ class Scheduler:
 
     # -- setting up the needed set --------------------------------------------------------
 
-    def _include(self, job_ids: Iterable[str]) -> None:
-        """Add jobs, their upstream closure, dynamic children and ancestors to the run."""
+    def _include(self, job_ids: Iterable[str], sweep: bool = False) -> None:
+        """Add jobs, their upstream closure, dynamic children and ancestors to the run.
+        ``sweep`` (at the start, when nothing waits yet) first skips, in one pass, every job
+        that is up to date along with its whole upstream."""
         specs = self.graph.specs
         status = self.status
         children = self.graph.children
@@ -171,6 +173,11 @@ class Scheduler:
                     if m not in seen and m not in status:
                         mark(m, None)
                         push(m)
+        if sweep:
+            for jid in self._fresh(seen):
+                status[jid] = SKIPPED
+                self._out.append(Skip(jid))
+                del seen[jid]
         waiting_on = self.waiting_on
         for jid in seen:
             status[jid] = WAITING
@@ -181,6 +188,55 @@ class Scheduler:
         for jid in seen:
             if status[jid] == WAITING and not waiting_on[jid]:
                 self._decide(jid)
+
+    def _fresh(self, among: Mapping[str, None]) -> list[str]:
+        """The jobs of ``among`` that are up to date and whose dependencies (and dynamic
+        parent) are too, dependencies first: what deciding them one by one would skip,
+        without the bookkeeping (the whole of a no-op make)."""
+        specs, records, results, forced = self.graph.specs, self.records, self.results, self.forced
+        status, defined = self.status, self._defined
+        up_to_date = signature.is_up_to_date
+        fresh: dict[str, bool] = {}
+        order: list[str] = []
+
+        def judge(jid: str, ups: tuple[str, ...]) -> None:
+            ok = True
+            for u in ups:
+                if not (fresh[u] if u in fresh else status.get(u) == SKIPPED):
+                    ok = False
+                    break
+            if ok and up_to_date(specs[jid], records.get(jid), results, forced.get(jid)):
+                fresh[jid] = True
+                order.append(jid)
+            else:
+                fresh[jid] = False
+
+        for root in among:  # mostly in dependency order already: jobs are defined so
+            if root in fresh:
+                continue
+            ups = self._upstream(specs[root], defined)
+            if all(u in fresh or u not in among for u in ups):
+                judge(root, ups)
+                continue
+            stack = [(root, ups, iter(ups))]  # otherwise depth first (iterative: long chains)
+            while stack:
+                jid, ups, it = stack[-1]
+                for up in it:
+                    if up in among and up not in fresh:
+                        u_ups = self._upstream(specs[up], defined)
+                        stack.append((up, u_ups, iter(u_ups)))
+                        break
+                else:
+                    stack.pop()
+                    judge(jid, ups)
+        return order
+
+    @staticmethod
+    def _upstream(spec, defined: Mapping[str, set[str]]) -> tuple[str, ...]:
+        parent = spec.parent
+        if parent is None or spec.job_id in defined.get(parent, ()):
+            return spec.deps
+        return (*spec.deps, parent)
 
     def _init_waiting(self, jid: str) -> None:
         spec = self.graph.specs[jid]
@@ -286,11 +342,15 @@ class Scheduler:
         self._started.discard(consumer)
         if self.status.get(consumer) == RETURNED:
             self._completing.discard(consumer)  # it completes once the child is remade
-        # Every dependent that has not started waits again for the result to be remade.
+        # Every dependent that has not started waits (again, or also) for the result to be
+        # remade.
         for dependent in {consumer, *self._dependents.get(jid, ())}:
-            if self.status.get(dependent) == QUEUED and dependent not in self._started:
+            s = self.status.get(dependent)
+            if s == QUEUED and dependent not in self._started:
                 self._set(dependent, WAITING)
                 self.waiting_on[dependent] = {jid}
+            elif s == WAITING:
+                self.waiting_on[dependent].add(jid)
         if self.status.get(jid) in OK:
             self.results[jid] = None
             self._decide(jid)

@@ -119,6 +119,23 @@ def test_result_lost_while_loading_reruns_the_dependency_first():
     assert actions == [ev.Run("b", ("code of m.b changed",))]
 
 
+def test_a_lost_result_holds_back_dependents_still_waiting_for_another_input():
+    # a: up to date; g: must run; b reads a (runs: code changed); h reads a and g.
+    g = Graph([spec("a"), spec("g"), spec("b", ["a"], code="new"), spec("h", ["a", "g"])])
+    records = {"a": RunRecord("c", {}, "a", {}, "ra"),
+               "b": RunRecord("c", {}, "a", {"a": "ra"}, "rb"),
+               "h": RunRecord("c", {}, "a", {"a": "ra", "g": "rg"}, "rh")}
+    sched = Scheduler(g, records, ["b", "h"], validate=True)
+    actions = sched.start()
+    assert {a.job_id for a in actions if isinstance(a, ev.Run)} == {"g", "b"}
+    sched.started("g")
+    sched.handle(ev.ResultLost("a", "b"))          # h still waits for g: it must wait for a too
+    actions = sched.handle(ev.Succeeded("g", "rg"))
+    assert not [a for a in actions if isinstance(a, ev.Run)], actions
+    actions = sched.handle(ev.Succeeded("a", "ra"))  # remade to the same result
+    assert [type(a) for a in actions] == [ev.Run, ev.Skip] and ev.Skip("h") in actions
+
+
 def test_rerun_to_new_result_reopens_dependents_judged_up_to_date():
     g = Graph([spec("a"), spec("b", ["a"])])
     records = {"a": RunRecord("c", {}, "a", {}, "r1"), "b": RunRecord("c", {}, "a", {"a": "r1"}, "rb")}
