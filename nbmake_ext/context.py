@@ -74,6 +74,9 @@ class Context:
         self.store = Store(path, durable=durable)
         self.graph = Graph()
         self._pending: dict[str, JobSpec] = {}
+        # Dynamic children whose code changed since their parent defined them: recorded in
+        # the store only when they run (see _refresh_code).
+        self._lagging: set[str] = set()
         self._stored: dict[str, StoredJob] = {}
         self._loaded = False
         self.report: Callable[[str], None] = print
@@ -142,7 +145,14 @@ class Context:
                 new = dataclasses.replace(spec, code_fp=code.digest, code_parts=code.parts,
                                           def_fp="")
                 self.graph.specs[jid] = new
-                self._pending[jid] = new
+                if spec.parent is None:
+                    self._pending[jid] = new
+                else:
+                    # A child is defined by its parent's run: after a restart the store must
+                    # give back that definition (the parent, up to date, does not redefine
+                    # it), not one taken from the notebook at some later command, unless
+                    # the child ran with it.
+                    self._lagging.add(jid)
 
     def _load(self) -> None:
         self._stored = self.store.snapshot()
@@ -208,7 +218,8 @@ class Context:
         stored = self._stored
         forced = {**{j: st.forced for j, st in stored.items() if st.forced}, **(forced or {})}
         driver = Driver(self.store, self.graph, dict(stored), ids, runner, forced=forced,
-                        command=command, validate=self.validate, observer=observer)
+                        command=command, validate=self.validate, observer=observer,
+                        lagging=self._lagging)
         report: RunReport | None = None
         try:
             report = driver.run()

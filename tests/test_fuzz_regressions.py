@@ -345,8 +345,6 @@ def test_interrupt_while_a_corrupt_dependency_is_remade(nb):
 # --- "stale-stored-child" (open) -------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a dynamic child read back after a restart runs "
-                                       "with the globals of an older sync")
 def test_child_after_a_restart_runs_with_the_notebook_as_it_is(tmp_path):
     nb = Notebook(tmp_path)
 
@@ -376,8 +374,6 @@ def test_child_after_a_restart_runs_with_the_notebook_as_it_is(tmp_path):
 # --- "lost-result-waiting-dependents" (open) -------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the waiting dependents of a result found "
-                                       "unreadable are queued before it is remade")
 def test_waiting_dependent_of_a_corrupt_result(nb):
     nb.cell("def f(x):\n    return x * 2\n")
     nb.cell("def a(v):\n    return v + 1\n")
@@ -394,3 +390,34 @@ def test_waiting_dependent_of_a_corrupt_result(nb):
         warnings.simplefilter("ignore")
         nb.ctx.make()                          # AssertionError: H is queued but dependency F ...
     assert [nb.ctx.result_of(j) for j in ("A", "G", "H")] == [4, 10, 12]
+
+
+def test_a_child_that_ran_with_newer_globals_is_up_to_date_after_a_restart(tmp_path):
+    # The parent finds g through globals(), so its own fingerprint does not cover g: only
+    # the child sees the edit of C, runs again, and its new definition must be what the
+    # store gives back after a restart.
+    nb = Notebook(tmp_path)
+    log = tmp_path / "ran.log"
+
+    def kernel(c):
+        nb.cell(f"C = {c}\n")
+        nb.cell(f"def g(v):\n    open({str(log)!r}, 'a').write('c0 ')\n    return v * 10 + C\n")
+        nb.cell("def parent(ctx, x):\n    return [ctx.comp(globals()['g'], x, job_id='c0')]\n")
+        nb.cell("comp_dynamic(parent, 1, job_id='P')")
+
+    try:
+        kernel(1)
+        nb.ctx.make()
+        nb.cell("C = 2\n")
+        nb.ctx.make()
+        assert nb.ctx.result_of("c0") == 12
+        assert log.read_text() == "c0 c0 "  # the child ran again, not its parent
+        nb.ctx.close()
+        nb.ns = {"__name__": "__main__"}
+        nb.ctx = nb.open()
+        kernel(2)
+        nb.ctx.make()
+        assert log.read_text() == "c0 c0 "
+        assert nb.ctx.result_of("c0") == nb.ns["g"](1) == 12
+    finally:
+        nb.close()

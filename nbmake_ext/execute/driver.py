@@ -92,8 +92,11 @@ class Driver:
     def __init__(self, store: Store, graph: Graph, stored: dict[str, StoredJob],
                  targets: list[str], runner, *, forced: dict[str, str] | None = None,
                  command: str = "make", validate: bool = False,
-                 observer: Observer | None = None):
+                 observer: Observer | None = None, lagging: set[str] | None = None):
         self.store = store
+        # Jobs whose definition changed in memory only (see Context._refresh_code): it is
+        # recorded when they start, so the store holds the definition their result has.
+        self.lagging = lagging if lagging is not None else set()
         self.graph = graph
         self.stored = stored
         self.runner = runner
@@ -306,6 +309,9 @@ class Driver:
 
     def _prepare(self, jid: str) -> Call | RemoteJob | None:
         spec = self.graph.specs[jid]
+        if jid in self.lagging:
+            self.lagging.discard(jid)
+            self.store.define([(spec, *function_blob(spec), payload(spec))])
         if self.remote:
             return self._prepare_remote(jid, spec)
         try:
@@ -425,6 +431,7 @@ class Driver:
         entries = []
         for child in children:
             spec = child.spec
+            self.lagging.discard(spec.job_id)
             try:
                 if child.func_blob is None:
                     key, blob = function_blob(spec)
