@@ -459,6 +459,13 @@ def test_keyboard_interrupt_puts_a_stale_job_back_to_stale(ctx, keeper, store_pa
     assert_nothing_lost(ctx, keeper, store_path)
 
 
+# Small results are rows of the store's database, large ones files: the tests of damaged
+# files store every result as a file; those of damaged results in general run both ways.
+@pytest.fixture
+def files(ctx):
+    ctx.store.inline_max = 0
+
+
 def _result_file(ctx: Context, job_id: str) -> Path:
     name = ctx.store.details(job_id)["r_file"]
     assert name
@@ -472,7 +479,17 @@ def _corrupt(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
-def test_missing_result_file_runs_the_job_again(ctx, keeper, store_path):
+def _corrupt_result(ctx: Context, job_id: str) -> None:
+    """Damage the stored bytes of a result, wherever they are."""
+    if ctx.store.inline_max:
+        conn = ctx.store._conn
+        (data,) = conn.execute("SELECT data FROM results WHERE job_id=?", (job_id,)).fetchone()
+        conn.execute("UPDATE results SET data=? WHERE job_id=?", (data[:-2] + b"!.", job_id))
+    else:
+        _corrupt(_result_file(ctx, job_id))
+
+
+def test_missing_result_file_runs_the_job_again(ctx, files, keeper, store_path):
     a = ctx.comp(load, 1)
     b = ctx.comp(process, a)
     ctx.make()
@@ -493,7 +510,7 @@ def test_missing_result_file_runs_the_job_again(ctx, keeper, store_path):
     assert_nothing_lost(ctx, keeper, store_path)
 
 
-def test_missing_result_file_warns(ctx):
+def test_missing_result_file_warns(ctx, files):
     a = ctx.comp(load, 1)
     ctx.make()
     _result_file(ctx, a.job_id).unlink()
@@ -502,7 +519,7 @@ def test_missing_result_file_warns(ctx):
     assert a.result() == 10
 
 
-def test_corrupt_result_file_is_not_done_and_runs_again(ctx, keeper, store_path):
+def test_corrupt_result_file_is_not_done_and_runs_again(ctx, files, keeper, store_path):
     a = ctx.comp(load, 1)
     ctx.make()
     _corrupt(_result_file(ctx, a.job_id))
@@ -516,22 +533,26 @@ def test_corrupt_result_file_is_not_done_and_runs_again(ctx, keeper, store_path)
         assert_nothing_lost(ctx, keeper, store_path)
 
 
-def test_corrupt_result_read_is_an_nbmake_error(ctx):
+@pytest.mark.parametrize("inline", [True, False], ids=["row", "file"])
+def test_corrupt_result_read_is_an_nbmake_error(ctx, inline):
+    ctx.store.inline_max *= inline
     a = ctx.comp(load, 1)
     ctx.make()
-    _corrupt(_result_file(ctx, a.job_id))
+    _corrupt_result(ctx, a.job_id)
     with pytest.raises((NbmakeError, NotDone)):
         a.result()
 
 
 @pytest.mark.timeout(10)
-def test_corrupt_result_needed_by_a_dependent_is_remade_with_a_warning(store_path):
+@pytest.mark.parametrize("inline", [True, False], ids=["row", "file"])
+def test_corrupt_result_needed_by_a_dependent_is_remade_with_a_warning(store_path, inline):
     ctx = new_context(store_path)
+    ctx.store.inline_max *= inline
     try:
         a = ctx.comp(load, 1)
         b = ctx.comp(process, a)
         ctx.make()
-        _corrupt(_result_file(ctx, a.job_id))
+        _corrupt_result(ctx, a.job_id)
         ctx.clean(b.job_id)
         CALLS.clear()
         with pytest.warns(UserWarning, match="corrupt"):

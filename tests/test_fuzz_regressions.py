@@ -42,6 +42,7 @@ class Notebook:
 
     def open(self) -> Context:
         ctx = Context(self.store, durable=False)
+        ctx.store.inline_max = 0  # every result a file, for the scenarios that damage them
         ctx.validate = True
         ctx.report = lambda line: None
         self.ns.update(comp=ctx.comp, comp_dynamic=ctx.comp_dynamic)
@@ -217,6 +218,7 @@ bad = []
 for attempt in range(10):
     store = Path(tempfile.mkdtemp()) / "store"
     ctx = Context(store, durable=False)
+    ctx.store.inline_max = 0
     ctx.report = lambda line: None
     ns.update(comp=ctx.comp)
     cell("def f(x):\\n    return x * 2\\n")

@@ -53,6 +53,7 @@ from typing import Any
 
 from ..errors import NbmakeError
 from ..store import blobs
+from ..store.results import ResultReader
 from .outcomes import ChildSpec, JobRaised, JobReturned, Timing
 from .pool import DependencyLost, Durable, JobStored, RemoteJob, Requeue
 
@@ -215,6 +216,7 @@ class DaskRunner:
         self._KilledWorker = distributed.KilledWorker
         self.client, self._own_client = _connect(dask, distributed)
         self.results_dir = Path(store_path) / "results"
+        self.reader = ResultReader(store_path)
         self.n = n if n and n > 0 else None
         self.durable = durable
         self.nonce = secrets.token_hex(5)
@@ -278,7 +280,7 @@ class DaskRunner:
             future = self.held.get(dep, checksum)
             if future is None:
                 try:
-                    data = blobs.read_checked(self.results_dir, file, checksum)
+                    data = self.reader.read(dep, file, checksum)
                 except (OSError, blobs.CorruptResult) as exc:
                     self.outbox.append(DependencyLost(
                         job.job_id, dep, f"the result of {dep!r} is unreadable: {exc}"))

@@ -24,11 +24,17 @@ from ..registration import arg_fingerprints, function_blob, payload
 from ..store import ResultUnavailable, Store, StoredJob
 from ..store.store import FORCED_UNFINISHED, dumps_value
 from ..store import blobs
+from ..store.results import ResultReader
 from .observer import NoObserver, Observer
 from .outcomes import Call, ChildSpec, JobRaised, JobReturned, Outcome, Timing
 from .pool import DependencyLost, Durable, JobStored, RemoteJob, Requeue
 
 ELSEWHERE_POLL = 0.2
+# Jobs are claimed just before they start, a few at a time when they are short: enough to
+# keep this much work claimed ahead (one lock call and one read of the store per batch,
+# rather than per job), at most CLAIM_AHEAD_MAX jobs.
+CLAIM_AHEAD_SECONDS = 0.01
+CLAIM_AHEAD_MAX = 64
 
 
 @dataclass
@@ -114,6 +120,8 @@ class Driver:
         self.bad_children: dict[str, str] = {}
         self.values = _Values()
         self.remote = getattr(runner, "remote", False)
+        self.reader = ResultReader(store.path)
+        self._mean_seconds: float | None = None  # how long jobs take, lately
         self.locations: dict[str, tuple[str, str]] = {}   # results made this run: file, sum
         self.pending_durable: dict[str, tuple] = {}       # engine results awaiting fsync
         self.child_calls: dict[str, tuple[str, bytes, bytes]] = {}  # engine-made children
@@ -148,6 +156,7 @@ class Driver:
             self._put_back()
             raise
         finally:
+            self.reader.close()
             self.store.flush()
             summary_counts = self._counts()
             report.ran, report.skipped, report.failed, report.blocked = summary_counts
@@ -234,6 +243,9 @@ class Driver:
         # Claim only what is about to start: a claim is what other processes see as running.
         batch = []
         slots = max(1, self.runner.free_slots())
+        if self._mean_seconds is not None:
+            ahead = CLAIM_AHEAD_SECONDS / max(self._mean_seconds, 1e-6)
+            slots = max(slots, min(CLAIM_AHEAD_MAX, int(ahead)))
         while self.ready and len(batch) < slots:
             jid = self.ready.popleft()
             if self.sched.state(jid) == QUEUED and jid not in self.running:
@@ -383,7 +395,7 @@ class Driver:
         where = self.locations.get(job_id)
         if where is not None:  # made by an engine in this run; maybe not committed yet
             try:
-                return pickle.loads(blobs.read_checked(self.store.results_dir, *where))
+                return pickle.loads(self.reader.read(job_id, *where))
             except (OSError, blobs.CorruptResult, pickle.UnpicklingError) as exc:
                 raise _Lost(job_id, f"the result file of {job_id!r} is unreadable: {exc}") from None
         try:
@@ -399,6 +411,10 @@ class Driver:
             self._define_children(children)
         for outcome in outcomes:
             kind = type(outcome)
+            if kind is JobReturned or kind is JobStored:
+                seconds = outcome.timing.duration or 0.0
+                mean = self._mean_seconds
+                self._mean_seconds = seconds if mean is None else 0.8 * mean + 0.2 * seconds
             if kind is JobReturned:
                 jid = outcome.job_id
                 if jid in self.bad_children:

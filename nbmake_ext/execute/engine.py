@@ -40,6 +40,7 @@ import zmq
 from ..fingerprint import digest
 from ..promise import resolve
 from ..store import blobs
+from ..store.results import ResultReader
 from ..store.store import dumps_value
 from .inkernel import run_call
 from .outcomes import Call, ChildSpec, JobRaised, JobReturned
@@ -76,6 +77,7 @@ class Engine:
         key = bytes.fromhex(config["key"])
         self.identity = config["identity"].encode()
         self.results_dir = Path(config["store"]) / "results"
+        self.reader = ResultReader(config["store"])
         self.durable = config.get("durable", True)
         self.signer, self.verifier = Signer(key), Verifier(key)
         self.zmq = zmq.Context()
@@ -252,7 +254,7 @@ class Engine:
         if found:
             return value
         try:
-            data = blobs.read_checked(self.results_dir, file, checksum)
+            data = self.reader.read(job_id, file, checksum)
             value = pickle.loads(data)
         except (OSError, blobs.CorruptResult, pickle.UnpicklingError) as exc:
             raise _Unreadable(job_id, f"the result of {job_id!r} is unreadable: {exc}") from None

@@ -36,6 +36,8 @@ CREATE TABLE IF NOT EXISTS functions (func_key TEXT PRIMARY KEY, blob BLOB NOT N
 CREATE TABLE IF NOT EXISTS logs (
   job_id TEXT PRIMARY KEY, stdout TEXT, stderr TEXT, traceback TEXT
 );
+-- small results, inline (results.py): r_file names INLINE for them
+CREATE TABLE IF NOT EXISTS results (job_id TEXT PRIMARY KEY, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 """
 

@@ -18,14 +18,16 @@ import sqlite3
 import threading
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import cloudpickle
 
 from ..core.jobspec import JobSpec, RunRecord
 from ..errors import NotDone, StoreError
 from . import blobs, db
+from .results import INLINE, INLINE_MAX, checked_row, is_inline
 from .claims import Claims
 
 HOST = socket.gethostname()
@@ -117,6 +119,7 @@ class Store:
         self.path = Path(path).absolute()
         self.results_dir = self.path / "results"
         self.durable = durable
+        self.inline_max = INLINE_MAX  # results up to this size are rows, not files
         try:
             self._create_dirs()
             self._conn = db.connect(self.path / "nbmake.db")
@@ -191,8 +194,9 @@ class Store:
              func_key, ended, r_checksum, r_size, r_mtime) in rows:
             record = None
             if r_result_fp is not None:
-                present = jid in inflight or (r_file is not None and self._intact(
-                    jid, r_file, stamp_of(r_file), (r_size, r_mtime)))
+                present = jid in inflight or (r_file is not None and (
+                    is_inline(r_file) or self._intact(jid, r_file, stamp_of(r_file),
+                                                      (r_size, r_mtime))))
                 record = RunRecord(r_code_fp, _Parts(self, jid, "r_code_parts"), r_args_fp,
                                    _loads(r_dep_fps), r_result_fp,
                                    _Parts(self, jid, "r_arg_fps"), present=present)
@@ -223,7 +227,10 @@ class Store:
             if row is None or row[0] is None:
                 raise ResultUnavailable(f"job {job_id!r} has no stored result")
             try:
-                data = blobs.read_checked(self.results_dir, row[0], row[1])
+                if is_inline(row[0]):
+                    data = checked_row(self._conn, job_id, row[1])
+                else:
+                    data = blobs.read_checked(self.results_dir, row[0], row[1])
             except FileNotFoundError:
                 raise ResultUnavailable(f"the result file of {job_id!r} is missing") from None
             except blobs.CorruptResult:
@@ -311,8 +318,7 @@ class Store:
             " r_checksum=NULL, r_size=NULL, r_mtime=NULL, error=NULL, blocked_by=NULL"
             " WHERE job_id=?",
             [(j,) for j in ids])
-        for (name,) in files:
-            blobs.remove_quietly(self.results_dir, name)
+        self._remove_results(ids, files)
 
     def _result_files(self, ids: list[str]) -> list[tuple[str | None]]:
         out = []
@@ -330,8 +336,14 @@ class Store:
         files = self._result_files(ids)
         self._write_now("DELETE FROM jobs WHERE job_id=?", [(j,) for j in ids])
         self._write_now("DELETE FROM logs WHERE job_id=?", [(j,) for j in ids])
+        self._remove_results(ids, files)
+
+    def _remove_results(self, ids: list[str], files: list[tuple[str | None]]) -> None:
+        if any(is_inline(name) for (name,) in files):
+            self._write_now("DELETE FROM results WHERE job_id=?", [(j,) for j in ids])
         for (name,) in files:
-            blobs.remove_quietly(self.results_dir, name)
+            if name is not None and not is_inline(name):
+                blobs.remove_quietly(self.results_dir, name)
 
     def _write_now(self, sql: str, rows: list[tuple]) -> None:
         if not rows:
@@ -400,22 +412,21 @@ class Store:
 
     def record_success(self, job_id: str, record: RunRecord, data: bytes, timing: dict,
                        logs: tuple[str, str]) -> None:
-        """Store a result: the writer thread writes the file, makes it durable, then commits
-        the record (and only then releases this store's claim on the job)."""
+        """Store a result: the writer thread writes it (a row, or a file made durable
+        first), then commits the record (and only then releases this store's claim)."""
         self._inflight[job_id] = data
+        if len(data) <= self.inline_max:
+            self.writer.db(_Result(job_id, record, INLINE, blobs.checksum(data),
+                                   (len(data), 0), timing, logs, data, made_here=True))
+            return
 
         def write_file() -> tuple[str, str, tuple[int, int]]:
             sum_ = blobs.checksum(data)
             name = blobs.file_name(job_id, sum_)
             return name, sum_, blobs.write_atomic(self.results_dir, name, data, durable=False)
 
-        def commit(conn: sqlite3.Connection, info: tuple) -> Callable[[], None]:
-            cleanup = self._commit_result(conn, job_id, record, *info, timing, logs)
-
-            def after() -> None:  # only once committed may readers go to the file
-                self._inflight.pop(job_id, None)
-                cleanup()
-            return after
+        def commit(info: tuple) -> _Result:
+            return _Result(job_id, record, *info, timing, logs, made_here=True)
 
         def on_file_error(exc: BaseException) -> Callable[[sqlite3.Connection], None]:
             self._inflight.pop(job_id, None)
@@ -427,44 +438,70 @@ class Store:
     def record_stored(self, job_id: str, record: RunRecord, name: str, sum_: str,
                       stamp: tuple[int, int], timing: dict, logs: tuple[str, str]) -> None:
         """Commit a result whose file someone (an engine) already wrote."""
-        self.writer.db(lambda conn: self._commit_result(conn, job_id, record, name, sum_, stamp,
-                                                        timing, logs))
+        self.writer.db(_Result(job_id, record, name, sum_, stamp, timing, logs))
 
-    def _commit_result(self, conn: sqlite3.Connection, job_id: str, record: RunRecord, name: str,
-                       sum_: str, stamp: tuple[int, int], timing: dict,
-                       logs: tuple[str, str]) -> Callable[[], None]:
-        old = conn.execute("SELECT r_file FROM jobs WHERE job_id=?", (job_id,)).fetchone()
-        conn.execute(
+    def _commit_results(self, conn: sqlite3.Connection,
+                        results: list["_Result"]) -> Callable[[], None]:
+        """Record results in a few statements (the writer's hot path), and say what to do
+        once committed: release the claims, remove the files they replace."""
+        ids = list(dict.fromkeys(r.job_id for r in results))
+        before: dict[str, str | None] = {}
+        for chunk in _chunks(ids):
+            before.update(conn.execute(
+                f"SELECT job_id, r_file FROM jobs WHERE job_id IN ({_marks(chunk)})", chunk))
+        last = {r.job_id: r for r in results}
+        obsolete = [r.name for r in results if last[r.job_id] is not r and not is_inline(r.name)]
+        obsolete += [old for jid, old in before.items()
+                     if old and not is_inline(old) and old != last[jid].name]
+        conn.executemany("INSERT OR REPLACE INTO results VALUES (?, ?)",
+                         [(r.job_id, r.data) for r in last.values() if is_inline(r.name)])
+        conn.executemany("DELETE FROM results WHERE job_id=?",
+                         [(j,) for j, r in last.items()
+                          if not is_inline(r.name) and is_inline(before.get(j))])
+        conn.executemany(
             "UPDATE jobs SET state='done', forced=0, r_code_fp=?, r_code_parts=?, r_args_fp=?,"
             " r_arg_fps=?, r_dep_fps=?, r_result_fp=?, r_file=?, r_checksum=?, r_size=?,"
             " r_mtime=?, started=?, ended=?, duration=?, cpu=?, engine=?, error=NULL,"
             " blocked_by=NULL, reasons=? WHERE job_id=?",
-            (record.code_fp, _parts_json(record.code_parts, conn), record.args_fp,
-             _parts_json(record.arg_fps, conn), json.dumps(dict(record.dep_fps)),
-             record.result_fp, name, sum_, stamp[0], stamp[1], timing.get("started"), timing.get("ended"),
-             timing.get("duration"), timing.get("cpu"), timing.get("engine"),
-             json.dumps(list(timing.get("reasons", ()))), job_id))
-        _write_logs(conn, job_id, logs[0], logs[1], "")
-        old_name = old[0] if old else None
+            [(r.record.code_fp, _parts_json(r.record.code_parts, conn), r.record.args_fp,
+              _parts_json(r.record.arg_fps, conn), json.dumps(dict(r.record.dep_fps)),
+              r.record.result_fp, r.name, r.sum_, r.stamp[0], r.stamp[1],
+              r.timing.get("started"), r.timing.get("ended"), r.timing.get("duration"),
+              r.timing.get("cpu"), r.timing.get("engine"),
+              json.dumps(list(r.timing.get("reasons", ()))), r.job_id) for r in results])
+        conn.executemany("INSERT OR REPLACE INTO logs VALUES (?,?,?,'')",
+                         [(j, *r.logs) for j, r in last.items() if r.logs[0] or r.logs[1]])
+        conn.executemany("DELETE FROM logs WHERE job_id=?",
+                         [(j,) for j, r in last.items() if not (r.logs[0] or r.logs[1])])
 
-        def after() -> None:  # committed: others may now see the result, and run no more
-            self._claims.release(job_id)
-            if old_name and old_name != name:
-                blobs.remove_quietly(self.results_dir, old_name)
+        def after() -> None:  # committed: others may now see the results, and run no more
+            for r in results:
+                if r.made_here:
+                    self._inflight.pop(r.job_id, None)
+                self._claims.release(r.job_id)
+            for name in obsolete:
+                blobs.remove_quietly(self.results_dir, name)
         return after
 
     def mark_unreadable(self, job_id: str) -> None:
         """The result file of a job failed its checksum (or vanished): the job has no
         usable result until it runs again. The file goes now, before a new run could write
         one of the same name; the record forgets it only if it still names that file."""
-        row = self._conn.execute("SELECT r_file FROM jobs WHERE job_id=?", (job_id,)).fetchone()
-        name = row[0] if row else None
+        row = self._conn.execute(
+            "SELECT r_file, r_checksum FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+        name, sum_ = row if row else (None, None)
         if name is None:
             return
-        blobs.remove_quietly(self.results_dir, name)
-        self.writer.db(lambda conn: conn.execute(
-            "UPDATE jobs SET r_file=NULL, r_checksum=NULL WHERE job_id=? AND r_file=?",
-            (job_id, name)))
+
+        def forget(conn: sqlite3.Connection) -> None:
+            cur = conn.execute(
+                "UPDATE jobs SET r_file=NULL, r_checksum=NULL"
+                " WHERE job_id=? AND r_file=? AND r_checksum IS ?", (job_id, name, sum_))
+            if cur.rowcount and is_inline(name):
+                conn.execute("DELETE FROM results WHERE job_id=?", (job_id,))
+        if not is_inline(name):
+            blobs.remove_quietly(self.results_dir, name)
+        self.writer.db(forget)
 
     def load_payload(self, job_id: str) -> bytes:
         row = self._conn.execute("SELECT payload FROM jobs WHERE job_id=?", (job_id,)).fetchone()
@@ -517,6 +554,36 @@ class Store:
 MAX_BACKLOG = 256
 
 
+@dataclass(slots=True)
+class _Result:
+    """A result to record: consecutive ones are committed together (Store._commit_results)."""
+
+    job_id: str
+    record: RunRecord
+    name: str                 # its file, or INLINE
+    sum_: str
+    stamp: tuple[int, int]
+    timing: dict
+    logs: tuple[str, str]
+    data: bytes | None = None  # the bytes of an inline result
+    made_here: bool = False    # held in Store._inflight until committed
+
+
+def _runs_of_results(ops: list, commit: Callable) -> Iterator[Callable]:
+    """The writes in order, each run of consecutive results as one write."""
+    run: list[_Result] = []
+    for op in ops:
+        if type(op) is _Result:
+            run.append(op)
+            continue
+        if run:
+            yield functools.partial(commit, results=run)
+            run = []
+        yield op
+    if run:
+        yield functools.partial(commit, results=run)
+
+
 class _Writer:
     """One thread applies the writes of a run, in order and in batches: the result files of
     a batch are written, flushed to disk together (one ``syncfs`` rather than one fsync
@@ -550,6 +617,8 @@ class _Writer:
 
     def _loop(self) -> None:
         conn = db.connect(self._store.path / "nbmake.db")
+        if self._store.durable:  # inline results are durable once their commit returns
+            conn.execute("PRAGMA synchronous=FULL")
         while True:
             batch = [self._queue.get()]
             while len(batch) < 500:
@@ -567,7 +636,7 @@ class _Writer:
                 break
         conn.close()
 
-    def _write_files(self, batch: list[tuple]) -> list[Callable]:
+    def _write_files(self, batch: list[tuple]) -> list[Callable | _Result]:
         ops, wrote = [], []
         for item in batch:
             if item[0] == "db":
@@ -580,16 +649,16 @@ class _Writer:
                 ops.append(on_error(exc))
                 continue
             wrote.append(info[0])
-            ops.append(functools.partial(commit, info=info))
+            ops.append(commit(info))
         if wrote and self._store.durable:
             blobs.make_durable(self._store.results_dir, wrote)
         return ops
 
-    def _apply(self, conn: sqlite3.Connection, ops: list[Callable]) -> None:
+    def _apply(self, conn: sqlite3.Connection, ops: list[Callable | _Result]) -> None:
         afters = []
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for fn in ops:
+            for fn in _runs_of_results(ops, self._store._commit_results):
                 try:
                     after = fn(conn)
                 except sqlite3.Error as exc:

@@ -290,6 +290,20 @@ def test_jobs_run_in_the_workers_processes_and_results_are_cached(client, addres
 
 
 @pytest.mark.timeout(120)
+def test_inputs_a_serial_make_stored_reach_the_workers(client, make_ctx, lab):
+    ctx = make_ctx()  # small results: rows of the store's database, read by the kernel
+    loads = [ctx.comp(work, lab, f"load{i}", i, job_id=f"load{i}") for i in range(2)]
+    assert ctx.make().ran == 2
+    assert {ctx.store.details(p.job_id)["r_file"] for p in loads} == {":db"}
+    total = ctx.comp(work, lab, "total", loads, job_id="total")
+    report = ctx.parmake(dask=client)
+    assert report.ran == 1 and report.skipped == 2
+    result = total.result()
+    assert result["pid"] in worker_pids(client).values()
+    assert [r["inputs"] for r in result["inputs"][0]] == [[0], [1]]
+
+
+@pytest.mark.timeout(120)
 def test_dependencies_move_between_workers_not_through_the_kernel(client, make_ctx, lab,
                                                                   monkeypatch):
     """Results made in the run reach their dependents as Dask futures; only results stored

@@ -99,6 +99,22 @@ def test_results_are_cached_and_engines_reused(make_ctx, lab):
     assert other.make().ran == 0
 
 
+@pytest.mark.parametrize("size", [0, 40_000], ids=["row", "file"])
+def test_engines_read_inputs_a_serial_make_stored(make_ctx, lab, size):
+    # Small results are rows of the store's database, large ones files: an engine reads both.
+    ctx = make_ctx()
+    raw = [ctx.comp(J.work, lab, f"load{i}", "x" * size, job_id=f"load{i}") for i in range(2)]
+    assert ctx.make().ran == 2
+    kinds = {ctx.store.details(r.job_id)["r_file"] == ":db" for r in raw}
+    assert kinds == {size == 0}
+    top = ctx.comp(J.work, lab, "sum", raw, job_id="sum")
+    report = guarded(ctx.parmake, n=2)
+    assert report.ran == 1 and report.skipped == 2
+    got = top.result()
+    assert got["pid"] in ctx._pool.pids()
+    assert [x["inputs"] for x in got["inputs"][0]] == [["x" * size], ["x" * size]]
+
+
 @pytest.mark.timeout(120)
 def test_n_resizes_the_pool(make_ctx, lab):
     ctx = make_ctx()

@@ -60,8 +60,71 @@ def test_result_round_trip_and_state(tmp_path):
     store.close()
 
 
+BIG = b"x" * 40_000  # pickled, above the size kept inline
+
+
+def files_of(tmp_path):
+    return os.listdir(tmp_path / "s" / "results")
+
+
+def rows_of(store):
+    return [j for (j,) in store._conn.execute("SELECT job_id FROM results ORDER BY job_id")]
+
+
+def test_small_results_are_rows_large_ones_files(tmp_path):
+    store = Store(tmp_path / "s")
+    define(store, spec("small"), spec("large"))
+    store.record_success("small", record(), dumps_value(1), {}, ("", ""))
+    store.record_success("large", record(), dumps_value(BIG), {}, ("", ""))
+    store.flush()
+    assert rows_of(store) == ["small"] and len(files_of(tmp_path)) == 1
+    assert store.load_result("small") == 1 and store.load_result("large") == BIG
+    store.close()
+    again = Store(tmp_path / "s")  # as a new process reads them
+    snap = again.snapshot()
+    assert snap["small"].record.present and snap["large"].record.present
+    assert again.load_result("small") == 1 and again.load_result("large") == BIG
+    again.close()
+
+
+def test_a_result_that_grows_or_shrinks_moves_and_leaves_nothing_behind(tmp_path):
+    store = Store(tmp_path / "s")
+    define(store, spec("a"))
+    for value, rows, files in [(1, ["a"], 0), (BIG, [], 1), (2, ["a"], 0), (BIG + b"y", [], 1)]:
+        store.record_success("a", record(), dumps_value(value), {}, ("", ""))
+        store.flush()
+        assert store.load_result("a") == value
+        assert rows_of(store) == rows and len(files_of(tmp_path)) == files
+    store.clean(["a"])
+    assert rows_of(store) == [] and files_of(tmp_path) == []
+    store.close()
+
+
+def test_a_tampered_inline_result_is_unavailable_and_forgotten(tmp_path):
+    store = Store(tmp_path / "s")
+    define(store, spec("a"), spec("b"))
+    for j in "ab":
+        store.record_success(j, record(), dumps_value(list(range(100))), {}, ("", ""))
+    store.flush()
+    (data,) = store._conn.execute("SELECT data FROM results WHERE job_id='a'").fetchone()
+    store._conn.execute("UPDATE results SET data=? WHERE job_id='a'", (data[:-1] + b"!",))
+    store._conn.execute("DELETE FROM results WHERE job_id='b'")
+    with pytest.raises(ResultUnavailable, match="corrupt"):
+        store.load_result("a")
+    with pytest.raises(ResultUnavailable, match="missing"):
+        store.load_result("b")
+    for j in "ab":
+        store.mark_unreadable(j)
+    store.flush()
+    snap = store.snapshot()
+    assert not snap["a"].record.present and not snap["b"].record.present
+    assert rows_of(store) == []
+    store.close()
+
+
 def test_new_result_replaces_old_file(tmp_path):
     store = Store(tmp_path / "s")
+    store.inline_max = 0
     define(store, spec("a"))
     store.record_success("a", record("1"), dumps_value(1), {}, ("", ""))
     store.flush()
@@ -74,6 +137,7 @@ def test_new_result_replaces_old_file(tmp_path):
 
 def test_corrupt_or_missing_result_is_detected(tmp_path):
     store = Store(tmp_path / "s")
+    store.inline_max = 0
     define(store, spec("a"), spec("b"))
     for j in "ab":
         store.record_success(j, record(), dumps_value(list(range(100))), {}, ("", ""))
