@@ -39,6 +39,7 @@ import hashlib
 import os
 import shutil
 import signal
+import sqlite3
 import sys
 import tempfile
 import threading
@@ -67,33 +68,15 @@ from nbmake_ext import Context, JobFailed, JobsFailed, NotDone  # noqa: E402
 from nbmake_ext.errors import UnknownTarget  # noqa: E402
 from nbmake_ext.fingerprint import set_tracked_root  # noqa: E402
 
-# Fixed, with deterministic regression tests, but a run with these paths open once failed
-# without replaying (a flaky failure): steered around until that is understood.
-KNOWN_BUGS: dict[str, str] = {
-    "state-of-no-refresh": "Promise.result() right after a helper edit",
-    "lost-result-queued-dependents": "several queued dependents of a lost result",
-    "interrupt-leaks-claim": "an interrupt while a lost dependency is remade",
-    # Open. Taking a dynamic child's code fingerprint again (at any sync) also re-pickles
-    # its function with the globals of that moment. After a restart the child is read back
-    # from the store with that code and function: if the notebook changed back meanwhile,
-    # the child looks stale against its own record and runs with the outdated globals, while
-    # its parent is up to date. Served: a child result that the notebook (and the parent's
-    # own result) disagree with. Until fixed: the no-stale check skips such children.
-    "stale-stored-child": "child run after a restart with globals of an older sync",
-    # Open. When a running job finds a dependency's result unreadable, the other dependents
-    # of that result that are still waiting (for another dependency) are not told: once the
-    # other dependency is made they are queued while the lost result is still being remade
-    # (scheduler invariant; AssertionError under validate=True; without it each finds the
-    # loss again). Whether it shows depends on the order jobs are dispatched in: this is the
-    # "flaky failure" seen with "lost-result-queued-dependents" open. Until fixed: like it,
-    # stealthy corruption only of a result one job reads.
-    "lost-result-waiting-dependents": "waiting dependents of a lost result are not told",
-}
+# Bugs found and not fixed yet: the machine steers around their paths (see fixed()).
+KNOWN_BUGS: dict[str, str] = {}
 # Found by this test and fixed since (see tests/test_fuzz_regressions.py): code fingerprints
 # frozen at registration (also in state_of); stale children after an incomplete dynamic run;
 # reasons lost when a child failed; a dynamic job failing on a corrupt child; a remade corrupt
 # result crashing make or losing its file; Complete emitted twice; `why` omitting a swapped
-# dependency; queued dependents of a lost result; a claim kept after an interrupt.
+# dependency; queued dependents of a lost result; a claim kept after an interrupt; waiting
+# dependents of a lost result; a dynamic child read back after a restart with the globals of
+# a later command.
 _FIXED = set(filter(None, os.environ.get("NBMAKE_FUZZ_FIXED", "").split(",")))
 
 
@@ -203,16 +186,20 @@ class MakeFuzz(RuleBasedStateMachine):
 
     # -- the kernel -----------------------------------------------------------------------
 
-    @initialize(nb=notebooks())
-    def start(self, nb: Notebook):
+    @initialize(nb=notebooks(), inline=st.booleans())
+    def start(self, nb: Notebook, inline: bool):
         self.nb = nb
         self.model = Model(nb)
-        self.open_kernel()
+        self.open_kernel(inline=inline)
         note("notebook:\n" + "".join(src for _, src in cells(nb)) + registration_source(nb))
 
-    def open_kernel(self, durable: bool = False) -> None:
+    def open_kernel(self, durable: bool = False, inline: bool = True) -> None:
+        """``inline``: small results are rows of the database (the default), else files;
+        a store may hold both kinds after a restart."""
         with self.product():
             self.ctx = Context(self.store, durable=durable)
+        if not inline:
+            self.ctx.store.inline_max = 0
         self.ctx.validate = True
         self.ctx.report = lambda line: None
         self.kernel = Kernel()
@@ -372,14 +359,14 @@ class MakeFuzz(RuleBasedStateMachine):
         for _, src in cells(self.nb):
             self.kernel.run(src)
 
-    @rule(durable=st.booleans())
-    def restart_kernel(self, durable):
+    @rule(durable=st.booleans(), inline=st.booleans())
+    def restart_kernel(self, durable, inline):
         """Close the context, start a fresh namespace, re-run the whole notebook."""
         with self.product():
             self.ctx.close()
         self.kernel.forget_sources()
         self.model.restart()
-        self.open_kernel(durable)
+        self.open_kernel(durable, inline)
         self.register()
         self.check_all()
 
@@ -388,6 +375,44 @@ class MakeFuzz(RuleBasedStateMachine):
     def result_files(self) -> list[str]:
         d = os.path.join(self.store, "results")
         return sorted(f for f in os.listdir(d) if not f.startswith("."))
+
+    def result_rows(self) -> list[str]:
+        """Jobs whose result is a row of the database."""
+        with contextlib.closing(sqlite3.connect(os.path.join(self.store, "nbmake.db"))) as conn:
+            return [j for (j,) in conn.execute("SELECT job_id FROM results ORDER BY job_id")]
+
+    def damage_row(self, jid: str, delete: bool) -> None:
+        with contextlib.closing(sqlite3.connect(os.path.join(self.store, "nbmake.db"))) as conn:
+            if delete:
+                conn.execute("DELETE FROM results WHERE job_id=?", (jid,))
+            else:
+                (data,) = conn.execute("SELECT data FROM results WHERE job_id=?",
+                                       (jid,)).fetchone()
+                i = len(data) // 2
+                conn.execute("UPDATE results SET data=? WHERE job_id=?",
+                             (data[:i] + bytes([(data[i] + 1) % 256]) + data[i + 1:], jid))
+            conn.commit()
+
+    @rule(i=st.integers(0, 50), delete=st.booleans())
+    def damage_result_row(self, i, delete):
+        """Delete or change a result kept in the database: found only when it is read, like
+        a corrupt file whose size and time are kept."""
+        rows = self.result_rows()
+        if not rows:
+            return
+        jid = rows[i % len(rows)]
+        assert jid in self.model.records, f"a result row of no job: {jid}"
+        if not (fixed("lost-result-queued-dependents")
+                and fixed("lost-result-waiting-dependents")):
+            spec = self.model.specs[jid]
+            if len(self.model.dependents().get(jid, [])) + (spec.parent is not None) > 1:
+                return
+        self.damage_row(jid, delete)
+        rec = self.model.records[jid]
+        rec.corrupt = rec.present
+        self.damaged.add(jid)
+        self.settled = False
+        note(f"{'deleted' if delete else 'corrupted'} the result row of {jid}")
 
     def owner_of(self, name: str) -> str | None:
         for jid in self.model.specs:
@@ -620,8 +645,14 @@ class MakeFuzz(RuleBasedStateMachine):
         self.events(name, plan, ran, interrupted)
         for jid in plan.rerun_corrupt:
             rec = m.records.get(jid)
-            if rec is not None and rec.corrupt and jid in ran:
+            if rec is None or not rec.corrupt:
+                continue
+            if jid in ran:
                 rec.present = rec.corrupt = False  # found corrupt, its re-run interrupted
+            elif interrupted:  # a reader found it corrupt before the interrupt, or none did
+                with self.product():
+                    if self.ctx.state_of(jid) == "todo":
+                        rec.present = rec.corrupt = False
 
         # JobsFailed exactly when a target failed or is blocked
         if not interrupted:
@@ -727,9 +758,11 @@ class MakeFuzz(RuleBasedStateMachine):
         # stats agree with ls
         by_state = ctx.stats()["by_state"]
         assert {k: v for k, v in by_state.items() if v} == dict(Counter(states.values()))
-        # at most one result file per job, one for each readable result, none left over
+        # at most one stored result per job (a file or a row), one for each readable
+        # result, none left over
         owners = Counter(self.owner_of(f) for f in self.result_files())
-        present = {j for j, r in m.records.items() if r.present}
+        owners.update(self.result_rows())
+        present = {j for j, r in m.records.items() if r.present and not r.corrupt}
         assert None not in owners, f"result files of no job: {dict(owners)}"
         assert all(n == 1 for n in owners.values()), f"several result files: {dict(owners)}"
         assert present <= set(owners) <= set(m.records), \

@@ -26,7 +26,7 @@ from typing import Any
 
 from nbfuzz_notebook import (
     ChildCall, GDef, JobDef, Notebook, child_code, job_code, resolve, run_child, run_job,
-    top_args_key, top_job_id,
+    call_order, top_args_key, top_job_id,
 )
 
 INF = float("inf")
@@ -49,10 +49,12 @@ class Spec:
     call: ChildCall | None = None  # children: the ctx.comp call
     # A job whose function lives in this kernel runs it with the helpers the notebook has
     # now, and its code fingerprint is taken again before every command. A child read back
-    # from the store after a restart runs the function pickled with it: its code is frozen.
+    # from the store after a restart runs the function pickled with it: its code is frozen,
+    # as it was when its parent defined it or when it last started, whichever came last.
     live: bool = True
     frozen: dict | None = None
     snap: Notebook | None = None   # what a frozen child's pickled function captured
+    stored_nb: Notebook | None = None  # a live child: the notebook its stored definition saw
 
 
 @dataclass
@@ -134,8 +136,9 @@ class Model:
         and helpers they had when the old kernel last took fingerprints."""
         for s in self.specs.values():
             if s.job is None and s.live:
-                s.frozen = self.code(s, self.synced)
-                s.snap = dataclasses.replace(self.synced, g=s.g)
+                nb = s.stored_nb or self.synced
+                s.frozen = self.code(s, nb)
+                s.snap = dataclasses.replace(nb, g=s.g)
                 s.live = False
 
     # -- the graph ------------------------------------------------------------------------
@@ -148,7 +151,7 @@ class Model:
             jid = self.top_id(nb, j)
             self.top[j.slot] = jid
             spec = Spec(jid, f"s{j.slot}", None, j.dynamic, top_args_key(j, self.top.__getitem__),
-                        tuple(dict.fromkeys(self.top[s] for s, _ in j.deps)), job=j)
+                        tuple(dict.fromkeys(self.top[s] for s in call_order(j))), job=j)
             old = self.specs.get(jid)
             if old is None or not self.same(old, spec):
                 self.specs[jid] = spec
@@ -160,9 +163,12 @@ class Model:
 
     def define_child(self, spec: Spec) -> None:
         old = self.specs.get(spec.jid)
+        spec.stored_nb = self.cur
         if old is not None and self.same(old, spec):
             if not old.live:  # the in-kernel definition replaces the stored one
                 self.specs[spec.jid] = spec
+            else:
+                old.stored_nb = self.cur
             return
         if old is None:
             self.children.setdefault(spec.parent, []).append(spec.jid)
@@ -486,6 +492,10 @@ class Model:
         outcome the model left open (MAY, not run) to the state the product shows.
         Returns the jobs that ran and whose outcome (success or failure) was recorded."""
         recorded: set[str] = set()
+        for j in ran:  # a child that starts records the definition it runs with
+            s = self.specs.get(j)
+            if s is not None and s.job is None and s.live:
+                s.stored_nb = self.cur
         K = INF if interrupted_at is None else interrupted_at
         pos = {j: i for i, j in enumerate(ran)}
         outcome = p.outcome

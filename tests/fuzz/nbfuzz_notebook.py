@@ -359,8 +359,19 @@ def top_job_id(j: JobDef, id_of_slot: Callable[[int], str]) -> str:
 
 
 def top_args_key(j: JobDef, id_of_slot: Callable[[int], str]) -> tuple:
-    deps = tuple((id_of_slot(s), how) for s, how in j.deps)
-    return (j.x, deps, j.n if j.dynamic else None)
+    """What the arguments of the registered call stand for: keyword arguments in any
+    order are the same call."""
+    pos = tuple((id_of_slot(s), how) for s, how in j.deps if how != "dict")
+    named = tuple(sorted((id_of_slot(s), how) for s, how in j.deps if how == "dict"))
+    return (j.x, pos, named, j.n if j.dynamic else None)
+
+
+def call_order(j: JobDef) -> list[int]:
+    """The slots of a job's dependencies in the order its call holds them (positional
+    arguments, then keyword arguments by name): the order of its dependencies."""
+    pos = [s for s, how in j.deps if how != "dict"]
+    named = sorted(s for s, how in j.deps if how == "dict")
+    return list(dict.fromkeys(pos + named))
 
 
 # --- what the code fingerprint of a job stands for ---------------------------------------------
