@@ -32,13 +32,17 @@ def default_store_path() -> Path:
 
 @dataclass(frozen=True)
 class JobRow:
-    """One line of ``ls``."""
+    """One line of ``ls`` (the first five fields are what it prints)."""
 
     job_id: str
     state: str
     function: str
     duration: float | None
     parent: str | None
+    error: str | None = None        # of its last run, when that failed
+    blocked_by: str | None = None   # the failed job that blocked it
+    ended: float | None = None      # when its last run ended (epoch seconds)
+    has_result: bool = False        # a stored result exists (perhaps made from older inputs)
 
 
 @dataclass(frozen=True)
@@ -92,14 +96,17 @@ class Context:
 
     def comp(self, func: Any, /, *args: Any, job_id: str | None = None, **kwargs: Any) -> Promise:
         """Register ``func(*args, **kwargs)`` as a job; runs nothing. Returns its Promise."""
-        return self._register(make_spec(func, args, kwargs, job_id))
+        return self.register(make_spec(func, args, kwargs, job_id))
 
     def comp_dynamic(self, func: Any, /, *args: Any, job_id: str | None = None,
                      **kwargs: Any) -> Promise:
         """Like ``comp``, but ``func`` receives a context first and may define more jobs."""
-        return self._register(make_spec(func, args, kwargs, job_id, dynamic=True))
+        return self.register(make_spec(func, args, kwargs, job_id, dynamic=True))
 
-    def _register(self, spec: JobSpec) -> Promise:
+    def register(self, spec: JobSpec) -> Promise:
+        """Register a job from its definition (``comp`` builds one with ``make_spec``;
+        ``%%comp`` cells build their own). Runs nothing; recorded in the store at the next
+        command, or at the end of the notebook cell."""
         function_blob(spec)  # an unpicklable function is an error now, not at make time
         try:
             outcome = self.graph.add(spec)
@@ -111,6 +118,11 @@ class Context:
         if outcome != "same":
             self._pending[spec.job_id] = spec
         return Promise(spec.job_id, self)
+
+    @property
+    def has_pending(self) -> bool:
+        """Definitions registered since the store last heard of them."""
+        return bool(self._pending)
 
     def sync(self) -> None:
         """Record pending definitions in the store and reread what is stored."""
@@ -262,17 +274,37 @@ class Context:
         states = self._states()
         ids = self._select(targets, states)
         specs, stored = self.graph.specs, self._stored
-        return [JobRow(j, states[j], signature.short_label(specs[j].function),
-                       stored[j].duration if j in stored else None, specs[j].parent)
-                for j in ids]
+        rows = []
+        for j in ids:
+            st = stored.get(j)
+            if st is None:
+                rows.append(JobRow(j, states[j], signature.short_label(specs[j].function), None,
+                                   specs[j].parent))
+            else:
+                rows.append(JobRow(j, states[j], signature.short_label(specs[j].function),
+                                   st.duration, specs[j].parent, st.error, st.blocked_by,
+                                   st.ended, st.record is not None))
+        return rows
 
     def why(self, job_id: str) -> list[str]:
         """Reasons the job is not up to date, in words; empty when it is."""
-        self.sync()
-        self._require(job_id)
-        return self._why(job_id, self._states())
+        return self.why_many([job_id])[job_id]
 
-    def _why(self, job_id: str, states: dict[str, str]) -> list[str]:
+    def why_many(self, job_ids: Iterable[str]) -> dict[str, list[str]]:
+        """``why`` of several jobs, from one read of the store."""
+        self.sync()
+        job_ids = list(job_ids)
+        for job_id in job_ids:
+            self._require(job_id)
+        states, results = self._states(), self._current_results()
+        return {j: self._why(j, states, results) for j in job_ids}
+
+    def definition(self, job_id: str) -> JobSpec:
+        """The job's definition as this context knows it."""
+        self._require(job_id)
+        return self.graph.specs[job_id]
+
+    def _why(self, job_id: str, states: dict[str, str], results: dict[str, str]) -> list[str]:
         spec = self.graph.specs[job_id]
         st = self._stored.get(job_id)
         state = states[job_id]
@@ -285,7 +317,6 @@ class Context:
         elif state == "running":
             out.append("it is running now")
         record = st.record if st is not None else None
-        results = self._current_results()
         if record is not None:
             # A dependency with no result (cleaned) changes nothing until it is remade.
             results = {**{d: record.dep_fps[d] for d in spec.deps if d in record.dep_fps},
@@ -326,7 +357,7 @@ class Context:
             job_id=job_id, state=states[job_id], function=signature.short_label(spec.function),
             parent=spec.parent, children=self.graph.children(job_id),
             dependencies=list(spec.deps), dependents=rev.get(job_id, []),
-            why=self._why(job_id, states),
+            why=self._why(job_id, states, self._current_results()),
             started=row.get("started"), ended=row.get("ended"), duration=row.get("duration"),
             cpu=row.get("cpu"), engine=row.get("engine"), error=row.get("error"),
             blocked_by=row.get("blocked_by"), traceback=row.get("traceback") or "",

@@ -203,3 +203,35 @@ def test_context_repr_names_the_store(tmp_path):
 
 def test_version():
     assert isinstance(nbmake_ext.__version__, str) and nbmake_ext.__version__
+
+
+def boom(x):
+    raise ValueError(f"bad {x}")
+
+
+def test_bulk_reads_for_views(tmp_path):
+    """What a view (the job board) reads: ls rows carry the outcome of the last run, and
+    why_many gives the reasons of many jobs from one read of the store."""
+    from nbmake_ext.registration import make_spec
+
+    with nbmake_ext.Context(tmp_path / "s") as ctx:
+        a = ctx.comp(load, 1, job_id="a")
+        b = ctx.register(make_spec(boom, (a,), {}, "b"))
+        c = ctx.comp(load, b, job_id="c")
+        assert ctx.definition("b").deps == ("a",)
+        assert ctx.has_pending
+        with pytest.raises(nbmake_ext.JobsFailed):
+            ctx.make()
+        assert not ctx.has_pending
+        rows = {r.job_id: r for r in ctx.ls()}
+        assert rows["a"].has_result and rows["a"].ended and rows["a"].error is None
+        assert rows["b"].error == "ValueError: bad 10" and not rows["b"].has_result
+        assert rows["c"].blocked_by == "b"
+        ctx.comp(load, 2, job_id="a")  # a changes: stale
+        why = ctx.why_many(["a", "b", "c"])
+        assert why["a"] == ctx.why("a") and "argument" in " ".join(why["a"])
+        assert why["b"][0].startswith("its last run failed")
+        assert why["c"] == ["blocked by b, which failed", "never ran"]
+        with pytest.raises(nbmake_ext.errors.UnknownTarget):
+            ctx.why_many(["a", "nope"])
+        assert c.job_id == "c"

@@ -55,7 +55,7 @@ class Cells:
                 captured[name] = value
         spec = make_spec(CellJob(job_id, source, names.outputs, captured), (), inputs, job_id,
                          label="cell")
-        self.ctx._register(spec)
+        self.ctx.register(spec)
         for name, owner in list(self.owner.items()):
             if owner == job_id and name not in names.outputs:
                 del self.owner[name]

@@ -95,8 +95,7 @@ class KernelSession:
         __tracebackhide__ = True  # IPython hides this frame in tracebacks
         ctx = self.ctx
         ctx.sync()
-        ctx._require(job_id)
-        spec = ctx.graph.specs[job_id]
+        spec = ctx.definition(job_id)
         if spec.func is not None:
             func, args, kwargs = spec.func, spec.args, spec.kwargs
         else:  # defined by an earlier kernel and not re-registered in this one
@@ -113,7 +112,7 @@ class KernelSession:
         return func(*args, **kwargs)
 
     def post_run_cell(self, *_: Any) -> None:
-        if self.ctx._pending:
+        if self.ctx.has_pending:
             self.ctx.sync()  # definitions reach the store when the cell ends (SPEC 1)
         if self._made:
             self.bind_cell_outputs()  # a make ran in Python code (ctx.make())

@@ -166,20 +166,21 @@ class Board:
             if more:
                 rows += ctx.ls(*dict.fromkeys(more))
         known = known or {}
-        # NOTE: Context has no bulk "everything about these jobs" call; the stored rows it
-        # read for ls() are reused here (read-only) rather than read again per job.
-        stored = getattr(ctx, "_stored", {})
         full = len(rows) <= ALL_DETAILS_UP_TO
         budget = TEXT_BUDGET
         problems = 0
-        stale_why = 0
-        states = None
+        # Reasons in words for the first stale jobs (worked out together: one read).
+        stale = [r.job_id for r in rows
+                 if r.state == "stale" or (r.state == "todo" and r.has_result)][:WHY_UP_TO]
+        try:
+            why = ctx.why_many(stale) if stale else {}
+        except Exception:  # noqa: BLE001 - only words for the details panel
+            why = {}
         jobs = []
         for r in rows:
             spec = graph.specs[r.job_id]
             seen = known.get(r.job_id)
             x = dict(seen[1]) if seen is not None and seen[0] == r.state else {}
-            st = stored.get(r.job_id)
             if not x:
                 wants_logs = full or (r.state in ("failed", "blocked")
                                       and problems < PROBLEM_DETAILS_UP_TO)
@@ -190,25 +191,15 @@ class Board:
                 else:
                     if r.duration is not None:
                         x["dur"] = r.duration
-                    if st is not None:
-                        if st.error:
-                            x["err"] = st.error
-                        if st.blocked_by:
-                            x["by"] = st.blocked_by
-                        if st.ended:
-                            x["t1"] = st.ended
+                    if r.error:
+                        x["err"] = r.error
+                    if r.blocked_by:
+                        x["by"] = r.blocked_by
+                    if r.ended:
+                        x["t1"] = r.ended
                     x["part"] = True
-            if r.state == "stale" or (r.state == "todo" and st is not None
-                                      and st.record is not None):
-                if "why" not in x and stale_why < WHY_UP_TO and hasattr(ctx, "_why"):
-                    if states is None:
-                        states = {row.job_id: row.state for row in rows}
-                        states = {**ctx._states(), **states}
-                    stale_why += 1
-                    try:
-                        x["why"] = ctx._why(r.job_id, states)
-                    except Exception:  # noqa: BLE001 - only words for the details panel
-                        pass
+            if r.job_id in why and "why" not in x:
+                x["why"] = why[r.job_id]
             if r.state == "done":
                 x.pop("why", None)  # up to date: no reasons
             jobs.append(Job(r.job_id, r.state, r.function, spec.parent, tuple(spec.deps), x))
