@@ -25,6 +25,7 @@ from nbmake_ext import (
     Context, InvalidJob, JobFailed, JobsFailed, NbmakeError, NotDone, Promise, StoreError,
     UnknownTarget,
 )
+from contexts import new_context
 
 CALLS: list[tuple] = []
 FLAGS: dict[str, bool] = {}
@@ -100,26 +101,6 @@ def _clean_calls():
     yield
     CALLS.clear()
     FLAGS.clear()
-
-
-def new_context(path: Path) -> Context:
-    ctx = Context(path, durable=False)
-    ctx.validate = True
-    ctx.lines = []
-    ctx.report = ctx.lines.append
-    return ctx
-
-
-@pytest.fixture
-def store_path(tmp_path: Path) -> Path:
-    return tmp_path / "store"
-
-
-@pytest.fixture
-def ctx(store_path: Path):
-    c = new_context(store_path)
-    yield c
-    c.close()
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ import pytest
 import nbmake_ext
 from nbmake_ext import Context, JobFailed, JobsFailed, NotDone, Promise, UnknownTarget
 from nbmake_ext.context import set_current_context
+from contexts import new_context
 
 CALLS: list[tuple] = []
 PROBE: dict = {}
@@ -107,26 +108,6 @@ def _clean_calls():
     yield
     CALLS.clear()
     PROBE.clear()
-
-
-def new_context(path: Path) -> Context:
-    ctx = Context(path, durable=False)
-    ctx.validate = True
-    ctx.lines = []  # the summary lines of every command
-    ctx.report = ctx.lines.append
-    return ctx
-
-
-@pytest.fixture
-def store_path(tmp_path: Path) -> Path:
-    return tmp_path / "store"
-
-
-@pytest.fixture
-def ctx(store_path: Path):
-    c = new_context(store_path)
-    yield c
-    c.close()
 
 
 @pytest.fixture

@@ -18,24 +18,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent / "scripts"))
 
 import proctools as pt  # noqa: E402
-
-
-@pytest.fixture
-def procs():
-    p = pt.Procs()
-    try:
-        yield p
-    finally:
-        p.cleanup()
-
-
-@pytest.fixture
-def lab(tmp_path):
-    """(directory, log, store, env) for one test."""
-    log = tmp_path / "jobs.log"
-    store = tmp_path / "store"
-    env = pt.env_for(log, NBMAKE_TEST_STORE=str(store))
-    return tmp_path, log, store, env
+from proctools import lab, procs  # noqa: E402,F401 - fixtures
 
 
 def summary(out: str, command: str = "make") -> str:
