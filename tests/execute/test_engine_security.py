@@ -265,24 +265,24 @@ def test_forged_messages_to_an_engine_are_dropped_unread(tmp_path, marker):
         out = tmp_path / "ran.txt"
 
         def job(job_id: str, func_key: str, payload: bytes) -> list[bytes]:
-            return [json.dumps({"job_id": job_id, "func_key": func_key, "dynamic": False,
-                                "deps": {}}).encode(), payload]
+            return [json.dumps([{"job_id": job_id, "func_key": func_key, "dynamic": False,
+                                 "deps": {}, "inline": []}]).encode(), payload]
 
         good_args = pickle.dumps(((str(out), "one"), {}))
         # Forged functions and jobs, each of which would create the marker if unpickled.
         fake.send([evil(marker)])
         fake.send([b"func 1", b"evil", evil(marker)])
         fake.send(wrong.frames("func", b"evil", evil(marker)))
-        fake.send(wrong.frames("job", *job("forged", "evil", evil(marker))))
-        fake.send([b"job 1", *job("forged", "evil", evil(marker))])
+        fake.send(wrong.frames("jobs", *job("forged", "evil", evil(marker))))
+        fake.send([b"jobs 1", *job("forged", "evil", evil(marker))])
         # The real function, then a job signed right, sent twice (the second a replay),
         # then a second job; a valid signature moved onto an evil payload in between.
         fake.send(signer.frames("func", b"good", cloudpickle.dumps(J.write_line)))
-        first = signer.frames("job", *job("j1", "good", good_args))
+        first = signer.frames("jobs", *job("j1", "good", good_args))
         fake.send(first)
         fake.send(first)
         fake.send([first[0], first[1], first[2], evil(marker)])
-        fake.send(signer.frames("job", *job("j2", "good", pickle.dumps(((str(out), "two"),
+        fake.send(signer.frames("jobs", *job("j2", "good", pickle.dumps(((str(out), "two"),
                                                                           {})))))
         done = []
         while "j2" not in done:
@@ -300,7 +300,7 @@ def test_forged_messages_to_an_engine_are_dropped_unread(tmp_path, marker):
         fake.send([b"stop 99"])
         fake.send(wrong.frames("stop"))
         fake.send(signer.frames("func", b"again", cloudpickle.dumps(J.write_line)))
-        fake.send(signer.frames("job", *job("j3", "again", pickle.dumps(((str(out), "three"),
+        fake.send(signer.frames("jobs", *job("j3", "again", pickle.dumps(((str(out), "three"),
                                                                           {})))))
         kind, meta = fake.receive()
         while kind == "durable":
