@@ -6,6 +6,7 @@ updates and Ctrl-C behave as the kernel expects.
 
 from __future__ import annotations
 
+import functools
 import pickle
 import time
 import warnings
@@ -485,7 +486,7 @@ class Driver:
             self._fail(jid, f"its result cannot be pickled: {exc}", "", out)
             return
         record = RunRecord(spec.code_fp, spec.code_parts, spec.args_fp, consumed, result_fp,
-                           arg_fingerprints(args, kwargs))
+                           _lazy_arg_fps(args, kwargs))
         timing = out.timing.as_dict(self.sched.reasons.get(jid, ()))
         if self.remote:  # engines will read it: write it before anyone is told
             sum_ = blobs.checksum(data)
@@ -507,7 +508,7 @@ class Driver:
         consumed, args, kwargs = self.running.pop(jid, ({}, (), {}))
         spec = self.graph.specs[jid]
         record = RunRecord(spec.code_fp, spec.code_parts, spec.args_fp, consumed, out.result_fp,
-                           arg_fingerprints(args, kwargs) if spec.func is not None else {})
+                           _lazy_arg_fps(args, kwargs) if spec.func is not None else {})
         timing = out.timing.as_dict(self.sched.reasons.get(jid, ()))
         logs = (out.stdout, out.stderr)
         if out.data is not None:  # a small result: the store writes its file
@@ -555,6 +556,19 @@ class Driver:
 def _info(timing: Timing, stdout: str, stderr: str) -> dict[str, Any]:
     return {"duration": timing.duration, "engine": timing.engine, "stdout": stdout,
             "stderr": stderr}
+
+
+def _lazy_arg_fps(args: tuple, kwargs: dict) -> Callable[[], dict[str, str]]:
+    """Per-argument digests, taken when the record is written (on the store's writer
+    thread) or a reason is asked for: not between a result and its dependent's start."""
+    return functools.partial(_arg_fps_or_none, args, kwargs)
+
+
+def _arg_fps_or_none(args: tuple, kwargs: dict) -> dict[str, str]:
+    try:
+        return arg_fingerprints(args, kwargs)
+    except Exception:  # noqa: BLE001 - only used to word a reason; never stop the writer
+        return {}
 
 
 def _same_record(a: RunRecord | None, b: RunRecord | None) -> bool:
