@@ -12,7 +12,7 @@ Protocol (all messages signed, see wire.py), kernel -> engine:
                          deps {id: [file, checksum]}, inline [dep ids]}; FRAMES, per job,
                          its payload, then the pickled results of its ``inline`` deps
                          (small results the kernel holds: their files may not exist yet)
-  ``cancel``             drop the jobs not started yet (an interrupt)
+  ``cancel``             drop the jobs not started yet (an interrupt; answered ``dropped``)
   ``give_back META``     return a queued job not started yet (answered ``given_back``)
   ``stop``
 engine -> kernel:
@@ -26,6 +26,7 @@ engine -> kernel:
   ``returned META TEMPLATE OUT ERR``  a dynamic job's value, which may hold child promises
   ``failed META OUT ERR``             META: job_id, error, traceback, timing
   ``lost META``          a dependency's result file is missing or corrupt
+  ``dropped META``       job ids of the jobs a ``cancel`` dropped
   ``durable META``       job ids whose result files are now on disk (sent alone only
                          when no ``done`` is about to carry them)
 """
@@ -149,8 +150,9 @@ class Engine:
             for meta in json.loads(payloads[0]):
                 payload = next(frames)
                 self.queue.append((meta, payload, {d: next(frames) for d in meta["inline"]}))
-        elif kind == "cancel":
-            self.queue.clear()  # an interrupt: jobs not started go back
+        elif kind == "cancel":  # an interrupt: jobs not started go back
+            self.send("dropped", {"jobs": [job[0]["job_id"] for job in self.queue]})
+            self.queue.clear()
         elif kind == "give_back":
             # Another engine is idle: return this job if it has not started here.
             job_id = json.loads(payloads[0])["job_id"]

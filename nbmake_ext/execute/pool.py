@@ -375,6 +375,9 @@ class EnginePool:
             out.append(ChildSpec(spec, payloads[2], payloads[3]))
         elif kind == "durable":
             self._durable(engine, meta["jobs"], out)
+        elif kind == "dropped":  # an interrupt's: the jobs go back to where they were
+            for job_id in meta["jobs"]:
+                self._finished(engine, job_id)
         elif kind == "given_back":
             if meta["job_id"] in engine.queue:
                 engine.queue.remove(meta["job_id"])

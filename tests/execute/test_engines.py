@@ -626,6 +626,18 @@ except KeyboardInterrupt:
 print("NOT INTERRUPTED", flush=True)
 '''
 
+QUEUED = PRELUDE + '''
+warm_pool(ctx, 1)
+ctx.comp(slow, "w", job_id="w")
+for i in range(3):
+    ctx.comp(quick, i, job_id=f"q{i}")
+try:
+    ctx.parmake(n=1)
+except KeyboardInterrupt:
+    print("POOL", *ctx._pool.pids(), flush=True)
+    raise
+'''
+
 KILLED = PRELUDE + '''
 warm_pool(ctx, 2)
 ctx.comp(slow, "w", job_id="w")
@@ -700,6 +712,24 @@ def test_interrupt_stops_engine_jobs_and_reaches_the_script(tmp_path, lab, scrip
     # No engine process outlives the script.
     every_engine = first_pool.union(*pools, {pid for _, pid, _ in J.events(lab)})
     assert wait_gone(every_engine, 15) == []
+
+
+@pytest.mark.timeout(90)
+def test_an_interrupt_keeps_an_engine_that_had_jobs_queued(tmp_path, lab, script_procs):
+    """Short jobs are sent ahead to the engine; an interrupt drops the queued ones there
+    and the engine says so, so it is kept rather than killed as if it did not stop."""
+    proc = _start_script(tmp_path, lab, QUEUED)
+    script_procs.append(proc)
+    _wait_events(proc, lab, {"w-start"})
+    assert not [n for n in J.names(lab) if n.startswith("q") and n != "q-1-start"
+                and n != "q-1-end"], "the quick jobs were to wait behind w"
+    pool = set(map(int, Path(lab, "pool.txt").read_text().split()))
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert "KeyboardInterrupt" in err, (out, err)
+    after = [set(map(int, line.split()[1:])) for line in out.splitlines()
+             if line.startswith("POOL")]
+    assert after == [pool], (out, err)
 
 
 @pytest.mark.timeout(90)
