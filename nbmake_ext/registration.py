@@ -7,6 +7,9 @@ whatever process it runs.
 from __future__ import annotations
 
 import hashlib
+import json
+import linecache
+import os
 import pickle
 from typing import Any
 
@@ -81,6 +84,33 @@ def function_blob(spec: JobSpec) -> tuple[str, bytes]:
         _blobs.clear()
     _blobs[cache_key] = (func, key, blob)
     return key, blob
+
+
+_sources: dict[tuple[int, str], tuple[Any, bytes]] = {}
+
+
+def function_sources(spec: JobSpec) -> bytes:
+    """JSON ``{file: text}`` of the code files of a job's function that exist only in
+    this process's linecache (notebook cells), for the process that runs it: without
+    them its tracebacks have no source lines. Computed once per function and code."""
+    func = spec.func
+    cache_key = (id(func), spec.code_fp)
+    hit = _sources.get(cache_key)
+    if hit is not None and hit[0] is func:
+        return hit[1]
+    from .fingerprint.code import code_files
+
+    found = {}
+    for name in sorted(code_files(func)):
+        if name and not os.path.exists(name):
+            lines = linecache.getlines(name)
+            if lines:
+                found[name] = "".join(lines)
+    blob = json.dumps(found).encode()
+    if len(_sources) > 10_000:
+        _sources.clear()
+    _sources[cache_key] = (func, blob)
+    return blob
 
 
 def payload(spec: JobSpec) -> bytes:

@@ -6,6 +6,7 @@ updates and Ctrl-C behave as the kernel expects.
 
 from __future__ import annotations
 
+import functools
 import pickle
 import time
 import warnings
@@ -20,11 +21,11 @@ from ..core.scheduler import QUEUED, Scheduler
 from ..errors import InternalError, InvalidJob
 from ..fingerprint import Unpicklable, digest
 from ..promise import resolve
-from ..registration import arg_fingerprints, function_blob, payload
+from ..registration import arg_fingerprints, function_blob, function_sources, payload
 from ..store import ResultUnavailable, Store, StoredJob
 from ..store.store import FORCED_UNFINISHED, dumps_value
 from ..store import blobs
-from ..store.results import ResultReader
+from ..store.results import INLINE, ResultReader
 from .observer import NoObserver, Observer
 from .outcomes import Call, ChildSpec, JobRaised, JobReturned, Outcome, Timing
 from .pool import DependencyLost, Durable, JobStored, RemoteJob, Requeue
@@ -137,7 +138,8 @@ class Driver:
         t0 = time.perf_counter()
         report = RunReport(self.command, targets=list(self.sched.targets))
         try:
-            self._apply(self.sched.start())
+            with self.store.batched():
+                self._apply(self.sched.start())
             while True:
                 self._dispatch()
                 if self.sched.finished and not self.pending_durable:
@@ -147,7 +149,8 @@ class Driver:
                     raise InternalError(
                         f"make stalled with jobs in flight: {sorted(self.sched.active)[:10]}")
                 outcomes = self.runner.poll(0.05)
-                self._handle(outcomes)
+                with self.store.batched():  # one hand-over to the writer thread
+                    self._handle(outcomes)
                 self.observer.tick()
                 if self.elsewhere:
                     self._check_elsewhere()
@@ -350,9 +353,11 @@ class Driver:
 
     def _prepare_remote(self, jid: str, spec) -> RemoteJob | None:
         """Engines get bytes and the places of their inputs; no value is loaded here."""
+        sources = b"{}"
         try:
             if spec.func is not None:
                 key, blob = function_blob(spec)
+                sources = function_sources(spec)
                 data = payload(spec)
                 args, kwargs = spec.args, spec.kwargs
             elif jid in self.child_calls:
@@ -367,16 +372,19 @@ class Driver:
         except Exception as exc:  # noqa: BLE001
             self._fail(jid, f"cannot load the job's definition: {exc!r}", "", None)
             return None
-        deps = {}
+        deps, inline = {}, {}
         for dep in spec.deps:
             where = self._location(dep)
             if where is None:
                 self._result_lost(dep, jid, f"the result of {dep!r} is missing")
                 return None
             deps[dep] = where
+            pending = self.store.pending_result(dep)
+            if pending is not None:  # its file may not be written yet: it travels along
+                inline[dep] = pending
         results = self.sched.results
         self.running[jid] = ({d: results[d] for d in spec.deps}, args, kwargs)
-        return RemoteJob(jid, key, blob, data, deps, spec.dynamic)
+        return RemoteJob(jid, key, blob, data, deps, spec.dynamic, inline, sources)
 
     def _location(self, job_id: str) -> tuple[str, str] | None:
         where = self.locations.get(job_id)
@@ -392,6 +400,9 @@ class Driver:
         found, value = self.values.get(job_id)
         if found:
             return value
+        pending = self.store.pending_result(job_id)
+        if pending is not None:
+            return pickle.loads(pending)
         where = self.locations.get(job_id)
         if where is not None:  # made by an engine in this run; maybe not committed yet
             try:
@@ -475,7 +486,7 @@ class Driver:
             self._fail(jid, f"its result cannot be pickled: {exc}", "", out)
             return
         record = RunRecord(spec.code_fp, spec.code_parts, spec.args_fp, consumed, result_fp,
-                           arg_fingerprints(args, kwargs))
+                           _lazy_arg_fps(args, kwargs))
         timing = out.timing.as_dict(self.sched.reasons.get(jid, ()))
         if self.remote:  # engines will read it: write it before anyone is told
             sum_ = blobs.checksum(data)
@@ -497,11 +508,17 @@ class Driver:
         consumed, args, kwargs = self.running.pop(jid, ({}, (), {}))
         spec = self.graph.specs[jid]
         record = RunRecord(spec.code_fp, spec.code_parts, spec.args_fp, consumed, out.result_fp,
-                           arg_fingerprints(args, kwargs) if spec.func is not None else {})
-        self.locations[jid] = (out.file, out.checksum)
-        self.pending_durable[jid] = (record, out.file, out.checksum, out.stamp,
-                                     out.timing.as_dict(self.sched.reasons.get(jid, ())),
-                                     (out.stdout, out.stderr))
+                           _lazy_arg_fps(args, kwargs) if spec.func is not None else {})
+        timing = out.timing.as_dict(self.sched.reasons.get(jid, ()))
+        logs = (out.stdout, out.stderr)
+        if out.data is not None:  # a small result: the store writes its file
+            self.store.record_success(jid, record, out.data, timing, logs)
+            name = INLINE if len(out.data) <= self.store.inline_max \
+                else blobs.file_name(jid, out.checksum)
+            self.locations[jid] = (name, out.checksum)
+        else:
+            self.locations[jid] = (out.file, out.checksum)
+            self.pending_durable[jid] = (record, out.file, out.checksum, out.stamp, timing, logs)
         self.sched.records[jid] = record
         self._apply(self.sched.handle(ev.Succeeded(jid, out.result_fp)))
         self.tell(jid, "done", _info(out.timing, out.stdout, out.stderr))
@@ -539,6 +556,19 @@ class Driver:
 def _info(timing: Timing, stdout: str, stderr: str) -> dict[str, Any]:
     return {"duration": timing.duration, "engine": timing.engine, "stdout": stdout,
             "stderr": stderr}
+
+
+def _lazy_arg_fps(args: tuple, kwargs: dict) -> Callable[[], dict[str, str]]:
+    """Per-argument digests, taken when the record is written (on the store's writer
+    thread) or a reason is asked for: not between a result and its dependent's start."""
+    return functools.partial(_arg_fps_or_none, args, kwargs)
+
+
+def _arg_fps_or_none(args: tuple, kwargs: dict) -> dict[str, str]:
+    try:
+        return arg_fingerprints(args, kwargs)
+    except Exception:  # noqa: BLE001 - only used to word a reason; never stop the writer
+        return {}
 
 
 def _same_record(a: RunRecord | None, b: RunRecord | None) -> bool:

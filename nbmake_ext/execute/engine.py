@@ -5,26 +5,36 @@ its configuration (endpoint, session key, identity, store) from stdin, never fro
 so the key does not show in ``ps``. It exits when its parent goes away.
 
 Protocol (all messages signed, see wire.py), kernel -> engine:
-  ``func KEY BLOB``      a pickled function, sent once per engine
-  ``job META PAYLOAD``   META json: job_id, func_key, dynamic, deps {id: [file, checksum]}
-  ``cancel``             drop the jobs not started yet (an interrupt)
+  ``func KEY BLOB SOURCES``  a pickled function, sent once per engine; SOURCES json
+                         {file: text} of its code files that exist only in the kernel's
+                         linecache (notebook cells), so tracebacks show their lines
+  ``jobs META *FRAMES``  one or more jobs: META json list of {job_id, func_key, dynamic,
+                         deps {id: [file, checksum]}, inline [dep ids]}; FRAMES, per job,
+                         its payload, then the pickled results of its ``inline`` deps
+                         (small results the kernel holds: their files may not exist yet)
+  ``cancel``             drop the jobs not started yet (an interrupt; answered ``dropped``)
   ``give_back META``     return a queued job not started yet (answered ``given_back``)
   ``stop``
 engine -> kernel:
   ``hello META``         pid (an engine runs its jobs in the order received: the
                          kernel knows which one is running)
   ``child META SPEC BLOB PAYLOAD``   a dynamic job defined a child (streamed at once)
-  ``done META OUT ERR``  result stored in its file (readable); META: job_id, result_fp,
-                         file, checksum, size, timing
+  ``done META OUT ERR [DATA]``  a result: META job_id, result_fp, checksum, timing,
+                         durable [job ids whose files are now on disk]; a small result
+                         travels as DATA (the kernel stores it), a large one is in its
+                         file (META file, stamp: readable now, durable once listed)
   ``returned META TEMPLATE OUT ERR``  a dynamic job's value, which may hold child promises
   ``failed META OUT ERR``             META: job_id, error, traceback, timing
   ``lost META``          a dependency's result file is missing or corrupt
-  ``durable META``       job ids whose result files are now fsynced
+  ``dropped META``       job ids of the jobs a ``cancel`` dropped
+  ``durable META``       job ids whose result files are now on disk (sent alone only
+                         when no ``done`` is about to carry them)
 """
 
 from __future__ import annotations
 
 import json
+import linecache
 import os
 import pickle
 import queue
@@ -40,11 +50,15 @@ import zmq
 from ..fingerprint import digest
 from ..promise import resolve
 from ..store import blobs
-from ..store.results import ResultReader
+from ..store.results import INLINE_MAX as RESULT_ROW_MAX, ResultReader
 from ..store.store import dumps_value
 from .inkernel import run_call
 from .outcomes import Call, ChildSpec, JobRaised, JobReturned
 from .wire import Signer, Verifier
+
+# A pickled result up to this size travels in its ``done`` message (and becomes a row of
+# the store's database); a larger one is a file this engine writes.
+INLINE_MAX = RESULT_ROW_MAX
 
 
 class _Results:
@@ -86,14 +100,20 @@ class Engine:
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.connect(config["endpoint"])
         self.functions: dict[str, Any] = {}
-        self.queue: deque[tuple[dict, bytes]] = deque()
+        self.queue: deque[tuple[dict, bytes, dict[str, bytes]]] = deque()
         self.values = _Results()
         self.to_sync: queue.SimpleQueue = queue.SimpleQueue()
         self.synced: deque[str] = deque()  # job ids whose files are durable, to report
+        self.unsynced = 0                   # files handed to the syncer, not yet reported
         self.syncer = threading.Thread(target=self._sync_loop, name="nbmake-sync", daemon=True)
         self.syncer.start()
         self.running_job: str | None = None
         self._deps: dict[str, list[str]] = {}
+        self._inline: dict[str, bytes] = {}
+        # Which job runs now, written where the kernel reads it if this process dies: a
+        # message sent just before a crash may never leave, a write to a file always does.
+        self._running_fd = os.open(config["running_file"], os.O_WRONLY | os.O_CREAT, 0o600) \
+            if config.get("running_file") else None
 
     def send(self, kind: str, meta: dict | None = None, *payloads: bytes) -> None:
         frames = self.signer.frames(kind, json.dumps(meta or {}).encode(), *payloads)
@@ -106,15 +126,16 @@ class Engine:
         poller = zmq.Poller()
         poller.register(self.socket, zmq.POLLIN)
         while True:
-            timeout = 0 if self.queue else 50
+            # Idle with files still being flushed: look again soon to report them.
+            timeout = 0 if self.queue else 2 if self.unsynced else 50
             if poller.poll(timeout):
                 while self.socket.poll(0):
                     if not self.receive(self.socket.recv_multipart()):
                         return
-            self.report_durable()
             if self.queue:
-                meta, payload = self.queue.popleft()
-                self.run(meta, payload)
+                self.run(*self.queue.popleft())
+            elif self.synced:
+                self.send("durable", {"jobs": self.take_synced()})
 
     def receive(self, frames: list[bytes]) -> bool:
         opened = self.verifier.open(frames)
@@ -123,14 +144,19 @@ class Engine:
         kind, payloads = opened
         if kind == "func":
             self.functions[payloads[0].decode()] = payloads[1]
-        elif kind == "job":
-            self.queue.append((json.loads(payloads[0]), payloads[1]))
-        elif kind == "cancel":
-            self.queue.clear()  # an interrupt: jobs not started go back
+            _install_sources(json.loads(payloads[2]) if len(payloads) > 2 else {})
+        elif kind == "jobs":
+            frames = iter(payloads[1:])
+            for meta in json.loads(payloads[0]):
+                payload = next(frames)
+                self.queue.append((meta, payload, {d: next(frames) for d in meta["inline"]}))
+        elif kind == "cancel":  # an interrupt: jobs not started go back
+            self.send("dropped", {"jobs": [job[0]["job_id"] for job in self.queue]})
+            self.queue.clear()
         elif kind == "give_back":
             # Another engine is idle: return this job if it has not started here.
             job_id = json.loads(payloads[0])["job_id"]
-            kept = [(m, p) for m, p in self.queue if m["job_id"] != job_id]
+            kept = [job for job in self.queue if job[0]["job_id"] != job_id]
             if len(kept) < len(self.queue):
                 self.queue = deque(kept)
                 self.send("given_back", {"job_id": job_id})
@@ -138,18 +164,29 @@ class Engine:
             return False
         return True
 
-    def report_durable(self) -> None:
-        if self.synced:
-            ids = []
-            while self.synced:
-                ids.append(self.synced.popleft())
-            self.send("durable", {"jobs": ids})
+    def take_synced(self) -> list[str]:
+        ids = []
+        while self.synced:
+            ids.append(self.synced.popleft())
+        self.unsynced -= len(ids)
+        return ids
 
     # -- one job --------------------------------------------------------------------------
 
-    def run(self, meta: dict, payload: bytes) -> None:
+    def run(self, meta: dict, payload: bytes, inline: dict[str, bytes]) -> None:
+        self._mark_running(meta["job_id"])
+        try:
+            self._run(meta, payload, inline)
+        finally:
+            self._mark_running("")
+
+    def _mark_running(self, job_id: str) -> None:
+        if self._running_fd is not None:
+            os.pwrite(self._running_fd, encode_running(job_id), 0)
+
+    def _run(self, meta: dict, payload: bytes, inline: dict[str, bytes]) -> None:
         job_id = meta["job_id"]
-        self._deps = meta["deps"]
+        self._deps, self._inline = meta["deps"], inline
         try:
             args, kwargs = pickle.loads(payload)
             args = resolve(args, self._load)
@@ -196,6 +233,12 @@ class Engine:
             self.send("returned", {"job_id": job_id, "timing": _timing(out)}, data, *text)
             return
         sum_ = blobs.checksum(data)
+        self.values.put((job_id, sum_), out.value, len(data))
+        meta = {"job_id": job_id, "result_fp": result_fp, "checksum": sum_,
+                "timing": _timing(out), "durable": self.take_synced()}
+        if len(data) <= INLINE_MAX:  # the kernel stores it: no file, no flush here
+            self.send("done", meta, *text, data)
+            return
         name = blobs.file_name(job_id, sum_)
         try:
             stamp = blobs.write_atomic(self.results_dir, name, data, durable=False)
@@ -203,14 +246,14 @@ class Engine:
             self.send("failed", {"job_id": job_id, "traceback": "", "timing": _timing(out),
                                  "error": f"could not store the result: {exc}"}, *text)
             return
-        self.values.put((job_id, sum_), out.value, len(data))
-        self.send("done", {"job_id": job_id, "result_fp": result_fp, "file": name,
-                           "checksum": sum_, "stamp": list(stamp), "timing": _timing(out)}, *text)
+        meta.update(file=name, stamp=list(stamp))
         if self.durable:
             # The file is readable now; its record is committed once it is on disk.
+            self.unsynced += 1
             self.to_sync.put((job_id, name))
         else:
-            self.synced.append(job_id)
+            meta["durable"].append(job_id)
+        self.send("done", meta, *text)
 
     def _sync_loop(self) -> None:
         """Flush written files in batches (one syncfs for many), then report them."""
@@ -253,8 +296,10 @@ class Engine:
         found, value = self.values.get((job_id, checksum))
         if found:
             return value
+        data = self._inline.get(job_id)
         try:
-            data = self.reader.read(job_id, file, checksum)
+            if data is None:
+                data = self.reader.read(job_id, file, checksum)
             value = pickle.loads(data)
         except (OSError, blobs.CorruptResult, pickle.UnpicklingError) as exc:
             raise _Unreadable(job_id, f"the result of {job_id!r} is unreadable: {exc}") from None
@@ -265,6 +310,27 @@ class Engine:
 class _Unreadable(Exception):
     def __init__(self, job_id: str, why: str):
         self.job_id, self.why = job_id, why
+
+
+def encode_running(job_id: str) -> bytes:
+    data = job_id.encode("utf-8", "surrogatepass")
+    return len(data).to_bytes(4, "big") + data
+
+
+def decode_running(data: bytes) -> str:
+    """The job id ``encode_running`` wrote ("" for none; the file may hold a longer
+    older id after it)."""
+    size = int.from_bytes(data[:4], "big")
+    return data[4:4 + size].decode("utf-8", "surrogatepass") if len(data) >= 4 + size else ""
+
+
+def _install_sources(sources: dict[str, str]) -> None:
+    """Lines of code files that exist only in the kernel (notebook cells), so tracebacks
+    of their functions show them. An entry without an mtime is never checked against
+    the disk (``linecache.checkcache`` keeps it)."""
+    for filename, text in sources.items():
+        lines = text.splitlines(keepends=True)
+        linecache.cache[filename] = (len(text), None, lines, filename)
 
 
 def _bare(spec):

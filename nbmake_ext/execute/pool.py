@@ -3,8 +3,10 @@
 One ROUTER socket on an owner-only ipc path; each engine is a DEALER with its own
 identity. The pool is a runner for the driver: ``submit`` sends a job to the engine with
 the best claim on it (one that already holds a dependency's value, else the least busy),
-``poll`` turns messages and dead engines into outcomes. Each engine holds up to
-``DEPTH`` jobs, so the next job is already there when one finishes.
+``poll`` turns messages and dead engines into outcomes. Each engine holds a few jobs, so
+the next job is already there when one finishes: ``DEPTH``, or, when jobs are short,
+about ``QUEUE_SECONDS`` of them. Jobs submitted between two polls travel to an engine in
+one message.
 """
 
 from __future__ import annotations
@@ -26,10 +28,15 @@ from pathlib import Path
 import zmq
 
 from ..store import blobs
+from .engine import decode_running
 from .outcomes import ChildSpec, JobRaised, JobReturned, Timing
 from .wire import Signer, Verifier, new_key
 
 DEPTH = 2
+MAX_DEPTH = 32
+QUEUE_SECONDS = 0.005  # work queued per engine when jobs are short (fewer round trips)
+DEATH_GRACE_MS = 20   # wait for a dead engine's last messages
+CHECK_EVERY = 0.02     # seconds between looks for dead engines outside ``poll``
 STEAL_AFTER = 0.1  # seconds a job must have run before the one behind it moves elsewhere
 
 
@@ -43,20 +50,24 @@ class RemoteJob:
     payload: bytes
     deps: dict[str, tuple[str, str]]   # dependency -> (result file, checksum)
     dynamic: bool
+    inline: dict[str, bytes] = field(default_factory=dict)  # results not in a file yet
+    sources: bytes = b"{}"   # json {file: text}: the function's code only the kernel has
 
 
 @dataclass(slots=True)
 class JobStored:
-    """An engine stored a result (readable now; durable once ``Durable`` names it)."""
+    """An engine made a result: a small one is ``data`` (the kernel stores it), a large
+    one is in ``file`` (readable now; durable once ``Durable`` names it)."""
 
     job_id: str
     result_fp: str
-    file: str
+    file: str                # "" when the result is ``data``
     checksum: str
     stamp: tuple[int, int]   # size, mtime in ns
     timing: Timing
     stdout: str = ""
     stderr: str = ""
+    data: bytes | None = None
 
 
 @dataclass(slots=True)
@@ -84,6 +95,7 @@ class _Engine:
     proc: subprocess.Popen
     ready: bool = False
     queue: deque = field(default_factory=deque)   # job ids, in the order sent
+    outbox: list = field(default_factory=list)    # RemoteJobs to send at the next poll
     functions: set = field(default_factory=set)
     undurable: dict = field(default_factory=dict)  # job id -> result file not yet on disk
     head_since: float = 0.0                        # when the job at the head started
@@ -92,6 +104,10 @@ class _Engine:
     @property
     def pid(self) -> int:
         return self.proc.pid
+
+    @property
+    def load(self) -> int:
+        return len(self.queue) + len(self.outbox)
 
 
 class EnginePool:
@@ -116,6 +132,8 @@ class EnginePool:
         self._out: list = []  # outcomes found outside poll (a dead engine met on a send)
         self.n = 0
         self._count = 0
+        self._checked = 0.0
+        self.job_seconds: float | None = None  # a running mean of the jobs' durations
         self.resize(n)
 
     # -- engines --------------------------------------------------------------------------
@@ -124,7 +142,7 @@ class EnginePool:
         self.n = max(1, n)
         while len(self.engines) < self.n:
             self._spawn()
-        idle = [e for e in self.engines.values() if not e.queue]
+        idle = [e for e in self.engines.values() if not e.load]
         while len(self.engines) > self.n and idle:
             self._stop(idle.pop())
 
@@ -138,12 +156,24 @@ class EnginePool:
         log.close()
         config = {"endpoint": self.endpoint, "key": self._key_hex, "identity": identity.decode(),
                   "store": str(self.store_path), "parent": os.getpid(), "durable": self.durable,
+                  "running_file": self._running_file(identity),
                   # the parent-death signal follows the thread that started the engine
                   "deathsig": threading.current_thread() is threading.main_thread()}
         proc.stdin.write((json.dumps(config) + "\n").encode())
         proc.stdin.close()
         engine = self.engines[identity] = _Engine(identity, proc)
         return engine
+
+    def _running_file(self, identity: bytes) -> str:
+        return os.path.join(self._dir, f"{identity.decode()}.run")
+
+    def _running_job(self, engine: _Engine) -> str:
+        """The job a dead engine was running ("" if it was between jobs)."""
+        try:
+            with open(self._running_file(engine.identity), "rb") as f:
+                return decode_running(f.read())
+        except FileNotFoundError:
+            return ""
 
     def _stop(self, engine: _Engine) -> None:
         self.engines.pop(engine.identity, None)
@@ -161,54 +191,86 @@ class EnginePool:
     # -- the runner interface -------------------------------------------------------------
 
     def free_slots(self) -> int:
-        self._check_engines(self._out)
+        if time.monotonic() - self._checked > CHECK_EVERY:
+            self._check_engines(self._out)
         engines = self.engines.values()
         # Prefetch only once every engine is up: else the first one takes two jobs while
         # the next is still starting.
-        depth = DEPTH if all(e.ready for e in engines) else 1
-        return sum(max(0, depth - len(e.queue)) for e in engines if e.ready)
+        depth = self.depth() if all(e.ready for e in engines) else 1
+        return sum(max(0, depth - e.load) for e in engines if e.ready)
+
+    def depth(self) -> int:
+        """Jobs each engine holds: more when they are short, so an engine is rarely idle
+        waiting for the kernel and one message carries many jobs."""
+        if self.job_seconds is None:
+            return DEPTH
+        return max(DEPTH, min(MAX_DEPTH, int(QUEUE_SECONDS / max(self.job_seconds, 1e-6))))
 
     def has_capacity(self) -> bool:
         return self.free_slots() > 0
 
     @property
     def busy(self) -> bool:
-        return bool(self._out) or any(e.queue for e in self.engines.values())
+        return bool(self._out) or any(e.load for e in self.engines.values())
 
     def submit(self, job: RemoteJob) -> None:
-        ready = [e for e in self.engines.values() if e.ready and len(e.queue) < DEPTH]
+        depth = self.depth()
+        ready = [e for e in self.engines.values() if e.ready and e.load < depth]
         if not ready:  # the engine we counted on died meanwhile
             self._out.append(Requeue([job.job_id]))
             return
         holders = {self.produced_by.get(d) for d in job.deps}
         # An idle engine first; among equals, one that holds an input already.
-        engine = min(ready, key=lambda e: (len(e.queue), e.identity not in holders))
-        if job.func_key not in engine.functions:
-            if not self._send(engine, "func", job.func_key.encode(), job.func_blob):
-                self._out.append(Requeue([job.job_id]))
-                return
-            engine.functions.add(job.func_key)
-        meta = {"job_id": job.job_id, "func_key": job.func_key, "dynamic": job.dynamic,
-                "deps": job.deps}
-        if not self._send(engine, "job", json.dumps(meta).encode(), job.payload):
-            self._out.append(Requeue([job.job_id]))
-            return
-        if not engine.queue:
-            engine.head_since = time.monotonic()
-        engine.queue.append(job.job_id)
+        engine = min(ready, key=lambda e: (e.load, e.identity not in holders))
+        engine.outbox.append(job)
+
+    def _send_jobs(self) -> None:
+        """The jobs submitted since the last poll, in one message per engine."""
+        for engine in list(self.engines.values()):
+            if not engine.outbox:
+                continue
+            jobs, engine.outbox = engine.outbox, []
+            if not self._send_functions(engine, jobs):
+                self._out.append(Requeue([j.job_id for j in jobs]))
+                continue
+            metas, frames = [], []
+            for job in jobs:
+                metas.append({"job_id": job.job_id, "func_key": job.func_key,
+                              "dynamic": job.dynamic, "deps": job.deps,
+                              "inline": list(job.inline)})
+                frames += [job.payload, *job.inline.values()]
+            if not self._send(engine, "jobs", json.dumps(metas).encode(), *frames):
+                self._out.append(Requeue([j.job_id for j in jobs]))
+                continue
+            if not engine.queue:
+                engine.head_since = time.monotonic()
+            engine.queue.extend(j.job_id for j in jobs)
+
+    def _send_functions(self, engine: _Engine, jobs: list[RemoteJob]) -> bool:
+        for job in jobs:
+            if job.func_key not in engine.functions:
+                if not self._send(engine, "func", job.func_key.encode(), job.func_blob,
+                                  job.sources):
+                    return False
+                engine.functions.add(job.func_key)
+        return True
 
     def poll(self, timeout: float) -> list:
+        self._send_jobs()
         out, self._out = self._out, []
         self._check_engines(out)
         if self.socket.poll(int(timeout * 1000) if not out else 0):
-            while True:
-                try:
-                    frames = self.socket.recv_multipart(zmq.NOBLOCK)
-                except zmq.Again:
-                    break
-                self._receive(frames, out)
+            self._drain(out)
         self._balance()
         return out
+
+    def _drain(self, out: list) -> None:
+        while True:
+            try:
+                frames = self.socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self._receive(frames, out)
 
     def _balance(self) -> None:
         """An idle engine while another has a job waiting behind a long one: ask for that
@@ -225,7 +287,10 @@ class EnginePool:
     def interrupt(self) -> list[str]:
         """Stop every engine's jobs: queued ones are dropped, running ones get SIGINT.
         Engines that do not stop within 2 s are killed and replaced."""
-        stopped = [j for e in self.engines.values() for j in e.queue]
+        stopped = [j.job_id for e in self.engines.values() for j in e.outbox]
+        for engine in self.engines.values():
+            engine.outbox = []  # never sent
+        stopped += [j for e in self.engines.values() for j in e.queue]
         busy = [e for e in self.engines.values() if e.queue]
         for engine in busy:
             self._send(engine, "cancel")
@@ -276,12 +341,21 @@ class EnginePool:
         if kind == "hello":
             engine.ready = True
         elif kind == "done":
-            self._finished(engine, meta["job_id"])
-            self.produced_by[meta["job_id"]] = identity
-            engine.undurable[meta["job_id"]] = meta["file"]
-            out.append(JobStored(meta["job_id"], meta["result_fp"], meta["file"],
-                                 meta["checksum"], tuple(meta["stamp"]), Timing(**meta["timing"]),
-                                 payloads[1].decode(), payloads[2].decode()))
+            job_id = meta["job_id"]
+            self._finished(engine, job_id)
+            self.produced_by[job_id] = identity
+            timing = Timing(**meta["timing"])
+            self._mean_duration(timing.duration)
+            stored = JobStored(job_id, meta["result_fp"], meta.get("file", ""), meta["checksum"],
+                               tuple(meta.get("stamp", (0, 0))), timing,
+                               payloads[1].decode(), payloads[2].decode())
+            if len(payloads) > 3:
+                stored.data = payloads[3]
+            else:
+                engine.undurable[job_id] = stored.file
+            out.append(stored)
+            if meta["durable"]:  # notices ride on results: after this one's own
+                self._durable(engine, meta["durable"], out)
         elif kind == "returned":
             self._finished(engine, meta["job_id"])
             out.append(JobReturned(meta["job_id"], pickle.loads(payloads[1]),
@@ -300,14 +374,24 @@ class EnginePool:
             spec = pickle.loads(payloads[1])
             out.append(ChildSpec(spec, payloads[2], payloads[3]))
         elif kind == "durable":
+            self._durable(engine, meta["jobs"], out)
+        elif kind == "dropped":  # an interrupt's: the jobs go back to where they were
             for job_id in meta["jobs"]:
-                engine.undurable.pop(job_id, None)
-            out.append(Durable(meta["jobs"]))
+                self._finished(engine, job_id)
         elif kind == "given_back":
             if meta["job_id"] in engine.queue:
                 engine.queue.remove(meta["job_id"])
             engine.asked_back = None
             out.append(Requeue([meta["job_id"]]))
+
+    def _durable(self, engine: _Engine, job_ids: list[str], out: list) -> None:
+        for job_id in job_ids:
+            engine.undurable.pop(job_id, None)
+        out.append(Durable(job_ids))
+
+    def _mean_duration(self, seconds: float) -> None:
+        mean = self.job_seconds
+        self.job_seconds = seconds if mean is None else 0.8 * mean + 0.2 * seconds
 
     def _finished(self, engine: _Engine, job_id: str) -> None:
         if engine.queue and engine.queue[0] == job_id:
@@ -319,23 +403,32 @@ class EnginePool:
             engine.asked_back = None
 
     def _check_engines(self, out: list) -> None:
-        for engine in list(self.engines.values()):
-            code = engine.proc.poll()
-            if code is None:
-                continue
+        self._checked = time.monotonic()
+        dead = [(e, code) for e in self.engines.values() if (code := e.proc.poll()) is not None]
+        if dead:
+            # What a dead engine said before it died counts: a result it sent just before
+            # a job of it crashed must not be blamed for the crash. Its last bytes may
+            # still be on their way through ZeroMQ's I/O thread.
+            self.socket.poll(DEATH_GRACE_MS)
+            self._drain(out)
+        for engine, code in dead:
             self.engines.pop(engine.identity)
             if engine.undurable:
                 # Its results are whole files; it died before saying they were on disk:
                 # flush them from here, so their records are committed.
                 blobs.make_durable(self.store_path / "results", list(engine.undurable.values()))
                 out.append(Durable(list(engine.undurable)))
-            if engine.queue:
-                running, rest = engine.queue[0], list(engine.queue)[1:]
+            if engine.outbox:
+                out.append(Requeue([j.job_id for j in engine.outbox]))
+            running = self._running_job(engine)
+            if running in engine.queue:
                 out.append(JobRaised(running, f"engine {engine.pid} died while running it: "
                                      f"{_death(code)}", "", "", "",
                                      Timing(engine=f"engine {engine.pid}")))
-                if rest:
-                    out.append(Requeue(rest))
+            # The others did not run, or their outcome never left the engine: again.
+            rest = [j for j in engine.queue if j != running]
+            if rest:
+                out.append(Requeue(rest))
             self._spawn()
 
 

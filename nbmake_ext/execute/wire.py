@@ -1,11 +1,12 @@
 """Messages between the kernel and its engines: framing and signing.
 
-A message is a list of frames ``[signature, header, *payloads]``. The header is a short
-ASCII line ``kind seq``; payloads are bytes (pickles, for the kinds that carry objects).
-The signature is an HMAC-SHA256, under a per-session key, over every other frame with
-its length, so nothing (header or payload) is unpickled before it is verified. Each
-sender numbers its messages; a receiver drops any message whose number it has already
-seen (a replay), and counts what it dropped.
+A message is two ZeroMQ frames, ``[signature, body]``. The body holds a short ASCII
+header ``kind seq`` and the payloads (bytes: pickles, for the kinds that carry objects),
+each with its length. The signature is an HMAC-SHA256, under a per-session key, over the
+whole body, so nothing (header or payload) is unpickled before it is verified. One body
+rather than a frame per part: every frame costs a send and a receive on each side, and
+small messages are the common case. Each sender numbers its messages; a receiver drops
+any message whose number it has already seen (a replay), and counts what it dropped.
 """
 
 from __future__ import annotations
@@ -17,18 +18,40 @@ import struct
 from dataclasses import dataclass, field
 
 KEY_BYTES = 32
+_COUNT = struct.Struct("!I")
+_SIZE = struct.Struct("!Q")
 
 
 def new_key() -> bytes:
     return os.urandom(KEY_BYTES)
 
 
-def _mac(key: bytes, frames: list[bytes]) -> bytes:
-    h = hmac.new(key, digestmod=hashlib.sha256)
-    for frame in frames:
-        h.update(struct.pack("!Q", len(frame)))
-        h.update(frame)
-    return h.digest()
+def _mac(key: bytes, body: bytes) -> bytes:
+    return hmac.digest(key, body, hashlib.sha256)
+
+
+def pack(header: bytes, payloads: tuple[bytes, ...]) -> bytes:
+    parts = [header, *payloads]
+    sizes = b"".join(_SIZE.pack(len(p)) for p in parts)
+    return b"".join([_COUNT.pack(len(parts)), sizes, *parts])
+
+
+def unpack(body: bytes) -> list[bytes] | None:
+    """[header, *payloads], or None when the body is malformed."""
+    try:
+        (count,) = _COUNT.unpack_from(body, 0)
+        at = _COUNT.size
+        sizes = [_SIZE.unpack_from(body, at + i * _SIZE.size)[0] for i in range(count)]
+    except struct.error:
+        return None
+    at += count * _SIZE.size
+    if count < 1 or at + sum(sizes) != len(body):
+        return None
+    parts = []
+    for size in sizes:
+        parts.append(body[at:at + size])
+        at += size
+    return parts
 
 
 class Signer:
@@ -40,8 +63,8 @@ class Signer:
 
     def frames(self, kind: str, *payloads: bytes) -> list[bytes]:
         self._seq += 1
-        body = [f"{kind} {self._seq}".encode(), *payloads]
-        return [_mac(self._key, body), *body]
+        body = pack(f"{kind} {self._seq}".encode(), payloads)
+        return [_mac(self._key, body), body]
 
 
 @dataclass
@@ -54,15 +77,18 @@ class Verifier:
 
     def open(self, frames: list[bytes], peer: bytes = b"") -> tuple[str, list[bytes]] | None:
         """(kind, payloads) of a valid message, else None (and counted as dropped)."""
-        if len(frames) < 2:
+        if len(frames) != 2:
             self.dropped += 1
             return None
-        signature, body = frames[0], frames[1:]
+        signature, body = frames
         if not hmac.compare_digest(signature, _mac(self.key, body)):
             self.dropped += 1
             return None
+        parts = unpack(body)
         try:
-            kind, seq_text = body[0].decode("ascii").split(" ")
+            if parts is None:
+                raise ValueError("malformed body")
+            kind, seq_text = parts[0].decode("ascii").split(" ")
             seq = int(seq_text)
         except ValueError:
             self.dropped += 1
@@ -71,7 +97,7 @@ class Verifier:
             self.dropped += 1  # a replayed message
             return None
         self._last[peer] = seq
-        return kind, body[1:]
+        return kind, parts[1:]
 
     def forget(self, peer: bytes) -> None:
         """A peer restarted under the same identity: its numbering starts again."""

@@ -676,6 +676,14 @@ def code_fingerprint(func: Any) -> CodeFingerprint:
     return _compute(roots, key, func)
 
 
+def code_files(func: Any) -> set[str]:
+    """The files of the user's code that ``func`` runs (its own and what it calls)."""
+    walk = _Walk()
+    for root in _roots(func):
+        walk.callable(root)
+    return {f.__code__.co_filename for f in walk.functions}
+
+
 def _compute(roots: tuple[Any, ...], key: Any, func: Any = None) -> CodeFingerprint:
     walk = _Walk()
     for root in roots:

@@ -8,6 +8,7 @@ state is on disk as each job finishes and a crash leaves either the whole result
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -435,6 +436,25 @@ class Store:
 
         self.writer.result(write_file, commit, on_file_error)
 
+    def pending_result(self, job_id: str) -> bytes | None:
+        """The pickled result of a ``record_success`` not yet committed (its file may not
+        exist yet), else None."""
+        return self._inflight.get(job_id)
+
+    @contextlib.contextmanager
+    def batched(self):
+        """The writes recorded inside reach the writer thread together at the end: one
+        hand-over (and one wake-up of that thread) instead of one per write."""
+        writer = self.writer
+        if writer.holding():
+            yield
+            return
+        writer.hold()
+        try:
+            yield
+        finally:
+            writer.release()
+
     def record_stored(self, job_id: str, record: RunRecord, name: str, sum_: str,
                       stamp: tuple[int, int], timing: dict, logs: tuple[str, str]) -> None:
         """Commit a result whose file someone (an engine) already wrote."""
@@ -592,6 +612,7 @@ class _Writer:
     def __init__(self, store: Store):
         self._store = store
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._held: list | None = None  # writes kept back by Store.batched
         self._pending = 0
         self._cond = threading.Condition()
         self.errors: list[str] = []
@@ -607,23 +628,46 @@ class _Writer:
         self._put(("file", write, commit, on_error))
 
     def _put(self, item: tuple) -> None:
+        if self._held is not None:
+            self._held.append(item)
+            if len(self._held) >= MAX_BACKLOG:
+                self._push_held()
+            return
+        self._enqueue([item])
+
+    def _enqueue(self, items: list) -> None:
         # Backpressure: a bounded backlog bounds the memory of results in flight and the
         # claims held until their records commit (the OS scans held locks linearly).
         with self._cond:
             while self._pending >= MAX_BACKLOG:
                 self._cond.wait()
-            self._pending += 1
-        self._queue.put(item)
+            self._pending += len(items)
+        self._queue.put(items)
+
+    def holding(self) -> bool:
+        return self._held is not None
+
+    def hold(self) -> None:
+        self._held = []
+
+    def release(self) -> None:
+        self._push_held()
+        self._held = None
+
+    def _push_held(self) -> None:
+        if self._held:
+            items, self._held = self._held, []
+            self._enqueue(items)
 
     def _loop(self) -> None:
         conn = db.connect(self._store.path / "nbmake.db")
         if self._store.durable:  # inline results are durable once their commit returns
             conn.execute("PRAGMA synchronous=FULL")
         while True:
-            batch = [self._queue.get()]
+            batch = list(self._queue.get())
             while len(batch) < 500:
                 try:
-                    batch.append(self._queue.get_nowait())
+                    batch += self._queue.get_nowait()
                 except queue.Empty:
                     break
             stop = None in batch
@@ -678,6 +722,7 @@ class _Writer:
             after()
 
     def flush(self) -> None:
+        self._push_held()
         with self._cond:
             while self._pending:
                 self._cond.wait()
@@ -687,7 +732,7 @@ class _Writer:
 
     def close(self) -> None:
         self.flush()
-        self._queue.put(None)
+        self._queue.put([None])
         self._thread.join()
 
 

@@ -35,6 +35,7 @@ from enginejobs import jobs as J  # noqa: E402
 from enginejobs.support import *  # noqa: E402,F401,F403
 from enginejobs.support import ENGINE_MODULE, PYTHON, guarded  # noqa: E402
 
+from nbmake_ext.execute import wire  # noqa: E402
 from nbmake_ext.execute.wire import KEY_BYTES, Signer, Verifier  # noqa: E402
 
 
@@ -179,7 +180,7 @@ def test_forged_messages_to_the_kernel_are_dropped_unread(make_ctx, lab, marker)
             [evil(marker)],                                              # raw bytes
             [b"returned 1", meta, evil(marker), b"", b""],                # unsigned
             wrong.frames("returned", meta, evil(marker), b"", b""),      # wrong key
-            [valid[0], valid[1], meta, evil(marker), b"x", b""],          # spliced frames
+            [valid[0], valid[1] + evil(marker)],                          # spliced body
             valid,                                                       # unknown peer
             valid,                                                       # a replay
         ]
@@ -265,24 +266,24 @@ def test_forged_messages_to_an_engine_are_dropped_unread(tmp_path, marker):
         out = tmp_path / "ran.txt"
 
         def job(job_id: str, func_key: str, payload: bytes) -> list[bytes]:
-            return [json.dumps({"job_id": job_id, "func_key": func_key, "dynamic": False,
-                                "deps": {}}).encode(), payload]
+            return [json.dumps([{"job_id": job_id, "func_key": func_key, "dynamic": False,
+                                 "deps": {}, "inline": []}]).encode(), payload]
 
         good_args = pickle.dumps(((str(out), "one"), {}))
         # Forged functions and jobs, each of which would create the marker if unpickled.
         fake.send([evil(marker)])
         fake.send([b"func 1", b"evil", evil(marker)])
         fake.send(wrong.frames("func", b"evil", evil(marker)))
-        fake.send(wrong.frames("job", *job("forged", "evil", evil(marker))))
-        fake.send([b"job 1", *job("forged", "evil", evil(marker))])
+        fake.send(wrong.frames("jobs", *job("forged", "evil", evil(marker))))
+        fake.send([b"jobs 1", *job("forged", "evil", evil(marker))])
         # The real function, then a job signed right, sent twice (the second a replay),
         # then a second job; a valid signature moved onto an evil payload in between.
         fake.send(signer.frames("func", b"good", cloudpickle.dumps(J.write_line)))
-        first = signer.frames("job", *job("j1", "good", good_args))
+        first = signer.frames("jobs", *job("j1", "good", good_args))
         fake.send(first)
         fake.send(first)
-        fake.send([first[0], first[1], first[2], evil(marker)])
-        fake.send(signer.frames("job", *job("j2", "good", pickle.dumps(((str(out), "two"),
+        fake.send([first[0], first[1].replace(good_args, evil(marker))])
+        fake.send(signer.frames("jobs", *job("j2", "good", pickle.dumps(((str(out), "two"),
                                                                           {})))))
         done = []
         while "j2" not in done:
@@ -300,7 +301,7 @@ def test_forged_messages_to_an_engine_are_dropped_unread(tmp_path, marker):
         fake.send([b"stop 99"])
         fake.send(wrong.frames("stop"))
         fake.send(signer.frames("func", b"again", cloudpickle.dumps(J.write_line)))
-        fake.send(signer.frames("job", *job("j3", "again", pickle.dumps(((str(out), "three"),
+        fake.send(signer.frames("jobs", *job("j3", "again", pickle.dumps(((str(out), "three"),
                                                                           {})))))
         kind, meta = fake.receive()
         while kind == "durable":
@@ -334,3 +335,16 @@ def test_an_engine_without_its_kernel_exits(tmp_path):
         assert proc.returncode == 0
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def test_a_message_is_one_signed_body_and_a_malformed_one_is_dropped():
+    key = os.urandom(KEY_BYTES)
+    signer, verifier = Signer(key), Verifier(key)
+    frames = signer.frames("jobs", b"meta", b"", b"x" * 100_000)
+    assert len(frames) == 2
+    assert verifier.open(frames, b"p") == ("jobs", [b"meta", b"", b"x" * 100_000])
+    # Signed right but not a body the sender could have made (a length table that lies,
+    # no header): dropped, never taken apart further.
+    for body in (b"", b"\x00\x00\x00\x05" + b"\x00" * 8, wire.pack(b"nospace", ())):
+        assert verifier.open([wire._mac(key, body), body], b"p") is None
+    assert verifier.dropped == 3

@@ -314,7 +314,8 @@ def test_a_job_killed_with_sigkill_fails_and_the_rest_goes_on(make_ctx, lab):
 
 
 @pytest.mark.timeout(60)
-def test_crash_right_after_a_result_does_not_hang(make_ctx, lab):
+@pytest.mark.parametrize("size", [0, 200_000], ids=["small", "large"])
+def test_crash_right_after_a_result_does_not_hang(make_ctx, lab, size):
     """One engine runs an ok job, then "b-bad", which exits at once. The engine says "done"
     for the ok job, fsyncs its file in a thread and says "durable" between jobs. Here the
     disk is slow (the ok job makes the engine's fsync wait until b-bad has started), so
@@ -331,13 +332,37 @@ def test_crash_right_after_a_result_does_not_hang(make_ctx, lab):
     ctx = make_ctx()  # durable, the default
     # "b-bad" in the middle, by registration and by name: whichever way the scheduler
     # orders them, an ok job runs right before it on the one engine.
-    ctx.comp(J.holds_back_fsync, lab, "ok", job_id="a-ok")
+    ctx.comp(J.holds_back_fsync, lab, "ok", size, job_id="a-ok")
     ctx.comp(J.releases_fsync_and_exits, lab, job_id="b-bad")
-    ctx.comp(J.holds_back_fsync, lab, "ok", job_id="c-ok")
+    ctx.comp(J.holds_back_fsync, lab, "ok", size, job_id="c-ok")
     with pytest.raises(JobsFailed) as info:
         guarded(ctx.parmake, n=1, within=10)
     assert list(info.value.failed) == ["b-bad"]
     assert states(ctx)["a-ok"] == "done" and states(ctx)["c-ok"] == "done"
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("durable", [True, False])
+def test_small_and_large_results_reach_dependents_on_both_engines_and_persist(
+        make_ctx, lab, durable):
+    """A small result travels to the kernel, which stores it (and hands it to dependents
+    until its file is written); a large one is a file its engine writes. Either way every
+    dependent, on whichever engine, gets the very bytes, and the store keeps them."""
+    ctx = make_ctx(durable=durable)
+    small = ctx.comp(J.sized, lab, "small", 100, job_id="small")
+    large = ctx.comp(J.sized, lab, "large", 300_000, job_id="large")
+    users = [ctx.comp(J.digests, small, large, i, job_id=f"use{i}") for i in range(6)]
+    guarded(ctx.parmake, n=2)
+    expected = J.digests(small.result(), large.result())[:2]
+    assert all(u.result()[:2] == expected for u in users)
+    again = make_ctx(name="store", durable=durable)  # a fresh process's view of the store
+    small = again.comp(J.sized, lab, "small", 100, job_id="small")
+    large = again.comp(J.sized, lab, "large", 300_000, job_id="large")
+    for i in range(6):
+        again.comp(J.digests, small, large, i, job_id=f"use{i}")
+    assert again.make().ran == 0
+    assert J.digests(small.result(), large.result())[:2] == expected
+    assert J.names(lab).count("small-start") == 1 and J.names(lab).count("large-start") == 1
 
 
 # -- 3. what does not pickle ----------------------------------------------------------------
@@ -601,6 +626,18 @@ except KeyboardInterrupt:
 print("NOT INTERRUPTED", flush=True)
 '''
 
+QUEUED = PRELUDE + '''
+warm_pool(ctx, 1)
+ctx.comp(slow, "w", job_id="w")
+for i in range(3):
+    ctx.comp(quick, i, job_id=f"q{i}")
+try:
+    ctx.parmake(n=1)
+except KeyboardInterrupt:
+    print("POOL", *ctx._pool.pids(), flush=True)
+    raise
+'''
+
 KILLED = PRELUDE + '''
 warm_pool(ctx, 2)
 ctx.comp(slow, "w", job_id="w")
@@ -675,6 +712,24 @@ def test_interrupt_stops_engine_jobs_and_reaches_the_script(tmp_path, lab, scrip
     # No engine process outlives the script.
     every_engine = first_pool.union(*pools, {pid for _, pid, _ in J.events(lab)})
     assert wait_gone(every_engine, 15) == []
+
+
+@pytest.mark.timeout(90)
+def test_an_interrupt_keeps_an_engine_that_had_jobs_queued(tmp_path, lab, script_procs):
+    """Short jobs are sent ahead to the engine; an interrupt drops the queued ones there
+    and the engine says so, so it is kept rather than killed as if it did not stop."""
+    proc = _start_script(tmp_path, lab, QUEUED)
+    script_procs.append(proc)
+    _wait_events(proc, lab, {"w-start"})
+    assert not [n for n in J.names(lab) if n.startswith("q") and n != "q-1-start"
+                and n != "q-1-end"], "the quick jobs were to wait behind w"
+    pool = set(map(int, Path(lab, "pool.txt").read_text().split()))
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert "KeyboardInterrupt" in err, (out, err)
+    after = [set(map(int, line.split()[1:])) for line in out.splitlines()
+             if line.startswith("POOL")]
+    assert after == [pool], (out, err)
 
 
 @pytest.mark.timeout(90)

@@ -258,13 +258,19 @@ def test_a_failing_job_on_an_engine_renders_its_own_traceback(fresh_kernel, tmp_
     assert_all_gone([*engines, kernel_pid])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a function defined in a notebook cell and run by parmake fails with a traceback "
-    "without its source lines: the engine has no linecache entry for the cell's file "
-    "(/tmp/ipykernel_PID/HASH.py is never written to disk); %make and %%comp cells show them"))
 def test_a_notebook_functions_traceback_from_an_engine_shows_its_source_line(fresh_kernel):
     k = fresh_kernel()
     k.ok(SETUP)
     k.ok(FAILING)
     tb = k.fails("%parmake 2 q").error["traceback"]
     assert ", in ratio\n    q = a / b" in tb   # as %make shows it
+
+
+def test_a_traceback_from_an_engine_shows_the_lines_of_callees_in_other_cells(fresh_kernel):
+    k = fresh_kernel()
+    k.ok(SETUP)
+    k.ok("def inner(x):\n    return x['missing']")
+    k.ok("def outer(x):\n    y = inner(x)\n    return y\n\nj = comp(outer, {}, job_id='j')")
+    tb = k.fails("%parmake 2 j").error["traceback"]
+    assert ", in outer\n    y = inner(x)" in tb
+    assert ", in inner\n    return x['missing']" in tb

@@ -103,7 +103,7 @@ def segfault(lab: str):
     return "survived a segfault?"
 
 
-def holds_back_fsync(lab: str, name: str):
+def holds_back_fsync(lab: str, name: str, size: int = 0):
     """An ordinary job that also makes this engine's fsyncs wait until the file
     "release-fsync" exists (a disk that is slow just then): its own result's "durable"
     notice cannot be sent before the next job has started."""
@@ -115,7 +115,20 @@ def holds_back_fsync(lab: str, name: str):
 
     fsync.real = real
     os.fsync = fsync
-    return work(lab, name)
+    return {**work(lab, name), "pad": os.urandom(size)}
+
+
+def sized(lab: str, name: str, size: int) -> bytes:
+    """``size`` random bytes (a large result is a file the engine writes, a small one
+    travels to the kernel in its message)."""
+    log(lab, f"{name}-start")
+    return os.urandom(size)
+
+
+def digests(a: bytes, b: bytes, tag: int = 0) -> list:
+    import hashlib
+
+    return [hashlib.sha256(a).hexdigest(), hashlib.sha256(b).hexdigest(), tag]
 
 
 def releases_fsync_and_exits(lab: str):
