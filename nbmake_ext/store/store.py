@@ -572,6 +572,8 @@ class Store:
 
 
 MAX_BACKLOG = 256
+GROUP_SMALL = 16      # a batch smaller than this waits GROUP_WAIT seconds for company
+GROUP_WAIT = 0.002
 
 
 @dataclass(slots=True)
@@ -614,6 +616,7 @@ class _Writer:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._held: list | None = None  # writes kept back by Store.batched
         self._pending = 0
+        self._flushing = 0
         self._cond = threading.Condition()
         self.errors: list[str] = []
         self._thread = threading.Thread(target=self._loop, name="nbmake-writer", daemon=True)
@@ -665,6 +668,11 @@ class _Writer:
             conn.execute("PRAGMA synchronous=FULL")
         while True:
             batch = list(self._queue.get())
+            if len(batch) < GROUP_SMALL and None not in batch and not self._flushing:
+                # A trickle of results (a chain on engines): wait a moment for more, so
+                # one commit (and one flush to disk) serves several, and the kernel's main
+                # thread gets the interpreter meanwhile.
+                time.sleep(GROUP_WAIT)
             while len(batch) < 500:
                 try:
                     batch += self._queue.get_nowait()
@@ -724,8 +732,12 @@ class _Writer:
     def flush(self) -> None:
         self._push_held()
         with self._cond:
-            while self._pending:
-                self._cond.wait()
+            self._flushing += 1  # someone waits: commit what there is at once
+            try:
+                while self._pending:
+                    self._cond.wait()
+            finally:
+                self._flushing -= 1
         if self.errors:
             errors, self.errors = self.errors, []
             raise StoreError("could not write to the store: " + "; ".join(errors[:3]))
