@@ -492,6 +492,7 @@ class MakeFuzz(RuleBasedStateMachine):
                     assert rec.corrupt, f"{jid} is done but its result cannot be read"
                     assert caught, "a corrupt result without a warning"
                     rec.present = rec.corrupt = False
+                    self.settled = False  # found out: the next make runs it again
                 else:
                     assert state in ("todo", "stale", "blocked"), state
             else:
