@@ -335,6 +335,32 @@ class Scheduler:
         """The driver handed ``jid`` to a runner: its inputs are loaded (or being loaded)."""
         self._started.add(jid)
 
+    # -- for runners that send jobs ahead (parmake --dask) --------------------------------
+
+    def runs_whatever(self, jid: str) -> bool:
+        """``jid`` waits for its dependencies but will run whatever results they bring: no
+        stored result of it can turn out up to date (none, forced, missing, or made from
+        other code, arguments or dependencies), so there is no early cutoff to wait for.
+        A runner may send it ahead, chained to its inputs; it is still decided (Run, Block)
+        only once they are final. Not a dynamic child still waiting for its parent."""
+        if self.status.get(jid) != WAITING:
+            return False
+        gate = _gate("")
+        if any(w.startswith(gate) for w in self.waiting_on[jid]):
+            return False
+        record = self.records.get(jid)
+        if record is None or self.forced.get(jid) or not record.present:
+            return True
+        spec = self.graph.specs[jid]
+        if record.code_fp != spec.code_fp or record.args_fp != spec.args_fp:
+            return True
+        consumed = record.dep_fps
+        return len(consumed) != len(spec.deps) or any(d not in consumed for d in spec.deps)
+
+    def dependents(self, jid: str) -> tuple[str, ...] | list[str]:
+        """The jobs that take ``jid``'s result as an input (not dynamic children)."""
+        return self._dependents.get(jid, ())
+
     def _on_result_lost(self, jid: str, consumer: str) -> None:
         record = self.records.get(jid)
         if record is not None:

@@ -257,3 +257,44 @@ def test_long_chains_need_no_recursion():
     sim.fails = {"j0"}
     sched = sim.make()
     assert len(sched.summary().blocked) == 1499
+
+
+def test_runs_whatever_names_waiting_jobs_with_no_early_cutoff():
+    """A job waiting for its inputs runs whatever they bring when no stored result of it can
+    be up to date: never ran, forced, its code or arguments changed, a dependency added."""
+    sim = Sim()
+    for s in [spec("a"), spec("b", ["a"]), spec("c", ["b"]), spec("d", ["b"]),
+              spec("e", ["b"]), spec("f", ["b"])]:
+        sim.graph.add(s)
+    sched = Scheduler(sim.graph, {}, list(sim.graph.specs), validate=True)
+    sched.start()
+    assert not sched.runs_whatever("a"), "queued, not waiting"
+    assert all(sched.runs_whatever(j) for j in "bcdef"), "none of them ever ran"
+    assert sorted(sched.dependents("b")) == ["c", "d", "e", "f"]
+
+    sim.make()
+    sim.graph.add(spec("a", code="c2"))      # runs again: its result may stay the same
+    sim.graph.add(spec("c", ["b"], code="c2"))
+    sim.graph.add(spec("d", ["b"], args="a2"))
+    sim.graph.add(spec("f", ["b", "a"]))
+    sched = Scheduler(sim.graph, sim.records, list(sim.graph.specs), forced={"e": "forced"},
+                      validate=True)
+    sched.start()
+    assert not sched.runs_whatever("b"), "b may be cut off if a makes the same result"
+    assert [j for j in "cdef" if sched.runs_whatever(j)] == ["c", "d", "e", "f"]
+    sim.records["c"].present = False
+    sched = Scheduler(sim.graph, sim.records, ["c"], validate=True)
+    sched.start()
+    assert sched.runs_whatever("c") and not sched.runs_whatever("b")
+
+
+def test_runs_whatever_leaves_a_child_behind_its_parents_gate():
+    sim = Sim()
+    sim.graph.add(spec("p", dynamic=True))
+    sim.children["p"] = [spec("k", parent="p")]
+    sim.make()
+    sim.graph.add(spec("p", code="c2", dynamic=True))
+    sim.graph.add(spec("k", code="c2", parent="p"))
+    sched = Scheduler(sim.graph, sim.records, ["p", "k"], validate=True)
+    sched.start()
+    assert sched.state("k") == "waiting" and not sched.runs_whatever("k")
