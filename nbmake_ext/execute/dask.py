@@ -5,12 +5,20 @@ module is only a runner (``remote = True``: it receives each job as a RemoteJob,
 the places of its dependencies' results in the kernel's store) that turns jobs into Dask
 tasks and finished tasks into the outcomes engines report.
 
-- The kernel decides what runs, when (the core's scheduler); Dask decides where, and
-  moves data. A job is submitted once the core says it must run (the jobs the driver
-  hands over between two polls go to the scheduler in one ``Client.map``); a dependency
-  made in this run is passed as the Dask future of its task, so its bytes go from worker
-  to worker (or stay on one); a dependency from an earlier run is read from the kernel's
-  store and sent along (scattered once if large). Workers never read the kernel's files.
+- The kernel decides what runs (the core's scheduler); Dask decides where and when, and
+  moves data. A job is submitted once the core says it must run, or earlier, "ahead",
+  when the core says it will run whatever its inputs bring (``runs_whatever``: no stored
+  result of it can be up to date, so no early cutoff is possible) and every input is
+  either final or a task of this run: then Dask chains it to its inputs' tasks, and a
+  chain does not wait for the kernel between links. The outcome of a job sent ahead is
+  reported only once the core has decided it (the driver submits it), and dropped if the
+  core decides otherwise (an input failed: it is blocked, and its task, seeing the failed
+  input, does not run the job). The tasks queued between two polls go to the scheduler
+  as one graph. A dependency made in this run is passed as the Dask future of its task,
+  so its bytes go from worker to worker (or stay on one); a dependency from an earlier
+  run is read from the kernel's store and sent along (scattered once if large). Workers
+  never read the kernel's files. Jobs sent ahead are claimed in the store first, like
+  any job about to run.
 - A task returns the pickled result (and its fingerprint, computed on the worker); the
   kernel writes the result file itself (``JobStored``) and flushes batches of them to disk
   in a background thread (``Durable``), like engines do.
@@ -51,6 +59,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..core.scheduler import OK, QUEUED, WAITING
 from ..errors import NbmakeError
 from ..store import blobs
 from ..store.results import ResultReader
@@ -110,6 +119,7 @@ class _InFlight:
     future: Any
     dynamic: bool
     attempt: int
+    ahead: bool = False     # sent before the core decided it; its outcome waits for that
     where: tuple = ()       # (worker, thread) that ran it, and when (worker's clock)
     span: tuple = ()
 
@@ -214,6 +224,8 @@ class DaskRunner:
                  durable: bool = True, hold_bytes: int = HOLD_BYTES):
         distributed = _distributed()
         self._KilledWorker = distributed.KilledWorker
+        from dask.task_spec import List, Task, TaskRef
+        self._Task, self._TaskRef, self._List = Task, TaskRef, List
         self.client, self._own_client = _connect(dask, distributed)
         self.results_dir = Path(store_path) / "results"
         self.reader = ResultReader(store_path)
@@ -221,8 +233,14 @@ class DaskRunner:
         self.durable = durable
         self.nonce = secrets.token_hex(5)
         self.topic = TOPIC
+        self.driver = None                        # the run's driver (see attach)
         self.inflight: dict[str, _InFlight] = {}  # sent, outcome not reported yet
         self.by_key: dict[str, str] = {}          # key -> job id, until the task ends in Dask
+        self.ahead: dict[str, None] = {}          # sent ahead, not submitted by the driver yet
+        self.early: dict[str, tuple] = {}         # ... and already fetched: (task, outcomes, ...)
+        self.early_durable: set[str] = set()      # ... and their result files on disk
+        self.users: dict[str, list[str]] = {}     # job -> jobs sent ahead with its task as input
+        self._frontier: deque[str] = deque()      # jobs that may be sent ahead now
         self.started: dict[str, str] = {}         # key -> worker (set on the client's loop)
         self.attempts: dict[str, int] = {}
         self.held = _Held(hold_bytes)
@@ -234,8 +252,7 @@ class DaskRunner:
         self._threads_at = -REFRESH
         self.pace = _Pace()
         self._full_at = -1.0                      # when the window last kept a job back
-        self._fetching = 0                        # ended in Dask, outcome not reported yet
-        self._unsynced = 0                        # stored, not durable yet
+        self._unsynced: set[str] = set()          # reported stored, not durable yet
         self._stopped = False
         # Tasks that ended (or were cancelled), as the client's loop sees them; its
         # condition is also the one the fetcher thread notifies.
@@ -258,9 +275,14 @@ class DaskRunner:
 
     # -- the runner interface -------------------------------------------------------------
 
+    def attach(self, driver) -> None:
+        """The driver of the run: its core says which jobs may be sent ahead, and its store
+        claims them."""
+        self.driver = driver
+
     def free_slots(self) -> int:
         # A task that ended in Dask frees its slot at once; its result is fetched meanwhile.
-        free = max(0, self._limit() - (len(self.inflight) - self._fetching))
+        free = max(0, self._limit() - len(self.by_key))
         if not free:
             self._full_at = time.monotonic()
         return free
@@ -274,22 +296,42 @@ class DaskRunner:
 
     def submit(self, job: RemoteJob) -> None:
         """Queue the job's task; queued tasks go to Dask together at the next ``poll``
-        (one message to the scheduler for many tasks)."""
-        inputs, sums = [], []
-        for dep, (file, checksum) in job.deps.items():
-            future = self.held.get(dep, checksum)
-            if future is None:
-                try:
-                    data = self.reader.read(dep, file, checksum)
-                except (OSError, blobs.CorruptResult) as exc:
-                    self.outbox.append(DependencyLost(
-                        job.job_id, dep, f"the result of {dep!r} is unreadable: {exc}"))
-                    return
-                future = self._as_input(data)
-                if future is not data:
-                    self.held.put(dep, future, checksum, len(data))
-            inputs.append(future)
-            sums.append(checksum)
+        (one message to the scheduler for many tasks). A job sent ahead is already there:
+        from now on its outcome is reported."""
+        task = self.inflight.get(job.job_id)
+        if task is not None and task.ahead:
+            self._adopt(task)
+            return
+        try:
+            inputs = [self._stored_input(dep, where, job.inline.get(dep))
+                      for dep, where in job.deps.items()]
+        except (OSError, blobs.CorruptResult) as exc:
+            self.outbox.append(DependencyLost(
+                job.job_id, exc.dep, f"the result of {exc.dep!r} is unreadable: {exc}"))
+            return
+        self._queue(job, inputs)
+
+    def _stored_input(self, dep: str, where: tuple[str, str], data: bytes | None) -> tuple:
+        """(dep, its result as a task input, checksum), from this run's futures, ``data``
+        (a result the store has not written yet) or the store. Raises (the error naming
+        ``dep``) if it is unreadable."""
+        name, checksum = where
+        future = self.held.get(dep, checksum)
+        if future is None:
+            try:
+                if data is None:
+                    data = self.reader.read(dep, name, checksum)
+            except (OSError, blobs.CorruptResult) as exc:
+                exc.dep = dep
+                raise
+            future = self._as_input(data)
+            if future is not data:
+                self.held.put(dep, future, checksum, len(data))
+        return dep, future, checksum
+
+    def _queue(self, job: RemoteJob, inputs: list[tuple], ahead: bool = False) -> None:
+        """``inputs``: (dependency, its result as bytes, a future or the key of a task
+        queued with this one, its checksum or "" when not known yet)."""
         func = self.functions.get(job.func_key)
         if func is None:
             func = self._as_input(job.func_blob)
@@ -299,12 +341,22 @@ class DaskRunner:
         key = f"{job.job_id}-{self.nonce}-{self._count}"
         attempt = self.attempts.get(job.job_id, 0) + 1
         self.attempts[job.job_id] = attempt
-        self.inflight[job.job_id] = _InFlight(job.job_id, key, None, job.dynamic, attempt)
+        self.inflight[job.job_id] = _InFlight(job.job_id, key, None, job.dynamic, attempt, ahead)
         self.by_key[key] = job.job_id
+        deps, values, sums = zip(*inputs) if inputs else ((), (), ())
         self._queued.append((key, job.job_id, job.func_key, func, self._as_input(job.payload),
-                             job.dynamic, tuple(job.deps), tuple(sums), self.topic, inputs))
+                             job.dynamic, deps, sums, self.topic, list(values)))
+        if ahead:
+            self.ahead[job.job_id] = None
+        if self.driver is not None and not job.dynamic:  # its value is a task's result
+            self._frontier.extend(self.driver.sched.dependents(job.job_id))
 
     def poll(self, timeout: float) -> list:
+        if self.driver is not None:
+            if self.ahead:
+                self._drop_decided()
+            if self._frontier:
+                self._send_ahead()
         if self._queued:
             self._send()
         with self._cond:
@@ -320,22 +372,129 @@ class DaskRunner:
             fetched = list(self._fetched)
             self._fetched.clear()
             durable = [self._synced.popleft() for _ in range(synced)]
-        for task, outcomes, checksum, size in fetched:
-            self._fetching -= 1
+        for item in fetched:
+            task = item[0]
             if self.inflight.get(task.job_id) is not task:
-                continue  # interrupted meanwhile
-            del self.inflight[task.job_id]
-            self.pace.sample(task, time.monotonic() - self._full_at < 1.0)
-            if checksum:
-                self.held.put(task.job_id, task.future, checksum, size)
-                self._unsynced += 1
-            out.extend(outcomes)
+                continue  # interrupted or dropped meanwhile
+            if task.ahead:
+                self.early[task.job_id] = item  # reported once the driver submits it
+            else:
+                self._report(item, out)
         if durable:
-            self._unsynced -= len(durable)
-            out.append(Durable(durable))
+            reported = [j for j in durable if j in self._unsynced]
+            self._unsynced.difference_update(reported)
+            self.early_durable.update(j for j in durable if j in self.early)
+            if reported:
+                out.append(Durable(reported))
         if not out and not self.busy and timeout > 0:
             time.sleep(min(timeout, 0.01))
         return out
+
+    def _report(self, item: tuple, out: list) -> None:
+        task, outcomes, checksum, size = item
+        del self.inflight[task.job_id]
+        self.pace.sample(task, time.monotonic() - self._full_at < 1.0)
+        if checksum:
+            self.held.put(task.job_id, task.future, checksum, size)
+            self._unsynced.add(task.job_id)
+        out.extend(outcomes)
+
+    # -- sending ahead ----------------------------------------------------------------------
+    # A job the core has not decided yet, but which will run whatever its inputs bring
+    # (``Scheduler.runs_whatever``), is claimed and sent to Dask with its inputs' futures,
+    # so Dask chains it to them worker to worker. Its outcome is held until the driver
+    # submits it (the core has decided it: Run), and dropped if the core decides otherwise
+    # (blocked by a failed input, or made by another process meanwhile).
+
+    def _send_ahead(self) -> None:
+        sched, specs = self.driver.sched, self.driver.graph.specs
+        room = self._limit() - len(self.by_key)
+        while self._frontier and room > 0:
+            jid = self._frontier.popleft()
+            if jid in self.inflight or not sched.runs_whatever(jid):
+                continue
+            deps = specs[jid].deps
+            inputs = self._ahead_inputs(deps)
+            if inputs is None:
+                continue  # it comes back here when its last input is sent
+            mine, _ = self.driver.store.claim([jid])
+            if not mine:
+                continue  # another process runs it: the driver waits for that
+            try:
+                job = self.driver.describe(jid)
+                inputs = [item or self._stored_input(dep, job.deps[dep], job.inline.get(dep))
+                          for dep, item in zip(deps, inputs)]
+            except Exception:  # noqa: BLE001 - the driver meets it again once it decides
+                self.driver.store.release([jid])
+                continue
+            for dep in deps:
+                if dep in self.inflight:
+                    self.users.setdefault(dep, []).append(jid)
+            self._queue(job, inputs, ahead=True)
+            room -= 1
+
+    def _ahead_inputs(self, deps: tuple[str, ...]) -> list | None:
+        """Per input of a job to send ahead: (dep, its task, "") when this run makes it in
+        Dask, None when it has its final result (stored); None overall if some input is
+        neither (not decided yet, or a dynamic job's value, made in the kernel)."""
+        state, out = self.driver.sched.state, []
+        for dep in deps:
+            task = self.inflight.get(dep)
+            if task is not None:
+                if task.dynamic:
+                    return None
+                out.append((dep, task.future or self._TaskRef(task.key), ""))
+            elif state(dep) in OK:
+                out.append(None)
+            else:
+                return None
+        return out
+
+    def _adopt(self, task: _InFlight) -> None:
+        """The driver submits a job sent ahead: its outcome is reported from now on."""
+        task.ahead = False
+        del self.ahead[task.job_id]
+        item = self.early.pop(task.job_id, None)
+        if item is None:
+            return
+        self._report(item, self.outbox)
+        if task.job_id in self.early_durable:
+            self.early_durable.discard(task.job_id)
+            self._unsynced.discard(task.job_id)
+            self.outbox.append(Durable([task.job_id]))
+
+    def _drop_decided(self) -> None:
+        """Jobs sent ahead that the core decided otherwise than Run: drop them."""
+        state = self.driver.sched.state
+        gone = [j for j in self.ahead if state(j) not in (WAITING, QUEUED)]
+        if gone:
+            self._drop(gone)
+
+    def _drop(self, job_ids: list[str]) -> None:
+        """Forget jobs sent ahead (not submitted by the driver), and every job sent ahead
+        on their results; cancel what still runs; release the claims the driver does not
+        hold."""
+        stack, futures, release = list(job_ids), [], []
+        state = self.driver.sched.state
+        while stack:
+            jid = stack.pop()
+            task = self.inflight.get(jid)
+            if task is None or not task.ahead:
+                continue
+            del self.inflight[jid], self.ahead[jid]
+            self.early.pop(jid, None)
+            self.early_durable.discard(jid)
+            if self.by_key.pop(task.key, None) is not None and task.future is not None:
+                futures.append(task.future)
+            if state(jid) != QUEUED:  # the driver claimed it and submits it
+                release.append(jid)
+            stack.extend(self.users.pop(jid, ()))
+        self.driver.store.release(release)
+        if futures:
+            try:
+                self.client.cancel(futures)
+            except Exception:  # noqa: BLE001 - their results are ignored anyway
+                pass
 
     def interrupt(self) -> list[str]:
         """Cancel every job's task; say which ones Dask cannot stop (already running)."""
@@ -344,12 +503,9 @@ class DaskRunner:
         running = [(t.job_id, self.started[t.key]) for t in self.inflight.values()
                    if t.key in self.started and t.key in self.by_key]
         futures = [t.future for t in self.inflight.values() if t.future is not None]
-        self.inflight.clear()
-        self.by_key.clear()
+        self._forget()
         self.outbox.clear()
-        self._queued.clear()
         self.ended.clear()
-        self._fetching = 0
         if futures:
             try:
                 self.client.cancel(futures)
@@ -367,9 +523,9 @@ class DaskRunner:
         self._stopped = True
         try:
             futures = [t.future for t in self.inflight.values() if t.future is not None]
-            self.inflight.clear()
-            self.by_key.clear()
-            self._queued.clear()
+            if self.driver is not None:  # sent ahead and never decided to run: blocked
+                self.driver.store.release(list(self.ahead))
+            self._forget()
             if futures:
                 self.client.cancel(futures)
             _listeners.pop(self.nonce, None)
@@ -381,6 +537,17 @@ class DaskRunner:
             self.functions.clear()
             if self._own_client:
                 self.client.close()
+
+    def _forget(self) -> None:
+        """Every task, sent or about to be sent."""
+        self.inflight.clear()
+        self.by_key.clear()
+        self._queued.clear()
+        self.ahead.clear()
+        self.early.clear()
+        self.early_durable.clear()
+        self.users.clear()
+        self._frontier.clear()
 
     def _check_retries(self) -> None:
         """Dask runs a task again elsewhere when its worker dies, up to the scheduler's
@@ -424,10 +591,12 @@ class DaskRunner:
         return self.client.scatter(data, hash=False)
 
     def _send(self) -> None:
-        """Hand the queued tasks to Dask in one go."""
+        """Hand the queued tasks to Dask in one go: one graph, in which a task takes the
+        tasks it depends on (futures, or tasks of the same graph) as inputs."""
         queued, self._queued = self._queued, []
-        columns = list(zip(*queued))
-        futures = self.client.map(_task, *columns, key=list(columns[0]), pure=False)
+        Task, List = self._Task, self._List
+        graph = {args[0]: Task(args[0], _task, *args[:-1], List(*args[-1])) for args in queued}
+        futures = self.client.get(graph, list(graph), sync=False)
         for future in futures:
             job_id = self.by_key.get(future.key)
             if job_id is not None:
@@ -442,19 +611,24 @@ class DaskRunner:
 
     def _ended(self, done: list, out: list) -> None:
         finished = []
+        dropped = []
         for future in done:
             job_id = self.by_key.pop(future.key, None)
             if job_id is None:
-                continue  # cancelled by an interrupt, or sent again
+                continue  # cancelled by an interrupt or a drop, or sent again
             task = self.inflight[job_id]
             if future.status == "finished":
                 self.started.pop(task.key, None)
                 finished.append(task)
+            elif task.ahead:  # an input of it was lost: the driver sends it again if need be
+                self.started.pop(task.key, None)
+                dropped.append(job_id)
             else:
                 del self.inflight[job_id]
                 self._failed(task, out)
+        if dropped:
+            self._drop(dropped)
         if finished:
-            self._fetching += len(finished)
             with self._cond:
                 self._to_fetch.extend(finished)
                 if self._fetch_idle:
@@ -647,6 +821,12 @@ class _WorkerCache:
         return func
 
     def value(self, job_id: str, checksum: str, data: Any) -> Any:
+        """``data``: stored bytes, or the result of the dependency's task in this run (a
+        job sent ahead learns its input's checksum from it)."""
+        if not isinstance(data, bytes):
+            if data[0] != "ok":
+                raise _InputFailed(job_id)
+            checksum = data[3]
         key = (job_id, checksum)
         with self.lock:
             item = self.values.get(key)
@@ -675,6 +855,11 @@ class _WorkerCache:
 _cache = _WorkerCache()
 
 
+class _InputFailed(Exception):
+    """An input of a job sent ahead did not succeed: the job does not run (the kernel
+    blocks it)."""
+
+
 def _task(key: str, job_id: str, func_key: str, func_blob: bytes, payload: bytes,
           dynamic: bool, dep_ids: tuple, dep_sums: tuple, topic: str, inputs: list) -> tuple:
     """One job, on a Dask worker. Returns ("ok", data, result_fp, checksum, out, err,
@@ -701,6 +886,9 @@ def _task(key: str, job_id: str, func_key: str, func_blob: bytes, payload: bytes
         values = {d: _cache.value(d, s, x) for d, s, x in zip(dep_ids, dep_sums, inputs)}
         args = resolve(args, values.__getitem__)
         kwargs = resolve(kwargs, values.__getitem__)
+    except _InputFailed as exc:
+        return ("raised", f"its input {exc} did not succeed", "", "", "",
+                (started, started, 0.0, 0.0, where, 0))
     except LookupError as exc:  # a %%comp output its cell did not bind
         return ("raised", str(exc), "", "", "", (started, started, 0.0, 0.0, where, 0))
     except Exception as exc:  # noqa: BLE001 - e.g. a module the worker cannot import

@@ -131,6 +131,9 @@ class Driver:
         self._blobs: dict[str, bytes] = {}
         self._last_elsewhere_check = 0.0
         self.started_at = time.time()
+        attach = getattr(runner, "attach", None)
+        if attach is not None:  # a runner that sends jobs ahead follows the run's decisions
+            attach(self)
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -353,25 +356,12 @@ class Driver:
 
     def _prepare_remote(self, jid: str, spec) -> RemoteJob | None:
         """Engines get bytes and the places of their inputs; no value is loaded here."""
-        sources = b"{}"
         try:
-            if spec.func is not None:
-                key, blob = function_blob(spec)
-                sources = function_sources(spec)
-                data = payload(spec)
-                args, kwargs = spec.args, spec.kwargs
-            elif jid in self.child_calls:
-                key, blob, data = self.child_calls[jid]
-                args, kwargs = (), {}
-            else:
-                key = self.stored[jid].func_key
-                blob = self._blobs.get(key) or self.store.function_blob(key)
-                data = self.store.load_payload(jid)
-                args, kwargs = (), {}
-            self._blobs[key] = blob
+            key, blob, data, sources = self._definition(jid)
         except Exception as exc:  # noqa: BLE001
             self._fail(jid, f"cannot load the job's definition: {exc!r}", "", None)
             return None
+        args, kwargs = (spec.args, spec.kwargs) if spec.func is not None else ((), {})
         deps, inline = {}, {}
         for dep in spec.deps:
             where = self._location(dep)
@@ -385,6 +375,40 @@ class Driver:
         results = self.sched.results
         self.running[jid] = ({d: results[d] for d in spec.deps}, args, kwargs)
         return RemoteJob(jid, key, blob, data, deps, spec.dynamic, inline, sources)
+
+    def describe(self, jid: str) -> RemoteJob:
+        """A job as a runner would send it ahead, before it is decided: with the places of
+        those inputs that have a stored result (a runner that sends jobs ahead prefers the
+        ones it is making). Raises if the definition cannot be loaded."""
+        spec = self.graph.specs[jid]
+        deps, inline = {}, {}
+        for dep in spec.deps:
+            where = self._location(dep)
+            if where is not None:
+                deps[dep] = where
+                pending = self.store.pending_result(dep)
+                if pending is not None:
+                    inline[dep] = pending
+        key, blob, data, sources = self._definition(jid)
+        return RemoteJob(jid, key, blob, data, deps, spec.dynamic, inline, sources)
+
+    def _definition(self, jid: str) -> tuple[str, bytes, bytes, bytes]:
+        """(function key, function pickle, arguments pickle, function sources) of a job, as
+        engines get it."""
+        spec = self.graph.specs[jid]
+        sources = b"{}"
+        if spec.func is not None:
+            key, blob = function_blob(spec)
+            sources = function_sources(spec)
+            data = payload(spec)
+        elif jid in self.child_calls:
+            key, blob, data = self.child_calls[jid]
+        else:
+            key = self.stored[jid].func_key
+            blob = self._blobs.get(key) or self.store.function_blob(key)
+            data = self.store.load_payload(jid)
+        self._blobs[key] = blob
+        return key, blob, data, sources
 
     def _location(self, job_id: str) -> tuple[str, str] | None:
         where = self.locations.get(job_id)

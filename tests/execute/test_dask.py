@@ -434,6 +434,139 @@ def test_no_job_waits_behind_another_while_a_worker_is_idle(client, make_ctx, la
         assert report.ran == 3 and not report.failed, report.failed
 
 
+# -- 2b. jobs sent ahead: chained in Dask before the kernel decides them -------------------
+
+def hold_then_fail(lab: str, name: str):
+    hold(lab, name)
+    raise ValueError(f"{name} is broken")
+
+
+def leaf_again(lab: str, name: str, x):  # leaf's body under another name: other code
+    log(lab, name)
+    return x * 10
+
+
+def tasks_in_dask(client, *jobs: str) -> set[str]:
+    """Which of these jobs have a task on the scheduler (keys are ``<job id>-<nonce>-<n>``)."""
+    keys = client.run_on_scheduler(lambda dask_scheduler: [str(k) for k in dask_scheduler.tasks])
+    return {j for j in jobs for k in keys if k.rsplit("-", 2)[0] == j}
+
+
+def while_running(lab: str, name: str, look) -> list:
+    """In a thread: once job ``name`` started, call ``look()`` until it returns something
+    true (bounded), keep that, then release the job."""
+    seen: list = []
+
+    def watch():
+        try:
+            if wait_for(Path(lab, f"started-{name}")):
+                end = time.monotonic() + WAIT
+                while time.monotonic() < end:
+                    found = look()
+                    if found:
+                        seen.append(found)
+                        break
+                    time.sleep(0.02)
+        finally:
+            Path(lab, f"release-{name}").touch()
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    seen.append(thread)
+    return seen
+
+
+@pytest.mark.timeout(120)
+def test_a_chain_goes_to_dask_before_its_head_ends_and_is_recorded(client, make_ctx, lab):
+    ctx = make_ctx()
+    head = ctx.comp(hold, lab, "head", job_id="head")
+    chain = [head]
+    for i in range(3):
+        chain.append(ctx.comp(work, lab, f"link{i}", chain[-1], job_id=f"link{i}"))
+    links = ("link0", "link1", "link2")
+    seen = while_running(lab, "head", lambda: tasks_in_dask(client, *links) == set(links))
+    report = ctx.parmake(dask=client, n=8)
+    seen[0].join(WAIT)
+    assert seen[1:] == [True], "the chain was not in Dask while its head ran"
+    assert report.ran == 4 and not report.failed
+    value = chain[-1].result()
+    assert value["name"] == "link2" and value["inputs"][0]["inputs"][0]["name"] == "link0"
+    assert value["inputs"][0]["inputs"][0]["inputs"] == ["head"]
+    assert {r.job_id: r.state for r in ctx.ls()} == dict.fromkeys(["head", *links], "done")
+    d = ctx.details("link1")
+    assert d.stdout == "link1 says hello\n" and d.engine in worker_pids(client)
+    assert [r["name"] for r in [chain[1].result(), chain[2].result()]] == ["link0", "link1"]
+
+    ran = events(lab)
+    again = ctx.parmake(dask=client)
+    assert again.ran == 0 and again.skipped == 4
+    assert events(lab) == ran
+    assert set(states(make_ctx()).values()) == {"done"}
+
+
+@pytest.mark.timeout(120)
+def test_jobs_sent_ahead_of_a_failure_end_blocked_and_never_run(client, make_ctx, lab):
+    ctx = make_ctx()
+    bad = ctx.comp(hold_then_fail, lab, "bad", job_id="bad")
+    dep0 = ctx.comp(work, lab, "dep0", bad, job_id="dep0")
+    ctx.comp(work, lab, "dep1", dep0, job_id="dep1")
+    ctx.comp(work, lab, "ok", 1, job_id="ok")
+    seen = while_running(lab, "bad", lambda: tasks_in_dask(client, "dep0", "dep1")
+                         == {"dep0", "dep1"})
+    with pytest.raises(JobsFailed) as info:
+        ctx.parmake(dask=client, n=8)
+    seen[0].join(WAIT)
+    assert seen[1:] == [True], "the dependents were not in Dask while the failing job ran"
+    assert info.value.failed == {"bad": "ValueError: bad is broken"}
+    assert info.value.blocked == {"dep0": "bad", "dep1": "bad"}
+    assert timeless(ctx.lines[-1]) == "parmake: 1 done, 1 failed, 2 blocked, 0 up to date in Ts"
+    st = states(ctx)
+    assert (st["bad"], st["dep0"], st["dep1"], st["ok"]) == ("failed", "blocked", "blocked",
+                                                            "done")
+    assert sorted(names(lab)) == ["bad", "ok"], "a job blocked by a failure ran"
+    # Their claims are let go: another store on the same directory may take them.
+    assert make_ctx().store.claim(["dep0", "dep1"]) == (["dep0", "dep1"], {})
+    idle(client)
+
+
+@pytest.mark.timeout(120)
+def test_a_job_another_process_claimed_is_not_sent_ahead(client, make_ctx, lab):
+    ctx = make_ctx()
+    head = ctx.comp(hold, lab, "head", job_id="head")
+    mid = ctx.comp(work, lab, "mid", head, job_id="mid")
+    ctx.comp(work, lab, "tail", mid, job_id="tail")
+    other = make_ctx()  # the same store, opened again: its claims exclude ours
+    assert other.store.claim(["mid"]) == (["mid"], {})
+    in_dask: list = []
+
+    def look():  # mid (and so tail, its dependent) stay out of Dask while mid is claimed
+        in_dask.append(tasks_in_dask(client, "mid", "tail"))
+        other.store.release(["mid"])
+        return True
+
+    seen = while_running(lab, "head", look)
+    report = ctx.parmake(dask=client, n=8)
+    seen[0].join(WAIT)
+    assert in_dask == [set()], in_dask
+    assert report.ran == 3 and not report.failed
+    assert sorted(names(lab)) == ["head", "mid", "tail"]
+
+
+@pytest.mark.timeout(120)
+def test_a_job_that_may_be_cut_off_is_not_sent_ahead(client, make_ctx, lab):
+    """a's code changes but it makes the same result: b and c stay up to date, so they
+    must not run on a worker ahead of that decision."""
+    ctx = make_ctx()
+    a = ctx.comp(leaf, lab, "a", 1, job_id="a")
+    b = ctx.comp(leaf, lab, "b", a, job_id="b")
+    ctx.comp(leaf, lab, "c", b, job_id="c")
+    assert ctx.parmake(dask=client).ran == 3
+    ctx.comp(leaf_again, lab, "a", 1, job_id="a")
+    report = ctx.parmake(dask=client, n=8)
+    assert (report.ran, report.skipped) == (1, 2)
+    assert sorted(names(lab)) == ["a", "a", "b", "c"]
+
+
 # -- 3. dynamic jobs ------------------------------------------------------------------------
 
 @pytest.mark.timeout(120)
