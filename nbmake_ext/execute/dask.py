@@ -68,11 +68,13 @@ from .pool import DependencyLost, Durable, JobStored, RemoteJob, Requeue
 
 INSTALL_HINT = 'parmake --dask needs the Dask distributed package: pip install "nbmake-ext[dask]"'
 
-DEPTH = 2                 # jobs in Dask per worker thread, at least (the next one is there)
-MAX_DEPTH = 16            # ... and at most, however short the jobs are
+PER_THREAD = 64           # jobs in Dask at once per worker thread (Dask queues them) ...
+MIN_WINDOW = 256          # ... and at least this many
 SEND_AS_DATA = 1 << 20    # inputs (results, payloads, functions) this large are scattered
 HOLD_BYTES = 2 << 30      # results kept on the cluster for their dependents (then: the store)
 REFRESH = 2.0             # seconds between looks at the cluster's size
+LOOK_EVERY = 0.2          # seconds between looks for jobs sent ahead that will not run
+COALESCE = 0.02           # seconds the run loop sleeps while Dask has a backlog
 ATTEMPTS = 2              # a job queued on a worker that died is sent again, once
 
 
@@ -120,37 +122,8 @@ class _InFlight:
     dynamic: bool
     attempt: int
     ahead: bool = False     # sent before the core decided it; its outcome waits for that
-    where: tuple = ()       # (worker, thread) that ran it, and when (worker's clock)
-    span: tuple = ()
-
-
-class _Pace:
-    """How many jobs to keep in Dask per worker thread (at least DEPTH): one more each time
-    worker threads are seen idle between jobs (gaps on their own clock over a tenth of a
-    job's duration) while the kernel had more jobs than it could send (the window was
-    full): the round trip through the kernel is then longer than a job."""
-
-    def __init__(self):
-        self.depth = DEPTH
-        self.last_end: dict[tuple, float] = {}
-        self.duration = 0.0
-        self.gap = 0.0
-        self.count = 0
-
-    def sample(self, task: _InFlight, window_full: bool) -> None:
-        if not task.span:
-            return
-        start, end = task.span
-        previous = self.last_end.get(task.where)
-        self.last_end[task.where] = end
-        self.duration = 0.9 * self.duration + 0.1 * (end - start) if self.count else end - start
-        if previous is None or not window_full:
-            return
-        self.gap = 0.9 * self.gap + 0.1 * max(0.0, start - previous)
-        self.count += 1
-        if self.count % 8 == 0 and self.gap > 0.1 * max(self.duration, 1e-4) \
-                and self.depth < MAX_DEPTH:
-            self.depth += 1
+    made: tuple = ()        # (sent ahead) inputs from tasks of this run: (dep, its task's key)
+    stored: tuple = ()      # (sent ahead) inputs from the store: (dep, checksum)
 
 
 class _Held:
@@ -240,6 +213,8 @@ class DaskRunner:
         self.early: dict[str, tuple] = {}         # ... and already fetched: (task, outcomes, ...)
         self.early_durable: set[str] = set()      # ... and their result files on disk
         self.users: dict[str, list[str]] = {}     # job -> jobs sent ahead with its task as input
+        self._made: dict[str, str] = {}           # job -> key of the task whose result was reported
+        self._looked_at = 0.0                     # when jobs sent ahead were last checked
         self._frontier: deque[str] = deque()      # jobs that may be sent ahead now
         self.started: dict[str, str] = {}         # key -> worker (set on the client's loop)
         self.attempts: dict[str, int] = {}
@@ -247,11 +222,10 @@ class DaskRunner:
         self.functions: dict[str, Any] = {}       # func key -> future of a large function blob
         self.outbox: list = []
         self._queued: list[tuple] = []            # tasks not handed to Dask yet
+        self._ahead_queued = False                # ... among them, jobs sent ahead
         self._count = 0
         self._threads = 0
         self._threads_at = -REFRESH
-        self.pace = _Pace()
-        self._full_at = -1.0                      # when the window last kept a job back
         self._unsynced: set[str] = set()          # reported stored, not durable yet
         self._stopped = False
         # Tasks that ended (or were cancelled), as the client's loop sees them; its
@@ -282,10 +256,7 @@ class DaskRunner:
 
     def free_slots(self) -> int:
         # A task that ended in Dask frees its slot at once; its result is fetched meanwhile.
-        free = max(0, self._limit() - len(self.by_key))
-        if not free:
-            self._full_at = time.monotonic()
-        return free
+        return max(0, self._limit() - len(self.by_key))
 
     def has_capacity(self) -> bool:
         return self.free_slots() > 0
@@ -300,8 +271,10 @@ class DaskRunner:
         from now on its outcome is reported."""
         task = self.inflight.get(job.job_id)
         if task is not None and task.ahead:
-            self._adopt(task)
-            return
+            if self._consumed_as_decided(task, job):
+                self._adopt(task)
+                return
+            self._drop([job.job_id])  # its inputs are not the results the core recorded
         try:
             inputs = [self._stored_input(dep, where, job.inline.get(dep))
                       for dep, where in job.deps.items()]
@@ -341,28 +314,38 @@ class DaskRunner:
         key = f"{job.job_id}-{self.nonce}-{self._count}"
         attempt = self.attempts.get(job.job_id, 0) + 1
         self.attempts[job.job_id] = attempt
-        self.inflight[job.job_id] = _InFlight(job.job_id, key, None, job.dynamic, attempt, ahead)
+        task = _InFlight(job.job_id, key, None, job.dynamic, attempt, ahead)
+        if ahead:
+            task.made = tuple((d, x.key) for d, x, s in inputs if not s)
+            task.stored = tuple((d, s) for d, x, s in inputs if s)
+        self.inflight[job.job_id] = task
         self.by_key[key] = job.job_id
         deps, values, sums = zip(*inputs) if inputs else ((), (), ())
         self._queued.append((key, job.job_id, job.func_key, func, self._as_input(job.payload),
                              job.dynamic, deps, sums, self.topic, list(values)))
         if ahead:
             self.ahead[job.job_id] = None
+            self._ahead_queued = True
         if self.driver is not None and not job.dynamic:  # its value is a task's result
             self._frontier.extend(self.driver.sched.dependents(job.job_id))
 
     def poll(self, timeout: float) -> list:
         if self.driver is not None:
-            if self.ahead:
+            if self.ahead and time.monotonic() - self._looked_at > LOOK_EVERY:
                 self._drop_decided()
             if self._frontier:
                 self._send_ahead()
-        if self._queued:
+        if self._queued and self._send_due():
             self._send()
         with self._cond:
-            if timeout > 0 and not (self.outbox or self.ended.has_ready() or self._fetched
-                                    or self._synced) and (self.inflight or self._unsynced):
+            idle = timeout > 0 and not (self.outbox or self.ended.has_ready() or self._fetched
+                                        or self._synced) and (self.inflight or self._unsynced)
+            if idle and not self._backlog():
                 self._cond.wait(timeout)
+        if idle and self._backlog():
+            # Dask has work queued for every worker thread: nothing here is urgent, so
+            # take what ends meanwhile in one go rather than waking up for each task.
+            time.sleep(min(timeout, COALESCE))
         done = self.ended.next_batch(block=False)
         out, self.outbox = self.outbox, []
         if done:
@@ -393,10 +376,10 @@ class DaskRunner:
     def _report(self, item: tuple, out: list) -> None:
         task, outcomes, checksum, size = item
         del self.inflight[task.job_id]
-        self.pace.sample(task, time.monotonic() - self._full_at < 1.0)
         if checksum:
             self.held.put(task.job_id, task.future, checksum, size)
             self._unsynced.add(task.job_id)
+            self._made[task.job_id] = task.key
         out.extend(outcomes)
 
     # -- sending ahead ----------------------------------------------------------------------
@@ -450,6 +433,14 @@ class DaskRunner:
                 return None
         return out
 
+    def _consumed_as_decided(self, task: _InFlight, job: RemoteJob) -> bool:
+        """Did the job sent ahead take as inputs the very results the core decided on (the
+        tasks whose outcomes were reported, the stored files the driver names now)? Not if
+        an input was dropped, sent again, or made by another process meanwhile."""
+        made = self._made
+        return all(made.get(dep) == key for dep, key in task.made) and \
+            all(job.deps[dep][1] == checksum for dep, checksum in task.stored)
+
     def _adopt(self, task: _InFlight) -> None:
         """The driver submits a job sent ahead: its outcome is reported from now on."""
         task.ahead = False
@@ -464,7 +455,10 @@ class DaskRunner:
             self.outbox.append(Durable([task.job_id]))
 
     def _drop_decided(self) -> None:
-        """Jobs sent ahead that the core decided otherwise than Run: drop them."""
+        """Jobs sent ahead that the core decided otherwise than Run: drop them (their
+        tasks are cancelled, their claims let go). Now and then: the check that counts is
+        the one made when the driver submits a job sent ahead."""
+        self._looked_at = time.monotonic()
         state = self.driver.sched.state
         gone = [j for j in self.ahead if state(j) not in (WAITING, QUEUED)]
         if gone:
@@ -543,10 +537,12 @@ class DaskRunner:
         self.inflight.clear()
         self.by_key.clear()
         self._queued.clear()
+        self._ahead_queued = False
         self.ahead.clear()
         self.early.clear()
         self.early_durable.clear()
         self.users.clear()
+        self._made.clear()
         self._frontier.clear()
 
     def _check_retries(self) -> None:
@@ -582,7 +578,21 @@ class DaskRunner:
                 self._threads = sum(self.client.nthreads().values())
             except Exception:  # noqa: BLE001 - keep the last known size
                 pass
-        return max(1, self._threads) * self.pace.depth
+        return max(MIN_WINDOW, self._threads * PER_THREAD)
+
+    def _backlog(self) -> bool:
+        """More tasks in Dask than twice its worker threads."""
+        return len(self.by_key) - len(self._queued) > 2 * max(1, self._threads)
+
+    def _send_due(self) -> bool:
+        """While Dask has most of the window queued, what the driver hands over waits to go
+        with more (each graph sent costs the scheduler an update): one graph per quarter of
+        the window rather than one per poll. Jobs sent ahead go at once (a chain waits for
+        them)."""
+        if self._ahead_queued:
+            return True
+        limit = self._limit()
+        return len(self.by_key) - len(self._queued) <= limit - max(1, limit // 4)
 
     def _as_input(self, data: bytes) -> Any:
         """Small bytes travel inside the task; large ones are scattered (once)."""
@@ -594,6 +604,7 @@ class DaskRunner:
         """Hand the queued tasks to Dask in one go: one graph, in which a task takes the
         tasks it depends on (futures, or tasks of the same graph) as inputs."""
         queued, self._queued = self._queued, []
+        self._ahead_queued = False
         Task, List = self._Task, self._List
         graph = {args[0]: Task(args[0], _task, *args[:-1], List(*args[-1])) for args in queued}
         futures = self.client.get(graph, list(graph), sync=False)
@@ -715,9 +726,6 @@ class DaskRunner:
         """(task, outcomes, checksum of a stored result or "", its size)."""
         job_id = task.job_id
         kind = result[0]
-        timing = result[-1]
-        if timing[5]:
-            task.where, task.span = (timing[4], timing[5]), (timing[0], timing[1])
         if kind == "dynamic":
             _, template, children, stdout, stderr, timing = result
             outcomes = [ChildSpec(pickle.loads(body), blob, data) for body, blob, data in children]
