@@ -725,6 +725,8 @@ class DaskRunner:
     def _outcomes(self, task: _InFlight, result: tuple) -> tuple:
         """(task, outcomes, checksum of a stored result or "", its size)."""
         job_id = task.job_id
+        if isinstance(result, bytes):
+            result = _unpack(result)
         kind = result[0]
         if kind == "dynamic":
             _, template, children, stdout, stderr, timing = result
@@ -828,21 +830,20 @@ class _WorkerCache:
                 self.functions[key] = func
         return func
 
-    def value(self, job_id: str, checksum: str, data: Any) -> Any:
-        """``data``: stored bytes, or the result of the dependency's task in this run (a
+    def value(self, job_id: str, checksum: str, data: bytes) -> Any:
+        """``data``: stored bytes, or the outcome of the dependency's task in this run (a
         job sent ahead learns its input's checksum from it)."""
-        if not isinstance(data, bytes):
-            if data[0] != "ok":
+        outcome = _unpack(data)  # ("ok", data, result_fp, checksum, ...) or None
+        if outcome is not None:
+            if outcome[0] != "ok":
                 raise _InputFailed(job_id)
-            checksum = data[3]
+            data, checksum = outcome[1], outcome[3]
         key = (job_id, checksum)
         with self.lock:
             item = self.values.get(key)
             if item is not None:
                 self.values.move_to_end(key)
                 return item[0]
-        if not isinstance(data, bytes):
-            data = data[1]  # a finished task's result tuple: ("ok", data, ...)
         value = pickle.loads(data)
         self.put(key, value, len(data))
         return value
@@ -868,8 +869,25 @@ class _InputFailed(Exception):
     blocks it)."""
 
 
-def _task(key: str, job_id: str, func_key: str, func_blob: bytes, payload: bytes,
-          dynamic: bool, dep_ids: tuple, dep_sums: tuple, topic: str, inputs: list) -> tuple:
+# What a task returns: its outcome tuple, pickled, after this prefix. One bytes object is
+# what Dask moves cheapest (it serializes each item of a tuple apart), and the prefix tells
+# a dependent's task an input made in this run from a stored result (a pickle: b"\x80...").
+OUTCOME = b"nbmake-outcome\x00"
+
+
+def _task(*args) -> bytes:
+    return OUTCOME + pickle.dumps(_run_job(*args), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _unpack(data: bytes) -> tuple | None:
+    """The outcome a task returned, or None for other bytes (a stored result)."""
+    if not data.startswith(OUTCOME):
+        return None
+    return pickle.loads(memoryview(data)[len(OUTCOME):])
+
+
+def _run_job(key: str, job_id: str, func_key: str, func_blob: bytes, payload: bytes,
+             dynamic: bool, dep_ids: tuple, dep_sums: tuple, topic: str, inputs: list) -> tuple:
     """One job, on a Dask worker. Returns ("ok", data, result_fp, checksum, out, err,
     timing), ("dynamic", template, children, out, err, timing) or ("raised", error,
     traceback, out, err, timing). Never raises: a job's failure is a result."""
