@@ -74,7 +74,7 @@ SEND_AS_DATA = 1 << 20    # inputs (results, payloads, functions) this large are
 HOLD_BYTES = 2 << 30      # results kept on the cluster for their dependents (then: the store)
 REFRESH = 2.0             # seconds between looks at the cluster's size
 LOOK_EVERY = 0.2          # seconds between looks for jobs sent ahead that will not run
-COALESCE = 0.02           # seconds the run loop sleeps while Dask has a backlog
+COALESCE = 0.05           # seconds the run loop sleeps while Dask has a backlog
 ATTEMPTS = 2              # a job queued on a worker that died is sent again, once
 
 
