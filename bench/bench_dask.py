@@ -17,8 +17,9 @@ L trivial jobs, each ``step(previous result, i)``; the same two with jobs that t
   ``client.gather`` of every future;
 - ``nbmake parmake --dask``: ``ctx.parmake(dask=client)`` on a fresh store (registration
   of the jobs is timed apart and not included): every result is fingerprinted, written to
-  the kernel's store and fsynced, the jobs' output captured, and each job submitted when
-  the core decides it must run (so each link of a chain goes through the kernel);
+  the kernel's store and fsynced, the jobs' output captured; jobs that must run whatever
+  their inputs bring (here: all, on a fresh store) go to Dask ahead, chained to their
+  inputs' tasks, and are recorded as the kernel decides them;
 - ``nbmake parmake (engines)``: the same jobs on 2 local engines (a warm pool, results
   cleaned between repeats), for reference.
 

@@ -11,16 +11,18 @@ tasks and finished tasks into the outcomes engines report.
   result of it can be up to date, so no early cutoff is possible) and every input is
   either final or a task of this run: then Dask chains it to its inputs' tasks, and a
   chain does not wait for the kernel between links. The outcome of a job sent ahead is
-  reported only once the core has decided it (the driver submits it), and dropped if the
-  core decides otherwise (an input failed: it is blocked, and its task, seeing the failed
-  input, does not run the job). The tasks queued between two polls go to the scheduler
-  as one graph. A dependency made in this run is passed as the Dask future of its task,
+  reported only once the core has decided it (the driver submits it) and only if it
+  consumed the very results the core recorded (else it is sent again); it is dropped if
+  the core decides otherwise (an input failed: it is blocked, and its task, seeing the
+  failed input, does not run the job). The tasks queued between two polls go to the
+  scheduler as one graph. A dependency made in this run is passed as the Dask future of its task,
   so its bytes go from worker to worker (or stay on one); a dependency from an earlier
   run is read from the kernel's store and sent along (scattered once if large). Workers
   never read the kernel's files. Jobs sent ahead are claimed in the store first, like
   any job about to run.
-- A task returns the pickled result (and its fingerprint, computed on the worker); the
-  kernel writes the result file itself (``JobStored``) and flushes batches of them to disk
+- A task returns the pickled result (and its fingerprint, computed on the worker), all
+  of its outcome in one bytes object (Dask would serialize each item of a tuple apart);
+  the kernel writes the result file itself (``JobStored``) and flushes batches of them to disk
   in a background thread (``Durable``), like engines do.
 - A dynamic job's children travel back with its result (``ChildSpec`` outcomes before its
   ``JobReturned`` template), so the core always knows a child before its parent's value.
@@ -32,9 +34,12 @@ tasks and finished tasks into the outcomes engines report.
   a job that was only queued on that worker (never started) is sent again, once. (The
   cluster should not retry tasks itself: ``distributed.scheduler.allowed-failures: 0``;
   a warning says so otherwise.)
-- How many jobs are in Dask at once: ``n`` if given, else the cluster's worker threads
-  times a depth from 2 to 16 that grows while worker threads are seen waiting between jobs
-  for the kernel (short jobs, long round trips).
+- How many jobs are in Dask at once (sent ahead or not): ``n`` if given, else 64 per
+  worker thread of the cluster, at least 256; Dask queues them and places them as
+  workers free up. What the driver hands over while Dask has most of that window queued
+  waits to go in one graph with more (each graph costs the scheduler an update), and
+  while Dask has a backlog the run loop takes finished tasks in batches (every 50 ms)
+  rather than waking for each one.
 - An interrupt cancels every task Dask can cancel; a task already running cannot be
   stopped by Dask: it is named, runs to its end on its worker, and its result is dropped.
 - When a worker dies, the results it held are let go of (dependents then get them from
@@ -569,8 +574,12 @@ class DaskRunner:
     # -- sending --------------------------------------------------------------------------
 
     def _limit(self) -> int:
+        """How many jobs may be in Dask at once."""
         if self.n is not None:
             return self.n
+        return max(MIN_WINDOW, self._cluster_threads() * PER_THREAD)
+
+    def _cluster_threads(self) -> int:
         now = time.monotonic()
         if now - self._threads_at > REFRESH:
             self._threads_at = now
@@ -578,11 +587,11 @@ class DaskRunner:
                 self._threads = sum(self.client.nthreads().values())
             except Exception:  # noqa: BLE001 - keep the last known size
                 pass
-        return max(MIN_WINDOW, self._threads * PER_THREAD)
+        return max(1, self._threads)
 
     def _backlog(self) -> bool:
         """More tasks in Dask than twice its worker threads."""
-        return len(self.by_key) - len(self._queued) > 2 * max(1, self._threads)
+        return len(self.by_key) - len(self._queued) > 2 * self._cluster_threads()
 
     def _send_due(self) -> bool:
         """While Dask has most of the window queued, what the driver hands over waits to go
