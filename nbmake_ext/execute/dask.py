@@ -67,7 +67,7 @@ from typing import Any
 from ..core.scheduler import OK, QUEUED, WAITING
 from ..errors import NbmakeError
 from ..store import blobs
-from ..store.results import ResultReader
+from ..store.results import INLINE_MAX, ResultReader
 from .outcomes import ChildSpec, JobRaised, JobReturned, Timing
 from .pool import DependencyLost, Durable, JobStored, RemoteJob, Requeue
 
@@ -383,8 +383,9 @@ class DaskRunner:
         del self.inflight[task.job_id]
         if checksum:
             self.held.put(task.job_id, task.future, checksum, size)
-            self._unsynced.add(task.job_id)
             self._made[task.job_id] = task.key
+            if _file_of(item):
+                self._unsynced.add(task.job_id)
         out.extend(outcomes)
 
     # -- sending ahead ----------------------------------------------------------------------
@@ -716,8 +717,8 @@ class DaskRunner:
             if self._stopped:
                 return
             item = self._outcomes(task, result)
-            if item[2]:
-                written.append((task.job_id, item[1][0].file))
+            if _file_of(item):
+                written.append((task.job_id, _file_of(item)))
             with self._cond:
                 self._fetched.append(item)
                 self._cond.notify()
@@ -753,6 +754,9 @@ class DaskRunner:
         if sum_ != worker_sum:
             return task, [JobRaised(job_id, "its result was damaged on its way from the worker "
                                     "(checksum mismatch)", "", stdout, stderr, timing)], "", 0
+        if len(data) <= INLINE_MAX:  # a row of the store's database, which the store writes
+            return task, [JobStored(job_id, result_fp, "", sum_, (0, 0), timing, stdout, stderr,
+                                    data)], sum_, len(data)
         name = blobs.file_name(job_id, sum_)
         try:
             stamp = blobs.write_atomic(self.results_dir, name, data, durable=False)
@@ -767,6 +771,12 @@ class DaskRunner:
         Dask forget them rather than compute them again; dependents get the stored files."""
         self.held.clear()
         self.functions.clear()
+
+
+def _file_of(item: tuple) -> str:
+    """The result file a fetched task's outcome wrote ("" for none: failed, dynamic, or a
+    small result the store keeps as a row)."""
+    return item[1][0].file if item[2] else ""
 
 
 def _format_tb(exc: BaseException, tb) -> str:

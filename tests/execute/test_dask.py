@@ -303,19 +303,45 @@ def test_inputs_a_serial_make_stored_reach_the_workers(client, make_ctx, lab):
     assert [r["inputs"] for r in result["inputs"][0]] == [[0], [1]]
 
 
+def sized(n: int) -> bytes:
+    return b"x" * n
+
+
+def size_of(*blobs_: bytes) -> list[int]:
+    return [len(b) for b in blobs_]
+
+
+@pytest.mark.timeout(120)
+def test_small_results_are_rows_of_the_store_large_ones_files(client, make_ctx):
+    ctx = make_ctx()
+    small = ctx.comp(sized, 100, job_id="small")
+    large = ctx.comp(sized, 100 << 10, job_id="large")
+    both = ctx.comp(size_of, small, large, job_id="both")
+    assert ctx.parmake(dask=client).ran == 3
+    assert ctx.store.details("small")["r_file"] == ":db"
+    assert ctx.store.details("large")["r_file"].endswith(".pkl")
+    assert both.result() == [100, 100 << 10]
+    assert make_ctx().comp(sized, 100, job_id="small").result() == b"x" * 100
+    ctx.clean("both")
+    assert ctx.parmake(dask=client).ran == 1  # its stored inputs: a row and a file
+    assert both.result() == [100, 100 << 10]
+
+
 @pytest.mark.timeout(120)
 def test_dependencies_move_between_workers_not_through_the_kernel(client, make_ctx, lab,
                                                                   monkeypatch):
     """Results made in the run reach their dependents as Dask futures; only results stored
     by an earlier run are read by the kernel (and sent along)."""
+    from nbmake_ext.store.results import ResultReader
+
     reads: list[str] = []
-    real = nbdask.blobs.read_checked
+    real = ResultReader.read
 
-    def counting(directory, name, checksum):
-        reads.append(name)
-        return real(directory, name, checksum)
+    def counting(reader, job_id, name, checksum):
+        reads.append(job_id)
+        return real(reader, job_id, name, checksum)
 
-    monkeypatch.setattr(nbdask.blobs, "read_checked", counting)
+    monkeypatch.setattr(ResultReader, "read", counting)
     ctx = make_ctx()
     a = ctx.comp(work, lab, "a", 1, job_id="a")
     b = ctx.comp(work, lab, "b", a, job_id="b")
