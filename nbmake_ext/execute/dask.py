@@ -15,15 +15,16 @@ tasks and finished tasks into the outcomes engines report.
   consumed the very results the core recorded (else it is sent again); it is dropped if
   the core decides otherwise (an input failed: it is blocked, and its task, seeing the
   failed input, does not run the job). The tasks queued between two polls go to the
-  scheduler as one graph. A dependency made in this run is passed as the Dask future of its task,
-  so its bytes go from worker to worker (or stay on one); a dependency from an earlier
-  run is read from the kernel's store and sent along (scattered once if large). Workers
-  never read the kernel's files. Jobs sent ahead are claimed in the store first, like
-  any job about to run.
+  scheduler as one graph. A dependency made in this run is passed as the Dask future of
+  its task, so its bytes go from worker to worker (or stay on one); a dependency from an
+  earlier run is read from the kernel's store and sent along (scattered once if large).
+  Workers never read the kernel's files. Jobs sent ahead are claimed in the store first,
+  like any job about to run.
 - A task returns the pickled result (and its fingerprint, computed on the worker), all
-  of its outcome in one bytes object (Dask would serialize each item of a tuple apart);
-  the kernel writes the result file itself (``JobStored``) and flushes batches of them to disk
-  in a background thread (``Durable``), like engines do.
+  of its outcome in one bytes object (Dask would serialize each item of a tuple apart).
+  A small result goes to the store as a row (``JobStored`` with its data); the kernel
+  writes a large one's file itself and flushes batches of them to disk in a background
+  thread (``Durable``), like engines do.
 - A dynamic job's children travel back with its result (``ChildSpec`` outcomes before its
   ``JobReturned`` template), so the core always knows a child before its parent's value.
 - Each task key is ``<job id>-<run nonce>-<n>``: unique per run and attempt, so Dask never
