@@ -113,6 +113,15 @@ def function_sources(spec: JobSpec) -> bytes:
     return blob
 
 
+def install_sources(sources: dict[str, str]) -> None:
+    """In the process that runs a job: the lines ``function_sources`` sent, so tracebacks
+    of the job's functions show them. An entry without an mtime is never checked against
+    the disk (``linecache.checkcache`` keeps it)."""
+    for filename, text in sources.items():
+        lines = text.splitlines(keepends=True)
+        linecache.cache[filename] = (len(text), None, lines, filename)
+
+
 def payload(spec: JobSpec) -> bytes:
     call = (spec.args, spec.kwargs)
     try:

@@ -52,6 +52,7 @@ Output capture on workers is per thread (Dask runs several tasks per process at 
 from __future__ import annotations
 
 import io
+import json
 import os
 import pickle
 import secrets
@@ -67,6 +68,7 @@ from typing import Any
 
 from ..core.scheduler import OK, QUEUED, WAITING
 from ..errors import NbmakeError
+from ..registration import install_sources
 from ..store import blobs
 from ..store.results import INLINE_MAX, ResultReader
 from .outcomes import ChildSpec, JobRaised, JobReturned, Timing
@@ -313,8 +315,10 @@ class DaskRunner:
         queued with this one, its checksum or "" when not known yet)."""
         func = self.functions.get(job.func_key)
         if func is None:
-            func = self._as_input(job.func_blob)
-            if func is not job.func_blob:
+            # With the lines of its notebook cells, so that its tracebacks show them.
+            bundle = pickle.dumps((job.func_blob, job.sources), protocol=pickle.HIGHEST_PROTOCOL)
+            func = self._as_input(bundle)
+            if func is not bundle:
                 self.functions[job.func_key] = func
         self._count += 1
         key = f"{job.job_id}-{self.nonce}-{self._count}"
@@ -534,6 +538,7 @@ class DaskRunner:
             pass
         finally:
             self._fetcher.shutdown(wait=True)
+            self.reader.close()
             self.held.clear()
             self.functions.clear()
             if self._own_client:
@@ -840,9 +845,13 @@ class _WorkerCache:
         self.values: OrderedDict[tuple[str, str], tuple[Any, int]] = OrderedDict()
         self.size, self.budget = 0, budget
 
-    def function(self, key: str, blob: bytes) -> Any:
+    def function(self, key: str, bundle: bytes) -> Any:
+        """``bundle``: the function's pickle and the json of its code files that exist only
+        in the kernel (installed in linecache here)."""
         func = self.functions.get(key)
         if func is None:
+            blob, sources = pickle.loads(bundle)
+            install_sources(json.loads(sources))
             func = pickle.loads(blob)
             with self.lock:
                 if len(self.functions) > 1000:

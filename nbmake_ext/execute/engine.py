@@ -34,7 +34,6 @@ engine -> kernel:
 from __future__ import annotations
 
 import json
-import linecache
 import os
 import pickle
 import queue
@@ -49,6 +48,7 @@ import zmq
 
 from ..fingerprint import digest
 from ..promise import resolve
+from ..registration import install_sources
 from ..store import blobs
 from ..store.results import INLINE_MAX as RESULT_ROW_MAX, ResultReader
 from ..store.store import dumps_value
@@ -144,7 +144,7 @@ class Engine:
         kind, payloads = opened
         if kind == "func":
             self.functions[payloads[0].decode()] = payloads[1]
-            _install_sources(json.loads(payloads[2]) if len(payloads) > 2 else {})
+            install_sources(json.loads(payloads[2]) if len(payloads) > 2 else {})
         elif kind == "jobs":
             frames = iter(payloads[1:])
             for meta in json.loads(payloads[0]):
@@ -322,15 +322,6 @@ def decode_running(data: bytes) -> str:
     older id after it)."""
     size = int.from_bytes(data[:4], "big")
     return data[4:4 + size].decode("utf-8", "surrogatepass") if len(data) >= 4 + size else ""
-
-
-def _install_sources(sources: dict[str, str]) -> None:
-    """Lines of code files that exist only in the kernel (notebook cells), so tracebacks
-    of their functions show them. An entry without an mtime is never checked against
-    the disk (``linecache.checkcache`` keeps it)."""
-    for filename, text in sources.items():
-        lines = text.splitlines(keepends=True)
-        linecache.cache[filename] = (len(text), None, lines, filename)
 
 
 def _bare(spec):

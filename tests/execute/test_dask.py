@@ -14,6 +14,7 @@ has a hard timeout.
 
 from __future__ import annotations
 
+import linecache
 import os
 import re
 import signal
@@ -22,6 +23,7 @@ import sys
 import textwrap
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -287,6 +289,25 @@ def test_jobs_run_in_the_workers_processes_and_results_are_cached(client, addres
     third = ctx.parmake(dask=client)
     assert third.ran == 1 and third.skipped == 6
     assert names(lab).count("total") == 2 and names(lab).count("load3") == 1
+
+
+@pytest.mark.timeout(120)
+def test_a_notebook_functions_traceback_from_a_worker_shows_its_source_lines(client, make_ctx):
+    # Functions of notebook cells live in files only the kernel's linecache holds.
+    ns = {"__name__": "__main__"}
+    cells = {"inner": "def inner(x):\n    return x['missing']\n",
+             "outer": "def outer(x):\n    y = inner(x)\n    return y\n"}
+    for name, src in cells.items():
+        filename = f"/tmp/ipykernel_nowhere/{uuid.uuid4().hex}-{name}.py"
+        linecache.cache[filename] = (len(src), None, src.splitlines(True), filename)
+        exec(compile(src, filename, "exec"), ns)
+    ctx = make_ctx()
+    ctx.comp(ns["outer"], {}, job_id="j")
+    with pytest.raises(JobsFailed):
+        ctx.parmake(dask=client)
+    tb = ctx.details("j").traceback
+    assert ", in outer\n    y = inner(x)" in tb, tb
+    assert ", in inner\n    return x['missing']" in tb, tb
 
 
 @pytest.mark.timeout(120)
