@@ -478,17 +478,28 @@ class Store:
         conn.executemany("DELETE FROM results WHERE job_id=?",
                          [(j,) for j, r in last.items()
                           if not is_inline(r.name) and is_inline(before.get(j))])
+        texts: dict[Any, str] = {}  # jobs of one function share their code parts and reasons
+
+        def shared(key: Any, make: Callable[[], str]) -> str:
+            text = texts.get(key)
+            if text is None:
+                text = texts[key] = make()
+            return text
+
         conn.executemany(
             "UPDATE jobs SET state='done', forced=0, r_code_fp=?, r_code_parts=?, r_args_fp=?,"
             " r_arg_fps=?, r_dep_fps=?, r_result_fp=?, r_file=?, r_checksum=?, r_size=?,"
             " r_mtime=?, started=?, ended=?, duration=?, cpu=?, engine=?, error=NULL,"
             " blocked_by=NULL, reasons=? WHERE job_id=?",
-            [(r.record.code_fp, _parts_json(r.record.code_parts, conn), r.record.args_fp,
-              _parts_json(r.record.arg_fps, conn), json.dumps(dict(r.record.dep_fps)),
-              r.record.result_fp, r.name, r.sum_, r.stamp[0], r.stamp[1],
-              r.timing.get("started"), r.timing.get("ended"), r.timing.get("duration"),
-              r.timing.get("cpu"), r.timing.get("engine"),
-              json.dumps(list(r.timing.get("reasons", ()))), r.job_id) for r in results])
+            [(r.record.code_fp,
+              shared(id(r.record.code_parts), lambda: _parts_json(r.record.code_parts, conn)),
+              r.record.args_fp, _parts_json(r.record.arg_fps, conn),
+              json.dumps(dict(r.record.dep_fps)), r.record.result_fp, r.name, r.sum_,
+              r.stamp[0], r.stamp[1], r.timing.get("started"), r.timing.get("ended"),
+              r.timing.get("duration"), r.timing.get("cpu"), r.timing.get("engine"),
+              shared(tuple(r.timing.get("reasons", ())),
+                     lambda: json.dumps(list(r.timing.get("reasons", ())))), r.job_id)
+             for r in results])
         conn.executemany("INSERT OR REPLACE INTO logs VALUES (?,?,?,'')",
                          [(j, *r.logs) for j, r in last.items() if r.logs[0] or r.logs[1]])
         conn.executemany("DELETE FROM logs WHERE job_id=?",
