@@ -4,6 +4,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 import warnings
 
 import pytest
@@ -291,3 +292,32 @@ def test_the_writer_thread_never_reads_through_the_main_connection(tmp_path):
     assert store.job("a").record.code_parts() == {"m.f": "code"}
     assert store.details("b")["error"] == "boom"
     store.close()
+
+
+_OPEN_AT_ONCE = """
+import sys
+from pathlib import Path
+from nbmake_ext.store import Store
+go = Path(sys.argv[2])
+while not go.exists():  # spin: every process opens within microseconds of the others
+    pass
+Store(sys.argv[1]).close()
+"""
+
+
+@pytest.mark.timeout(120)
+def test_processes_creating_one_store_at_once_all_open_it(tmp_path):
+    """The first opening of a store switches its database to WAL, which SQLite may refuse
+    at once (not after a wait) while another process is doing the same."""
+    failures = []
+    for attempt in range(12):
+        store, go = tmp_path / f"s{attempt}", tmp_path / f"go{attempt}"
+        procs = [subprocess.Popen([sys.executable, "-c", _OPEN_AT_ONCE, str(store), str(go)],
+                                  stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        time.sleep(0.4)  # both started and waiting
+        go.touch()
+        for p in procs:
+            _, err = p.communicate(timeout=60)
+            if p.returncode:
+                failures.append(err.strip().splitlines()[-1])
+    assert not failures, failures
