@@ -398,7 +398,7 @@ def print_report(args, sizes, make_sizes, shapes, versions, reg_tools, build_too
     p("")
 
     # 1. registration
-    p(f"== 1. Registration: µs per comp() call (fresh process, empty store, nothing run) ==")
+    p("== 1. Registration: µs per comp() call (fresh process, empty store, nothing run) ==")
     header = ["shape", "tool"] + [fmt_n(n) for n in sizes]
     rows = []
     for shape in shapes:

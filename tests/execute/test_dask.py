@@ -34,7 +34,6 @@ import dask  # noqa: E402
 import psutil  # noqa: E402
 
 from nbmake_ext import Context, JobsFailed, NbmakeError  # noqa: E402
-from nbmake_ext.execute import dask as nbdask  # noqa: E402
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 

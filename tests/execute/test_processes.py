@@ -18,7 +18,6 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent / "scripts"))
 
 import proctools as pt  # noqa: E402
-from proctools import lab, procs  # noqa: E402,F401 - fixtures
 
 
 def summary(out: str, command: str = "make") -> str:

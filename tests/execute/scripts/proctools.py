@@ -18,8 +18,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import pytest
-
 PYTHON = sys.executable
 VENV_BIN = Path(PYTHON).parent
 NBMAKE = str(VENV_BIN / "nbmake")
@@ -193,25 +191,3 @@ def parse_ls(text: str) -> dict[str, str]:
 
 def interrupt(p: subprocess.Popen) -> None:
     p.send_signal(signal.SIGINT)
-
-
-# -- fixtures for the tests that drive these processes (imported by them) -----------------
-
-
-@pytest.fixture
-def procs():
-    """Processes a test starts; whatever is left of them is killed at the end."""
-    p = Procs()
-    try:
-        yield p
-    finally:
-        p.cleanup()
-
-
-@pytest.fixture
-def lab(tmp_path):
-    """(directory, log, store, env) for one test."""
-    log = tmp_path / "jobs.log"
-    store = tmp_path / "store"
-    env = env_for(log, NBMAKE_TEST_STORE=str(store))
-    return tmp_path, log, store, env
