@@ -397,15 +397,9 @@ class Model:
                 p.consumed[j] = consumed
                 if s.call is not None:
                     out = run_child(self.runs_with(s), s.call, values.__getitem__)
-                    if out.ok:
-                        outcome[j] = RUN
-                        values[j] = p.value[j] = out.value
-                    else:
-                        outcome[j] = FAIL
-                    final.add(j)
-                    continue
-                out = run_job(self.runs_with(s), s.job, j, lambda slot: values[self.top[slot]])
-                if not s.dynamic:
+                else:
+                    out = run_job(self.runs_with(s), s.job, j, lambda slot: values[self.top[slot]])
+                if s.call is not None or not s.dynamic:
                     if out.ok:
                         outcome[j] = RUN
                         values[j] = p.value[j] = out.value
