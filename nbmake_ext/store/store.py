@@ -389,17 +389,20 @@ class Store:
     def changed(self, known: dict[str, StoredJob], job_ids: list[str]) -> dict[str, StoredJob]:
         """Of ``job_ids``, those whose stored outcome differs from ``known``, reread.
         (A cheap look at three columns; full rows only for what changed.)"""
-        rows = []
-        for chunk in _chunks(job_ids):
-            rows += self._conn.execute(
-                f"SELECT job_id, state, r_file, ended FROM jobs WHERE job_id IN ({_marks(chunk)})",
-                chunk).fetchall()
-        differ = []
-        for jid, state, r_file, ended in rows:
+        # The comparison runs in SQLite, so that only the rows that differ come back (the
+        # ended times compare exactly: they travel as bound doubles, not as text).
+        was = []
+        for jid in job_ids:
             k = known.get(jid)
-            was = ("todo", None, None) if k is None else (k.state, k.r_file, k.ended)
-            if was != (state, r_file, ended):
-                differ.append(jid)
+            was.append((jid, "todo", None, None) if k is None else (jid, k.state, k.r_file, k.ended))
+        differ = []
+        for i in range(0, len(was), 4000):
+            chunk = was[i:i + 4000]
+            differ += [jid for (jid,) in self._conn.execute(
+                "SELECT j.job_id FROM jobs AS j JOIN (VALUES "
+                + ",".join(["(?,?,?,?)"] * len(chunk)) + ") AS k ON j.job_id = k.column1"
+                " WHERE j.state IS NOT k.column2 OR j.r_file IS NOT k.column3"
+                " OR j.ended IS NOT k.column4", [v for row in chunk for v in row])]
         return self.snapshot_of(differ) if differ else {}
 
     # -- recording a run (ordered, on the writer thread) ------------------------------------
@@ -464,20 +467,20 @@ class Store:
                         results: list["_Result"]) -> Callable[[], None]:
         """Record results in a few statements (the writer's hot path), and say what to do
         once committed: release the claims, remove the files they replace."""
-        ids = list(dict.fromkeys(r.job_id for r in results))
-        before: dict[str, str | None] = {}
+        last = {r.job_id: r for r in results}  # a job recorded twice: its last run counts
+        ids = list(last)
+        before: dict[str, str] = {}  # the result files these records replace
         for chunk in _chunks(ids):
             before.update(conn.execute(
-                f"SELECT job_id, r_file FROM jobs WHERE job_id IN ({_marks(chunk)})", chunk))
-        last = {r.job_id: r for r in results}
+                f"SELECT job_id, r_file FROM jobs WHERE job_id IN ({_marks(chunk)})"
+                f" AND r_file IS NOT NULL AND r_file != '{INLINE}'", chunk))
         obsolete = [r.name for r in results if last[r.job_id] is not r and not is_inline(r.name)]
-        obsolete += [old for jid, old in before.items()
-                     if old and not is_inline(old) and old != last[jid].name]
-        conn.executemany("INSERT OR REPLACE INTO results VALUES (?, ?)",
-                         [(r.job_id, r.data) for r in last.values() if is_inline(r.name)])
-        conn.executemany("DELETE FROM results WHERE job_id=?",
-                         [(j,) for j, r in last.items()
-                          if not is_inline(r.name) and is_inline(before.get(j))])
+        obsolete += [old for jid, old in before.items() if old != last[jid].name]
+        inline = [r for r in last.values() if is_inline(r.name)]
+        _insert_rows(conn, "INSERT OR REPLACE INTO results VALUES", 2,
+                     [(r.job_id, r.data) for r in inline])
+        _where_in(conn, "DELETE FROM results WHERE job_id IN",
+                  [j for j, r in last.items() if not is_inline(r.name)])
         texts: dict[Any, str] = {}  # jobs of one function share their code parts and reasons
 
         def shared(key: Any, make: Callable[[], str]) -> str:
@@ -486,24 +489,20 @@ class Store:
                 text = texts[key] = make()
             return text
 
-        conn.executemany(
-            "UPDATE jobs SET state='done', forced=0, r_code_fp=?, r_code_parts=?, r_args_fp=?,"
-            " r_arg_fps=?, r_dep_fps=?, r_result_fp=?, r_file=?, r_checksum=?, r_size=?,"
-            " r_mtime=?, started=?, ended=?, duration=?, cpu=?, engine=?, error=NULL,"
-            " blocked_by=NULL, reasons=? WHERE job_id=?",
-            [(r.record.code_fp,
-              shared(id(r.record.code_parts), lambda: _parts_json(r.record.code_parts, conn)),
-              r.record.args_fp, _parts_json(r.record.arg_fps, conn),
-              json.dumps(dict(r.record.dep_fps)), r.record.result_fp, r.name, r.sum_,
-              r.stamp[0], r.stamp[1], r.timing.get("started"), r.timing.get("ended"),
-              r.timing.get("duration"), r.timing.get("cpu"), r.timing.get("engine"),
-              shared(tuple(r.timing.get("reasons", ())),
-                     lambda: json.dumps(list(r.timing.get("reasons", ())))), r.job_id)
-             for r in results])
-        conn.executemany("INSERT OR REPLACE INTO logs VALUES (?,?,?,'')",
-                         [(j, *r.logs) for j, r in last.items() if r.logs[0] or r.logs[1]])
-        conn.executemany("DELETE FROM logs WHERE job_id=?",
-                         [(j,) for j, r in last.items() if not (r.logs[0] or r.logs[1])])
+        _update_rows(conn, "jobs", _RESULT_COLUMNS, "state='done', forced=0, error=NULL, blocked_by=NULL", [
+            (r.job_id, r.record.code_fp,
+             shared(id(r.record.code_parts), lambda: _parts_json(r.record.code_parts, conn)),
+             r.record.args_fp, _parts_json(r.record.arg_fps, conn),
+             json.dumps(dict(r.record.dep_fps)), r.record.result_fp, r.name, r.sum_,
+             r.stamp[0], r.stamp[1], r.timing.get("started"), r.timing.get("ended"),
+             r.timing.get("duration"), r.timing.get("cpu"), r.timing.get("engine"),
+             shared(tuple(r.timing.get("reasons", ())),
+                    lambda: json.dumps(list(r.timing.get("reasons", ())))))
+            for r in last.values()])
+        _insert_rows(conn, "INSERT OR REPLACE INTO logs VALUES", 4,
+                     [(j, *r.logs, "") for j, r in last.items() if r.logs[0] or r.logs[1]])
+        _where_in(conn, "DELETE FROM logs WHERE job_id IN",
+                  [j for j, r in last.items() if not (r.logs[0] or r.logs[1])])
 
         def after() -> None:  # committed: others may now see the results, and run no more
             for r in results:
@@ -788,6 +787,41 @@ def _parts_json(parts: Any, conn: sqlite3.Connection) -> str:
     if callable(parts):
         parts = parts()
     return parts if isinstance(parts, str) else json.dumps(dict(parts), sort_keys=True)
+
+
+_RESULT_COLUMNS = ("r_code_fp", "r_code_parts", "r_args_fp", "r_arg_fps", "r_dep_fps",
+                   "r_result_fp", "r_file", "r_checksum", "r_size", "r_mtime", "started",
+                   "ended", "duration", "cpu", "engine", "reasons")
+
+
+# Many rows per statement: the sqlite3 module lets other threads run during every step of
+# a statement, so a statement per row hands the interpreter lock back and forth per row.
+
+def _insert_rows(conn: sqlite3.Connection, head: str, width: int, rows: list[tuple]) -> None:
+    per = 30000 // width
+    for i in range(0, len(rows), per):
+        chunk = rows[i:i + per]
+        row = "(" + ",".join("?" * width) + ")"
+        conn.execute(f"{head} {','.join([row] * len(chunk))}",
+                     [v for r in chunk for v in r])
+
+
+def _where_in(conn: sqlite3.Connection, head: str, ids: list[str]) -> None:
+    for chunk in _chunks(ids, 30000):
+        conn.execute(f"{head} ({_marks(chunk)})", chunk)
+
+
+def _update_rows(conn: sqlite3.Connection, table: str, columns: tuple[str, ...], also: str,
+                 rows: list[tuple]) -> None:
+    """UPDATE many rows keyed by job_id (each row: job_id, then ``columns``)."""
+    sets = ", ".join(f"{c}=n.column{k + 2}" for k, c in enumerate(columns))
+    width = len(columns) + 1
+    per = 30000 // width
+    row = "(" + ",".join("?" * width) + ")"
+    for i in range(0, len(rows), per):
+        chunk = rows[i:i + per]
+        conn.execute(f"UPDATE {table} SET {also}, {sets} FROM (VALUES {','.join([row] * len(chunk))})"
+                     f" AS n WHERE {table}.job_id=n.column1", [v for r in chunk for v in r])
 
 
 def _chunks(ids: list, size: int = 500):
