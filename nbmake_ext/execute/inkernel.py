@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import sys
@@ -19,14 +18,19 @@ class _Tee(io.TextIOBase):
     """Captures a job's output and, when asked, shows it as it comes."""
 
     def __init__(self, echo_to: TextIO | None):
-        self.buffer_ = io.StringIO()
+        self.parts: list[str] = []
         self.echo_to = echo_to
 
     def write(self, text: str) -> int:
-        self.buffer_.write(text)
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        self.parts.append(text)
         if self.echo_to is not None:
             self.echo_to.write(text)
         return len(text)
+
+    def getvalue(self) -> str:
+        return "".join(self.parts)
 
     def flush(self) -> None:
         if self.echo_to is not None:
@@ -66,23 +70,26 @@ def run_call(call: Call, sink, echo: bool = False, engine: str = "kernel") -> li
     args = call.args
     if call.dynamic:
         args = (DynamicContext(call.job_id, sink), *args)
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = out, err
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            value = call.func(*args, **call.kwargs)
+        value = call.func(*args, **call.kwargs)
     except (KeyboardInterrupt, SystemExit) as exc:
         if isinstance(exc, SystemExit):
             return [_raised(call, exc, out, err, timing, t0, c0)]
         raise
     except BaseException as exc:  # noqa: BLE001 - a job's failure must never stop the make
         return [_raised(call, exc, out, err, timing, t0, c0)]
+    finally:
+        sys.stdout, sys.stderr = saved
     _finish(timing, t0, c0)
-    return [JobReturned(call.job_id, value, out.buffer_.getvalue(), err.buffer_.getvalue(), timing)]
+    return [JobReturned(call.job_id, value, out.getvalue(), err.getvalue(), timing)]
 
 
 def _raised(call, exc, out, err, timing, t0, c0) -> JobRaised:
     _finish(timing, t0, c0)
     return JobRaised(call.job_id, error_line(exc), format_job_traceback(exc),
-                     out.buffer_.getvalue(), err.buffer_.getvalue(), timing)
+                     out.getvalue(), err.getvalue(), timing)
 
 
 def _finish(timing: Timing, t0: float, c0: float) -> None:

@@ -280,6 +280,14 @@ class Store:
             return
         self.flush()
         conn = self._conn
+        texts: dict[int, str] = {}  # the jobs of one function share their code parts
+
+        def parts_json(parts: Any) -> str:
+            text = texts.get(id(parts))
+            if text is None:
+                text = texts[id(parts)] = _parts_json(parts, conn)
+            return text
+
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.executemany(
@@ -294,8 +302,8 @@ class Store:
                 " code_parts=excluded.code_parts, args_fp=excluded.args_fp, deps=excluded.deps,"
                 " def_fp=excluded.def_fp, func_key=excluded.func_key, payload=excluded.payload",
                 [(s.job_id, s.function, s.parent, int(s.dynamic), s.code_fp,
-                  _parts_json(s.code_parts, conn), s.args_fp, json.dumps(list(s.deps)), s.def_fp, key,
-                  payload) for s, key, _, payload in entries],
+                  parts_json(s.code_parts), s.args_fp, json.dumps(list(s.deps)) if s.deps else "[]",
+                  s.def_fp, key, payload) for s, key, _, payload in entries],
             )
             conn.execute("COMMIT")
         except BaseException:
