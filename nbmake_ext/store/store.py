@@ -110,8 +110,17 @@ def _loads(text: str | None) -> Any:
     return value
 
 
+_PLAIN = frozenset({int, float, complex, str, bytes, bool, type(None)})
+
+
 def dumps_value(value: Any) -> bytes:
-    """Results and payloads: cloudpickle, so notebook-defined classes survive a restart."""
+    """Results and payloads: cloudpickle, so notebook-defined classes survive a restart.
+    Plain values (and short tuples and lists of them) take the standard pickler, which
+    writes the same bytes without cloudpickle's cost of setting up a pickler."""
+    kind = type(value)
+    if kind in _PLAIN or (kind is tuple or kind is list) and len(value) <= 32 \
+            and all(type(v) in _PLAIN for v in value):
+        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
     return cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
 
 

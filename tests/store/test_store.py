@@ -1,6 +1,7 @@
 """The store on a real directory: atomic results, checksums, claims, permissions."""
 
 import os
+import pickle
 import stat
 import subprocess
 import sys
@@ -321,3 +322,17 @@ def test_processes_creating_one_store_at_once_all_open_it(tmp_path):
             if p.returncode:
                 failures.append(err.strip().splitlines()[-1])
     assert not failures, failures
+
+
+def test_plain_results_pickle_to_the_bytes_cloudpickle_writes_and_others_go_by_value():
+    import cloudpickle
+
+    for value in (7, 2.5, "x", b"y", None, True, 3 + 4j, (1, "a", None), [1.5, 2], 10**40):
+        assert dumps_value(value) == cloudpickle.dumps(value, protocol=5), value
+
+    class Local:  # the standard pickler refuses it; cloudpickle takes it by value
+        def __init__(self, n):
+            self.n = n
+
+    back = pickle.loads(dumps_value([Local(3)]))
+    assert back[0].n == 3 and type(back[0]).__name__ == "Local"
