@@ -57,11 +57,23 @@ def _removed(label: str) -> str:
     return f"no longer calls {short_label(label)}"
 
 
+UNRECORDED = ""  # the digest of an argument that was the call's only one: not taken
+
+
+def one_argument(name: str) -> str:
+    """The recorded per-argument digests of a call of one argument (json)."""
+    return json.dumps({name: UNRECORDED})
+
+
 def argument_reasons(old: Any, new: Any) -> list[str]:
+    """Which arguments changed, given that the arguments' fingerprint did."""
     old, new = _mapping(old), _mapping(new)
     if not old or not new:
         return ["arguments changed"]
-    out = [f"argument {_arg_name(k)} changed" for k in new if k in old and old[k] != new[k]]
+    if len(old) == 1 and old.keys() == new.keys():  # the only argument: it changed
+        return [f"argument {_arg_name(k)} changed" for k in new]
+    out = [f"argument {_arg_name(k)} changed" for k in new
+           if k in old and old[k] != new[k] and old[k] != UNRECORDED]
     out += [f"argument {_arg_name(k)} added" for k in new if k not in old]
     out += [f"argument {_arg_name(k)} removed" for k in old if k not in new]
     return out or ["arguments changed"]

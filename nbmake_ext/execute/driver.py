@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..core import events as ev
+from ..core import signature
 from ..core.graph import Graph
 from ..core.jobspec import RunRecord
 from ..core.scheduler import QUEUED, Scheduler
@@ -582,9 +583,16 @@ def _info(timing: Timing, stdout: str, stderr: str) -> dict[str, Any]:
             "stderr": stderr}
 
 
-def _lazy_arg_fps(args: tuple, kwargs: dict) -> Callable[[], dict[str, str]]:
+_ONE_ARGUMENT = signature.one_argument("0")
+
+
+def _lazy_arg_fps(args: tuple, kwargs: dict) -> Callable[[], dict[str, str]] | str:
     """Per-argument digests, taken when the record is written (on the store's writer
-    thread) or a reason is asked for: not between a result and its dependent's start."""
+    thread) or a reason is asked for: not between a result and its dependent's start.
+    A call of one argument records only its name: when the arguments' fingerprint
+    differs, that argument changed (``signature.UNRECORDED``)."""
+    if len(args) + len(kwargs) == 1:
+        return _ONE_ARGUMENT if args else signature.one_argument(next(iter(kwargs)))
     return functools.partial(_arg_fps_or_none, args, kwargs)
 
 

@@ -51,11 +51,12 @@ def _fcntl(fd: int, cmd: int, arg: bytes) -> bytes:
     """fcntl.fcntl(fd, cmd, arg) for a struct flock."""
     if _FCNTL is None:
         return fcntl.fcntl(fd, cmd, arg)
-    buf = ctypes.create_string_buffer(arg, len(arg))
+    # Setting a lock only reads the struct: the bytes object itself is passed.
+    buf = ctypes.create_string_buffer(arg, len(arg)) if cmd == _GET else arg
     if _FCNTL(fd, cmd, buf) == -1:
         code = ctypes.get_errno()
         raise OSError(code, os.strerror(code))
-    return buf.raw
+    return buf.raw if cmd == _GET else arg
 
 
 def _offset(job_id: str) -> int:
@@ -65,10 +66,10 @@ def _offset(job_id: str) -> int:
 class Claims:
     def __init__(self, store_dir: Path):
         self._fd = os.open(store_dir / "claims.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        self.held: set[str] = set()
+        self.held: dict[str, int] = {}  # job -> its offset
 
-    def _lock(self, job_id: str, kind: int) -> bool:
-        arg = struct.pack(_FLOCK, kind, os.SEEK_SET, _offset(job_id), 1, 0)
+    def _lock(self, offset: int, kind: int) -> bool:
+        arg = struct.pack(_FLOCK, kind, os.SEEK_SET, offset, 1, 0)
         try:
             _fcntl(self._fd, _SET, arg)
         except OSError as exc:
@@ -81,15 +82,16 @@ class Claims:
         """True if this store now holds the job (or already did)."""
         if job_id in self.held:
             return True
-        if self._lock(job_id, fcntl.F_WRLCK):
-            self.held.add(job_id)
+        offset = _offset(job_id)
+        if self._lock(offset, fcntl.F_WRLCK):
+            self.held[job_id] = offset
             return True
         return False
 
     def release(self, job_id: str) -> None:
-        if job_id in self.held:
-            self._lock(job_id, fcntl.F_UNLCK)
-            self.held.discard(job_id)
+        offset = self.held.pop(job_id, None)
+        if offset is not None:
+            self._lock(offset, fcntl.F_UNLCK)
 
     def held_elsewhere(self, job_id: str) -> bool:
         """Someone else (another process or store) holds the job's claim."""

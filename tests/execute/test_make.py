@@ -333,6 +333,26 @@ def test_explicit_id_redefinition_with_other_arguments(ctx):
     assert p.result() == 7
 
 
+def test_why_names_the_argument_of_a_one_argument_call_and_an_added_one(store_path):
+    """A call of one argument records no digest of it (its arguments' fingerprint says
+    it all); `why` still names it, across a restart, and an argument added later."""
+    ctx = new_context(store_path)
+    ctx.comp(process, 1, job_id="proc")
+    ctx.make()
+    ctx.close()
+    again = new_context(store_path)
+    try:
+        again.comp(process, 2, job_id="proc")
+        assert again.why("proc") == ["argument #1 changed"]
+        again.comp(process, 1, k=7, job_id="proc")
+        assert again.why("proc") == ["argument k added"]
+        again.make()
+        again.comp(process, 1, k=8, job_id="proc")
+        assert again.why("proc") == ["argument k changed"]
+    finally:
+        again.close()
+
+
 def test_explicit_id_redefinition_with_other_code(ctx, run_cell):
     ns = run_cell("""
         def f(x):
