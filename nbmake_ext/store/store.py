@@ -691,9 +691,13 @@ class _Writer:
             self._enqueue(items)
 
     def _loop(self) -> None:
-        conn = db.connect(self._store.path / "nbmake.db")
-        if self._store.durable:  # inline results are durable once their commit returns
-            conn.execute("PRAGMA synchronous=FULL")
+        try:
+            conn = db.connect(self._store.path / "nbmake.db")
+            if self._store.durable:  # inline results are durable once their commit returns
+                conn.execute("PRAGMA synchronous=FULL")
+        except sqlite3.Error as exc:
+            # Every write fails, each flush says so; none waits for a thread that is gone.
+            conn, failure = None, f"cannot open the store's database: {exc}"
         while True:
             batch = list(self._queue.get())
             if len(batch) < GROUP_SMALL and None not in batch and not self._flushing:
@@ -708,13 +712,21 @@ class _Writer:
                     break
             stop = None in batch
             batch = [b for b in batch if b is not None]
-            self._apply(conn, self._write_files(batch))
+            if conn is None:
+                if batch:
+                    self.errors.append(failure)
+            else:
+                try:
+                    self._apply(conn, self._write_files(batch))
+                except Exception as exc:  # noqa: BLE001 - reported by flush, never a hang
+                    self.errors.append(f"{type(exc).__name__}: {exc}")
             with self._cond:
                 self._pending -= len(batch)
                 self._cond.notify_all()
             if stop:
                 break
-        conn.close()
+        if conn is not None:
+            conn.close()
 
     def _write_files(self, batch: list[tuple]) -> list[Callable | _Result]:
         ops, wrote = [], []

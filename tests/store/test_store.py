@@ -336,3 +336,15 @@ def test_plain_results_pickle_to_the_bytes_cloudpickle_writes_and_others_go_by_v
 
     back = pickle.loads(dumps_value([Local(3)]))
     assert back[0].n == 3 and type(back[0]).__name__ == "Local"
+
+
+def test_a_store_whose_directory_vanished_says_so_at_flush_instead_of_hanging(tmp_path):
+    import shutil
+
+    store = Store(tmp_path / "s")
+    define(store, spec("a"))
+    shutil.rmtree(tmp_path / "s")  # the writer thread starts with the first write, after this
+    store.record_success("a", record("fp1"), dumps_value(1), {"duration": 0.1}, ("", ""))
+    with pytest.raises(StoreError, match="cannot open the store's database"):
+        store.flush()
+    store.close()
