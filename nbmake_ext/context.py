@@ -82,6 +82,7 @@ class Context:
         # the store only when they run (see _refresh_code).
         self._lagging: set[str] = set()
         self._stored: dict[str, StoredJob] = {}
+        self._stored_mark: tuple | None = None
         self._loaded = False
         self.report: Callable[[str], None] = print
         self.validate = False  # scheduler self-checks after every event (tests switch it on)
@@ -167,6 +168,7 @@ class Context:
                     self._lagging.add(jid)
 
     def _load(self) -> None:
+        self._stored_mark = self.store.activity()  # before the read: see Driver._reread
         self._stored = self.store.snapshot()
         self._loaded = True
         specs = self.graph.specs
@@ -231,7 +233,7 @@ class Context:
         forced = {**{j: st.forced for j, st in stored.items() if st.forced}, **(forced or {})}
         driver = Driver(self.store, self.graph, dict(stored), ids, runner, forced=forced,
                         command=command, validate=self.validate, observer=observer,
-                        lagging=self._lagging)
+                        lagging=self._lagging, read_at=self._stored_mark)
         report: RunReport | None = None
         try:
             report = driver.run()

@@ -100,8 +100,12 @@ class Driver:
     def __init__(self, store: Store, graph: Graph, stored: dict[str, StoredJob],
                  targets: list[str], runner, *, forced: dict[str, str] | None = None,
                  command: str = "make", validate: bool = False,
-                 observer: Observer | None = None, lagging: set[str] | None = None):
+                 observer: Observer | None = None, lagging: set[str] | None = None,
+                 read_at: tuple | None = None):
         self.store = store
+        # When ``stored`` was read (Store.activity): until another store opens, what this
+        # make claims cannot have changed since, and needs no second look.
+        self.read_at = read_at
         # Jobs whose definition changed in memory only (see Context._refresh_code): it is
         # recorded when they start, so the store holds the definition their result has.
         self.lagging = lagging if lagging is not None else set()
@@ -300,6 +304,10 @@ class Driver:
 
     def _reread(self, job_ids: list[str]) -> dict[str, StoredJob]:
         """What changed in the store for these jobs since this make read it."""
+        if self.read_at is not None:
+            if self.store.quiet_since(self.read_at):
+                return {}
+            self.read_at = None  # another store is or was open: look every time from now
         fresh = self.store.changed(self.stored, job_ids)
         for jid in self.lost.intersection(fresh):
             if fresh[jid].record is not None:

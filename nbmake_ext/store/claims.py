@@ -27,24 +27,29 @@ _GET = fcntl.F_OFD_GETLK if _OFD else fcntl.F_GETLK
 # struct flock {short l_type; short l_whence; off_t l_start; off_t l_len; pid_t l_pid;}
 _FLOCK = "@hhqqi4x"
 _SPAN = 1 << 40  # offsets are hashed into a sparse 1 TiB range: collisions are negligible
+_PRESENCE = _SPAN  # beyond every job's byte: each open store holds a shared lock on it
 
 
-def _libc_fcntl():
-    """``fcntl`` called with the interpreter lock held. These calls never wait (SETLK,
-    GETLK), and the ``fcntl`` module's version releases the lock: with the store's writer
-    thread busy, each of a batch of claims then waited for that thread to hand it back."""
+def _libc():
+    """``fcntl`` and ``lseek`` called with the interpreter lock held. These calls never
+    wait (SETLK, GETLK), and the ``fcntl`` module's version releases the lock: with the
+    store's writer thread busy, each of a batch of claims then waited for that thread to
+    hand it back."""
     if sys.platform != "linux":
-        return None
+        return None, None
     try:
-        func = ctypes.PyDLL(None, use_errno=True).fcntl
+        libc = ctypes.PyDLL(None, use_errno=True)
+        lock, seek = libc.fcntl, libc.lseek
     except (OSError, AttributeError):
-        return None
-    func.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_char_p)
-    func.restype = ctypes.c_int
-    return func
+        return None, None
+    lock.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_char_p)
+    lock.restype = ctypes.c_int
+    seek.argtypes = (ctypes.c_int, ctypes.c_longlong, ctypes.c_int)
+    seek.restype = ctypes.c_longlong
+    return lock, seek
 
 
-_FCNTL = _libc_fcntl()
+_FCNTL, _LSEEK = _libc()
 
 
 def _fcntl(fd: int, cmd: int, arg: bytes) -> bytes:
@@ -64,9 +69,32 @@ def _offset(job_id: str) -> int:
 
 
 class Claims:
+    """Also tells whether another store may have written since a moment: every store
+    that opens leaves a byte at the end of the file, and holds a shared lock on the
+    presence byte while open (see ``activity``)."""
+
     def __init__(self, store_dir: Path):
-        self._fd = os.open(store_dir / "claims.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        path = store_dir / "claims.lock"
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         self.held: dict[str, int] = {}  # job -> its offset
+        appender = os.open(path, os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(appender, b"\n")
+        finally:
+            os.close(appender)
+        self._lock(_PRESENCE, fcntl.F_RDLCK)
+
+    def activity(self) -> tuple[int, bool]:
+        """A mark of now: how many stores have opened this one, and whether another is open."""
+        size = _LSEEK(self._fd, 0, os.SEEK_END) if _LSEEK is not None \
+            else os.lseek(self._fd, 0, os.SEEK_END)
+        return size, self._held_elsewhere(_PRESENCE) or not _OFD
+
+    def quiet_since(self, mark: tuple[int, bool]) -> bool:
+        """No other store was open at any time since ``mark`` was taken, so nothing but
+        this one can have written to the store since. (Classic locks cannot tell two
+        stores of one process apart: never quiet without open-file-description locks.)"""
+        return not mark[1] and self.activity() == (mark[0], False)
 
     def _lock(self, offset: int, kind: int) -> bool:
         arg = struct.pack(_FLOCK, kind, os.SEEK_SET, offset, 1, 0)
@@ -97,7 +125,10 @@ class Claims:
         """Someone else (another process or store) holds the job's claim."""
         if job_id in self.held:
             return False
-        arg = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, _offset(job_id), 1, 0)
+        return self._held_elsewhere(_offset(job_id))
+
+    def _held_elsewhere(self, offset: int) -> bool:
+        arg = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, offset, 1, 0)
         result = _fcntl(self._fd, _GET, arg)
         return struct.unpack(_FLOCK, result)[0] != fcntl.F_UNLCK
 

@@ -395,6 +395,15 @@ class Store:
         for jid in list(self._claims.held):
             self._claims.release(jid)
 
+    def activity(self) -> tuple[int, bool]:
+        """A mark of now, for ``quiet_since``."""
+        return self._claims.activity()
+
+    def quiet_since(self, mark: tuple[int, bool]) -> bool:
+        """No other store (in any process) was open at any time since ``mark``: nothing
+        but this store can have written to the database since."""
+        return self._claims.quiet_since(mark)
+
     def claimed_elsewhere(self, job_ids: Iterable[str]) -> set[str]:
         return {j for j in job_ids if self._claims.held_elsewhere(j)}
 

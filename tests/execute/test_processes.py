@@ -427,6 +427,53 @@ def test_two_processes_making_one_graph_run_each_job_once(lab, procs, shape, n):
     assert pt.integrity(store) == "ok"
 
 
+ANOTHER_MAKES_A_LATER_JOB = '''
+import subprocess
+
+from nbmake_ext import Context
+
+ctx = Context(store=os.environ["NBMAKE_TEST_STORE"])
+print("PID", os.getpid())
+
+
+def later():
+    note("later")
+    return 2
+
+
+def first():
+    # This make has read the store and will claim `later` next: another process makes
+    # `later` now. Opening the store is what tells this make to look again.
+    note("first")
+    other = subprocess.run([sys.executable, __file__, "other"], capture_output=True, text=True)
+    assert other.returncode == 0, other.stdout + other.stderr
+    return 1
+
+
+if sys.argv[1] == "other":
+    ctx.comp(later, job_id="later")
+    ctx.make("later")
+else:
+    ctx.comp(first, job_id="first")
+    b = ctx.comp(later, job_id="later")
+    ctx.make()
+    print("RESULT", b.result())
+'''
+
+
+@pytest.mark.timeout(60)
+def test_a_job_another_process_made_after_this_make_read_the_store_is_not_run_again(lab):
+    tmp, log, store, env = lab
+    path = pt.script(tmp / "later.py", ANOTHER_MAKES_A_LATER_JOB)
+    r = pt.run_script(path, "main", cwd=tmp, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "RESULT 2" in r.stdout
+    ran = pt.read_log(log)
+    assert [name for name, _ in ran] == ["first", "later"]
+    assert ran[1][1] != pid_of(r.stdout)  # `later` ran in the other process, only there
+    assert summary_counts(summary(r.stdout)) == (1, 1)
+
+
 WAIT_FOR_OTHER = '''
 from nbmake_ext import Context
 

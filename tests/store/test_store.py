@@ -348,3 +348,15 @@ def test_a_store_whose_directory_vanished_says_so_at_flush_instead_of_hanging(tm
     with pytest.raises(StoreError, match="cannot open the store's database"):
         store.flush()
     store.close()
+
+
+def test_a_store_knows_whether_another_store_was_open_since_a_mark(tmp_path):
+    a = Store(tmp_path / "s")
+    mark = a.activity()
+    assert a.quiet_since(mark)
+    b = Store(tmp_path / "s")  # open now
+    assert not a.quiet_since(mark) and not b.quiet_since(b.activity())
+    b.close()
+    assert not a.quiet_since(mark)  # was open since the mark, though closed now
+    assert a.quiet_since(a.activity())
+    a.close()
