@@ -163,6 +163,9 @@ class Driver:
             self._put_back()
             raise
         finally:
+            detach = getattr(self.runner, "detach", None)
+            if detach is not None:  # jobs it sent ahead that this run did not decide to run
+                detach()
             self.reader.close()
             self.store.flush()
             summary_counts = self._counts()
