@@ -461,11 +461,17 @@ class EnginePool:
         return made[0] if made is not None and made[0] in self.engines else None
 
     def _send_ahead(self) -> None:
-        driver = self.driver
-        frontier, self._frontier = self._frontier, {}
+        """Send ahead what the frontier holds; a job sent ahead brings its own dependents
+        to the frontier, so a chain goes out in one message, up to ``AHEAD_MAX`` links."""
         counts: dict[bytes, int] = {}
         for a in self.ahead.values():
             counts[a.engine] = counts.get(a.engine, 0) + 1
+        while self._frontier:
+            frontier, self._frontier = self._frontier, {}
+            self._send_ahead_from(frontier, counts)
+
+    def _send_ahead_from(self, frontier: dict[str, None], counts: dict[bytes, int]) -> None:
+        driver = self.driver
         for jid in frontier:
             if jid in self.ahead or jid in self.placed:
                 continue
