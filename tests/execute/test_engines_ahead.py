@@ -305,8 +305,10 @@ def test_a_job_sent_ahead_behind_one_that_never_ran_is_released_and_runs_later(m
 
 
 @pytest.mark.timeout(120)
-def test_a_job_sent_ahead_that_crashes_its_engine_fails_and_blocks_what_follows(make_ctx,
-                                                                               lab):
+def test_a_job_sent_ahead_that_crashes_its_engine_fails_and_blocks_what_follows(
+        make_ctx, lab, monkeypatch):
+    """mid, sent ahead behind head, is killed while it runs, before the kernel has even
+    recorded head's result: it fails (it is not run again), tail is blocked."""
     ctx = make_ctx()
     warm(ctx, lab)
     head = ctx.comp(J.hold, lab, "head", job_id="head")
@@ -316,6 +318,14 @@ def test_a_job_sent_ahead_that_crashes_its_engine_fails_and_blocks_what_follows(
     before = pool.sent_ahead
     release = release_when(lab, "head", lambda: pool.sent_ahead - before >= 2)
     thread, killed = _killer(lab, "mid", lambda: True)
+    record = Driver._stored_by_engine
+
+    def record_once_mid_is_dead(self, out):
+        if out.job_id == "head":
+            wait_until(lambda: killed and not is_engine(killed[0]), 30, "mid killed")
+        return record(self, out)
+
+    monkeypatch.setattr(Driver, "_stored_by_engine", record_once_mid_is_dead)
     with pytest.raises(JobsFailed) as info:
         guarded(ctx.parmake, n=2)
     release.join(10)
