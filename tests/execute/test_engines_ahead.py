@@ -337,3 +337,49 @@ def test_a_job_sent_ahead_that_crashes_its_engine_fails_and_blocks_what_follows(
     assert "tail-start" not in J.names(lab)
     assert states(ctx)["head"] == "done"
     assert claims_free(make_ctx, ["head", "mid", "tail"])
+
+
+# -- another process on the same store ---------------------------------------------------------
+
+@pytest.mark.timeout(120)
+def test_a_job_sent_ahead_on_an_input_another_process_replaced_runs_again(make_ctx, lab,
+                                                                        monkeypatch):
+    """D and J never ran; D waits for H, J for D: both are sent ahead, J behind D. Just
+    then another process stores D's result (made from the same H): the core takes that one
+    (D is up to date), so what J made on the engine from this run's D must not be
+    recorded: J runs again, on the other process's D."""
+    from nbmake_ext.core.jobspec import RunRecord
+    from nbmake_ext.fingerprint import digest
+    from nbmake_ext.store.store import dumps_value
+
+    ctx = make_ctx()
+    warm(ctx, lab)
+    h = ctx.comp(J.leaf, lab, "H", 1, job_id="H")
+    d = ctx.comp(J.work, lab, "D", h, job_id="D")
+    j = ctx.comp(J.work, lab, "J", d, job_id="J")
+    ctx.sync()
+    other = make_ctx()  # the same store, opened again
+    spec = ctx.graph.specs["D"]
+    claim, stored = ctx.store.claim, []
+
+    def claim_after_the_other_process(job_ids):
+        job_ids = list(job_ids)
+        if job_ids == ["D"] and not stored:  # D is about to be sent ahead
+            value = "made elsewhere"
+            record = RunRecord(spec.code_fp, spec.code_parts, spec.args_fp, {"H": digest(1)},
+                               digest(value))
+            other.store.record_success("D", record, dumps_value(value), {}, ("", ""))
+            other.store.flush()
+            stored.append("D")
+        return claim(job_ids)
+
+    monkeypatch.setattr(ctx.store, "claim", claim_after_the_other_process)
+    before = ctx._pool.sent_ahead
+    report = guarded(ctx.parmake, n=2)
+    assert stored == ["D"], "D was not sent ahead"
+    assert ctx._pool.sent_ahead - before >= 2
+    assert (report.ran, report.skipped) == (2, 2) and not report.failed
+    assert d.result() == "made elsewhere"
+    assert j.result()["inputs"] == ["made elsewhere"]
+    assert ctx.why("J") == []
+    assert claims_free(make_ctx, ["H", "D", "J"])
