@@ -359,12 +359,18 @@ class Driver:
         return Call(jid, func, r_args, r_kwargs, spec.dynamic)
 
     def _prepare_remote(self, jid: str, spec) -> RemoteJob | None:
-        """Engines get bytes and the places of their inputs; no value is loaded here."""
-        try:
-            key, blob, data, sources = self._definition(jid)
-        except Exception as exc:  # noqa: BLE001
-            self._fail(jid, f"cannot load the job's definition: {exc!r}", "", None)
-            return None
+        """Engines get bytes and the places of their inputs; no value is loaded here. A job
+        the runner holds already (sent ahead) gets no definition: the runner has it, and
+        sends it back (Requeue) if it cannot use what it holds."""
+        holds = getattr(self.runner, "holds", None)
+        if holds is not None and holds(jid):
+            key, blob, data, sources = "", b"", b"", b"{}"
+        else:
+            try:
+                key, blob, data, sources = self._definition(jid)
+            except Exception as exc:  # noqa: BLE001
+                self._fail(jid, f"cannot load the job's definition: {exc!r}", "", None)
+                return None
         args, kwargs = (spec.args, spec.kwargs) if spec.func is not None else ((), {})
         deps, inline = {}, {}
         for dep in spec.deps:

@@ -53,6 +53,7 @@ QUEUE_SECONDS = 0.005  # work queued per engine when jobs are short (fewer round
 DEATH_GRACE_MS = 20   # wait for a dead engine's last messages
 CHECK_EVERY = 0.02     # seconds between looks for dead engines outside ``poll``
 STEAL_AFTER = 0.1  # seconds a job must have run before the one behind it moves elsewhere
+POLLIN, NOBLOCK = int(zmq.POLLIN), int(zmq.NOBLOCK)
 AHEAD_MAX = 2      # jobs sent ahead (not decided yet) per engine at once
 LOOK_EVERY = 0.2   # seconds between looks for jobs sent ahead that the core decided otherwise
 
@@ -292,10 +293,19 @@ class EnginePool:
     def busy(self) -> bool:
         return bool(self._out) or any(e.load for e in self.engines.values())
 
+    def holds(self, job_id: str) -> bool:
+        """A job sent ahead, not submitted yet: the driver submits it without its
+        definition (see ``submit``)."""
+        return job_id in self.ahead
+
     def submit(self, job: RemoteJob) -> None:
         ahead = self.ahead.pop(job.job_id, None)
-        if ahead is not None and self._adopt(ahead, job):
-            return
+        if ahead is not None:
+            if self._adopt(ahead, job):
+                return
+            if not job.func_key:  # submitted bare (see holds): the driver prepares it again
+                self._out.append(Requeue([job.job_id]))
+                return
         depth = self.depth()
         ready = [e for e in self.engines.values() if e.ready and e.load < depth]
         if not ready:  # the engine we counted on died meanwhile
@@ -378,9 +388,10 @@ class EnginePool:
         return out
 
     def _drain(self, out: list) -> None:
-        while True:
+        socket = self.socket
+        while socket.get(zmq.EVENTS) & POLLIN:  # (cheaper than a recv that raises Again)
             try:
-                frames = self.socket.recv_multipart(zmq.NOBLOCK)
+                frames = socket.recv_multipart(NOBLOCK)
             except zmq.Again:
                 return
             self._receive(frames, out)
