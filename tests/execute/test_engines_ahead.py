@@ -383,3 +383,91 @@ def test_a_job_sent_ahead_on_an_input_another_process_replaced_runs_again(make_c
     assert j.result()["inputs"] == ["made elsewhere"]
     assert ctx.why("J") == []
     assert claims_free(make_ctx, ["H", "D", "J"])
+
+
+# -- random graphs: parmake with jobs sent ahead against a model ----------------------------
+
+def _model(graph: dict, stored: dict) -> dict:
+    """Per job: (state, value, ran) as the contract says. ``graph``: job -> (function name,
+    base, fail, inputs) in dependency order; ``stored``: job -> (its definition, its
+    inputs' values, its value) of its last successful run, updated here."""
+    out: dict[str, tuple] = {}
+    for jid, (func, base, fail, inputs) in graph.items():
+        if any(out[d][0] in ("failed", "blocked") for d in inputs):
+            out[jid] = ("blocked", None, False)
+            continue
+        values = [out[d][1] for d in inputs]
+        last = stored.get(jid)
+        if last is not None and last[:2] == (graph[jid], values):
+            out[jid] = ("done", last[2], False)
+        elif fail:
+            out[jid] = ("failed", None, True)
+        else:
+            out[jid] = ("done", base + sum(values), True)
+            stored[jid] = (graph[jid], values, base + sum(values))
+    return out
+
+
+def _define(ctx, lab, graph: dict) -> dict:
+    promises: dict = {}
+    for jid, (func, base, fail, inputs) in graph.items():
+        promises[jid] = ctx.comp(getattr(J, func), lab, jid, base,
+                                 *[promises[d] for d in inputs], fail=fail, job_id=jid)
+    return promises
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_random_graphs_with_jobs_sent_ahead_end_as_the_model_says(make_ctx, lab, seed):
+    import random
+
+    rng = random.Random(seed)
+    ctx = make_ctx()
+    warm(ctx, lab)
+    graph: dict[str, tuple] = {}
+    for i in range(30):
+        jid = f"j{i:02d}"
+        earlier = list(graph)
+        inputs: list[str] = []
+        if earlier and rng.random() < 0.8:
+            inputs.append(earlier[-1])  # mostly chains
+        for _ in range(rng.choice([0, 0, 1, 2])):
+            if earlier:
+                inputs.append(rng.choice(earlier))
+        graph[jid] = ("combine", rng.randrange(10), rng.random() < 0.08,
+                      tuple(dict.fromkeys(inputs)))
+    stored: dict[str, tuple] = {}
+    sent = ctx._pool.sent_ahead
+    for step in range(4):
+        model = _model(graph, stored)
+        promises = _define(ctx, lab, graph)
+        starts = len(J.names(lab))
+        try:
+            report = guarded(ctx.parmake, *graph, n=2)
+            failed = {}
+        except JobsFailed as exc:
+            report, failed = None, exc.failed
+        ran = [n[:-len("-start")] for n in J.names(lab)[starts:]]
+        assert sorted(ran) == sorted(j for j, m in model.items() if m[2]), (seed, step)
+        assert set(failed) == {j for j, m in model.items() if m[0] == "failed"}
+        if report is not None:
+            assert report.ran == len(ran)
+        st = states(ctx)
+        for jid, m in model.items():
+            assert st[jid] == m[0], (seed, step, jid, st[jid], m)
+            if m[0] == "done":
+                assert promises[jid].result() == m[1], (seed, step, jid)
+        assert claims_free(make_ctx, list(graph))
+        # Edits for the next make: new arguments, fixed or new failures, and code that
+        # changes but keeps its result (its dependents may be cut off).
+        for jid in rng.sample(list(graph), 4):
+            func, base, fail, inputs = graph[jid]
+            change = rng.choice(["base", "fail", "code"])
+            if change == "base":
+                graph[jid] = (func, base + 1, fail, inputs)
+            elif change == "fail":
+                graph[jid] = (func, base, not fail, inputs)
+            else:
+                other = "combine_again" if func == "combine" else "combine"
+                graph[jid] = (other, base, fail, inputs)
+    assert ctx._pool.sent_ahead > sent, "nothing was sent ahead"

@@ -301,3 +301,19 @@ def leaf(lab: str, name: str, x):
 def leaf_again(lab: str, name: str, x):  # leaf's body under another name: other code
     log(lab, f"{name}-start")
     return x if isinstance(x, int) else 1
+
+
+def combine(lab: str, name: str, base: int, *inputs, fail: bool = False) -> int:
+    """Logs <name>-start; base + the sum of its inputs, or raises if ``fail``."""
+    log(lab, f"{name}-start")
+    if fail:
+        raise ValueError(f"{name} fails")
+    return base + sum(inputs)
+
+
+def combine_again(lab: str, name: str, base: int, *inputs, fail: bool = False) -> int:
+    """combine's body under another name: other code, the same result."""
+    log(lab, f"{name}-start")
+    if fail:
+        raise ValueError(f"{name} fails")
+    return base + sum(inputs)
