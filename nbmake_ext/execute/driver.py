@@ -234,12 +234,18 @@ class Driver:
     # -- dispatching ----------------------------------------------------------------------
 
     def _dispatch(self) -> None:
-        while self.runner.has_capacity():
+        runner = self.runner
+        holds = getattr(runner, "holds", None)  # jobs it has already: they need no slot
+        while True:
             if not self.claimed:
                 if not self.ready:
                     return
+                if not runner.has_capacity() and not (holds is not None and holds(self.ready[0])):
+                    return
                 self._claim_batch()
                 continue
+            if not runner.has_capacity() and not (holds is not None and holds(self.claimed[0])):
+                return
             jid = self.claimed.popleft()
             if self.sched.state(jid) != QUEUED or jid in self.running:
                 continue

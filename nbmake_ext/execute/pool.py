@@ -18,7 +18,8 @@ Its outcome is held until the driver submits it (the core decided Run), and repo
 if it consumed the very results the core recorded (checksums); else it runs again. It is
 dropped (its claim released, the engine told) if the core decides otherwise. At most
 ``AHEAD_MAX`` such jobs wait per engine; they are never moved to another engine by
-rebalancing, and do not count against the driver's slots.
+rebalancing. They count in their engine's load (other jobs go to other engines first),
+but the driver submits them whatever the free slots (see ``holds``).
 """
 
 from __future__ import annotations
@@ -143,9 +144,8 @@ class _Engine:
 
     @property
     def load(self) -> int:
-        """Jobs the driver gave it and that have not ended (jobs sent ahead and not decided
-        yet, or dropped, do not count)."""
-        return len(self.queue) + len(self.outbox) - len(self.ahead) - len(self.void)
+        """Jobs it has to run (dropped ones do not count)."""
+        return len(self.queue) + len(self.outbox) - len(self.void)
 
 
 class EnginePool:
@@ -265,6 +265,7 @@ class EnginePool:
         self.adopted.clear()
         self.users.clear()
         self.made_here.clear()
+        self.placed.clear()
         self._frontier.clear()
         self._deferred.clear()
         for engine in self.engines.values():
@@ -295,7 +296,7 @@ class EnginePool:
 
     def holds(self, job_id: str) -> bool:
         """A job sent ahead, not submitted yet: the driver submits it without its
-        definition (see ``submit``)."""
+        definition (see ``submit``), even when no slot is free (it has one already)."""
         return job_id in self.ahead
 
     def submit(self, job: RemoteJob) -> None:
@@ -399,7 +400,8 @@ class EnginePool:
     def _balance(self) -> None:
         """An idle engine while another has a job waiting behind a long one: ask for that
         job back (the engine returns it only if it has not started it). Never a job sent
-        ahead, nor one that jobs sent ahead follow: they stay with their inputs."""
+        ahead: it stays with its inputs. (The jobs sent ahead after one given back are
+        dropped.)"""
         if not any(e.ready and not e.queue for e in self.engines.values()):
             return
         now = time.monotonic()
@@ -413,8 +415,7 @@ class EnginePool:
                     self._send(engine, "give_back", json.dumps({"job_id": jid}).encode())
 
     def _movable(self, engine: _Engine, jid: str) -> bool:
-        return jid not in self.ahead and jid not in self.adopted and jid not in engine.void \
-            and not self.users.get(jid)
+        return jid not in self.ahead and jid not in self.adopted and jid not in engine.void
 
     def interrupt(self) -> list[str]:
         """Stop every engine's jobs: queued ones are dropped, running ones get SIGINT.
@@ -722,6 +723,7 @@ class EnginePool:
             if job_id in engine.queue:
                 self._finished(engine, job_id)
             engine.asked_back = None
+            self._drop(self.users.pop(job_id, ()))  # they were to take it from that engine
             out.append(Requeue([job_id]))
 
     def _durable(self, engine: _Engine, job_ids: list[str], out: list) -> None:

@@ -192,6 +192,23 @@ def test_a_job_sent_ahead_stays_on_its_engine_while_another_is_idle(make_ctx, la
     assert after.result()["inputs"][0]["name"] == "long"
 
 
+@pytest.mark.timeout(120)
+def test_jobs_sent_ahead_do_not_keep_other_jobs_from_an_idle_engine(make_ctx, lab):
+    """Engines start cold: fa goes to the first one ready, a and c (sent ahead) behind it.
+    fb must not queue behind them there (a runs until b has started) but wait for the
+    other engine: a and b each wait until the other has started."""
+    ctx = make_ctx()
+    fa = ctx.comp(J.work, lab, "fa", job_id="fa")
+    fb = ctx.comp(J.work, lab, "fb", job_id="fb")
+    a = ctx.comp(J.rendezvous, lab, "a", "b", timeout=10, after=fa, job_id="a")
+    b = ctx.comp(J.rendezvous, lab, "b", "a", timeout=10, after=fb, job_id="b")
+    ctx.comp(J.work, lab, "c", a, job_id="c")
+    report = guarded(ctx.parmake, n=2)
+    assert report.ran == 5 and not report.failed
+    assert a.result()["pid"] != b.result()["pid"]
+    assert ctx._pool.sent_ahead >= 1
+
+
 # -- interrupts and crashes -------------------------------------------------------------------
 
 @pytest.mark.timeout(120)
