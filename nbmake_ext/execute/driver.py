@@ -183,8 +183,20 @@ class Driver:
         return ran, skipped, failed, blocked
 
     def _put_back(self) -> None:
-        """Interrupted: running jobs go back to their earlier state; nothing of them is kept."""
-        stopped = set(self.runner.interrupt()) | set(self.running) | set(self.claimed)
+        """Interrupted: running jobs go back to their earlier state; nothing of them is kept.
+        Jobs that had ended before (their outcome not handled yet) are recorded."""
+        stopped = set(self.runner.interrupt())
+        ended = getattr(self.runner, "finished_on_interrupt", None)
+        if ended:
+            self.runner.finished_on_interrupt = []
+            ended = [o for o in ended if type(o) is Durable or o.job_id in self.running]
+            try:
+                with self.store.batched():
+                    self._handle(ended)
+            except Exception as exc:  # noqa: BLE001 - the interrupt must reach the user
+                warnings.warn(f"nbmake: results that ended as the run was interrupted were not "
+                              f"recorded: {exc!r}", RuntimeWarning, stacklevel=2)
+        stopped |= set(self.running) | set(self.claimed)
         stopped |= set(self.ready) | set(self.templates)
         self._commit_durable(list(self.pending_durable))  # finished jobs stay finished
         self.store.flush()

@@ -183,6 +183,7 @@ class EnginePool:
         self._deferred: dict[str, None] = {}    # ... when an engine has room for them
         self._looked_at = 0.0
         self.sent_ahead = 0                     # how many jobs were sent ahead (ever)
+        self.finished_on_interrupt: list = []
         self.resize(n)
 
     # -- engines --------------------------------------------------------------------------
@@ -419,7 +420,13 @@ class EnginePool:
 
     def interrupt(self) -> list[str]:
         """Stop every engine's jobs: queued ones are dropped, running ones get SIGINT.
-        Engines that do not stop within 2 s are killed and replaced."""
+        Engines that do not stop within 2 s are killed and replaced. Outcomes of jobs the
+        driver submitted that ended before (here already, or waiting in the socket: with
+        jobs sent ahead, an engine is often a result or two ahead of the kernel) are kept
+        in ``finished_on_interrupt`` for the driver to record."""
+        out, self._out = self._out, []
+        self._drain(out)
+        self.finished_on_interrupt = [o for o in out if type(o) in (JobStored, JobRaised, Durable)]
         stopped = [j.job_id for e in self.engines.values() for j in e.outbox]
         stopped += list(self.ahead)  # held claims, also of those that ended already
         self._forget_ahead()
