@@ -122,6 +122,7 @@ class Driver:
         self.bad_children: dict[str, str] = {}
         self.values = _Values()
         self.remote = getattr(runner, "remote", False)
+        self._holds = getattr(runner, "holds", None)  # jobs it holds already (sent ahead)
         self.reader = ResultReader(store.path)
         self._mean_seconds: float | None = None  # how long jobs take, lately
         self.locations: dict[str, tuple[str, str]] = {}   # results made this run: file, sum
@@ -247,7 +248,7 @@ class Driver:
 
     def _dispatch(self) -> None:
         runner = self.runner
-        holds = getattr(runner, "holds", None)  # jobs it has already: they need no slot
+        holds = self._holds  # jobs it has already: they need no slot
         while True:
             if not self.claimed:
                 if not self.ready:
@@ -380,7 +381,7 @@ class Driver:
         """Engines get bytes and the places of their inputs; no value is loaded here. A job
         the runner holds already (sent ahead) gets no definition: the runner has it, and
         sends it back (Requeue) if it cannot use what it holds."""
-        holds = getattr(self.runner, "holds", None)
+        holds = self._holds
         if holds is not None and holds(jid):
             key, blob, data, sources = "", b"", b"", b"{}"
         else:

@@ -54,7 +54,7 @@ QUEUE_SECONDS = 0.005  # work queued per engine when jobs are short (fewer round
 DEATH_GRACE_MS = 20   # wait for a dead engine's last messages
 CHECK_EVERY = 0.02     # seconds between looks for dead engines outside ``poll``
 STEAL_AFTER = 0.1  # seconds a job must have run before the one behind it moves elsewhere
-POLLIN, NOBLOCK = int(zmq.POLLIN), int(zmq.NOBLOCK)
+NOBLOCK = int(zmq.NOBLOCK)
 AHEAD_MAX = 2      # jobs sent ahead (not decided yet) per engine at once
 LOOK_EVERY = 0.2   # seconds between looks for jobs sent ahead that the core decided otherwise
 
@@ -174,7 +174,6 @@ class EnginePool:
         self.job_seconds: float | None = None  # a running mean of the jobs' durations
         # Sending ahead (during a run: see attach).
         self.driver = None
-        self.placed: dict[str, bytes] = {}      # job -> engine it is queued on (not ended)
         self.made_here: dict[str, tuple[bytes, str]] = {}  # this run: job -> engine, checksum
         self.ahead: dict[str, _Ahead] = {}      # sent ahead, not submitted by the driver yet
         self.adopted: dict[str, _Ahead] = {}    # ... submitted, its outcome not in yet
@@ -255,8 +254,8 @@ class EnginePool:
         try:
             if self.ahead:
                 self._drop(list(self.ahead))
-            for jid in list(self.adopted):  # only if the run ended on an error
-                self._void(jid)
+            for a in list(self.adopted.values()):  # only if the run ended on an error
+                self._void(a.job_id, a.engine)
         finally:
             self._forget_ahead()
 
@@ -266,7 +265,6 @@ class EnginePool:
         self.adopted.clear()
         self.users.clear()
         self.made_here.clear()
-        self.placed.clear()
         self._frontier.clear()
         self._deferred.clear()
         for engine in self.engines.values():
@@ -320,10 +318,12 @@ class EnginePool:
         self._place(engine, job)
 
     def _place(self, engine: _Engine, job: RemoteJob) -> None:
+        if self.driver is None:
+            return
         jid = job.job_id
-        self.placed[jid] = engine.identity
-        self.made_here.pop(jid, None)
-        if self.driver is not None and not job.dynamic:  # its dependents may follow it
+        if self.made_here:
+            self.made_here.pop(jid, None)  # made again: not that result
+        if not job.dynamic:  # its dependents may follow it
             for dependent in self.driver.sched.dependents(jid):
                 self._frontier[dependent] = None
 
@@ -356,7 +356,6 @@ class EnginePool:
         again = []
         for job in jobs:
             jid = job.job_id
-            self.placed.pop(jid, None)
             if jid in self.ahead:
                 self._drop([jid])
             else:
@@ -390,10 +389,10 @@ class EnginePool:
         return out
 
     def _drain(self, out: list) -> None:
-        socket = self.socket
-        while socket.get(zmq.EVENTS) & POLLIN:  # (cheaper than a recv that raises Again)
+        recv = self.socket.recv_multipart
+        while True:
             try:
-                frames = socket.recv_multipart(NOBLOCK)
+                frames = recv(NOBLOCK)
             except zmq.Again:
                 return
             self._receive(frames, out)
@@ -451,7 +450,6 @@ class EnginePool:
         for engine in self.engines.values():
             engine.void.clear()
             engine.stale_durable.clear()
-        self.placed.clear()
         self._out.clear()
         self.resize(self.n)
         return list(dict.fromkeys(stopped))
@@ -470,12 +468,10 @@ class EnginePool:
     def _holder(self, job_id: str) -> bytes | None:
         """The engine making ``job_id``'s result now, or holding the result it made in this
         run (not reported to the core yet); None if none."""
-        identity = self.placed.get(job_id)
-        if identity is not None:
-            engine = self.engines.get(identity)
-            if engine is None or engine.asked_back == job_id:
-                return None
-            return identity
+        for engine in self.engines.values():
+            if (job_id in engine.queue and job_id not in engine.void) \
+                    or any(job.job_id == job_id for job in engine.outbox):
+                return None if engine.asked_back == job_id else engine.identity
         made = self.made_here.get(job_id)
         return made[0] if made is not None and made[0] in self.engines else None
 
@@ -492,7 +488,7 @@ class EnginePool:
     def _send_ahead_from(self, frontier: dict[str, None], counts: dict[bytes, int]) -> None:
         driver = self.driver
         for jid in frontier:
-            if jid in self.ahead or jid in self.placed:
+            if jid in self.ahead:
                 continue
             where = place_ahead(driver.sched, jid, self._holder)
             if where is None:
@@ -533,7 +529,7 @@ class EnginePool:
         recorded = {d: where[1] for d, where in job.deps.items()}
         if not consumed_as_decided({d: s for d, s in recorded.items() if d not in a.after},
                                    a.stored):
-            self._void(a.job_id)
+            self._void(a.job_id, a.engine)
             self._stale(a.engine, a.job_id)
             self._drop(self.users.pop(a.job_id, ()))
             return False
@@ -578,7 +574,7 @@ class EnginePool:
                 continue
             self._room(a)
             if a.outcomes is None:
-                self._void(jid)
+                self._void(jid, a.engine)
             else:
                 self._stale(a.engine, jid)
             if state is None or state(jid) != QUEUED:  # else the driver claimed it too
@@ -596,11 +592,10 @@ class EnginePool:
             self._frontier.update(self._deferred)
             self._deferred.clear()
 
-    def _void(self, jid: str) -> None:
-        """Its instance on its engine is dropped: taken out if not sent or not started,
-        else its outcome is ignored."""
-        identity = self.placed.pop(jid, None)
-        engine = self.engines.get(identity) if identity is not None else None
+    def _void(self, jid: str, identity: bytes) -> None:
+        """Its instance on its engine (sent ahead) is dropped: taken out if not sent or not
+        started, else its outcome is ignored."""
+        engine = self.engines.get(identity)
         if engine is None:
             return
         engine.ahead.discard(jid)
@@ -758,10 +753,8 @@ class EnginePool:
         void = job_id in engine.void
         if void:
             engine.void.discard(job_id)
-        else:
+        elif engine.ahead:
             engine.ahead.discard(job_id)
-            if self.placed.get(job_id) == engine.identity:
-                del self.placed[job_id]
         if engine.queue and engine.queue[0] == job_id:
             engine.queue.popleft()
             engine.head_since = time.monotonic()
@@ -798,8 +791,6 @@ class EnginePool:
                 if jid in void:  # dropped already: its outcome does not count
                     void.discard(jid)
                     continue
-                if self.placed.get(jid) == engine.identity:
-                    del self.placed[jid]
                 a = self.ahead.get(jid)
                 if a is not None:  # not decided yet
                     if jid == running and self._crash_ahead(a, engine, death):
