@@ -126,6 +126,7 @@ class Driver:
         self.bad_children: dict[str, str] = {}
         self.values = _Values()
         self.remote = getattr(runner, "remote", False)
+        self._holds = getattr(runner, "holds", None)  # jobs it holds already (sent ahead)
         self.reader = ResultReader(store.path)
         self._mean_seconds: float | None = None  # how long jobs take, lately
         self.locations: dict[str, tuple[str, str]] = {}   # results made this run: file, sum
@@ -167,6 +168,9 @@ class Driver:
             self._put_back()
             raise
         finally:
+            detach = getattr(self.runner, "detach", None)
+            if detach is not None:  # jobs it sent ahead that this run did not decide to run
+                detach()
             self.reader.close()
             self.store.flush()
             summary_counts = self._counts()
@@ -184,8 +188,20 @@ class Driver:
         return ran, skipped, failed, blocked
 
     def _put_back(self) -> None:
-        """Interrupted: running jobs go back to their earlier state; nothing of them is kept."""
-        stopped = set(self.runner.interrupt()) | set(self.running) | set(self.claimed)
+        """Interrupted: running jobs go back to their earlier state; nothing of them is kept.
+        Jobs that had ended before (their outcome not handled yet) are recorded."""
+        stopped = set(self.runner.interrupt())
+        ended = getattr(self.runner, "finished_on_interrupt", None)
+        if ended:
+            self.runner.finished_on_interrupt = []
+            ended = [o for o in ended if type(o) is Durable or o.job_id in self.running]
+            try:
+                with self.store.batched():
+                    self._handle(ended)
+            except Exception as exc:  # noqa: BLE001 - the interrupt must reach the user
+                warnings.warn(f"nbmake: results that ended as the run was interrupted were not "
+                              f"recorded: {exc!r}", RuntimeWarning, stacklevel=2)
+        stopped |= set(self.running) | set(self.claimed)
         stopped |= set(self.ready) | set(self.templates)
         self._commit_durable(list(self.pending_durable))  # finished jobs stay finished
         self.store.flush()
@@ -235,12 +251,18 @@ class Driver:
     # -- dispatching ----------------------------------------------------------------------
 
     def _dispatch(self) -> None:
-        while self.runner.has_capacity():
+        runner = self.runner
+        holds = self._holds  # jobs it has already: they need no slot
+        while True:
             if not self.claimed:
                 if not self.ready:
                     return
+                if not runner.has_capacity() and not (holds is not None and holds(self.ready[0])):
+                    return
                 self._claim_batch()
                 continue
+            if not runner.has_capacity() and not (holds is not None and holds(self.claimed[0])):
+                return
             jid = self.claimed.popleft()
             if self.sched.state(jid) != QUEUED or jid in self.running:
                 continue
@@ -364,12 +386,18 @@ class Driver:
         return Call(jid, func, r_args, r_kwargs, spec.dynamic)
 
     def _prepare_remote(self, jid: str, spec) -> RemoteJob | None:
-        """Engines get bytes and the places of their inputs; no value is loaded here."""
-        try:
-            key, blob, data, sources = self._definition(jid)
-        except Exception as exc:  # noqa: BLE001
-            self._fail(jid, f"cannot load the job's definition: {exc!r}", "", None)
-            return None
+        """Engines get bytes and the places of their inputs; no value is loaded here. A job
+        the runner holds already (sent ahead) gets no definition: the runner has it, and
+        sends it back (Requeue) if it cannot use what it holds."""
+        holds = self._holds
+        if holds is not None and holds(jid):
+            key, blob, data, sources = "", b"", b"", b"{}"
+        else:
+            try:
+                key, blob, data, sources = self._definition(jid)
+            except Exception as exc:  # noqa: BLE001
+                self._fail(jid, f"cannot load the job's definition: {exc!r}", "", None)
+                return None
         args, kwargs = (spec.args, spec.kwargs) if spec.func is not None else ((), {})
         deps, inline = {}, {}
         for dep in spec.deps:

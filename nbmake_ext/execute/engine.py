@@ -9,10 +9,17 @@ Protocol (all messages signed, see wire.py), kernel -> engine:
                          {file: text} of its code files that exist only in the kernel's
                          linecache (notebook cells), so tracebacks show their lines
   ``jobs META *FRAMES``  one or more jobs: META json list of {job_id, func_key, dynamic,
-                         deps {id: [file, checksum]}, inline [dep ids]}; FRAMES, per job,
-                         its payload, then the pickled results of its ``inline`` deps
-                         (small results the kernel holds: their files may not exist yet)
+                         deps {id: [file, checksum]}, inline [dep ids], [after [dep ids]]};
+                         FRAMES, per job, its payload, then the pickled results of its
+                         ``inline`` deps (small results the kernel holds: their files may
+                         not exist yet). ``after``: a job sent ahead, before the kernel
+                         decided it; these inputs are jobs sent to this engine before it,
+                         whose results it takes from what this engine made (not named in
+                         ``deps``: the kernel does not know them yet). If one of them did
+                         not succeed here, the job does not run (answered ``skipped``)
   ``cancel``             drop the jobs not started yet (an interrupt; answered ``dropped``)
+  ``drop META``          drop these jobs if not started yet (jobs sent ahead that the
+                         kernel decided otherwise; answered ``dropped``)
   ``give_back META``     return a queued job not started yet (answered ``given_back``)
   ``stop``
 engine -> kernel:
@@ -25,6 +32,10 @@ engine -> kernel:
                          file (META file, stamp: readable now, durable once listed)
   ``returned META TEMPLATE OUT ERR``  a dynamic job's value, which may hold child promises
   ``failed META OUT ERR``             META: job_id, error, traceback, timing
+                         (``done`` and ``failed`` of a job with ``after`` inputs also carry
+                         consumed {dep: checksum}: the results it took)
+  ``skipped META``       job_id, dep: a job with ``after`` inputs did not run, as ``dep``
+                         did not succeed here (or its value is no longer at hand)
   ``lost META``          a dependency's result file is missing or corrupt
   ``dropped META``       job ids of the jobs a ``cancel`` dropped
   ``durable META``       job ids whose result files are now on disk (sent alone only
@@ -86,6 +97,9 @@ class _Results:
             self._size -= s
 
 
+MADE_KEPT = 64  # jobs whose outcome this engine remembers for jobs sent after them
+
+
 class Engine:
     def __init__(self, config: dict):
         key = bytes.fromhex(config["key"])
@@ -110,6 +124,9 @@ class Engine:
         self.running_job: str | None = None
         self._deps: dict[str, list[str]] = {}
         self._inline: dict[str, bytes] = {}
+        # The last results this engine made: job id -> (checksum, file or "", small data),
+        # for jobs the kernel sends "after" them. A job that did not succeed is absent.
+        self.made: OrderedDict[str, tuple[str, str, bytes | None]] = OrderedDict()
         # Which job runs now, written where the kernel reads it if this process dies: a
         # message sent just before a crash may never leave, a write to a file always does.
         self._running_fd = os.open(config["running_file"], os.O_WRONLY | os.O_CREAT, 0o600) \
@@ -150,9 +167,17 @@ class Engine:
             for meta in json.loads(payloads[0]):
                 payload = next(frames)
                 self.queue.append((meta, payload, {d: next(frames) for d in meta["inline"]}))
+                # A new run of it: a job sent after this one must not take an older result.
+                self.made.pop(meta["job_id"], None)
         elif kind == "cancel":  # an interrupt: jobs not started go back
             self.send("dropped", {"jobs": [job[0]["job_id"] for job in self.queue]})
             self.queue.clear()
+        elif kind == "drop":  # jobs sent ahead that will not run after all
+            drop = set(json.loads(payloads[0])["jobs"])
+            gone = [job[0]["job_id"] for job in self.queue if job[0]["job_id"] in drop]
+            if gone:
+                self.queue = deque(job for job in self.queue if job[0]["job_id"] not in drop)
+                self.send("dropped", {"jobs": gone})
         elif kind == "give_back":
             # Another engine is idle: return this job if it has not started here.
             job_id = json.loads(payloads[0])["job_id"]
@@ -174,11 +199,33 @@ class Engine:
     # -- one job --------------------------------------------------------------------------
 
     def run(self, meta: dict, payload: bytes, inline: dict[str, bytes]) -> None:
-        self._mark_running(meta["job_id"])
+        job_id = meta["job_id"]
+        self.made.pop(job_id, None)  # until it succeeds
+        if meta.get("after"):
+            meta = self._after(meta, inline)
+            if meta is None:
+                return
+        self._mark_running(job_id)
         try:
             self._run(meta, payload, inline)
         finally:
             self._mark_running("")
+
+    def _after(self, meta: dict, inline: dict[str, bytes]) -> dict | None:
+        """A job sent ahead: its ``after`` inputs are the results this engine just made.
+        None (and ``skipped`` sent) if one of them did not succeed here."""
+        deps, consumed = dict(meta["deps"]), {}
+        for dep in meta["after"]:
+            made = self.made.get(dep)
+            if made is None:
+                self.send("skipped", {"job_id": meta["job_id"], "dep": dep})
+                return None
+            checksum, file, data = made
+            deps[dep] = [file, checksum]
+            if data is not None:
+                inline[dep] = data
+            consumed[dep] = checksum
+        return {**meta, "deps": deps, "consumed": consumed}
 
     def _mark_running(self, job_id: str) -> None:
         if self._running_fd is not None:
@@ -211,16 +258,23 @@ class Engine:
             return
         finally:
             self.running_job = None
+        consumed = meta.get("consumed")
         for outcome in outcomes:
             if isinstance(outcome, JobRaised):
                 self.send("failed", {"job_id": job_id, "error": outcome.error,
                                      "traceback": outcome.traceback,
-                                     "timing": _timing(outcome)},
+                                     "timing": _timing(outcome), "consumed": consumed},
                           outcome.stdout.encode(), outcome.stderr.encode())
             elif isinstance(outcome, JobReturned):
-                self._returned(job_id, outcome, meta["dynamic"])
+                self._returned(job_id, outcome, meta["dynamic"], consumed)
 
-    def _returned(self, job_id: str, out: JobReturned, dynamic: bool) -> None:
+    def _made(self, job_id: str, checksum: str, file: str, data: bytes | None) -> None:
+        self.made[job_id] = (checksum, file, data)
+        while len(self.made) > MADE_KEPT:
+            self.made.popitem(last=False)
+
+    def _returned(self, job_id: str, out: JobReturned, dynamic: bool,
+                  consumed: dict | None = None) -> None:
         text = (out.stdout.encode(), out.stderr.encode())
         try:
             data = dumps_value(out.value)
@@ -236,7 +290,10 @@ class Engine:
         self.values.put((job_id, sum_), out.value, len(data))
         meta = {"job_id": job_id, "result_fp": result_fp, "checksum": sum_,
                 "timing": _timing(out), "durable": self.take_synced()}
+        if consumed is not None:
+            meta["consumed"] = consumed
         if len(data) <= INLINE_MAX:  # the kernel stores it: no file, no flush here
+            self._made(job_id, sum_, "", data)
             self.send("done", meta, *text, data)
             return
         name = blobs.file_name(job_id, sum_)
@@ -247,6 +304,7 @@ class Engine:
                                  "error": f"could not store the result: {exc}"}, *text)
             return
         meta.update(file=name, stamp=list(stamp))
+        self._made(job_id, sum_, name, None)
         if self.durable:
             # The file is readable now; its record is committed once it is on disk.
             self.unsynced += 1

@@ -7,6 +7,19 @@ the best claim on it (one that already holds a dependency's value, else the leas
 the next job is already there when one finishes: ``DEPTH``, or, when jobs are short,
 about ``QUEUE_SECONDS`` of them. Jobs submitted between two polls travel to an engine in
 one message.
+
+Sending ahead (as ``parmake --dask`` does, see dask.py): a job the core has not decided yet
+but that will run whatever its inputs bring (``Scheduler.runs_whatever``: no early cutoff
+is possible), whose inputs are stored results or plain jobs being made on one engine, is
+claimed and sent to that engine right behind them (``after`` those inputs: the engine
+takes their values from its own memory and skips the job if one of them failed there).
+So a chain runs link after link on one engine without waiting for the kernel in between.
+Its outcome is held until the driver submits it (the core decided Run), and reported only
+if it consumed the very results the core recorded (checksums); else it runs again. It is
+dropped (its claim released, the engine told) if the core decides otherwise. At most
+``AHEAD_MAX`` such jobs wait per engine; they are never moved to another engine by
+rebalancing. They count in their engine's load (other jobs go to other engines first),
+but the driver submits them whatever the free slots (see ``holds``).
 """
 
 from __future__ import annotations
@@ -22,11 +35,14 @@ import tempfile
 import threading
 import time
 from collections import deque
+from itertools import islice
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import zmq
 
+from ..core.ahead import consumed_as_decided, place_ahead
+from ..core.scheduler import QUEUED, WAITING
 from ..store import blobs
 from .engine import decode_running
 from .outcomes import ChildSpec, JobRaised, JobReturned, Timing
@@ -38,6 +54,9 @@ QUEUE_SECONDS = 0.005  # work queued per engine when jobs are short (fewer round
 DEATH_GRACE_MS = 20   # wait for a dead engine's last messages
 CHECK_EVERY = 0.02     # seconds between looks for dead engines outside ``poll``
 STEAL_AFTER = 0.1  # seconds a job must have run before the one behind it moves elsewhere
+NOBLOCK = int(zmq.NOBLOCK)
+AHEAD_MAX = 2      # jobs sent ahead (not decided yet) per engine at once
+LOOK_EVERY = 0.2   # seconds between looks for jobs sent ahead that the core decided otherwise
 
 
 @dataclass(slots=True)
@@ -52,6 +71,7 @@ class RemoteJob:
     dynamic: bool
     inline: dict[str, bytes] = field(default_factory=dict)  # results not in a file yet
     sources: bytes = b"{}"   # json {file: text}: the function's code only the kernel has
+    after: tuple[str, ...] = ()  # (sent ahead) inputs its engine makes just before it
 
 
 @dataclass(slots=True)
@@ -89,6 +109,20 @@ class DependencyLost:
     why: str
 
 
+@dataclass(slots=True)
+class _Ahead:
+    """A job sent ahead to an engine, before the core decided it."""
+
+    job_id: str
+    engine: bytes
+    after: tuple[str, ...]         # inputs its engine makes just before it
+    stored: dict[str, str]         # inputs from the store: dep -> checksum sent along
+    outcomes: list | None = None   # what the engine reported, held until it is adopted
+    consumed: dict | None = None   # checksums of the ``after`` results it took
+    durable: bool = False          # its result file is on disk (notice held too)
+    expected: dict | None = None   # (adopted) dep -> checksum the core recorded
+
+
 @dataclass
 class _Engine:
     identity: bytes
@@ -100,6 +134,9 @@ class _Engine:
     undurable: dict = field(default_factory=dict)  # job id -> result file not yet on disk
     head_since: float = 0.0                        # when the job at the head started
     asked_back: str | None = None                  # a job we asked it to give back
+    ahead: set = field(default_factory=set)        # sent ahead, not decided, still here
+    void: set = field(default_factory=set)         # dropped here: their outcome is ignored
+    stale_durable: set = field(default_factory=set)  # a notice to ignore (a void result's)
 
     @property
     def pid(self) -> int:
@@ -107,7 +144,8 @@ class _Engine:
 
     @property
     def load(self) -> int:
-        return len(self.queue) + len(self.outbox)
+        """Jobs it has to run (dropped ones do not count)."""
+        return len(self.queue) + len(self.outbox) - len(self.void)
 
 
 class EnginePool:
@@ -134,6 +172,17 @@ class EnginePool:
         self._count = 0
         self._checked = 0.0
         self.job_seconds: float | None = None  # a running mean of the jobs' durations
+        # Sending ahead (during a run: see attach).
+        self.driver = None
+        self.made_here: dict[str, tuple[bytes, str]] = {}  # this run: job -> engine, checksum
+        self.ahead: dict[str, _Ahead] = {}      # sent ahead, not submitted by the driver yet
+        self.adopted: dict[str, _Ahead] = {}    # ... submitted, its outcome not in yet
+        self.users: dict[str, list[str]] = {}   # job -> jobs sent ahead after it
+        self._frontier: dict[str, None] = {}    # jobs that may be sent ahead now
+        self._deferred: dict[str, None] = {}    # ... when an engine has room for them
+        self._looked_at = 0.0
+        self.sent_ahead = 0                     # how many jobs were sent ahead (ever)
+        self.finished_on_interrupt: list = []
         self.resize(n)
 
     # -- engines --------------------------------------------------------------------------
@@ -190,6 +239,37 @@ class EnginePool:
 
     # -- the runner interface -------------------------------------------------------------
 
+    def attach(self, driver) -> None:
+        """The driver of a run: its core says which jobs may be sent ahead, its store
+        claims them."""
+        self.driver = driver
+        self.made_here.clear()
+        self._looked_at = time.monotonic()
+
+    def detach(self) -> None:
+        """The run ended: jobs sent ahead that it did not decide to run are dropped (their
+        claims released, their engines told); nothing of this run is followed any more."""
+        if self.driver is None:
+            return
+        try:
+            if self.ahead:
+                self._drop(list(self.ahead))
+            for a in list(self.adopted.values()):  # only if the run ended on an error
+                self._void(a.job_id, a.engine)
+        finally:
+            self._forget_ahead()
+
+    def _forget_ahead(self) -> None:
+        self.driver = None
+        self.ahead.clear()
+        self.adopted.clear()
+        self.users.clear()
+        self.made_here.clear()
+        self._frontier.clear()
+        self._deferred.clear()
+        for engine in self.engines.values():
+            engine.ahead.clear()
+
     def free_slots(self) -> int:
         if time.monotonic() - self._checked > CHECK_EVERY:
             self._check_engines(self._out)
@@ -213,7 +293,19 @@ class EnginePool:
     def busy(self) -> bool:
         return bool(self._out) or any(e.load for e in self.engines.values())
 
+    def holds(self, job_id: str) -> bool:
+        """A job sent ahead, not submitted yet: the driver submits it without its
+        definition (see ``submit``), even when no slot is free (it has one already)."""
+        return job_id in self.ahead
+
     def submit(self, job: RemoteJob) -> None:
+        ahead = self.ahead.pop(job.job_id, None)
+        if ahead is not None:
+            if self._adopt(ahead, job):
+                return
+            if not job.func_key:  # submitted bare (see holds): the driver prepares it again
+                self._out.append(Requeue([job.job_id]))
+                return
         depth = self.depth()
         ready = [e for e in self.engines.values() if e.ready and e.load < depth]
         if not ready:  # the engine we counted on died meanwhile
@@ -223,6 +315,17 @@ class EnginePool:
         # An idle engine first; among equals, one that holds an input already.
         engine = min(ready, key=lambda e: (e.load, e.identity not in holders))
         engine.outbox.append(job)
+        self._place(engine, job)
+
+    def _place(self, engine: _Engine, job: RemoteJob) -> None:
+        if self.driver is None:
+            return
+        jid = job.job_id
+        if self.made_here:
+            self.made_here.pop(jid, None)  # made again: not that result
+        if not job.dynamic:  # its dependents may follow it
+            for dependent in self.driver.sched.dependents(jid):
+                self._frontier[dependent] = None
 
     def _send_jobs(self) -> None:
         """The jobs submitted since the last poll, in one message per engine."""
@@ -231,20 +334,36 @@ class EnginePool:
                 continue
             jobs, engine.outbox = engine.outbox, []
             if not self._send_functions(engine, jobs):
-                self._out.append(Requeue([j.job_id for j in jobs]))
+                self._unsent(jobs, self._out)
                 continue
             metas, frames = [], []
             for job in jobs:
-                metas.append({"job_id": job.job_id, "func_key": job.func_key,
-                              "dynamic": job.dynamic, "deps": job.deps,
-                              "inline": list(job.inline)})
+                meta = {"job_id": job.job_id, "func_key": job.func_key,
+                        "dynamic": job.dynamic, "deps": job.deps, "inline": list(job.inline)}
+                if job.after:
+                    meta["after"] = job.after
+                metas.append(meta)
                 frames += [job.payload, *job.inline.values()]
             if not self._send(engine, "jobs", json.dumps(metas).encode(), *frames):
-                self._out.append(Requeue([j.job_id for j in jobs]))
+                self._unsent(jobs, self._out)
                 continue
             if not engine.queue:
                 engine.head_since = time.monotonic()
             engine.queue.extend(j.job_id for j in jobs)
+
+    def _unsent(self, jobs: list[RemoteJob], out: list) -> None:
+        """Jobs that never reached their engine (it died): again, or (sent ahead) dropped."""
+        again = []
+        for job in jobs:
+            jid = job.job_id
+            if jid in self.ahead:
+                self._drop([jid])
+            else:
+                self.adopted.pop(jid, None)
+                self._drop(self.users.pop(jid, ()))
+                again.append(jid)
+        if again:
+            out.append(Requeue(again))
 
     def _send_functions(self, engine: _Engine, jobs: list[RemoteJob]) -> bool:
         for job in jobs:
@@ -256,6 +375,11 @@ class EnginePool:
         return True
 
     def poll(self, timeout: float) -> list:
+        if self.driver is not None:
+            if self.ahead and time.monotonic() - self._looked_at > LOOK_EVERY:
+                self._drop_decided()
+            if self._frontier:
+                self._send_ahead()
         self._send_jobs()
         out, self._out = self._out, []
         self._check_engines(out)
@@ -265,29 +389,46 @@ class EnginePool:
         return out
 
     def _drain(self, out: list) -> None:
+        recv = self.socket.recv_multipart
         while True:
             try:
-                frames = self.socket.recv_multipart(zmq.NOBLOCK)
+                frames = recv(NOBLOCK)
             except zmq.Again:
                 return
             self._receive(frames, out)
 
     def _balance(self) -> None:
         """An idle engine while another has a job waiting behind a long one: ask for that
-        job back (the engine returns it only if it has not started it)."""
+        job back (the engine returns it only if it has not started it). Never a job sent
+        ahead: it stays with its inputs. (The jobs sent ahead after one given back are
+        dropped.)"""
         if not any(e.ready and not e.queue for e in self.engines.values()):
             return
         now = time.monotonic()
         for engine in self.engines.values():
             if len(engine.queue) >= 2 and engine.asked_back is None \
                     and now - engine.head_since > STEAL_AFTER:
-                engine.asked_back = engine.queue[1]
-                self._send(engine, "give_back", json.dumps({"job_id": engine.queue[1]}).encode())
+                jid = next((j for j in islice(engine.queue, 1, None)
+                            if self._movable(engine, j)), None)
+                if jid is not None:
+                    engine.asked_back = jid
+                    self._send(engine, "give_back", json.dumps({"job_id": jid}).encode())
+
+    def _movable(self, engine: _Engine, jid: str) -> bool:
+        return jid not in self.ahead and jid not in self.adopted and jid not in engine.void
 
     def interrupt(self) -> list[str]:
         """Stop every engine's jobs: queued ones are dropped, running ones get SIGINT.
-        Engines that do not stop within 2 s are killed and replaced."""
+        Engines that do not stop within 2 s are killed and replaced. Outcomes of jobs the
+        driver submitted that ended before (here already, or waiting in the socket: with
+        jobs sent ahead, an engine is often a result or two ahead of the kernel) are kept
+        in ``finished_on_interrupt`` for the driver to record."""
+        out, self._out = self._out, []
+        self._drain(out)
+        self.finished_on_interrupt = [o for o in out if type(o) in (JobStored, JobRaised, Durable)]
         stopped = [j.job_id for e in self.engines.values() for j in e.outbox]
+        stopped += list(self.ahead)  # held claims, also of those that ended already
+        self._forget_ahead()
         for engine in self.engines.values():
             engine.outbox = []  # never sent
         stopped += [j for e in self.engines.values() for j in e.queue]
@@ -306,8 +447,12 @@ class EnginePool:
                 engine.proc.kill()
                 engine.proc.wait()
                 self.engines.pop(engine.identity, None)
+        for engine in self.engines.values():
+            engine.void.clear()
+            engine.stale_durable.clear()
+        self._out.clear()
         self.resize(self.n)
-        return stopped
+        return list(dict.fromkeys(stopped))
 
     def close(self) -> None:
         for engine in list(self.engines.values()):
@@ -315,6 +460,185 @@ class EnginePool:
         self.socket.close(0)
         self.zmq.term()
         shutil.rmtree(self._dir, ignore_errors=True)
+
+    # -- sending ahead --------------------------------------------------------------------
+    # A job the core has not decided yet but that will run whatever its inputs bring goes
+    # to the engine making its inputs, right behind them (see the module's docstring).
+
+    def _holder(self, job_id: str) -> bytes | None:
+        """The engine making ``job_id``'s result now, or holding the result it made in this
+        run (not reported to the core yet); None if none."""
+        for engine in self.engines.values():
+            if (job_id in engine.queue and job_id not in engine.void) \
+                    or any(job.job_id == job_id for job in engine.outbox):
+                return None if engine.asked_back == job_id else engine.identity
+        made = self.made_here.get(job_id)
+        return made[0] if made is not None and made[0] in self.engines else None
+
+    def _send_ahead(self) -> None:
+        """Send ahead what the frontier holds; a job sent ahead brings its own dependents
+        to the frontier, so a chain goes out in one message, up to ``AHEAD_MAX`` links."""
+        counts: dict[bytes, int] = {}
+        for a in self.ahead.values():
+            counts[a.engine] = counts.get(a.engine, 0) + 1
+        while self._frontier:
+            frontier, self._frontier = self._frontier, {}
+            self._send_ahead_from(frontier, counts)
+
+    def _send_ahead_from(self, frontier: dict[str, None], counts: dict[bytes, int]) -> None:
+        driver = self.driver
+        for jid in frontier:
+            if jid in self.ahead:
+                continue
+            where = place_ahead(driver.sched, jid, self._holder)
+            if where is None:
+                continue  # it comes back here when an input of it is sent
+            identity, after = where
+            engine = self.engines.get(identity)
+            if engine is None or not engine.ready:
+                continue
+            if counts.get(identity, 0) >= AHEAD_MAX:
+                self._deferred[jid] = None  # back once a job sent ahead there is decided
+                continue
+            mine, _ = driver.store.claim([jid])
+            if not mine:
+                continue  # another process runs it: the driver waits for that
+            try:
+                job = driver.describe(jid)
+            except Exception:  # noqa: BLE001 - the driver meets it again once it decides
+                driver.store.release([jid])
+                continue
+            for dep in after:  # its engine has them; an older stored result is not wanted
+                job.deps.pop(dep, None)
+                job.inline.pop(dep, None)
+            job.after = after
+            self.ahead[jid] = _Ahead(jid, identity, after, {d: w[1] for d, w in job.deps.items()})
+            engine.ahead.add(jid)
+            counts[identity] = counts.get(identity, 0) + 1
+            for dep in after:
+                self.users.setdefault(dep, []).append(jid)
+            engine.outbox.append(job)
+            self._place(engine, job)
+            self.sent_ahead += 1
+
+    def _adopt(self, a: _Ahead, job: RemoteJob) -> bool:
+        """The driver submits a job sent ahead (the core decided Run). True: its outcome
+        (in already, or to come) is reported; False: it must be sent again (it was given
+        other stored inputs than the core recorded)."""
+        self._room(a)
+        recorded = {d: where[1] for d, where in job.deps.items()}
+        if not consumed_as_decided({d: s for d, s in recorded.items() if d not in a.after},
+                                   a.stored):
+            self._void(a.job_id, a.engine)
+            self._stale(a.engine, a.job_id)
+            self._drop(self.users.pop(a.job_id, ()))
+            return False
+        a.expected = {d: recorded.get(d, "") for d in a.after}
+        if a.outcomes is None:
+            if a.engine not in self.engines:
+                return False
+            self.adopted[a.job_id] = a
+            return True
+        return self._report_adopted(a, self._out)
+
+    def _report_adopted(self, a: _Ahead, out: list) -> bool:
+        """Report the outcome of an adopted job sent ahead if it consumed the results the
+        core recorded; else False (it runs again)."""
+        if consumed_as_decided(a.expected, a.consumed or {}):
+            out.extend(a.outcomes)
+            if a.durable:
+                out.append(Durable([a.job_id]))
+            return True
+        self._stale(a.engine, a.job_id)
+        self._drop(self.users.pop(a.job_id, ()))
+        return False
+
+    def _drop_decided(self) -> None:
+        """Jobs sent ahead that the core decided otherwise than Run: drop them. (Now and
+        then: the check that counts is made when the driver submits one.)"""
+        self._looked_at = time.monotonic()
+        state = self.driver.sched.state
+        gone = [j for j in self.ahead if state(j) not in (WAITING, QUEUED)]
+        if gone:
+            self._drop(gone)
+
+    def _drop(self, job_ids) -> None:
+        """Forget jobs sent ahead (not submitted by the driver) and every job sent ahead
+        after them; release the claims the driver does not hold."""
+        stack, release = list(job_ids), []
+        state = self.driver.sched.state if self.driver is not None else None
+        while stack:
+            jid = stack.pop()
+            a = self.ahead.pop(jid, None)
+            if a is None:
+                continue
+            self._room(a)
+            if a.outcomes is None:
+                self._void(jid, a.engine)
+            else:
+                self._stale(a.engine, jid)
+            if state is None or state(jid) != QUEUED:  # else the driver claimed it too
+                release.append(jid)
+            stack.extend(self.users.pop(jid, ()))
+        if release and self.driver is not None:
+            self.driver.store.release(release)
+
+    def _room(self, a: _Ahead) -> None:
+        """A job sent ahead is decided or dropped: its engine may take another."""
+        engine = self.engines.get(a.engine)
+        if engine is not None:
+            engine.ahead.discard(a.job_id)
+        if self._deferred:
+            self._frontier.update(self._deferred)
+            self._deferred.clear()
+
+    def _void(self, jid: str, identity: bytes) -> None:
+        """Its instance on its engine (sent ahead) is dropped: taken out if not sent or not
+        started, else its outcome is ignored."""
+        engine = self.engines.get(identity)
+        if engine is None:
+            return
+        engine.ahead.discard(jid)
+        for i, job in enumerate(engine.outbox):
+            if job.job_id == jid:
+                del engine.outbox[i]
+                return
+        if jid in engine.queue:
+            engine.void.add(jid)
+            self._send(engine, "drop", json.dumps({"jobs": [jid]}).encode())
+
+    def _stale(self, identity: bytes, jid: str) -> None:
+        """A result of ``jid`` that is not reported: a notice that its file is on disk is
+        not about the next one."""
+        engine = self.engines.get(identity)
+        if engine is not None and engine.undurable.pop(jid, None) is not None:
+            engine.stale_durable.add(jid)
+
+    def _outcome(self, jid: str, outcomes: list, consumed: dict | None, out: list) -> None:
+        """An engine's outcome of a job: reported, or held (sent ahead, not decided)."""
+        a = self.ahead.get(jid)
+        if a is not None:  # reported once the driver submits it
+            a.outcomes, a.consumed = outcomes, consumed or {}
+            return
+        a = self.adopted.pop(jid, None)
+        if a is not None:
+            a.outcomes, a.consumed = outcomes, consumed or {}
+            if not self._report_adopted(a, out):
+                out.append(Requeue([jid]))
+            return
+        out.extend(outcomes)
+
+    def _not_run(self, jid: str, out: list, lost: DependencyLost | None = None) -> None:
+        """The engine did not run the job (an input of it failed or was unreadable)."""
+        if jid in self.ahead:
+            self._drop([jid])
+            return
+        if self.adopted.pop(jid, None) is not None and lost is None:
+            self._drop(self.users.pop(jid, ()))
+            out.append(Requeue([jid]))
+            return
+        if lost is not None:
+            out.append(lost)
 
     # -- messages -------------------------------------------------------------------------
 
@@ -342,8 +666,10 @@ class EnginePool:
             engine.ready = True
         elif kind == "done":
             job_id = meta["job_id"]
-            self._finished(engine, job_id)
-            self.produced_by[job_id] = identity
+            void = self._finished(engine, job_id)
+            if not void:
+                self.produced_by[job_id] = identity
+                self.made_here[job_id] = (identity, meta["checksum"])
             timing = Timing(**meta["timing"])
             self._mean_duration(timing.duration)
             stored = JobStored(job_id, meta["result_fp"], meta.get("file", ""), meta["checksum"],
@@ -351,49 +677,84 @@ class EnginePool:
                                payloads[1].decode(), payloads[2].decode())
             if len(payloads) > 3:
                 stored.data = payloads[3]
+            elif void:
+                if job_id not in meta["durable"]:
+                    engine.stale_durable.add(job_id)
             else:
                 engine.undurable[job_id] = stored.file
-            out.append(stored)
-            if meta["durable"]:  # notices ride on results: after this one's own
-                self._durable(engine, meta["durable"], out)
+            durable = meta["durable"]
+            if not void:
+                self._outcome(job_id, [stored], meta.get("consumed"), out)
+            elif job_id in durable:
+                durable = [j for j in durable if j != job_id]
+            if durable:  # notices ride on results: after this one's own
+                self._durable(engine, durable, out)
         elif kind == "returned":
-            self._finished(engine, meta["job_id"])
-            out.append(JobReturned(meta["job_id"], pickle.loads(payloads[1]),
-                                   payloads[2].decode(), payloads[3].decode(),
-                                   Timing(**meta["timing"])))
+            if not self._finished(engine, meta["job_id"]):
+                out.append(JobReturned(meta["job_id"], pickle.loads(payloads[1]),
+                                       payloads[2].decode(), payloads[3].decode(),
+                                       Timing(**meta["timing"])))
         elif kind == "failed":
-            self._finished(engine, meta["job_id"])
-            if not meta.get("interrupted"):
-                out.append(JobRaised(meta["job_id"], meta["error"], meta["traceback"],
-                                     payloads[1].decode(), payloads[2].decode(),
-                                     Timing(**meta["timing"]) if meta["timing"] else Timing()))
+            job_id = meta["job_id"]
+            if self._finished(engine, job_id):
+                return
+            if meta.get("interrupted"):
+                self._not_run(job_id, out)
+                return
+            raised = JobRaised(job_id, meta["error"], meta["traceback"], payloads[1].decode(),
+                               payloads[2].decode(),
+                               Timing(**meta["timing"]) if meta["timing"] else Timing())
+            self._outcome(job_id, [raised], meta.get("consumed"), out)
         elif kind == "lost":
-            self._finished(engine, meta["job_id"])
-            out.append(DependencyLost(meta["job_id"], meta["dep"], meta["why"]))
+            if not self._finished(engine, meta["job_id"]):
+                self._not_run(meta["job_id"], out,
+                              DependencyLost(meta["job_id"], meta["dep"], meta["why"]))
+        elif kind == "skipped":  # sent ahead; an input of it did not succeed there
+            if not self._finished(engine, meta["job_id"]):
+                self._not_run(meta["job_id"], out)
         elif kind == "child":
             spec = pickle.loads(payloads[1])
             out.append(ChildSpec(spec, payloads[2], payloads[3]))
         elif kind == "durable":
             self._durable(engine, meta["jobs"], out)
-        elif kind == "dropped":  # an interrupt's: the jobs go back to where they were
+        elif kind == "dropped":  # an interrupt's, or jobs sent ahead that were dropped
             for job_id in meta["jobs"]:
                 self._finished(engine, job_id)
         elif kind == "given_back":
-            if meta["job_id"] in engine.queue:
-                engine.queue.remove(meta["job_id"])
+            job_id = meta["job_id"]
+            if job_id in engine.queue:
+                self._finished(engine, job_id)
             engine.asked_back = None
-            out.append(Requeue([meta["job_id"]]))
+            self._drop(self.users.pop(job_id, ()))  # they were to take it from that engine
+            out.append(Requeue([job_id]))
 
     def _durable(self, engine: _Engine, job_ids: list[str], out: list) -> None:
+        forward = []
         for job_id in job_ids:
             engine.undurable.pop(job_id, None)
-        out.append(Durable(job_ids))
+            if job_id in engine.stale_durable:  # a result that was not reported
+                engine.stale_durable.discard(job_id)
+                continue
+            ahead = self.ahead.get(job_id)
+            if ahead is not None and ahead.outcomes is not None:
+                ahead.durable = True  # reported with its outcome, if it is adopted
+                continue
+            forward.append(job_id)
+        if forward:
+            out.append(Durable(forward))
 
     def _mean_duration(self, seconds: float) -> None:
         mean = self.job_seconds
         self.job_seconds = seconds if mean is None else 0.8 * mean + 0.2 * seconds
 
-    def _finished(self, engine: _Engine, job_id: str) -> None:
+    def _finished(self, engine: _Engine, job_id: str) -> bool:
+        """The job left the engine's queue. True if that was a dropped instance of it
+        (always the first of that id in the queue): its outcome is ignored."""
+        void = job_id in engine.void
+        if void:
+            engine.void.discard(job_id)
+        elif engine.ahead:
+            engine.ahead.discard(job_id)
         if engine.queue and engine.queue[0] == job_id:
             engine.queue.popleft()
             engine.head_since = time.monotonic()
@@ -401,6 +762,7 @@ class EnginePool:
             engine.queue.remove(job_id)
         if engine.asked_back == job_id:
             engine.asked_back = None
+        return void
 
     def _check_engines(self, out: list) -> None:
         self._checked = time.monotonic()
@@ -412,24 +774,58 @@ class EnginePool:
             self.socket.poll(DEATH_GRACE_MS)
             self._drain(out)
         for engine, code in dead:
-            self.engines.pop(engine.identity)
+            if self.engines.pop(engine.identity, None) is None:
+                continue  # buried meanwhile (a send to it failed while draining)
             if engine.undurable:
                 # Its results are whole files; it died before saying they were on disk:
                 # flush them from here, so their records are committed.
                 blobs.make_durable(self.store_path / "results", list(engine.undurable.values()))
-                out.append(Durable(list(engine.undurable)))
+                self._durable(engine, list(engine.undurable), out)
             if engine.outbox:
-                out.append(Requeue([j.job_id for j in engine.outbox]))
+                jobs, engine.outbox = engine.outbox, []
+                self._unsent(jobs, out)
             running = self._running_job(engine)
-            if running in engine.queue:
-                out.append(JobRaised(running, f"engine {engine.pid} died while running it: "
-                                     f"{_death(code)}", "", "", "",
-                                     Timing(engine=f"engine {engine.pid}")))
-            # The others did not run, or their outcome never left the engine: again.
-            rest = [j for j in engine.queue if j != running]
-            if rest:
-                out.append(Requeue(rest))
+            death = f"engine {engine.pid} died while running it: {_death(code)}"
+            again, drop, void = [], [], set(engine.void)
+            for jid in engine.queue:
+                if jid in void:  # dropped already: its outcome does not count
+                    void.discard(jid)
+                    continue
+                a = self.ahead.get(jid)
+                if a is not None:  # not decided yet
+                    if jid == running and self._crash_ahead(a, engine, death):
+                        continue
+                    drop.append(jid)
+                    continue
+                self.adopted.pop(jid, None)
+                if jid == running:
+                    out.append(JobRaised(jid, death, "", "", "",
+                                         Timing(engine=f"engine {engine.pid}")))
+                else:
+                    # It did not run, or its outcome never left the engine: again.
+                    again.append(jid)
+            for jid in [j for j, (i, _) in self.made_here.items() if i == engine.identity]:
+                del self.made_here[jid]
+            for jid in again:
+                self._drop(self.users.pop(jid, ()))
+            self._drop(drop)
+            if again:
+                out.append(Requeue(again))
             self._spawn()
+
+    def _crash_ahead(self, a: _Ahead, engine: _Engine, death: str) -> bool:
+        """A job sent ahead crashed its engine: its failure is held like an outcome, if
+        the results it took are known (every input's result reached the kernel)."""
+        consumed = {}
+        for dep in a.after:
+            made = self.made_here.get(dep)
+            if made is None or made[0] != engine.identity:
+                return False
+            consumed[dep] = made[1]
+        a.outcomes = [JobRaised(a.job_id, death, "", "", "",
+                                Timing(engine=f"engine {engine.pid}"))]
+        a.consumed = consumed
+        return True
 
 
 def _death(code: int) -> str:

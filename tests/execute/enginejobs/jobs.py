@@ -137,8 +137,9 @@ def releases_fsync_and_exits(lab: str):
     os._exit(3)
 
 
-def wait_to_be_killed(lab: str, name: str):
-    """Writes its pid to <name>.pid and waits for the test to kill it."""
+def wait_to_be_killed(lab: str, name: str, *inputs):
+    """Writes its pid to <name>.pid and waits for the test to kill it. (``inputs``: only
+    there to make it depend on other jobs.)"""
     log(lab, f"{name}-start")
     announce(lab, name)
     wait_for(Path(lab, "never"), 60)
@@ -266,3 +267,53 @@ def write_line(path: str, text: str):
     finally:
         os.close(fd)
     return text
+
+
+# -- jobs for sending ahead -----------------------------------------------------------------
+
+def hold(lab: str, name: str, *inputs):
+    """Logs <name>-start, says it started (file started-<name>), waits (bounded) for the
+    file release-<name>, logs <name>-end; returns like ``work``."""
+    log(lab, f"{name}-start")
+    touch(lab, f"started-{name}")
+    if not wait_for(Path(lab, f"release-{name}")):
+        raise TimeoutError(f"{name} was never released")
+    log(lab, f"{name}-end")
+    return {"name": name, "pid": os.getpid(), "inputs": list(inputs)}
+
+
+def hold_then_fail(lab: str, name: str):
+    hold(lab, name)
+    raise ValueError(f"{name} is broken")
+
+
+def add(lab: str, name: str, prev, i: int) -> int:
+    """A chain link: logs <name>-start, returns prev + i."""
+    log(lab, f"{name}-start")
+    return prev + i
+
+
+def leaf(lab: str, name: str, x):
+    log(lab, f"{name}-start")
+    return x if isinstance(x, int) else 1
+
+
+def leaf_again(lab: str, name: str, x):  # leaf's body under another name: other code
+    log(lab, f"{name}-start")
+    return x if isinstance(x, int) else 1
+
+
+def combine(lab: str, name: str, base: int, *inputs, fail: bool = False) -> int:
+    """Logs <name>-start; base + the sum of its inputs, or raises if ``fail``."""
+    log(lab, f"{name}-start")
+    if fail:
+        raise ValueError(f"{name} fails")
+    return base + sum(inputs)
+
+
+def combine_again(lab: str, name: str, base: int, *inputs, fail: bool = False) -> int:
+    """combine's body under another name: other code, the same result."""
+    log(lab, f"{name}-start")
+    if fail:
+        raise ValueError(f"{name} fails")
+    return base + sum(inputs)
