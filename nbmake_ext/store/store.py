@@ -299,10 +299,8 @@ class Store:
 
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.executemany(
-                "INSERT OR IGNORE INTO functions VALUES (?, ?)",
-                [(key, blob) for _, key, blob, _ in entries if blob is not None],
-            )
+            blobs_ = {key: blob for _, key, blob, _ in entries if blob is not None}
+            conn.executemany("INSERT OR IGNORE INTO functions VALUES (?, ?)", blobs_.items())
             conn.executemany(
                 "INSERT INTO jobs (job_id, function, parent, dynamic, code_fp, code_parts,"
                 " args_fp, deps, def_fp, func_key, payload) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
