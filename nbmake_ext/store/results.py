@@ -45,6 +45,6 @@ def checked_row(conn: sqlite3.Connection, job_id: str, checksum: str) -> bytes:
     row = conn.execute("SELECT data FROM results WHERE job_id=?", (job_id,)).fetchone()
     if row is None:
         raise FileNotFoundError(f"no stored result of {job_id!r}")
-    if blobs.checksum(row[0]) != checksum:
+    if not blobs.matches(row[0], checksum):
         raise blobs.CorruptResult(f"checksum mismatch in the stored result of {job_id!r}")
     return row[0]

@@ -360,3 +360,23 @@ def test_a_store_knows_whether_another_store_was_open_since_a_mark(tmp_path):
     assert not a.quiet_since(mark)  # was open since the mark, though closed now
     assert a.quiet_since(a.activity())
     a.close()
+
+
+def test_results_checksummed_by_an_earlier_version_still_read_and_are_still_checked(tmp_path):
+    import hashlib
+
+    store = Store(tmp_path / "s")
+    define(store, spec("a"), spec("b"))
+    store.record_success("a", record(), dumps_value(list(range(100))), {}, ("", ""))
+    store.record_success("b", record(), dumps_value(BIG), {}, ("", ""))
+    store.flush()
+    for job, data in (("a", store._conn.execute(
+            "SELECT data FROM results WHERE job_id='a'").fetchone()[0]),
+            ("b", (tmp_path / "s" / "results" / store.details("b")["r_file"]).read_bytes())):
+        old = hashlib.blake2b(data, digest_size=16).hexdigest()  # the earlier checksums
+        store._conn.execute("UPDATE jobs SET r_checksum=? WHERE job_id=?", (old, job))
+    assert store.load_result("a") == list(range(100)) and store.load_result("b") == BIG
+    store._conn.execute("UPDATE results SET data=? WHERE job_id='a'", (dumps_value(7),))
+    with pytest.raises(ResultUnavailable, match="corrupt"):
+        store.load_result("a")
+    store.close()
