@@ -8,7 +8,6 @@ state is on disk as each job finishes and a crash leaves either the whole result
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import os
@@ -468,19 +467,10 @@ class Store:
         exist yet), else None."""
         return self._inflight.get(job_id)
 
-    @contextlib.contextmanager
-    def batched(self):
-        """The writes recorded inside reach the writer thread together at the end: one
-        hand-over (and one wake-up of that thread) instead of one per write."""
-        writer = self.writer
-        if writer.holding():
-            yield
-            return
-        writer.hold()
-        try:
-            yield
-        finally:
-            writer.release()
+    def batched(self) -> "_Batch":
+        """The writes recorded inside (a ``with`` block) reach the writer thread together
+        at the end: one hand-over (and one wake-up of that thread) instead of one per write."""
+        return _Batch(self.writer)
 
     def record_stored(self, job_id: str, record: RunRecord, name: str, sum_: str,
                       stamp: tuple[int, int], timing: dict, logs: tuple[str, str]) -> None:
@@ -604,6 +594,24 @@ class Store:
             self._writer = None
         self._claims.close()
         self._conn.close()
+
+
+class _Batch:
+    """Store.batched (a class: entered once per job of a make)."""
+
+    __slots__ = ("_writer", "_outer")
+
+    def __init__(self, writer: "_Writer"):
+        self._writer = writer
+
+    def __enter__(self) -> None:
+        self._outer = not self._writer.holding()
+        if self._outer:
+            self._writer.hold()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._outer:
+            self._writer.release()
 
 
 MAX_BACKLOG = 256
