@@ -33,6 +33,7 @@ import cloudpickle  # noqa: E402
 import dask  # noqa: E402
 import psutil  # noqa: E402
 
+from contexts import record_elsewhere_when_claimed  # noqa: E402
 from nbmake_ext import Context, JobsFailed, NbmakeError  # noqa: E402
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -619,31 +620,13 @@ def test_a_job_sent_ahead_on_an_input_another_process_replaced_runs_again(client
     """D and J never ran; D waits for H, J for D: both are sent ahead, J on D's task. Just
     then another process stores D's result (made from the same H): the core takes that one
     (D is up to date), so what J's task made from this run's D must not be recorded."""
-    from nbmake_ext.core.jobspec import RunRecord
-    from nbmake_ext.fingerprint import digest
-    from nbmake_ext.store.store import dumps_value
-
     ctx = make_ctx()
     h = ctx.comp(leaf, lab, "H", 1, job_id="H")
     d = ctx.comp(work, lab, "D", h, job_id="D")
     j = ctx.comp(work, lab, "J", d, job_id="J")
     ctx.sync()
     other = make_ctx()  # the same store, opened again
-    spec = ctx.graph.specs["D"]
-    claim, stored = ctx.store.claim, []
-
-    def claim_after_the_other_process(job_ids):
-        job_ids = list(job_ids)
-        if job_ids == ["D"] and not stored:  # D is about to be sent ahead
-            value = "made elsewhere"
-            record = RunRecord(spec.code_fp, spec.code_parts, spec.args_fp, {"H": digest(10)},
-                               digest(value))
-            other.store.record_success("D", record, dumps_value(value), {}, ("", ""))
-            other.store.flush()
-            stored.append("D")
-        return claim(job_ids)
-
-    monkeypatch.setattr(ctx.store, "claim", claim_after_the_other_process)
+    stored = record_elsewhere_when_claimed(ctx, other, "D", {"H": 10}, monkeypatch)
     report = ctx.parmake(dask=client, n=8)
     assert stored == ["D"], "D was not sent ahead"
     assert (report.ran, report.skipped) == (2, 1) and not report.failed

@@ -24,6 +24,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from contexts import record_elsewhere_when_claimed  # noqa: E402
 from enginejobs import jobs as J  # noqa: E402
 from enginejobs.support import *  # noqa: E402,F401,F403
 from enginejobs.support import guarded, is_engine, wait_ready, wait_until  # noqa: E402
@@ -365,10 +366,6 @@ def test_a_job_sent_ahead_on_an_input_another_process_replaced_runs_again(make_c
     then another process stores D's result (made from the same H): the core takes that one
     (D is up to date), so what J made on the engine from this run's D must not be
     recorded: J runs again, on the other process's D."""
-    from nbmake_ext.core.jobspec import RunRecord
-    from nbmake_ext.fingerprint import digest
-    from nbmake_ext.store.store import dumps_value
-
     ctx = make_ctx()
     warm(ctx, lab)
     h = ctx.comp(J.leaf, lab, "H", 1, job_id="H")
@@ -376,21 +373,7 @@ def test_a_job_sent_ahead_on_an_input_another_process_replaced_runs_again(make_c
     j = ctx.comp(J.work, lab, "J", d, job_id="J")
     ctx.sync()
     other = make_ctx()  # the same store, opened again
-    spec = ctx.graph.specs["D"]
-    claim, stored = ctx.store.claim, []
-
-    def claim_after_the_other_process(job_ids):
-        job_ids = list(job_ids)
-        if job_ids == ["D"] and not stored:  # D is about to be sent ahead
-            value = "made elsewhere"
-            record = RunRecord(spec.code_fp, spec.code_parts, spec.args_fp, {"H": digest(1)},
-                               digest(value))
-            other.store.record_success("D", record, dumps_value(value), {}, ("", ""))
-            other.store.flush()
-            stored.append("D")
-        return claim(job_ids)
-
-    monkeypatch.setattr(ctx.store, "claim", claim_after_the_other_process)
+    stored = record_elsewhere_when_claimed(ctx, other, "D", {"H": 1}, monkeypatch)
     before = ctx._pool.sent_ahead
     report = guarded(ctx.parmake, n=2)
     assert stored == ["D"], "D was not sent ahead"
