@@ -746,7 +746,8 @@ class DaskRunner:
         kind = result[0]
         if kind == "dynamic":
             _, template, children, stdout, stderr, timing = result
-            outcomes = [ChildSpec(pickle.loads(body), blob, data) for body, blob, data in children]
+            outcomes = [ChildSpec(pickle.loads(body), blob, data, sources)
+                        for body, blob, data, sources in children]
             outcomes.append(JobReturned(job_id, pickle.loads(template), stdout, stderr,
                                         Timing(*timing[:5])))
             return task, outcomes, "", 0
@@ -985,15 +986,16 @@ def _run_job(key: str, job_id: str, func_key: str, func_blob: bytes, payload: by
     return ("ok", data, result_fp, checksum, stdout, stderr, timing)
 
 
-def _child(child: ChildSpec) -> tuple[bytes, bytes, bytes]:
+def _child(child: ChildSpec) -> tuple[bytes, bytes, bytes, bytes]:
     """A child a dynamic job defined, as it travels: its spec without the live call, the
-    function's and the arguments' pickles. An unpicklable one fails the parent there and
-    then, as on engines."""
+    function's and the arguments' pickles, and its notebook lines (function_sources). An
+    unpicklable one fails the parent there and then, as on engines."""
     from dataclasses import replace
 
-    from ..registration import function_blob, payload
+    from ..registration import function_blob, function_sources, payload
 
     spec = child.spec
     _, blob = function_blob(spec)
     bare = replace(spec, func=None, args=(), kwargs={})
-    return pickle.dumps(bare, protocol=pickle.HIGHEST_PROTOCOL), blob, payload(spec)
+    return (pickle.dumps(bare, protocol=pickle.HIGHEST_PROTOCOL), blob, payload(spec),
+            function_sources(spec))

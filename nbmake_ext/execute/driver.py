@@ -131,7 +131,7 @@ class Driver:
         self._mean_seconds: float | None = None  # how long jobs take, lately
         self.locations: dict[str, tuple[str, str]] = {}   # results made this run: file, sum
         self.pending_durable: dict[str, tuple] = {}       # engine results awaiting fsync
-        self.child_calls: dict[str, tuple[str, bytes, bytes]] = {}  # engine-made children
+        self.child_calls: dict[str, tuple[str, bytes, bytes, bytes]] = {}  # engine-made children
         self.lost: set[str] = set()  # results found unreadable: they stay lost in this run
         self._redefining: set[str] = set()  # dynamic jobs that redefined children this run
         self._blobs: dict[str, bytes] = {}
@@ -439,7 +439,7 @@ class Driver:
             sources = function_sources(spec)
             data = payload(spec)
         elif jid in self.child_calls:
-            key, blob, data = self.child_calls[jid]
+            key, blob, data, sources = self.child_calls[jid]
         else:
             key = self.stored[jid].func_key
             blob = self._blobs.get(key) or self.store.function_blob(key)
@@ -526,7 +526,7 @@ class Driver:
                     data = payload(spec)
                 else:
                     key, blob, data = _blob_key(child.func_blob), child.func_blob, child.payload
-                    self.child_calls[spec.job_id] = (key, blob, data)
+                    self.child_calls[spec.job_id] = (key, blob, data, child.sources)
                 self._apply(self.sched.handle(ev.ChildDefined(spec)))
                 if self.sched.state(spec.job_id) in ("waiting", "queued"):
                     self.tell(spec.job_id, "todo", {"parent": spec.parent, "deps": list(spec.deps),

@@ -331,12 +331,13 @@ class Engine:
             self.synced.extend(job_id for job_id, _ in batch)
 
     def _child(self, child: ChildSpec) -> None:
-        from ..registration import function_blob, payload
+        from ..registration import function_blob, function_sources, payload
 
         spec = child.spec
         key, blob = function_blob(spec)
         body = pickle.dumps(_bare(spec), protocol=pickle.HIGHEST_PROTOCOL)
-        self.send("child", {"func_key": key}, body, blob, payload(spec))
+        # The notebook lines its parent brought: the engine that runs the child needs them too.
+        self.send("child", {"func_key": key}, body, blob, payload(spec), function_sources(spec))
 
     def _function(self, key: str) -> Any:
         func = self.functions.get(key)

@@ -61,6 +61,7 @@ class ChildSpec:
     spec: JobSpec
     func_blob: bytes | None = None
     payload: bytes | None = None
+    sources: bytes = b"{}"  # (from an engine) registration.function_sources of its function
 
 
 Outcome = JobReturned | JobRaised | ChildSpec

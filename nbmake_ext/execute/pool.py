@@ -714,7 +714,7 @@ class EnginePool:
                 self._not_run(meta["job_id"], out)
         elif kind == "child":
             spec = pickle.loads(payloads[1])
-            out.append(ChildSpec(spec, payloads[2], payloads[3]))
+            out.append(ChildSpec(spec, payloads[2], payloads[3], payloads[4]))
         elif kind == "durable":
             self._durable(engine, meta["jobs"], out)
         elif kind == "dropped":  # an interrupt's, or jobs sent ahead that were dropped

@@ -310,6 +310,22 @@ def test_a_notebook_functions_traceback_from_a_worker_shows_its_source_lines(cli
     assert ", in inner\n    return x['missing']" in tb, tb
 
 
+def test_a_child_a_dynamic_job_defines_on_a_worker_shows_its_source_lines(client, make_ctx):
+    ns = {"__name__": "__main__"}
+    cells = {"fragile": "def fragile(x):\n    y = x['missing']\n    return y\n",
+             "spawn": "def spawn(ctx):\n    return ctx.comp(fragile, {}, job_id='kid')\n"}
+    for name, src in cells.items():
+        filename = f"/tmp/ipykernel_nowhere/{uuid.uuid4().hex}-{name}.py"
+        linecache.cache[filename] = (len(src), None, src.splitlines(True), filename)
+        exec(compile(src, filename, "exec"), ns)
+    ctx = make_ctx()
+    ctx.comp_dynamic(ns["spawn"], job_id="top")
+    with pytest.raises(JobsFailed):
+        ctx.parmake(dask=client)
+    tb = ctx.details("kid").traceback
+    assert ", in fragile\n    y = x['missing']" in tb, tb
+
+
 @pytest.mark.timeout(120)
 def test_inputs_a_serial_make_stored_reach_the_workers(client, make_ctx, lab):
     ctx = make_ctx()  # small results: rows of the store's database, read by the kernel

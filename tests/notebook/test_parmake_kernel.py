@@ -274,3 +274,16 @@ def test_a_traceback_from_an_engine_shows_the_lines_of_callees_in_other_cells(fr
     tb = k.fails("%parmake 2 j").error["traceback"]
     assert ", in outer\n    y = inner(x)" in tb
     assert ", in inner\n    return x['missing']" in tb
+
+
+def test_a_child_a_dynamic_job_defines_on_an_engine_shows_its_source_lines(fresh_kernel):
+    """The child's function reaches the engine that runs it through the engine that ran its
+    parent; the lines of its cell travel along."""
+    k = fresh_kernel()
+    k.ok(SETUP + "\nfrom nbmake_ext import comp_dynamic")
+    k.ok("def fragile(x):\n    y = x['missing']\n    return y")
+    k.ok("def spawn(ctx):\n    time.sleep(0.5)  # the other engine is idle when the child comes\n"
+         "    return ctx.comp(fragile, {}, job_id='kid')\n\ntop = comp_dynamic(spawn, job_id='top')")
+    assert "child kid failed" in k.fails("%parmake 2 top").error["traceback"]
+    details = k.ok("%nbmake details kid").text
+    assert "KeyError" in details and ", in fragile\n    y = x['missing']" in details
