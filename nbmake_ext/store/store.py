@@ -288,14 +288,7 @@ class Store:
             return
         self.flush()
         conn = self._conn
-        texts: dict[int, str] = {}  # the jobs of one function share their code parts
-
-        def parts_json(parts: Any) -> str:
-            text = texts.get(id(parts))
-            if text is None:
-                text = texts[id(parts)] = _parts_json(parts, conn)
-            return text
-
+        shared = _shared_texts()  # the jobs of one function share their code parts
         conn.execute("BEGIN IMMEDIATE")
         try:
             blobs_ = {key: blob for _, key, blob, _ in entries if blob is not None}
@@ -308,7 +301,8 @@ class Store:
                 " code_parts=excluded.code_parts, args_fp=excluded.args_fp, deps=excluded.deps,"
                 " def_fp=excluded.def_fp, func_key=excluded.func_key, payload=excluded.payload",
                 [(s.job_id, s.function, s.parent, int(s.dynamic), s.code_fp,
-                  parts_json(s.code_parts), s.args_fp, json.dumps(list(s.deps)) if s.deps else "[]",
+                  shared(id(s.code_parts), lambda: _parts_json(s.code_parts, conn)), s.args_fp,
+                  json.dumps(list(s.deps)) if s.deps else "[]",
                   s.def_fp, key, payload) for s, key, _, payload in entries],
             )
             conn.execute("COMMIT")
@@ -495,14 +489,7 @@ class Store:
                      [(r.job_id, r.data) for r in inline])
         _where_in(conn, "DELETE FROM results WHERE job_id IN",
                   [j for j, r in last.items() if not is_inline(r.name)])
-        texts: dict[Any, str] = {}  # jobs of one function share their code parts and reasons
-
-        def shared(key: Any, make: Callable[[], str]) -> str:
-            text = texts.get(key)
-            if text is None:
-                text = texts[key] = make()
-            return text
-
+        shared = _shared_texts()  # jobs of one function share their code parts and reasons
         _update_rows(conn, "jobs", _RESULT_COLUMNS, "state='done', forced=0, error=NULL, blocked_by=NULL", [
             (r.job_id, r.record.code_fp,
              shared(id(r.record.code_parts), lambda: _parts_json(r.record.code_parts, conn)),
@@ -824,6 +811,18 @@ def _write_logs(conn: sqlite3.Connection, job_id: str, out: str, err: str, tb: s
         conn.execute("INSERT OR REPLACE INTO logs VALUES (?,?,?,?)", (job_id, out, err, tb))
     else:
         conn.execute("DELETE FROM logs WHERE job_id=?", (job_id,))
+
+
+def _shared_texts() -> Callable[[Any, Callable[[], str]], str]:
+    """``shared(key, make)``: ``make()`` once per key, for the rows of one write."""
+    texts: dict[Any, str] = {}
+
+    def shared(key: Any, make: Callable[[], str]) -> str:
+        text = texts.get(key)
+        if text is None:
+            text = texts[key] = make()
+        return text
+    return shared
 
 
 def _parts_json(parts: Any, conn: sqlite3.Connection) -> str:

@@ -291,16 +291,21 @@ def test_jobs_run_in_the_workers_processes_and_results_are_cached(client, addres
     assert names(lab).count("total") == 2 and names(lab).count("load3") == 1
 
 
-@pytest.mark.timeout(120)
-def test_a_notebook_functions_traceback_from_a_worker_shows_its_source_lines(client, make_ctx):
-    # Functions of notebook cells live in files only the kernel's linecache holds.
+def notebook_cells(cells: dict[str, str]) -> dict:
+    """Run each cell's source as a notebook does: in files only this process's linecache
+    holds. Returns the namespace the cells share."""
     ns = {"__name__": "__main__"}
-    cells = {"inner": "def inner(x):\n    return x['missing']\n",
-             "outer": "def outer(x):\n    y = inner(x)\n    return y\n"}
     for name, src in cells.items():
         filename = f"/tmp/ipykernel_nowhere/{uuid.uuid4().hex}-{name}.py"
         linecache.cache[filename] = (len(src), None, src.splitlines(True), filename)
         exec(compile(src, filename, "exec"), ns)
+    return ns
+
+
+@pytest.mark.timeout(120)
+def test_a_notebook_functions_traceback_from_a_worker_shows_its_source_lines(client, make_ctx):
+    ns = notebook_cells({"inner": "def inner(x):\n    return x['missing']\n",
+                         "outer": "def outer(x):\n    y = inner(x)\n    return y\n"})
     ctx = make_ctx()
     ctx.comp(ns["outer"], {}, job_id="j")
     with pytest.raises(JobsFailed):
@@ -311,13 +316,8 @@ def test_a_notebook_functions_traceback_from_a_worker_shows_its_source_lines(cli
 
 
 def test_a_child_a_dynamic_job_defines_on_a_worker_shows_its_source_lines(client, make_ctx):
-    ns = {"__name__": "__main__"}
-    cells = {"fragile": "def fragile(x):\n    y = x['missing']\n    return y\n",
-             "spawn": "def spawn(ctx):\n    return ctx.comp(fragile, {}, job_id='kid')\n"}
-    for name, src in cells.items():
-        filename = f"/tmp/ipykernel_nowhere/{uuid.uuid4().hex}-{name}.py"
-        linecache.cache[filename] = (len(src), None, src.splitlines(True), filename)
-        exec(compile(src, filename, "exec"), ns)
+    ns = notebook_cells({"fragile": "def fragile(x):\n    y = x['missing']\n    return y\n",
+                         "spawn": "def spawn(ctx):\n    return ctx.comp(fragile, {}, job_id='kid')\n"})
     ctx = make_ctx()
     ctx.comp_dynamic(ns["spawn"], job_id="top")
     with pytest.raises(JobsFailed):
