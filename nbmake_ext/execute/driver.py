@@ -147,8 +147,7 @@ class Driver:
         t0 = time.perf_counter()
         report = RunReport(self.command, targets=list(self.sched.targets))
         try:
-            with self.store.batched():
-                self._apply(self.sched.start())
+            self._apply(self.sched.start())
             while True:
                 self._dispatch()
                 if self.sched.finished and not self.pending_durable:
@@ -158,8 +157,7 @@ class Driver:
                     raise InternalError(
                         f"make stalled with jobs in flight: {sorted(self.sched.active)[:10]}")
                 outcomes = self.runner.poll(0.05)
-                with self.store.batched():  # one hand-over to the writer thread
-                    self._handle(outcomes)
+                self._handle(outcomes)
                 self.observer.tick()
                 if self.elsewhere:
                     self._check_elsewhere()
@@ -196,8 +194,7 @@ class Driver:
             self.runner.finished_on_interrupt = []
             ended = [o for o in ended if type(o) is Durable or o.job_id in self.running]
             try:
-                with self.store.batched():
-                    self._handle(ended)
+                self._handle(ended)
             except Exception as exc:  # noqa: BLE001 - the interrupt must reach the user
                 warnings.warn(f"nbmake: results that ended as the run was interrupted were not "
                               f"recorded: {exc!r}", RuntimeWarning, stacklevel=2)

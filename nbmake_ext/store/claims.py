@@ -1,9 +1,11 @@
 """Claims: two processes on one store never run the same job at once.
 
-A claim is a byte-range lock on ``<store>/claims.lock``, one byte per job (at an offset
-hashed from its id). The operating system does the bookkeeping: taking or testing a claim
-is one system call, and a process that dies, however it dies, loses its claims at once,
-so there are no stale claims to clean up.
+A claim is a byte-range lock on one of the files ``<store>/claims/NN``, one byte per job
+(the file and the offset hashed from its id). The operating system does the bookkeeping:
+taking or testing a claim is one system call, and a process that dies, however it dies,
+loses its claims at once, so there are no stale claims to clean up. (The kernel keeps a
+file's locks in a list that every lock call walks; spread over several files, the hundreds
+of claims a make holds until its results commit keep each call short.)
 
 On Linux the locks are open-file-description locks (``F_OFD_SETLK``): they belong to the
 open file, not the process, so two stores opened in one process exclude each other too.
@@ -27,7 +29,8 @@ _GET = fcntl.F_OFD_GETLK if _OFD else fcntl.F_GETLK
 # struct flock {short l_type; short l_whence; off_t l_start; off_t l_len; pid_t l_pid;}
 _FLOCK = "@hhqqi4x"
 _SPAN = 1 << 40  # offsets are hashed into a sparse 1 TiB range: collisions are negligible
-_PRESENCE = _SPAN  # beyond every job's byte: each open store holds a shared lock on it
+_SHARDS = 32     # claim files
+_PRESENCE = 0    # in claims.lock: each open store holds a shared lock on this byte
 
 
 def _libc():
@@ -64,8 +67,10 @@ def _fcntl(fd: int, cmd: int, arg: bytes) -> bytes:
     return buf.raw if cmd == _GET else arg
 
 
-def _offset(job_id: str) -> int:
-    return int.from_bytes(hashlib.blake2b(job_id.encode(), digest_size=8).digest(), "big") % _SPAN
+def _place(job_id: str) -> tuple[int, int]:
+    """The claim file and the byte in it of a job."""
+    h = int.from_bytes(hashlib.blake2b(job_id.encode(), digest_size=8).digest(), "big")
+    return h % _SHARDS, h // _SHARDS % _SPAN
 
 
 class Claims:
@@ -76,19 +81,21 @@ class Claims:
     def __init__(self, store_dir: Path):
         path = store_dir / "claims.lock"
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        self.held: dict[str, int] = {}  # job -> its offset
+        self._shard_dir = store_dir / "claims"
+        self._shards: list[int | None] = [None] * _SHARDS  # fds, opened when first used
+        self.held: dict[str, tuple[int, int]] = {}  # job -> its claim file's fd, offset
         appender = os.open(path, os.O_WRONLY | os.O_APPEND)
         try:
             os.write(appender, b"\n")
         finally:
             os.close(appender)
-        self._lock(_PRESENCE, fcntl.F_RDLCK)
+        self._lock(self._fd, _PRESENCE, fcntl.F_RDLCK)
 
     def activity(self) -> tuple[int, bool]:
         """A mark of now: how many stores have opened this one, and whether another is open."""
         size = _LSEEK(self._fd, 0, os.SEEK_END) if _LSEEK is not None \
             else os.lseek(self._fd, 0, os.SEEK_END)
-        return size, self._held_elsewhere(_PRESENCE) or not _OFD
+        return size, self._held_elsewhere(self._fd, _PRESENCE) or not _OFD
 
     def quiet_since(self, mark: tuple[int, bool]) -> bool:
         """No other store was open at any time since ``mark`` was taken, so nothing but
@@ -96,10 +103,18 @@ class Claims:
         stores of one process apart: never quiet without open-file-description locks.)"""
         return not mark[1] and self.activity() == (mark[0], False)
 
-    def _lock(self, offset: int, kind: int) -> bool:
+    def _fd_of(self, shard: int) -> int:
+        fd = self._shards[shard]
+        if fd is None:
+            self._shard_dir.mkdir(mode=0o700, exist_ok=True)
+            fd = self._shards[shard] = os.open(
+                self._shard_dir / f"{shard:02d}", os.O_RDWR | os.O_CREAT, 0o600)
+        return fd
+
+    def _lock(self, fd: int, offset: int, kind: int) -> bool:
         arg = struct.pack(_FLOCK, kind, os.SEEK_SET, offset, 1, 0)
         try:
-            _fcntl(self._fd, _SET, arg)
+            _fcntl(fd, _SET, arg)
         except OSError as exc:
             if exc.errno in (errno.EAGAIN, errno.EACCES):  # held by someone else
                 return False
@@ -110,28 +125,34 @@ class Claims:
         """True if this store now holds the job (or already did)."""
         if job_id in self.held:
             return True
-        offset = _offset(job_id)
-        if self._lock(offset, fcntl.F_WRLCK):
-            self.held[job_id] = offset
+        shard, offset = _place(job_id)
+        fd = self._fd_of(shard)
+        if self._lock(fd, offset, fcntl.F_WRLCK):
+            self.held[job_id] = (fd, offset)
             return True
         return False
 
     def release(self, job_id: str) -> None:
-        offset = self.held.pop(job_id, None)
-        if offset is not None:
-            self._lock(offset, fcntl.F_UNLCK)
+        place = self.held.pop(job_id, None)
+        if place is not None:
+            self._lock(place[0], place[1], fcntl.F_UNLCK)
 
     def held_elsewhere(self, job_id: str) -> bool:
         """Someone else (another process or store) holds the job's claim."""
         if job_id in self.held:
             return False
-        return self._held_elsewhere(_offset(job_id))
+        shard, offset = _place(job_id)
+        return self._held_elsewhere(self._fd_of(shard), offset)
 
-    def _held_elsewhere(self, offset: int) -> bool:
+    def _held_elsewhere(self, fd: int, offset: int) -> bool:
         arg = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, offset, 1, 0)
-        result = _fcntl(self._fd, _GET, arg)
+        result = _fcntl(fd, _GET, arg)
         return struct.unpack(_FLOCK, result)[0] != fcntl.F_UNLCK
 
     def close(self) -> None:
-        os.close(self._fd)  # releases every claim of this store
+        for fd in self._shards:  # closing releases every claim of this store
+            if fd is not None:
+                os.close(fd)
+        self._shards = [None] * _SHARDS
+        os.close(self._fd)
         self.held.clear()

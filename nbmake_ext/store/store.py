@@ -1,26 +1,22 @@
 """Store facade: definitions, results, claims, logs and timings in one directory.
 
 Layout: ``<dir>/nbmake.db`` (SQLite, WAL) and ``<dir>/results/`` (one file per result).
-Reads happen on the caller's connection; every write of a run goes through one writer
-thread in order, and a result's record is committed only once its file is durable, so
+Reads happen on the caller's connection; every write of a run goes through the writer
+(writer.py) in order, and a result's record is committed only once its file is durable, so
 state is on disk as each job finishes and a crash leaves either the whole result or none.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import pickle
-import queue
 import socket
 import sqlite3
 import threading
-import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable
 
 import cloudpickle
 
@@ -29,6 +25,7 @@ from ..errors import NotDone, StoreError
 from . import blobs, db
 from .results import INLINE, INLINE_MAX, checked_row, is_inline
 from .claims import Claims
+from .writer import Result, Writer
 
 HOST = socket.gethostname()
 
@@ -139,7 +136,7 @@ class Store:
         self._claims = Claims(self.path)
         self._functions: dict[str, Any] = {}
         self._inflight: dict[str, bytes] = {}
-        self._writer: _Writer | None = None
+        self._writer: Writer | None = None
         self._lock = threading.Lock()
 
     def _create_dirs(self) -> None:
@@ -425,10 +422,10 @@ class Store:
     # -- recording a run (ordered, on the writer thread) ------------------------------------
 
     @property
-    def writer(self) -> "_Writer":
+    def writer(self) -> Writer:
         with self._lock:
             if self._writer is None:
-                self._writer = _Writer(self)
+                self._writer = Writer(self, self._commit_results)
             return self._writer
 
     def record_success(self, job_id: str, record: RunRecord, data: bytes, timing: dict,
@@ -437,7 +434,7 @@ class Store:
         first), then commits the record (and only then releases this store's claim)."""
         self._inflight[job_id] = data
         if len(data) <= self.inline_max:
-            self.writer.db(_Result(job_id, record, INLINE, blobs.checksum(data),
+            self.writer.db(Result(job_id, record, INLINE, blobs.checksum(data),
                                    (len(data), 0), timing, logs, data, made_here=True))
             return
 
@@ -446,8 +443,8 @@ class Store:
             name = blobs.file_name(job_id, sum_)
             return name, sum_, blobs.write_atomic(self.results_dir, name, data, durable=False)
 
-        def commit(info: tuple) -> _Result:
-            return _Result(job_id, record, *info, timing, logs, made_here=True)
+        def commit(info: tuple) -> Result:
+            return Result(job_id, record, *info, timing, logs, made_here=True)
 
         def on_file_error(exc: BaseException) -> Callable[[sqlite3.Connection], None]:
             self._inflight.pop(job_id, None)
@@ -461,18 +458,13 @@ class Store:
         exist yet), else None."""
         return self._inflight.get(job_id)
 
-    def batched(self) -> "_Batch":
-        """The writes recorded inside (a ``with`` block) reach the writer thread together
-        at the end: one hand-over (and one wake-up of that thread) instead of one per write."""
-        return _Batch(self.writer)
-
     def record_stored(self, job_id: str, record: RunRecord, name: str, sum_: str,
                       stamp: tuple[int, int], timing: dict, logs: tuple[str, str]) -> None:
         """Commit a result whose file someone (an engine) already wrote."""
-        self.writer.db(_Result(job_id, record, name, sum_, stamp, timing, logs))
+        self.writer.db(Result(job_id, record, name, sum_, stamp, timing, logs))
 
     def _commit_results(self, conn: sqlite3.Connection,
-                        results: list["_Result"]) -> Callable[[], None]:
+                        results: list[Result]) -> Callable[[], None]:
         """Record results in a few statements (the writer's hot path), and say what to do
         once committed: release the claims, remove the files they replace."""
         last = {r.job_id: r for r in results}  # a job recorded twice: its last run counts
@@ -581,213 +573,6 @@ class Store:
             self._writer = None
         self._claims.close()
         self._conn.close()
-
-
-class _Batch:
-    """Store.batched (a class: entered once per job of a make)."""
-
-    __slots__ = ("_writer", "_outer")
-
-    def __init__(self, writer: "_Writer"):
-        self._writer = writer
-
-    def __enter__(self) -> None:
-        self._outer = not self._writer.holding()
-        if self._outer:
-            self._writer.hold()
-
-    def __exit__(self, *exc: object) -> None:
-        if self._outer:
-            self._writer.release()
-
-
-MAX_BACKLOG = 256
-GROUP_SMALL = 16      # a batch smaller than this waits GROUP_WAIT seconds for company
-GROUP_WAIT = 0.002
-
-
-@dataclass(slots=True)
-class _Result:
-    """A result to record: consecutive ones are committed together (Store._commit_results)."""
-
-    job_id: str
-    record: RunRecord
-    name: str                 # its file, or INLINE
-    sum_: str
-    stamp: tuple[int, int]
-    timing: dict
-    logs: tuple[str, str]
-    data: bytes | None = None  # the bytes of an inline result
-    made_here: bool = False    # held in Store._inflight until committed
-
-
-def _runs_of_results(ops: list, commit: Callable) -> Iterator[Callable]:
-    """The writes in order, each run of consecutive results as one write."""
-    run: list[_Result] = []
-    for op in ops:
-        if type(op) is _Result:
-            run.append(op)
-            continue
-        if run:
-            yield functools.partial(commit, results=run)
-            run = []
-        yield op
-    if run:
-        yield functools.partial(commit, results=run)
-
-
-class _Writer:
-    """One thread applies the writes of a run, in order and in batches: the result files of
-    a batch are written, flushed to disk together (one ``syncfs`` rather than one fsync
-    per file), and only then are the batch's records committed, in one transaction."""
-
-    def __init__(self, store: Store):
-        self._store = store
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._held: list | None = None  # writes kept back by Store.batched
-        self._pending = 0
-        self._flushing = 0
-        self._cond = threading.Condition()
-        self.errors: list[str] = []
-        self._thread = threading.Thread(target=self._loop, name="nbmake-writer", daemon=True)
-        self._thread.start()
-
-    def db(self, fn: Callable[[sqlite3.Connection], Any]) -> None:
-        self._put(("db", fn))
-
-    def result(self, write, commit, on_error) -> None:
-        """``write()`` makes the file; ``commit(conn, its info)`` records it once durable;
-        ``on_error(exc)`` gives the write to record instead when the file fails."""
-        self._put(("file", write, commit, on_error))
-
-    def _put(self, item: tuple) -> None:
-        if self._held is not None:
-            self._held.append(item)
-            if len(self._held) >= MAX_BACKLOG:
-                self._push_held()
-            return
-        self._enqueue([item])
-
-    def _enqueue(self, items: list) -> None:
-        # Backpressure: a bounded backlog bounds the memory of results in flight and the
-        # claims held until their records commit (the OS scans held locks linearly).
-        with self._cond:
-            while self._pending >= MAX_BACKLOG:
-                self._cond.wait()
-            self._pending += len(items)
-        self._queue.put(items)
-
-    def holding(self) -> bool:
-        return self._held is not None
-
-    def hold(self) -> None:
-        self._held = []
-
-    def release(self) -> None:
-        self._push_held()
-        self._held = None
-
-    def _push_held(self) -> None:
-        if self._held:
-            items, self._held = self._held, []
-            self._enqueue(items)
-
-    def _loop(self) -> None:
-        try:
-            conn = db.connect(self._store.path / "nbmake.db")
-            if self._store.durable:  # inline results are durable once their commit returns
-                conn.execute("PRAGMA synchronous=FULL")
-        except sqlite3.Error as exc:
-            # Every write fails, each flush says so; none waits for a thread that is gone.
-            conn, failure = None, f"cannot open the store's database: {exc}"
-        while True:
-            batch = list(self._queue.get())
-            if len(batch) < GROUP_SMALL and None not in batch and not self._flushing:
-                # A trickle of results (a chain on engines): wait a moment for more, so
-                # one commit (and one flush to disk) serves several, and the kernel's main
-                # thread gets the interpreter meanwhile.
-                time.sleep(GROUP_WAIT)
-            while len(batch) < 500:
-                try:
-                    batch += self._queue.get_nowait()
-                except queue.Empty:
-                    break
-            stop = None in batch
-            batch = [b for b in batch if b is not None]
-            if conn is None:
-                if batch:
-                    self.errors.append(failure)
-            else:
-                try:
-                    self._apply(conn, self._write_files(batch))
-                except Exception as exc:  # noqa: BLE001 - reported by flush, never a hang
-                    self.errors.append(f"{type(exc).__name__}: {exc}")
-            with self._cond:
-                self._pending -= len(batch)
-                self._cond.notify_all()
-            if stop:
-                break
-        if conn is not None:
-            conn.close()
-
-    def _write_files(self, batch: list[tuple]) -> list[Callable | _Result]:
-        ops, wrote = [], []
-        for item in batch:
-            if item[0] == "db":
-                ops.append(item[1])
-                continue
-            _, write, commit, on_error = item
-            try:
-                info = write()
-            except OSError as exc:
-                ops.append(on_error(exc))
-                continue
-            wrote.append(info[0])
-            ops.append(commit(info))
-        if wrote and self._store.durable:
-            blobs.make_durable(self._store.results_dir, wrote)
-        return ops
-
-    def _apply(self, conn: sqlite3.Connection, ops: list[Callable | _Result]) -> None:
-        afters = []
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            for fn in _runs_of_results(ops, self._store._commit_results):
-                try:
-                    after = fn(conn)
-                except sqlite3.Error as exc:
-                    self.errors.append(str(exc))
-                    continue
-                if callable(after):
-                    afters.append(after)
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self.errors.append(str(exc))
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            return
-        for after in afters:
-            after()
-
-    def flush(self) -> None:
-        self._push_held()
-        with self._cond:
-            self._flushing += 1  # someone waits: commit what there is at once
-            try:
-                while self._pending:
-                    self._cond.wait()
-            finally:
-                self._flushing -= 1
-        if self.errors:
-            errors, self.errors = self.errors, []
-            raise StoreError("could not write to the store: " + "; ".join(errors[:3]))
-
-    def close(self) -> None:
-        self.flush()
-        self._queue.put([None])
-        self._thread.join()
 
 
 def _warn(message: str) -> None:

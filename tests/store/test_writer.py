@@ -1,0 +1,88 @@
+"""The store's writer: who commits a batch, and when, on a real store."""
+
+import signal
+import sqlite3
+import threading
+import time
+
+import pytest
+
+from nbmake_ext.core.jobspec import JobSpec, RunRecord
+from nbmake_ext.store import Store
+from nbmake_ext.store import writer as writer_module
+from nbmake_ext.store.store import dumps_value
+
+
+def spec(job_id):
+    return JobSpec(job_id, "m.f", "code", {"m.f": "code"}, "args", ())
+
+
+def record():
+    return RunRecord("code", {"m.f": "code"}, "args", {}, "r")
+
+
+def committed(store) -> set[str]:
+    """Jobs whose result another connection (another process) can see."""
+    conn = sqlite3.connect(store.path / "nbmake.db")
+    try:
+        return {j for (j,) in conn.execute("SELECT job_id FROM jobs WHERE state='done'")}
+    finally:
+        conn.close()
+
+
+def test_a_result_is_committed_soon_while_the_make_is_busy_elsewhere(tmp_path):
+    """A make inside a long job records nothing more: the background thread commits
+    what waits, so other processes see the result and may use it."""
+    store = Store(tmp_path / "s")
+    store.define([(spec("a"), "key", b"blob", b"payload")])
+    assert store.claim(["a"])[0] == ["a"]
+    store.record_success("a", record(), dumps_value(1), {}, ("", ""))
+    deadline = time.monotonic() + 5
+    while "a" not in committed(store) and time.monotonic() < deadline:
+        time.sleep(0.005)  # the make's thread "runs a long job", never calling flush
+    assert "a" in committed(store)
+    assert not store._claims.held  # and the claim went with the commit
+    store.close()
+
+
+def test_a_quick_make_commits_on_its_own_thread_once_enough_writes_wait(tmp_path, monkeypatch):
+    monkeypatch.setattr(writer_module, "LATE", 60.0)  # the background thread never steps in
+    store = Store(tmp_path / "s")
+    n = writer_module.MAX_BACKLOG
+    store.define([(spec(f"j{i}"), "key", b"blob", b"payload") for i in range(n)])
+    appliers = set()
+    apply_batch = writer_module.Writer._apply_batch
+
+    def noting(self, batch):
+        appliers.add(threading.current_thread().name)
+        apply_batch(self, batch)
+    monkeypatch.setattr(writer_module.Writer, "_apply_batch", noting)
+    for i in range(n - 1):
+        store.record_success(f"j{i}", record(), dumps_value(i), {}, ("", ""))
+    assert not committed(store) and not appliers  # quick writes wait for company...
+    store.record_success(f"j{n - 1}", record(), dumps_value(n), {}, ("", ""))
+    assert committed(store) == {f"j{i}" for i in range(n)}  # ...until a batch is full
+    assert appliers == {threading.current_thread().name}
+    store.close()
+
+
+def test_ctrl_c_while_the_make_commits_a_batch_comes_after_the_commit(tmp_path):
+    store = Store(tmp_path / "s")
+    store.define([(spec(j), "key", b"blob", b"payload") for j in "ab"])
+    store.claim(["a", "b"])
+    commit_results = store._commit_results
+
+    def interrupted(conn, results):  # Ctrl-C arrives halfway through the batch
+        after = commit_results(conn, results)
+        signal.raise_signal(signal.SIGINT)
+        return after
+    store._commit_results = interrupted
+    store.record_success("a", record(), dumps_value(1), {}, ("", ""))
+    store.record_failure("b", "boom", "tb", {}, ("", ""))
+    with pytest.raises(KeyboardInterrupt):
+        store.flush()
+    assert committed(store) == {"a"}
+    assert store.details("b")["error"] == "boom"  # the rest of the batch too
+    assert not store._claims.held and not store._inflight
+    store._commit_results = commit_results
+    store.close()
