@@ -6,9 +6,9 @@ import sqlite3
 import time
 from pathlib import Path
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
-SCHEMA = """
+JOBS = """
 CREATE TABLE IF NOT EXISTS jobs (
   job_id      TEXT PRIMARY KEY,
   function    TEXT NOT NULL,
@@ -20,9 +20,16 @@ CREATE TABLE IF NOT EXISTS jobs (
   deps        TEXT NOT NULL,            -- json list of job ids
   def_fp      TEXT NOT NULL,
   func_key    TEXT,                     -- -> functions
-  payload     BLOB,                     -- pickled (args, kwargs)
-  state       TEXT NOT NULL DEFAULT 'todo',   -- last outcome: todo done failed blocked
-  forced      INTEGER NOT NULL DEFAULT 0,
+  payload     BLOB                      -- pickled (args, kwargs)
+)"""
+
+SCHEMA = JOBS + """;
+-- What became of a job (no row: todo, never forced). A table of its own: recording a
+-- result writes this narrow row, not the job's whole definition again.
+CREATE TABLE IF NOT EXISTS outcomes (
+  job_id TEXT PRIMARY KEY,
+  state  TEXT NOT NULL DEFAULT 'todo',  -- last outcome: todo done failed blocked
+  forced INTEGER NOT NULL DEFAULT 0,
   -- the stored result, and what it was made from
   r_code_fp TEXT, r_code_parts TEXT, r_args_fp TEXT, r_arg_fps TEXT, r_dep_fps TEXT,
   r_result_fp TEXT, r_file TEXT, r_checksum TEXT, r_size INTEGER, r_mtime INTEGER,
@@ -32,7 +39,9 @@ CREATE TABLE IF NOT EXISTS jobs (
   -- the definition the last failed attempt ran, so `why` can say what changed since
   f_code_fp TEXT, f_code_parts TEXT, f_args_fp TEXT
 );
-CREATE INDEX IF NOT EXISTS jobs_parent ON jobs(parent);
+-- the results that are files (results.py INLINE is ':db'): the few a write replaces
+CREATE INDEX IF NOT EXISTS outcomes_files ON outcomes(job_id)
+  WHERE r_file IS NOT NULL AND r_file != ':db';
 CREATE TABLE IF NOT EXISTS functions (func_key TEXT PRIMARY KEY, blob BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS logs (
   job_id TEXT PRIMARY KEY, stdout TEXT, stderr TEXT, traceback TEXT
@@ -41,6 +50,13 @@ CREATE TABLE IF NOT EXISTS logs (
 CREATE TABLE IF NOT EXISTS results (job_id TEXT PRIMARY KEY, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 """
+
+DEFINITION = ("job_id", "function", "parent", "dynamic", "code_fp", "code_parts", "args_fp",
+              "deps", "def_fp", "func_key", "payload")
+OUTCOME = ("state", "forced", "r_code_fp", "r_code_parts", "r_args_fp", "r_arg_fps",
+           "r_dep_fps", "r_result_fp", "r_file", "r_checksum", "r_size", "r_mtime", "started",
+           "ended", "duration", "cpu", "engine", "error", "blocked_by", "reasons", "f_code_fp",
+           "f_code_parts", "f_args_fp")
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -72,12 +88,43 @@ def _use_wal(conn: sqlite3.Connection, timeout: float = 30.0) -> None:
 
 def init_schema(conn: sqlite3.Connection) -> None:
     conn.execute("BEGIN IMMEDIATE")
-    for statement in SCHEMA.split(";"):
-        if statement.strip():
-            conn.execute(statement)
-    row = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-    if row is None:
-        conn.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+    try:
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        row = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        version = row[0] if row else SCHEMA_VERSION
+        if version == "1":
+            _from_version_1(conn)
+            version = SCHEMA_VERSION
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (version,))
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
     conn.execute("COMMIT")
-    if row is not None and row[0] != SCHEMA_VERSION:
-        raise ValueError(f"store schema version {row[0]}, this nbmake_ext reads {SCHEMA_VERSION}")
+    if version != SCHEMA_VERSION:
+        raise ValueError(f"store schema version {version}, this nbmake_ext reads {SCHEMA_VERSION}")
+
+
+def _from_version_1(conn: sqlite3.Connection) -> None:
+    """Version 1 kept each job's outcome in its row of ``jobs``: move it to ``outcomes``
+    (inside the caller's transaction, so a store is either wholly migrated or untouched)."""
+    # Early stores of version 1 lack some columns: what they lack reads as empty.
+    have = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
+    defaults = {"state": "'todo'", "forced": "0", "dynamic": "0", "parent": "NULL",
+                "func_key": "NULL", "payload": "NULL"}
+
+    def column(name: str) -> str:
+        return name if name in have else defaults.get(name, "NULL" if name in OUTCOME else "''")
+    outcome = ", ".join(OUTCOME)
+    conn.execute(
+        f"INSERT OR REPLACE INTO outcomes (job_id, {outcome})"
+        f" SELECT job_id, {', '.join(map(column, OUTCOME))} FROM jobs"
+        f" WHERE {column('state')} != 'todo' OR {column('forced')} != 0"
+        f" OR {column('r_result_fp')} IS NOT NULL OR {column('started')} IS NOT NULL")
+    conn.execute("ALTER TABLE jobs RENAME TO jobs_version_1")
+    conn.execute("DROP INDEX IF EXISTS jobs_parent")  # never used by a query
+    conn.execute(JOBS)
+    conn.execute(f"INSERT INTO jobs ({', '.join(DEFINITION)})"
+                 f" SELECT {', '.join(map(column, DEFINITION))} FROM jobs_version_1")
+    conn.execute("DROP TABLE jobs_version_1")

@@ -64,7 +64,7 @@ class StoredJob:
         if self._spec is None:
             function, parent, dynamic, code_fp, args_fp, deps, def_fp = self._row
             self._spec = JobSpec(self.job_id, function, code_fp,
-                                 _Parts(self._store, self.job_id, "code_parts"), args_fp,
+                                 _Parts(self._store, self.job_id, "jobs", "code_parts"), args_fp,
                                  tuple(_loads(deps)), parent, bool(dynamic), def_fp=def_fp)
         return self._spec
 
@@ -73,10 +73,10 @@ class _Parts:
     """A json column only `why` reads (which code or argument changed): fetched on demand,
     so reading 100,000 jobs does not decode 100,000 of them."""
 
-    __slots__ = ("_store", "_job_id", "_column")
+    __slots__ = ("_store", "_job_id", "_table", "_column")
 
-    def __init__(self, store: "Store", job_id: str, column: str):
-        self._store, self._job_id, self._column = store, job_id, column
+    def __init__(self, store: "Store", job_id: str, table: str, column: str):
+        self._store, self._job_id, self._table, self._column = store, job_id, table, column
 
     def __call__(self) -> dict[str, str]:
         text = self.text(self._store._conn)
@@ -87,7 +87,8 @@ class _Parts:
         connection is busy for as long as it waits for the write lock, so reading through
         the main one while the main thread waits on the writer would deadlock."""
         row = conn.execute(
-            f"SELECT {self._column} FROM jobs WHERE job_id=?", (self._job_id,)).fetchone()
+            f"SELECT {self._column} FROM {self._table} WHERE job_id=?", (self._job_id,)
+        ).fetchone()
         return row[0] if row else None
 
 
@@ -154,15 +155,16 @@ class Store:
     # -- reading ----------------------------------------------------------------------------
 
     _COLUMNS = (
-        "job_id, function, parent, dynamic, code_fp, args_fp, deps, def_fp, state, forced,"
-        " r_code_fp, r_args_fp, r_dep_fps, r_result_fp, r_file, error, blocked_by, duration,"
-        " func_key, ended, r_checksum, r_size, r_mtime"
+        "j.job_id, function, parent, dynamic, code_fp, args_fp, deps, def_fp,"
+        " coalesce(state, 'todo'), coalesce(forced, 0), r_code_fp, r_args_fp, r_dep_fps,"
+        " r_result_fp, r_file, error, blocked_by, duration, func_key, ended, r_checksum,"
+        " r_size, r_mtime FROM jobs AS j LEFT JOIN outcomes AS o ON o.job_id = j.job_id"
     )
 
     def snapshot(self) -> dict[str, StoredJob]:
         """Every stored job, with what its result was made from and whether the file is there."""
         files = blobs.stamps(self.results_dir)
-        rows = self._conn.execute(f"SELECT {self._COLUMNS} FROM jobs").fetchall()
+        rows = self._conn.execute(f"SELECT {self._COLUMNS}").fetchall()
         return self._decode(rows, files.get)
 
     def snapshot_of(self, job_ids: Iterable[str]) -> dict[str, StoredJob]:
@@ -170,7 +172,7 @@ class Store:
         rows = []
         for chunk in _chunks(list(job_ids)):
             rows += self._conn.execute(
-                f"SELECT {self._COLUMNS} FROM jobs WHERE job_id IN ({_marks(chunk)})", chunk
+                f"SELECT {self._COLUMNS} WHERE j.job_id IN ({_marks(chunk)})", chunk
             ).fetchall()
         return self._decode(rows, lambda name: blobs.stamp(self.results_dir, name))
 
@@ -203,9 +205,9 @@ class Store:
                 present = jid in inflight or (r_file is not None and (
                     is_inline(r_file) or self._intact(jid, r_file, stamp_of(r_file),
                                                       (r_size, r_mtime))))
-                record = RunRecord(r_code_fp, _Parts(self, jid, "r_code_parts"), r_args_fp,
-                                   _loads(r_dep_fps), r_result_fp,
-                                   _Parts(self, jid, "r_arg_fps"), present=present)
+                record = RunRecord(r_code_fp, _Parts(self, jid, "outcomes", "r_code_parts"),
+                                   r_args_fp, _loads(r_dep_fps), r_result_fp,
+                                   _Parts(self, jid, "outcomes", "r_arg_fps"), present=present)
             out[jid] = StoredJob(jid, record, state, FORCED_REASONS.get(forced), error,
                                  blocked_by, duration,
                                  func_key, ended, r_file, r_checksum,
@@ -213,12 +215,15 @@ class Store:
         return out
 
     def details(self, job_id: str) -> dict[str, Any]:
-        cur = self._conn.execute("SELECT * FROM jobs WHERE job_id=?", (job_id,))
+        cur = self._conn.execute(
+            "SELECT * FROM jobs LEFT JOIN outcomes USING (job_id) WHERE job_id=?", (job_id,))
         row = cur.fetchone()
         if row is None:
             return {}
         out = dict(zip([c[0] for c in cur.description], row))
         out.pop("payload", None)
+        if out["state"] is None:  # no outcome yet
+            out["state"], out["forced"] = "todo", 0
         logs = self._conn.execute(
             "SELECT stdout, stderr, traceback FROM logs WHERE job_id=?", (job_id,)).fetchone()
         out["stdout"], out["stderr"], out["traceback"] = logs or ("", "", "")
@@ -229,7 +234,7 @@ class Store:
         data = self._inflight.get(job_id)
         if data is None:
             row = self._conn.execute(
-                "SELECT r_file, r_checksum FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+                "SELECT r_file, r_checksum FROM outcomes WHERE job_id=?", (job_id,)).fetchone()
             if row is None or row[0] is None:
                 raise ResultUnavailable(f"job {job_id!r} has no stored result")
             try:
@@ -311,7 +316,10 @@ class Store:
         """Make jobs run at their next make whatever their signature says (cleared when
         they succeed): ``FORCED_BY_REMAKE``, or ``FORCED_UNFINISHED`` for a dynamic job
         whose run redefined its children but did not finish."""
-        self._write_now("UPDATE jobs SET forced=? WHERE job_id=?", [(why, j) for j in job_ids])
+        self._write_now(
+            "INSERT INTO outcomes (job_id, forced) SELECT job_id, ? FROM jobs WHERE job_id=?"
+            " ON CONFLICT(job_id) DO UPDATE SET forced=excluded.forced",
+            [(why, j) for j in job_ids])
 
     def clean(self, job_ids: Iterable[str]) -> None:
         """Forget the results of these jobs (definitions stay; they become todo)."""
@@ -319,7 +327,7 @@ class Store:
         self.flush()
         files = self._result_files(ids)
         self._write_now(
-            "UPDATE jobs SET state='todo', forced=0, r_code_fp=NULL, r_code_parts=NULL,"
+            "UPDATE outcomes SET state='todo', forced=0, r_code_fp=NULL, r_code_parts=NULL,"
             " r_args_fp=NULL, r_arg_fps=NULL, r_dep_fps=NULL, r_result_fp=NULL, r_file=NULL,"
             " r_checksum=NULL, r_size=NULL, r_mtime=NULL, error=NULL, blocked_by=NULL"
             " WHERE job_id=?",
@@ -330,7 +338,8 @@ class Store:
         out = []
         for chunk in _chunks(ids):
             out += self._conn.execute(
-                f"SELECT r_file FROM jobs WHERE job_id IN ({_marks(chunk)})", chunk).fetchall()
+                f"SELECT r_file FROM outcomes WHERE job_id IN ({_marks(chunk)})", chunk
+            ).fetchall()
         return out
 
     def forget(self, job_ids: Iterable[str]) -> None:
@@ -341,6 +350,7 @@ class Store:
         self.flush()
         files = self._result_files(ids)
         self._write_now("DELETE FROM jobs WHERE job_id=?", [(j,) for j in ids])
+        self._write_now("DELETE FROM outcomes WHERE job_id=?", [(j,) for j in ids])
         self._write_now("DELETE FROM logs WHERE job_id=?", [(j,) for j in ids])
         self._remove_results(ids, files)
 
@@ -415,8 +425,10 @@ class Store:
             differ += [jid for (jid,) in self._conn.execute(
                 "SELECT j.job_id FROM jobs AS j JOIN (VALUES "
                 + ",".join(["(?,?,?,?)"] * len(chunk)) + ") AS k ON j.job_id = k.column1"
-                " WHERE j.state IS NOT k.column2 OR j.r_file IS NOT k.column3"
-                " OR j.ended IS NOT k.column4", [v for row in chunk for v in row])]
+                " LEFT JOIN outcomes AS o ON o.job_id = j.job_id"
+                " WHERE coalesce(o.state, 'todo') IS NOT k.column2"
+                " OR o.r_file IS NOT k.column3 OR o.ended IS NOT k.column4",
+                [v for row in chunk for v in row])]
         return self.snapshot_of(differ) if differ else {}
 
     # -- recording a run (ordered, on the writer thread) ------------------------------------
@@ -435,7 +447,8 @@ class Store:
         self._inflight[job_id] = data
         if len(data) <= self.inline_max:
             self.writer.db(Result(job_id, record, INLINE, blobs.checksum(data),
-                                   (len(data), 0), timing, logs, data, made_here=True))
+                                  (len(data), 0), timing, logs, data, made_here=True),
+                           len(data))
             return
 
         def write_file() -> tuple[str, str, tuple[int, int]]:
@@ -451,7 +464,7 @@ class Store:
             return lambda conn: self._fail_row(conn, job_id, f"could not store the result: {exc}",
                                                "", timing, logs)
 
-        self.writer.result(write_file, commit, on_file_error)
+        self.writer.result(write_file, commit, on_file_error, len(data))
 
     def pending_result(self, job_id: str) -> bytes | None:
         """The pickled result of a ``record_success`` not yet committed (its file may not
@@ -472,7 +485,8 @@ class Store:
         before: dict[str, str] = {}  # the result files these records replace
         for chunk in _chunks(ids):
             before.update(conn.execute(
-                f"SELECT job_id, r_file FROM jobs WHERE job_id IN ({_marks(chunk)})"
+                f"SELECT job_id, r_file FROM outcomes INDEXED BY outcomes_files"
+                f" WHERE job_id IN ({_marks(chunk)})"
                 f" AND r_file IS NOT NULL AND r_file != '{INLINE}'", chunk))
         obsolete = [r.name for r in results if last[r.job_id] is not r and not is_inline(r.name)]
         obsolete += [old for jid, old in before.items() if old != last[jid].name]
@@ -482,7 +496,7 @@ class Store:
         _where_in(conn, "DELETE FROM results WHERE job_id IN",
                   [j for j, r in last.items() if not is_inline(r.name)])
         shared = _shared_texts()  # jobs of one function share their code parts and reasons
-        _update_rows(conn, "jobs", _RESULT_COLUMNS, "state='done', forced=0, error=NULL, blocked_by=NULL", [
+        _set_outcomes(conn, _RESULT_COLUMNS, _DONE, [
             (r.job_id, r.record.code_fp,
              shared(id(r.record.code_parts), lambda: _parts_json(r.record.code_parts, conn)),
              r.record.args_fp, _parts_json(r.record.arg_fps, conn),
@@ -512,14 +526,14 @@ class Store:
         usable result until it runs again. The file goes now, before a new run could write
         one of the same name; the record forgets it only if it still names that file."""
         row = self._conn.execute(
-            "SELECT r_file, r_checksum FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+            "SELECT r_file, r_checksum FROM outcomes WHERE job_id=?", (job_id,)).fetchone()
         name, sum_ = row if row else (None, None)
         if name is None:
             return
 
         def forget(conn: sqlite3.Connection) -> None:
             cur = conn.execute(
-                "UPDATE jobs SET r_file=NULL, r_checksum=NULL"
+                "UPDATE outcomes SET r_file=NULL, r_checksum=NULL"
                 " WHERE job_id=? AND r_file=? AND r_checksum IS ?", (job_id, name, sum_))
             if cur.rowcount and is_inline(name):
                 conn.execute("DELETE FROM results WHERE job_id=?", (job_id,))
@@ -540,26 +554,23 @@ class Store:
             lambda conn: self._fail_row(conn, job_id, error, traceback, timing, logs, spec))
 
     def _fail_row(self, conn, job_id, error, traceback, timing, logs, spec=None) -> None:
-        conn.execute(
-            "UPDATE jobs SET state='failed', started=?, ended=?, duration=?, cpu=?, engine=?,"
-            " error=?, blocked_by=NULL, reasons=?, f_code_fp=?, f_code_parts=?, f_args_fp=?"
-            " WHERE job_id=?",
-            (timing.get("started"), timing.get("ended"), timing.get("duration"),
-             timing.get("cpu"), timing.get("engine"), error,
-             json.dumps(list(timing.get("reasons", ()))),
-             spec.code_fp if spec else None, _parts_json(spec.code_parts, conn) if spec else None,
-             spec.args_fp if spec else None, job_id))
+        _set_outcomes(conn, _FAILURE_COLUMNS, _FAILED, [(
+            job_id, timing.get("started"), timing.get("ended"), timing.get("duration"),
+            timing.get("cpu"), timing.get("engine"), error,
+            json.dumps(list(timing.get("reasons", ()))),
+            spec.code_fp if spec else None, _parts_json(spec.code_parts, conn) if spec else None,
+            spec.args_fp if spec else None)])
         _write_logs(conn, job_id, logs[0], logs[1], traceback)
         return lambda: self._claims.release(job_id)
 
     def record_blocked(self, job_id: str, by: str) -> None:
-        self.writer.db(lambda conn: conn.execute(
-            "UPDATE jobs SET state='blocked', blocked_by=? WHERE job_id=?", (by, job_id)))
+        self.writer.db(lambda conn: _set_outcomes(
+            conn, ("blocked_by",), {"state": "'blocked'"}, [(job_id, by)]))
 
     def record_skipped(self, job_id: str) -> None:
         # A job found up to date by a make is `done`, whatever its last outcome was.
         self.writer.db(lambda conn: conn.execute(
-            "UPDATE jobs SET state='done', forced=0, error=NULL, blocked_by=NULL"
+            "UPDATE outcomes SET state='done', forced=0, error=NULL, blocked_by=NULL"
             " WHERE job_id=? AND state!='done'", (job_id,)))
 
     def flush(self) -> None:
@@ -618,6 +629,10 @@ def _parts_json(parts: Any, conn: sqlite3.Connection) -> str:
     return parts if isinstance(parts, str) else json.dumps(dict(parts), sort_keys=True)
 
 
+_DONE = {"state": "'done'", "forced": "0", "error": "NULL", "blocked_by": "NULL"}
+_FAILED = {"state": "'failed'", "blocked_by": "NULL"}
+_FAILURE_COLUMNS = ("started", "ended", "duration", "cpu", "engine", "error", "reasons",
+                    "f_code_fp", "f_code_parts", "f_args_fp")
 _RESULT_COLUMNS = ("r_code_fp", "r_code_parts", "r_args_fp", "r_arg_fps", "r_dep_fps",
                    "r_result_fp", "r_file", "r_checksum", "r_size", "r_mtime", "started",
                    "ended", "duration", "cpu", "engine", "reasons")
@@ -640,17 +655,24 @@ def _where_in(conn: sqlite3.Connection, head: str, ids: list[str]) -> None:
         conn.execute(f"{head} ({_marks(chunk)})", chunk)
 
 
-def _update_rows(conn: sqlite3.Connection, table: str, columns: tuple[str, ...], also: str,
-                 rows: list[tuple]) -> None:
-    """UPDATE many rows keyed by job_id (each row: job_id, then ``columns``)."""
-    sets = ", ".join(f"{c}=n.column{k + 2}" for k, c in enumerate(columns))
+def _set_outcomes(conn: sqlite3.Connection, columns: tuple[str, ...], fixed: dict[str, str],
+                  rows: list[tuple]) -> None:
+    """Set the outcomes of many jobs (each row: job_id, then ``columns``; ``fixed``: the
+    same SQL value for every row), leaving their other columns as they were. Jobs no
+    longer defined (forgotten meanwhile) get none."""
+    names = (*fixed, *columns)
+    values = (*fixed.values(), *(f"n.column{k + 2}" for k in range(len(columns))))
     width = len(columns) + 1
     per = 30000 // width
     row = "(" + ",".join("?" * width) + ")"
     for i in range(0, len(rows), per):
         chunk = rows[i:i + per]
-        conn.execute(f"UPDATE {table} SET {also}, {sets} FROM (VALUES {','.join([row] * len(chunk))})"
-                     f" AS n WHERE {table}.job_id=n.column1", [v for r in chunk for v in r])
+        conn.execute(
+            f"INSERT INTO outcomes (job_id, {', '.join(names)})"
+            f" SELECT n.column1, {', '.join(values)} FROM (VALUES {','.join([row] * len(chunk))}) AS n"
+            " WHERE EXISTS (SELECT 1 FROM jobs WHERE jobs.job_id = n.column1)"
+            f" ON CONFLICT(job_id) DO UPDATE SET {', '.join(f'{c}=excluded.{c}' for c in names)}",
+            [v for r in chunk for v in r])
 
 
 def _chunks(ids: list, size: int = 500):

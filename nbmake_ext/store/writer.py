@@ -4,8 +4,10 @@ A batch's result files are written and flushed to disk together (one ``syncfs`` 
 than one fsync per file), and only then are its records committed, in one transaction.
 
 Who applies a batch: the thread that records, as it records, once ``MAX_BACKLOG`` writes
-wait or the oldest has waited ``MAX_AGE`` (a make of quick jobs); else a background thread,
-once the oldest has waited ``LATE`` (the make is inside a long job, or waiting for engines).
+(or ``MAX_BYTES`` of results) wait or the oldest has waited ``MAX_AGE`` (a make of quick
+jobs); else a background thread, once the oldest has waited ``LATE`` (the make is inside a
+long job, or waiting for engines). Large batches are cheap batches: a commit costs about
+the same for ten results as for a thousand.
 Handing every write to another thread would cost more than the write itself: the two
 threads share one interpreter lock, and each hand-over waits for it.
 """
@@ -24,9 +26,10 @@ from ..core.jobspec import RunRecord
 from ..errors import StoreError
 from . import blobs, db
 
-MAX_BACKLOG = 256   # writes; also bounds the results held in memory and the claims held
-MAX_AGE = 0.01      # seconds
-LATE = 0.02         # seconds
+MAX_BACKLOG = 1024    # writes (each holds its job's claim until committed)
+MAX_BYTES = 64 << 20  # of results held in memory until written
+MAX_AGE = 0.05        # seconds
+LATE = 0.1            # seconds
 
 
 @dataclass(slots=True)
@@ -52,6 +55,7 @@ class Writer:
         self._store = store
         self._commit_results = commit_results
         self._items: list[tuple] = []
+        self._bytes = 0                     # of the results among them
         self._since = 0.0                   # when the oldest waiting write came
         self._lock = threading.Lock()       # guards _items
         self._wake = threading.Condition(self._lock)
@@ -64,23 +68,28 @@ class Writer:
                                         daemon=True)
         self._thread.start()
 
-    def db(self, fn: Callable[[sqlite3.Connection], Any]) -> None:
-        self._put(("db", fn))
+    def db(self, fn: Callable[[sqlite3.Connection], Any], size: int = 0) -> None:
+        """``size``: bytes it holds in memory until applied (an inline result's)."""
+        self._put(("db", fn), size)
 
-    def result(self, write, commit, on_error) -> None:
-        """``write()`` makes the file; ``commit(its info)`` gives the Result to record once
-        it is durable; ``on_error(exc)`` gives the write to record instead when it fails."""
-        self._put(("file", write, commit, on_error))
+    def result(self, write, commit, on_error, size: int) -> None:
+        """``write()`` makes the file (of ``size`` bytes); ``commit(its info)`` gives the
+        Result to record once it is durable; ``on_error(exc)`` gives the write to record
+        instead when it fails."""
+        self._put(("file", write, commit, on_error), size)
 
-    def _put(self, item: tuple) -> None:
+    def _put(self, item: tuple, size: int) -> None:
         with self._lock:
             items = self._items
             items.append(item)
+            self._bytes += size
             if len(items) == 1:
                 self._since = time.monotonic()
                 self._wake.notify()
-                return
-            due = len(items) >= MAX_BACKLOG or time.monotonic() - self._since >= MAX_AGE
+                due = size >= MAX_BYTES
+            else:
+                due = len(items) >= MAX_BACKLOG or self._bytes >= MAX_BYTES \
+                    or time.monotonic() - self._since >= MAX_AGE
         if due:
             self.apply()
 
@@ -88,7 +97,7 @@ class Writer:
         """Apply every write waiting (after the batch being applied, if any)."""
         with self._applying:
             with self._lock:
-                batch, self._items = self._items, []
+                batch, self._items, self._bytes = self._items, [], 0
             if batch:
                 _without_interrupts(self._apply_batch, batch)
 

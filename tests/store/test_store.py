@@ -374,7 +374,7 @@ def test_results_checksummed_by_an_earlier_version_still_read_and_are_still_chec
             "SELECT data FROM results WHERE job_id='a'").fetchone()[0]),
             ("b", (tmp_path / "s" / "results" / store.details("b")["r_file"]).read_bytes())):
         old = hashlib.blake2b(data, digest_size=16).hexdigest()  # the earlier checksums
-        store._conn.execute("UPDATE jobs SET r_checksum=? WHERE job_id=?", (old, job))
+        store._conn.execute("UPDATE outcomes SET r_checksum=? WHERE job_id=?", (old, job))
     assert store.load_result("a") == list(range(100)) and store.load_result("b") == BIG
     store._conn.execute("UPDATE results SET data=? WHERE job_id='a'", (dumps_value(7),))
     with pytest.raises(ResultUnavailable, match="corrupt"):

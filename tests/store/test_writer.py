@@ -25,7 +25,7 @@ def committed(store) -> set[str]:
     """Jobs whose result another connection (another process) can see."""
     conn = sqlite3.connect(store.path / "nbmake.db")
     try:
-        return {j for (j,) in conn.execute("SELECT job_id FROM jobs WHERE state='done'")}
+        return {j for (j,) in conn.execute("SELECT job_id FROM outcomes WHERE state='done'")}
     finally:
         conn.close()
 
@@ -47,6 +47,7 @@ def test_a_result_is_committed_soon_while_the_make_is_busy_elsewhere(tmp_path):
 
 def test_a_quick_make_commits_on_its_own_thread_once_enough_writes_wait(tmp_path, monkeypatch):
     monkeypatch.setattr(writer_module, "LATE", 60.0)  # the background thread never steps in
+    monkeypatch.setattr(writer_module, "MAX_AGE", 60.0)
     store = Store(tmp_path / "s")
     n = writer_module.MAX_BACKLOG
     store.define([(spec(f"j{i}"), "key", b"blob", b"payload") for i in range(n)])
@@ -63,6 +64,21 @@ def test_a_quick_make_commits_on_its_own_thread_once_enough_writes_wait(tmp_path
     store.record_success(f"j{n - 1}", record(), dumps_value(n), {}, ("", ""))
     assert committed(store) == {f"j{i}" for i in range(n)}  # ...until a batch is full
     assert appliers == {threading.current_thread().name}
+    store.close()
+
+
+def test_results_held_in_memory_are_committed_once_they_add_up(tmp_path, monkeypatch):
+    monkeypatch.setattr(writer_module, "LATE", 60.0)
+    monkeypatch.setattr(writer_module, "MAX_AGE", 60.0)
+    monkeypatch.setattr(writer_module, "MAX_BYTES", 100_000)
+    store = Store(tmp_path / "s")
+    store.define([(spec(j), "key", b"blob", b"payload") for j in "abc"])
+    store.record_success("a", record(), dumps_value(b"x" * 40_000), {}, ("", ""))
+    store.record_success("b", record(), dumps_value(b"x" * 40_000), {}, ("", ""))
+    assert not committed(store)
+    store.record_success("c", record(), dumps_value(b"x" * 40_000), {}, ("", ""))
+    assert committed(store) == {"a", "b", "c"}
+    assert not store._inflight
     store.close()
 
 

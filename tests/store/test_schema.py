@@ -1,0 +1,114 @@
+"""Stores written by an earlier version of the schema open, migrated, losing nothing."""
+
+from __future__ import annotations
+
+import sqlite3
+import warnings
+
+import pytest
+
+from nbmake_ext import Context, JobsFailed
+from nbmake_ext.store import db
+
+CALLS: list[int] = []
+
+# The jobs table of schema version 1: each job's outcome lived in its definition's row.
+VERSION_1_JOBS = """
+CREATE TABLE jobs (
+  job_id TEXT PRIMARY KEY, function TEXT NOT NULL, parent TEXT,
+  dynamic INTEGER NOT NULL DEFAULT 0, code_fp TEXT NOT NULL, code_parts TEXT NOT NULL,
+  args_fp TEXT NOT NULL, deps TEXT NOT NULL, def_fp TEXT NOT NULL, func_key TEXT, payload BLOB,
+  state TEXT NOT NULL DEFAULT 'todo', forced INTEGER NOT NULL DEFAULT 0,
+  r_code_fp TEXT, r_code_parts TEXT, r_args_fp TEXT, r_arg_fps TEXT, r_dep_fps TEXT,
+  r_result_fp TEXT, r_file TEXT, r_checksum TEXT, r_size INTEGER, r_mtime INTEGER,
+  started REAL, ended REAL, duration REAL, cpu REAL, engine TEXT,
+  error TEXT, blocked_by TEXT, reasons TEXT,
+  f_code_fp TEXT, f_code_parts TEXT, f_args_fp TEXT
+);
+CREATE INDEX jobs_parent ON jobs(parent)
+"""
+
+
+def square(x):
+    CALLS.append(x)
+    if x < 0:
+        raise ValueError(f"negative: {x}")
+    return x * x
+
+
+def total(values):
+    CALLS.append(-1000)
+    return sum(values)
+
+
+def as_version_1(path, lacking: tuple[str, ...]) -> None:
+    """Rewrite a store as version 1 wrote it: one jobs table, no outcomes (and, as its
+    early releases did, without the columns ``lacking``)."""
+    conn = sqlite3.connect(path / "nbmake.db", isolation_level=None)
+    try:
+        kept = [c for c in db.OUTCOME[2:] if c not in lacking]
+        conn.execute("BEGIN")
+        conn.execute("ALTER TABLE jobs RENAME TO jobs_version_2")
+        for statement in VERSION_1_JOBS.split(";"):
+            conn.execute(statement)
+        for column in lacking:
+            conn.execute(f"ALTER TABLE jobs DROP COLUMN {column}")
+        conn.execute(f"INSERT INTO jobs ({', '.join(db.DEFINITION)}, state, forced, {', '.join(kept)})"
+                     f" SELECT {', '.join('j.' + c for c in db.DEFINITION)},"
+                     f" coalesce(o.state, 'todo'), coalesce(o.forced, 0),"
+                     f" {', '.join('o.' + c for c in kept)}"
+                     " FROM jobs_version_2 AS j LEFT JOIN outcomes AS o USING (job_id)")
+        conn.execute("DROP TABLE jobs_version_2")
+        conn.execute("DROP TABLE outcomes")
+        conn.execute("UPDATE meta SET value='1' WHERE key='schema'")
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+def graph(ctx):
+    parts = [ctx.comp(square, x, job_id=f"sq{x}") for x in (1, 2, 3, -1)]
+    ctx.comp(square, 5, job_id="forced")
+    return ctx.comp(total, parts[:3], job_id="total"), parts
+
+
+@pytest.mark.parametrize("lacking", [(), ("r_size", "r_mtime")], ids=["latest", "early"])
+def test_a_version_1_store_keeps_its_results_states_and_reasons(tmp_path, lacking):
+    path = tmp_path / "store"
+    with Context(path) as ctx:
+        graph(ctx)
+        with pytest.raises(JobsFailed):
+            ctx.make()
+        ctx.remake("forced")
+        ctx.store.set_forced(["forced"])  # as a remake interrupted before it ran would leave it
+        before = {r.job_id: r.state for r in ctx.ls()}
+        failure = ctx.details("sq-1").error
+    as_version_1(path, lacking)
+    CALLS.clear()
+
+    with Context(path) as ctx:
+        top, parts = graph(ctx)
+        assert {r.job_id: r.state for r in ctx.ls()} == before
+        assert before["sq-1"] == "failed" and ctx.details("sq-1").error == failure
+        assert top.result() == 1 + 4 + 9
+        assert ctx.why("forced") == ["forced by remake"]
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(JobsFailed):
+                ctx.make()
+        assert sorted(CALLS) == [-1, 5]  # the failed job and the forced one, nothing else
+    conn = sqlite3.connect(path / "nbmake.db")
+    try:
+        assert conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone() == ("2",)
+    finally:
+        conn.close()
+
+
+def test_a_store_of_a_later_version_is_refused_untouched(tmp_path):
+    path = tmp_path / "store"
+    Context(path).close()
+    conn = sqlite3.connect(path / "nbmake.db", isolation_level=None)
+    conn.execute("UPDATE meta SET value='99' WHERE key='schema'")
+    conn.close()
+    with pytest.raises(Exception, match="schema version 99"):
+        Context(path)
