@@ -14,8 +14,7 @@ CREATE TABLE IF NOT EXISTS jobs (
   function    TEXT NOT NULL,
   parent      TEXT,
   dynamic     INTEGER NOT NULL DEFAULT 0,
-  code_fp     TEXT NOT NULL,
-  code_parts  TEXT NOT NULL,            -- json: label -> digest
+  code_fp     TEXT NOT NULL,            -- -> code
   args_fp     TEXT NOT NULL,
   deps        TEXT NOT NULL,            -- json list of job ids
   def_fp      TEXT NOT NULL,
@@ -24,6 +23,9 @@ CREATE TABLE IF NOT EXISTS jobs (
 )"""
 
 SCHEMA = JOBS + """;
+-- What each code fingerprint was made of (json: label -> digest), so `why` can name what
+-- changed: once per version of the code, not once per job that runs it.
+CREATE TABLE IF NOT EXISTS code (code_fp TEXT PRIMARY KEY, parts TEXT NOT NULL);
 -- What became of a job (no row: todo, never forced). A table of its own: recording a
 -- result writes this narrow row, not the job's whole definition again.
 CREATE TABLE IF NOT EXISTS outcomes (
@@ -31,13 +33,13 @@ CREATE TABLE IF NOT EXISTS outcomes (
   state  TEXT NOT NULL DEFAULT 'todo',  -- last outcome: todo done failed blocked
   forced INTEGER NOT NULL DEFAULT 0,
   -- the stored result, and what it was made from
-  r_code_fp TEXT, r_code_parts TEXT, r_args_fp TEXT, r_arg_fps TEXT, r_dep_fps TEXT,
+  r_code_fp TEXT, r_args_fp TEXT, r_arg_fps TEXT, r_dep_fps TEXT,
   r_result_fp TEXT, r_file TEXT, r_checksum TEXT, r_size INTEGER, r_mtime INTEGER,
   -- the last attempt
   started REAL, ended REAL, duration REAL, cpu REAL, engine TEXT,
   error TEXT, blocked_by TEXT, reasons TEXT,
   -- the definition the last failed attempt ran, so `why` can say what changed since
-  f_code_fp TEXT, f_code_parts TEXT, f_args_fp TEXT
+  f_code_fp TEXT, f_args_fp TEXT
 );
 -- the results that are files (results.py INLINE is ':db'): the few a write replaces
 CREATE INDEX IF NOT EXISTS outcomes_files ON outcomes(job_id)
@@ -51,12 +53,12 @@ CREATE TABLE IF NOT EXISTS results (job_id TEXT PRIMARY KEY, data BLOB NOT NULL)
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 """
 
-DEFINITION = ("job_id", "function", "parent", "dynamic", "code_fp", "code_parts", "args_fp",
-              "deps", "def_fp", "func_key", "payload")
-OUTCOME = ("state", "forced", "r_code_fp", "r_code_parts", "r_args_fp", "r_arg_fps",
-           "r_dep_fps", "r_result_fp", "r_file", "r_checksum", "r_size", "r_mtime", "started",
-           "ended", "duration", "cpu", "engine", "error", "blocked_by", "reasons", "f_code_fp",
-           "f_code_parts", "f_args_fp")
+DEFINITION = ("job_id", "function", "parent", "dynamic", "code_fp", "args_fp", "deps",
+              "def_fp", "func_key", "payload")
+OUTCOME = ("state", "forced", "r_code_fp", "r_args_fp", "r_arg_fps", "r_dep_fps",
+           "r_result_fp", "r_file", "r_checksum", "r_size", "r_mtime", "started", "ended",
+           "duration", "cpu", "engine", "error", "blocked_by", "reasons", "f_code_fp",
+           "f_args_fp")
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -107,8 +109,9 @@ def init_schema(conn: sqlite3.Connection) -> None:
 
 
 def _from_version_1(conn: sqlite3.Connection) -> None:
-    """Version 1 kept each job's outcome in its row of ``jobs``: move it to ``outcomes``
-    (inside the caller's transaction, so a store is either wholly migrated or untouched)."""
+    """Version 1 kept each job's outcome in its row of ``jobs``, and the parts of its code
+    with each code fingerprint: move them to ``outcomes`` and ``code`` (inside the caller's
+    transaction, so a store is either wholly migrated or untouched)."""
     # Early stores of version 1 lack some columns: what they lack reads as empty.
     have = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
     defaults = {"state": "'todo'", "forced": "0", "dynamic": "0", "parent": "NULL",
@@ -116,6 +119,11 @@ def _from_version_1(conn: sqlite3.Connection) -> None:
 
     def column(name: str) -> str:
         return name if name in have else defaults.get(name, "NULL" if name in OUTCOME else "''")
+    for fp, parts in (("code_fp", "code_parts"), ("r_code_fp", "r_code_parts"),
+                      ("f_code_fp", "f_code_parts")):
+        if fp in have and parts in have:
+            conn.execute(f"INSERT OR IGNORE INTO code SELECT {fp}, {parts} FROM jobs"
+                         f" WHERE {fp} IS NOT NULL AND {parts} IS NOT NULL")
     outcome = ", ".join(OUTCOME)
     conn.execute(
         f"INSERT OR REPLACE INTO outcomes (job_id, {outcome})"

@@ -64,19 +64,23 @@ class StoredJob:
         if self._spec is None:
             function, parent, dynamic, code_fp, args_fp, deps, def_fp = self._row
             self._spec = JobSpec(self.job_id, function, code_fp,
-                                 _Parts(self._store, self.job_id, "jobs", "code_parts"), args_fp,
+                                 _Parts(self._store, _CODE_PARTS, code_fp), args_fp,
                                  tuple(_loads(deps)), parent, bool(dynamic), def_fp=def_fp)
         return self._spec
 
 
+_CODE_PARTS = "SELECT parts FROM code WHERE code_fp=?"
+_ARG_FPS = "SELECT r_arg_fps FROM outcomes WHERE job_id=?"
+
+
 class _Parts:
-    """A json column only `why` reads (which code or argument changed): fetched on demand,
-    so reading 100,000 jobs does not decode 100,000 of them."""
+    """Json only `why` reads (which code or argument changed), fetched on demand by
+    ``query`` of ``key``, so reading 100,000 jobs does not decode 100,000 of them."""
 
-    __slots__ = ("_store", "_job_id", "_table", "_column")
+    __slots__ = ("_store", "_query", "_key")
 
-    def __init__(self, store: "Store", job_id: str, table: str, column: str):
-        self._store, self._job_id, self._table, self._column = store, job_id, table, column
+    def __init__(self, store: "Store", query: str, key: str | None):
+        self._store, self._query, self._key = store, query, key
 
     def __call__(self) -> dict[str, str]:
         text = self.text(self._store._conn)
@@ -86,9 +90,9 @@ class _Parts:
         """The column as stored. The writer thread passes its own connection: a
         connection is busy for as long as it waits for the write lock, so reading through
         the main one while the main thread waits on the writer would deadlock."""
-        row = conn.execute(
-            f"SELECT {self._column} FROM {self._table} WHERE job_id=?", (self._job_id,)
-        ).fetchone()
+        if self._key is None:
+            return None
+        row = conn.execute(self._query, (self._key,)).fetchone()
         return row[0] if row else None
 
 
@@ -205,9 +209,9 @@ class Store:
                 present = jid in inflight or (r_file is not None and (
                     is_inline(r_file) or self._intact(jid, r_file, stamp_of(r_file),
                                                       (r_size, r_mtime))))
-                record = RunRecord(r_code_fp, _Parts(self, jid, "outcomes", "r_code_parts"),
+                record = RunRecord(r_code_fp, _Parts(self, _CODE_PARTS, r_code_fp),
                                    r_args_fp, _loads(r_dep_fps), r_result_fp,
-                                   _Parts(self, jid, "outcomes", "r_arg_fps"), present=present)
+                                   _Parts(self, _ARG_FPS, jid), present=present)
             out[jid] = StoredJob(jid, record, state, FORCED_REASONS.get(forced), error,
                                  blocked_by, duration,
                                  func_key, ended, r_file, r_checksum,
@@ -224,6 +228,7 @@ class Store:
         out.pop("payload", None)
         if out["state"] is None:  # no outcome yet
             out["state"], out["forced"] = "todo", 0
+        out["f_code_parts"] = _Parts(self, _CODE_PARTS, out["f_code_fp"]).text(self._conn)
         logs = self._conn.execute(
             "SELECT stdout, stderr, traceback FROM logs WHERE job_id=?", (job_id,)).fetchone()
         out["stdout"], out["stderr"], out["traceback"] = logs or ("", "", "")
@@ -290,20 +295,19 @@ class Store:
             return
         self.flush()
         conn = self._conn
-        shared = _shared_texts()  # the jobs of one function share their code parts
         conn.execute("BEGIN IMMEDIATE")
         try:
             blobs_ = {key: blob for _, key, blob, _ in entries if blob is not None}
             conn.executemany("INSERT OR IGNORE INTO functions VALUES (?, ?)", blobs_.items())
+            _remember_code(conn, {s.code_fp: s.code_parts for s, _, _, _ in entries})
             conn.executemany(
-                "INSERT INTO jobs (job_id, function, parent, dynamic, code_fp, code_parts,"
-                " args_fp, deps, def_fp, func_key, payload) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+                "INSERT INTO jobs (job_id, function, parent, dynamic, code_fp,"
+                " args_fp, deps, def_fp, func_key, payload) VALUES (?,?,?,?,?,?,?,?,?,?)"
                 " ON CONFLICT(job_id) DO UPDATE SET function=excluded.function,"
                 " parent=excluded.parent, dynamic=excluded.dynamic, code_fp=excluded.code_fp,"
-                " code_parts=excluded.code_parts, args_fp=excluded.args_fp, deps=excluded.deps,"
+                " args_fp=excluded.args_fp, deps=excluded.deps,"
                 " def_fp=excluded.def_fp, func_key=excluded.func_key, payload=excluded.payload",
-                [(s.job_id, s.function, s.parent, int(s.dynamic), s.code_fp,
-                  shared(id(s.code_parts), lambda: _parts_json(s.code_parts, conn)), s.args_fp,
+                [(s.job_id, s.function, s.parent, int(s.dynamic), s.code_fp, s.args_fp,
                   json.dumps(list(s.deps)) if s.deps else "[]",
                   s.def_fp, key, payload) for s, key, _, payload in entries],
             )
@@ -327,7 +331,7 @@ class Store:
         self.flush()
         files = self._result_files(ids)
         self._write_now(
-            "UPDATE outcomes SET state='todo', forced=0, r_code_fp=NULL, r_code_parts=NULL,"
+            "UPDATE outcomes SET state='todo', forced=0, r_code_fp=NULL,"
             " r_args_fp=NULL, r_arg_fps=NULL, r_dep_fps=NULL, r_result_fp=NULL, r_file=NULL,"
             " r_checksum=NULL, r_size=NULL, r_mtime=NULL, error=NULL, blocked_by=NULL"
             " WHERE job_id=?",
@@ -495,11 +499,10 @@ class Store:
                      [(r.job_id, r.data) for r in inline])
         _where_in(conn, "DELETE FROM results WHERE job_id IN",
                   [j for j, r in last.items() if not is_inline(r.name)])
-        shared = _shared_texts()  # jobs of one function share their code parts and reasons
+        _remember_code(conn, {r.record.code_fp: r.record.code_parts for r in last.values()})
+        shared = _shared_texts()  # jobs of one function share their reasons to run
         _set_outcomes(conn, _RESULT_COLUMNS, _DONE, [
-            (r.job_id, r.record.code_fp,
-             shared(id(r.record.code_parts), lambda: _parts_json(r.record.code_parts, conn)),
-             r.record.args_fp, _parts_json(r.record.arg_fps, conn),
+            (r.job_id, r.record.code_fp, r.record.args_fp, _parts_json(r.record.arg_fps, conn),
              json.dumps(dict(r.record.dep_fps)) if r.record.dep_fps else "{}",
              r.record.result_fp, r.name, r.sum_,
              r.stamp[0], r.stamp[1], r.timing.get("started"), r.timing.get("ended"),
@@ -554,12 +557,13 @@ class Store:
             lambda conn: self._fail_row(conn, job_id, error, traceback, timing, logs, spec))
 
     def _fail_row(self, conn, job_id, error, traceback, timing, logs, spec=None) -> None:
+        if spec is not None:
+            _remember_code(conn, {spec.code_fp: spec.code_parts})
         _set_outcomes(conn, _FAILURE_COLUMNS, _FAILED, [(
             job_id, timing.get("started"), timing.get("ended"), timing.get("duration"),
             timing.get("cpu"), timing.get("engine"), error,
             json.dumps(list(timing.get("reasons", ()))),
-            spec.code_fp if spec else None, _parts_json(spec.code_parts, conn) if spec else None,
-            spec.args_fp if spec else None)])
+            spec.code_fp if spec else None, spec.args_fp if spec else None)])
         _write_logs(conn, job_id, logs[0], logs[1], traceback)
         return lambda: self._claims.release(job_id)
 
@@ -621,6 +625,14 @@ def _shared_texts() -> Callable[[Any, Callable[[], str]], str]:
     return shared
 
 
+def _remember_code(conn: sqlite3.Connection, parts_of: dict[str, Any]) -> None:
+    """Store what code fingerprints were made of, for those not stored yet (parts read
+    from the store are stored already)."""
+    conn.executemany("INSERT OR IGNORE INTO code VALUES (?, ?)", [
+        (fp, _parts_json(parts, conn)) for fp, parts in parts_of.items()
+        if fp is not None and not isinstance(parts, _Parts)])
+
+
 def _parts_json(parts: Any, conn: sqlite3.Connection) -> str:
     if isinstance(parts, _Parts):
         return parts.text(conn) or "{}"
@@ -632,8 +644,8 @@ def _parts_json(parts: Any, conn: sqlite3.Connection) -> str:
 _DONE = {"state": "'done'", "forced": "0", "error": "NULL", "blocked_by": "NULL"}
 _FAILED = {"state": "'failed'", "blocked_by": "NULL"}
 _FAILURE_COLUMNS = ("started", "ended", "duration", "cpu", "engine", "error", "reasons",
-                    "f_code_fp", "f_code_parts", "f_args_fp")
-_RESULT_COLUMNS = ("r_code_fp", "r_code_parts", "r_args_fp", "r_arg_fps", "r_dep_fps",
+                    "f_code_fp", "f_args_fp")
+_RESULT_COLUMNS = ("r_code_fp", "r_args_fp", "r_arg_fps", "r_dep_fps",
                    "r_result_fp", "r_file", "r_checksum", "r_size", "r_mtime", "started",
                    "ended", "duration", "cpu", "engine", "reasons")
 

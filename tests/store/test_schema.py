@@ -53,13 +53,18 @@ def as_version_1(path, lacking: tuple[str, ...]) -> None:
             conn.execute(statement)
         for column in lacking:
             conn.execute(f"ALTER TABLE jobs DROP COLUMN {column}")
-        conn.execute(f"INSERT INTO jobs ({', '.join(db.DEFINITION)}, state, forced, {', '.join(kept)})"
-                     f" SELECT {', '.join('j.' + c for c in db.DEFINITION)},"
-                     f" coalesce(o.state, 'todo'), coalesce(o.forced, 0),"
+        conn.execute(f"INSERT INTO jobs ({', '.join(db.DEFINITION)}, code_parts, state, forced,"
+                     f" r_code_parts, f_code_parts, {', '.join(kept)})"
+                     f" SELECT {', '.join('j.' + c for c in db.DEFINITION)}, c.parts,"
+                     f" coalesce(o.state, 'todo'), coalesce(o.forced, 0), r.parts, f.parts,"
                      f" {', '.join('o.' + c for c in kept)}"
-                     " FROM jobs_version_2 AS j LEFT JOIN outcomes AS o USING (job_id)")
+                     " FROM jobs_version_2 AS j LEFT JOIN outcomes AS o USING (job_id)"
+                     " JOIN code AS c ON c.code_fp = j.code_fp"
+                     " LEFT JOIN code AS r ON r.code_fp = o.r_code_fp"
+                     " LEFT JOIN code AS f ON f.code_fp = o.f_code_fp")
         conn.execute("DROP TABLE jobs_version_2")
         conn.execute("DROP TABLE outcomes")
+        conn.execute("DROP TABLE code")
         conn.execute("UPDATE meta SET value='1' WHERE key='schema'")
         conn.execute("COMMIT")
     finally:
@@ -83,14 +88,18 @@ def test_a_version_1_store_keeps_its_results_states_and_reasons(tmp_path, lackin
         ctx.store.set_forced(["forced"])  # as a remake interrupted before it ran would leave it
         before = {r.job_id: r.state for r in ctx.ls()}
         failure = ctx.details("sq-1").error
+        code_parts = ctx.store.snapshot()["sq1"].record.code_parts()
+        assert "square" in str(code_parts)
     as_version_1(path, lacking)
     CALLS.clear()
 
     with Context(path) as ctx:
-        top, parts = graph(ctx)
+        top, _ = graph(ctx)
         assert {r.job_id: r.state for r in ctx.ls()} == before
         assert before["sq-1"] == "failed" and ctx.details("sq-1").error == failure
         assert top.result() == 1 + 4 + 9
+        assert ctx.store.snapshot()["sq1"].record.code_parts() == code_parts
+        assert ctx.store.snapshot()["sq1"].spec.code_parts() == code_parts
         assert ctx.why("forced") == ["forced by remake"]
         with warnings.catch_warnings():
             warnings.simplefilter("error")
