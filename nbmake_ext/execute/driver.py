@@ -135,6 +135,7 @@ class Driver:
         self.lost: set[str] = set()  # results found unreadable: they stay lost in this run
         self._redefining: set[str] = set()  # dynamic jobs that redefined children this run
         self._blobs: dict[str, bytes] = {}
+        self._unhandled: deque[Outcome] = deque()  # of the outcomes being handled
         self._last_elsewhere_check = 0.0
         self.started_at = time.time()
         attach = getattr(runner, "attach", None)
@@ -189,10 +190,12 @@ class Driver:
         """Interrupted: running jobs go back to their earlier state; nothing of them is kept.
         Jobs that had ended before (their outcome not handled yet) are recorded."""
         stopped = set(self.runner.interrupt())
-        ended = getattr(self.runner, "finished_on_interrupt", None)
+        ended = [*self._unhandled, *getattr(self.runner, "finished_on_interrupt", ())]
+        self._unhandled = deque()
         if ended:
             self.runner.finished_on_interrupt = []
-            ended = [o for o in ended if type(o) is Durable or o.job_id in self.running]
+            ended = [o for o in ended if type(o) is Durable or type(o) in _ENDED
+                     and o.job_id in self.running]
             try:
                 self._handle(ended)
             except Exception as exc:  # noqa: BLE001 - the interrupt must reach the user
@@ -478,7 +481,11 @@ class Driver:
         children = [o for o in outcomes if type(o) is ChildSpec]
         if children:
             self._define_children(children)
-        for outcome in outcomes:
+        # Ctrl-C may stop this loop anywhere (the store holds it back while it commits, and
+        # raises it after): the outcomes not reached yet are recorded by _put_back.
+        self._unhandled = unhandled = deque(outcomes)
+        while unhandled:
+            outcome = unhandled.popleft()
             kind = type(outcome)
             if kind is JobReturned or kind is JobStored:
                 seconds = outcome.timing.duration or 0.0
@@ -617,6 +624,7 @@ def _info(timing: Timing, stdout: str, stderr: str) -> dict[str, Any]:
 
 
 _ONE_ARGUMENT = signature.one_argument("0")
+_ENDED = (JobReturned, JobStored, JobRaised)  # outcomes of jobs that finished
 
 
 def _lazy_arg_fps(args: tuple, kwargs: dict) -> Callable[[], dict[str, str]] | str:

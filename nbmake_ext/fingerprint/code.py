@@ -19,7 +19,6 @@ import linecache
 import os
 import re
 import sys
-import sysconfig
 import textwrap
 import weakref
 from dataclasses import dataclass, field
@@ -80,10 +79,21 @@ def _is_under(path: str, directory: str) -> bool:
 def _installed_dirs() -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(install prefixes, library dirs): code under them is never tracked."""
     prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
-    paths = sysconfig.get_paths()
-    libs = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
+    libs = _library_dirs()
     libs.add(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # nbmake_ext itself
     return tuple(os.path.realpath(p) for p in prefixes), tuple(os.path.realpath(p) for p in libs)
+
+
+def _library_dirs() -> set[str]:
+    """sysconfig's stdlib, platstdlib, purelib and platlib, found without
+    ``sysconfig.get_paths()`` (whose first call costs milliseconds): the standard library's
+    directory, the site-packages directories and the lib directories that hold them."""
+    import site
+
+    packages = site.getsitepackages() if hasattr(site, "getsitepackages") else []
+    user = site.getusersitepackages() if site.ENABLE_USER_SITE else None
+    packages = [*packages, *([user] if isinstance(user, str) else [])]
+    return {os.path.dirname(os.__file__), *packages, *map(os.path.dirname, packages)}
 
 
 def _current_root() -> str:
@@ -267,6 +277,10 @@ def _source_node(code: CodeType) -> ast.AST | None:
         return None
     while lnum > 0 and not _DEF_START.match(lines[lnum]):
         lnum -= 1
+    if code.co_name != "<lambda>":
+        parsed = _parse_block(_def_block(lines, lnum))
+        if parsed is not None and _def_of(parsed[0], code) is not None:
+            return _def_of(parsed[0], code)
     try:
         block = "".join(inspect.getblock(lines[lnum:]))
     except Exception:  # tokenize errors: a stale or partial block
@@ -277,6 +291,29 @@ def _source_node(code: CodeType) -> ast.AST | None:
     tree, margin = parsed
     if code.co_name == "<lambda>":
         return _find_lambda(tree, code, lnum, margin)
+    return _def_of(tree, code)
+
+
+def _def_block(lines: list[str], lnum: int) -> str:
+    """The lines of the def at ``lnum`` (from its decorators) up to the next line as little
+    indented: the block ``inspect.getblock`` finds, without tokenizing (whose first use
+    compiles a large regular expression). A line that ends the block early is inside an
+    open bracket or string, so the block does not parse and the caller tokenizes."""
+    indent = len(lines[lnum]) - len(lines[lnum].lstrip())
+    end = lnum
+    while end < len(lines) and not lines[end].lstrip().startswith(("def ", "async ")):
+        end += 1  # decorators
+    end += 1
+    while end < len(lines):
+        line = lines[end]
+        text = line.strip()
+        if text and not text.startswith("#") and len(line) - len(line.lstrip()) <= indent:
+            break
+        end += 1
+    return "".join(lines[lnum:end])
+
+
+def _def_of(tree: ast.Module, code: CodeType) -> ast.AST | None:
     first = tree.body[0] if tree.body else None
     if isinstance(first, (ast.FunctionDef, ast.AsyncFunctionDef)) and first.name == code.co_name:
         return first

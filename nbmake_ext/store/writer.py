@@ -96,10 +96,13 @@ class Writer:
     def apply(self) -> None:
         """Apply every write waiting (after the batch being applied, if any)."""
         with self._applying:
-            with self._lock:
-                batch, self._items, self._bytes = self._items, [], 0
-            if batch:
-                _without_interrupts(self._apply_batch, batch)
+            _without_interrupts(self._apply_waiting)
+
+    def _apply_waiting(self) -> None:
+        with self._lock:
+            batch, self._items, self._bytes = self._items, [], 0
+        if batch:
+            self._apply_batch(batch)
 
     def flush(self) -> None:
         """Wait until every write so far is committed; raise if any failed."""
@@ -215,21 +218,21 @@ def _runs_of_results(ops: list, commit: Callable) -> Iterator[Callable]:
         yield functools.partial(commit, results=run)
 
 
-def _without_interrupts(fn: Callable[..., None], *args: Any) -> None:
+def _without_interrupts(fn: Callable[[], None]) -> None:
     """Run ``fn`` with Ctrl-C held back until it returns: a batch is committed whole (its
     results, the claims it releases) or, if it fails, reported whole; never cut in half
     by an interrupt that arrives while the make's own thread applies it."""
     if threading.current_thread() is not threading.main_thread():
-        fn(*args)  # interrupts only ever reach the main thread
+        fn()  # interrupts only ever reach the main thread
         return
     previous = signal.getsignal(signal.SIGINT)
     if previous is None:  # installed outside Python: cannot be put back
-        fn(*args)
+        fn()
         return
     caught: list[Any] = []
     signal.signal(signal.SIGINT, lambda signum, frame: caught.append(frame))
     try:
-        fn(*args)
+        fn()
     finally:
         signal.signal(signal.SIGINT, previous)
     if caught:

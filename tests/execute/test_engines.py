@@ -546,6 +546,57 @@ def test_children_no_longer_defined_are_forgotten(make_ctx, lab):
     assert J.names(lab).count("kid-0-start") == 1
 
 
+@pytest.mark.timeout(90)
+def test_ctrl_c_while_outcomes_are_recorded_keeps_every_job_that_ended(make_ctx, lab, monkeypatch):
+    """Ctrl-C may land while the kernel records one of several outcomes that reached it
+    together (the store holds it back while it commits a batch, and raises it after): the
+    outcomes after that one are recorded all the same. Two jobs run at once, and the
+    engines' outcomes are held back here until both have ended, so that they do arrive
+    together."""
+    from nbmake_ext.execute import driver as driver_module
+    from nbmake_ext.execute.pool import EnginePool
+
+    ctx = make_ctx()
+    a = ctx.comp(J.rendezvous, lab, "a", "b", job_id="a")
+    b = ctx.comp(J.rendezvous, lab, "b", "a", job_id="b")
+    ctx.comp(J.work, lab, "after", a, b, job_id="after")
+    handle, poll = driver_module.Driver._handle, EnginePool.poll
+    ended_names = ("JobStored", "JobReturned")
+    held: list = []
+
+    def poll_together(runner, timeout):
+        held.extend(poll(runner, timeout))
+        if sum(type(o).__name__ in ended_names for o in held) >= 2 or not runner.busy:
+            out, held[:] = list(held), []
+            return out
+        return []
+
+    seen: list[str] = []
+
+    def interrupted_after_the_first(driver, outcomes):
+        ended = [o.job_id for o in outcomes if type(o).__name__ in ended_names]
+        seen.extend(ended)
+        if len(ended) >= 2 and not hasattr(driver, "_interrupted"):
+            driver._interrupted = True
+            tell = driver.tell
+
+            def told_then_interrupt(*args, **kwargs):  # the first outcome is recorded
+                tell(*args, **kwargs)
+                driver.tell = tell
+                raise KeyboardInterrupt
+            driver.tell = told_then_interrupt
+        handle(driver, outcomes)
+
+    monkeypatch.setattr(EnginePool, "poll", poll_together)
+    monkeypatch.setattr(driver_module.Driver, "_handle", interrupted_after_the_first)
+    with pytest.raises(KeyboardInterrupt):
+        guarded(ctx.parmake, n=2)
+    assert {"a", "b"} <= set(seen)
+    monkeypatch.undo()
+    done = {j for j, state in states(ctx).items() if state == "done"}
+    assert set(seen) <= done, sorted(set(seen) - done)
+
+
 # -- 5. interrupt, and 6. the kernel killed: scripts with notebook-style jobs ---------------
 #
 # The jobs of these scripts are defined in their __main__, as in a notebook: they travel

@@ -415,3 +415,99 @@ def test_methods_behind_installed_decorators_count(run_cell):
     assert "__main__.Model" in a.parts and not any("BIG" in label for label in a.parts)
     for old, new in (("x + 1", "x + 2"), ("return 3", "return 4")):
         assert changed(a, code_fingerprint(run_cell(src.replace(old, new))["run"])) == {"__main__.Model"}
+
+
+SHAPES = '''
+import functools
+
+def plain(x):
+    return x + 1
+
+def one_liner(x): return x * 2
+after_one_liner = 1
+
+@functools.lru_cache(
+    maxsize=None,
+)
+def decorated(x):
+    return x
+
+class Holder:
+    def method(self, y):
+        text = """
+a string whose lines
+sit left of the method
+"""
+        return text, y
+
+    async def coroutine(self):
+        return 1
+
+def continued(a,
+b):
+    total = (a +
+b)
+    value = 1 + \\
+2
+# a comment at the left edge, inside the body
+    return total + value
+
+def nested():
+    def inner(z):
+        return z
+    return inner
+
+def last(x):
+    return [x
+]
+'''
+
+
+def _tokenized_node(code):
+    """The def node found the way inspect does it (tokenizing), for comparison."""
+    import ast
+    import inspect
+    import linecache
+
+    from nbmake_ext.fingerprint import code as code_module
+
+    lines = linecache.getlines(code.co_filename)
+    lnum = code.co_firstlineno - 1
+    while lnum > 0 and not code_module._DEF_START.match(lines[lnum]):
+        lnum -= 1
+    tree, _ = code_module._parse_block("".join(inspect.getblock(lines[lnum:])))
+    return ast.dump(code_module._def_of(tree, code))
+
+
+def test_a_def_is_found_without_tokenizing_as_tokenizing_finds_it(tmp_path, monkeypatch):
+    import ast
+    import inspect
+
+    from nbmake_ext.fingerprint import code as code_module
+
+    (tmp_path / "shapes.py").write_text(SHAPES)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    shapes = importlib.import_module("shapes")
+    functions = [shapes.plain, shapes.one_liner, shapes.decorated.__wrapped__,
+                 shapes.Holder.method, shapes.Holder.coroutine, shapes.continued,
+                 shapes.nested, shapes.nested(), shapes.last]
+    expected = [_tokenized_node(f.__code__) for f in functions]
+    tokenized = []
+    getblock = inspect.getblock
+    monkeypatch.setattr(inspect, "getblock", lambda lines: tokenized.append(1) or getblock(lines))
+    for f, want in zip(functions, expected):
+        node = code_module._source_node(f.__code__)
+        assert node is not None and ast.dump(node) == want, f
+    # Only the shapes whose block ends early (inside brackets or strings, or after a
+    # backslash) needed the tokenizer.
+    assert 0 < len(tokenized) <= 3
+
+
+def test_library_directories_are_those_sysconfig_names():
+    import sysconfig
+
+    from nbmake_ext.fingerprint import code as code_module
+
+    paths = sysconfig.get_paths()
+    wanted = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
+    assert wanted <= code_module._library_dirs()
