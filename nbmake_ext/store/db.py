@@ -65,8 +65,11 @@ def connect(path: Path) -> sqlite3.Connection:
     # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a transaction is exactly
     # what we say it is. check_same_thread=False: the writer thread owns its own handle,
     # but close() may run from another thread at exit.
+    new = not path.exists()
     conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA busy_timeout=30000")
+    if new:  # the switch to WAL writes only the header of an empty file: nothing to flush
+        conn.execute("PRAGMA synchronous=OFF")
     _use_wal(conn)
     conn.execute("PRAGMA synchronous=NORMAL")
     return conn
