@@ -8,6 +8,7 @@ state is on disk as each job finishes and a crash leaves either the whole result
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
@@ -16,7 +17,7 @@ import sqlite3
 import threading
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import cloudpickle
 
@@ -70,6 +71,7 @@ class StoredJob:
 
 
 _CODE_PARTS = "SELECT parts FROM code WHERE code_fp=?"
+_NO_OUTCOME = (None, "todo", 0, *[None] * 12)  # a job without a row in outcomes
 _ARG_FPS = "SELECT r_arg_fps FROM outcomes WHERE job_id=?"
 
 
@@ -158,27 +160,30 @@ class Store:
 
     # -- reading ----------------------------------------------------------------------------
 
-    _COLUMNS = (
-        "j.job_id, function, parent, dynamic, code_fp, args_fp, deps, def_fp,"
-        " coalesce(state, 'todo'), coalesce(forced, 0), r_code_fp, r_args_fp, r_dep_fps,"
-        " r_result_fp, r_file, error, blocked_by, duration, func_key, ended, r_checksum,"
-        " r_size, r_mtime FROM jobs AS j LEFT JOIN outcomes AS o ON o.job_id = j.job_id"
-    )
+    _JOBS = "SELECT job_id, function, parent, dynamic, code_fp, args_fp, deps, def_fp, func_key" \
+        " FROM jobs"
+    _OUTCOMES = "SELECT job_id, state, forced, r_code_fp, r_args_fp, r_dep_fps, r_result_fp," \
+        " r_file, error, blocked_by, duration, ended, r_checksum, r_size, r_mtime FROM outcomes"
 
     def snapshot(self) -> dict[str, StoredJob]:
         """Every stored job, with what its result was made from and whether the file is there."""
         files = blobs.stamps(self.results_dir)
-        rows = self._conn.execute(f"SELECT {self._COLUMNS}").fetchall()
-        return self._decode(rows, files.get)
+        # Two scans and a join here: faster than SQLite's join, which looks up each job's
+        # outcome in an index. One read transaction: both see the same moment.
+        with _one_moment(self._conn) as conn:
+            jobs = conn.execute(self._JOBS).fetchall()
+            outcomes = {row[0]: row for row in conn.execute(self._OUTCOMES)}
+        return self._decode(jobs, outcomes, files.get)
 
     def snapshot_of(self, job_ids: Iterable[str]) -> dict[str, StoredJob]:
         """The same for a few jobs (re-reads after a claim or a wait)."""
-        rows = []
-        for chunk in _chunks(list(job_ids)):
-            rows += self._conn.execute(
-                f"SELECT {self._COLUMNS} WHERE j.job_id IN ({_marks(chunk)})", chunk
-            ).fetchall()
-        return self._decode(rows, lambda name: blobs.stamp(self.results_dir, name))
+        jobs, outcomes = [], {}
+        with _one_moment(self._conn) as conn:
+            for chunk in _chunks(list(job_ids)):
+                where = f" WHERE job_id IN ({_marks(chunk)})"
+                jobs += conn.execute(self._JOBS + where, chunk).fetchall()
+                outcomes.update((row[0], row) for row in conn.execute(self._OUTCOMES + where, chunk))
+        return self._decode(jobs, outcomes, lambda name: blobs.stamp(self.results_dir, name))
 
     def _intact(self, job_id: str, name: str | None, found: tuple | None, recorded: tuple) -> bool:
         """A result file counts only as it was written: missing or modified since (a
@@ -197,13 +202,14 @@ class Store:
     def job(self, job_id: str) -> StoredJob | None:
         return self.snapshot_of([job_id]).get(job_id)
 
-    def _decode(self, rows: list[tuple],
+    def _decode(self, jobs: list[tuple], outcomes: dict[str, tuple],
                 stamp_of: Callable[[str], tuple[int, int] | None]) -> dict[str, StoredJob]:
         out = {}
         inflight = self._inflight
-        for (jid, function, parent, dynamic, code_fp, args_fp, deps, def_fp, state, forced,
-             r_code_fp, r_args_fp, r_dep_fps, r_result_fp, r_file, error, blocked_by, duration,
-             func_key, ended, r_checksum, r_size, r_mtime) in rows:
+        for jid, function, parent, dynamic, code_fp, args_fp, deps, def_fp, func_key in jobs:
+            (_, state, forced, r_code_fp, r_args_fp, r_dep_fps, r_result_fp, r_file, error,
+             blocked_by, duration, ended, r_checksum, r_size, r_mtime) = \
+                outcomes.get(jid, _NO_OUTCOME)
             record = None
             if r_result_fp is not None:
                 present = jid in inflight or (r_file is not None and (
@@ -588,6 +594,19 @@ class Store:
             self._writer = None
         self._claims.close()
         self._conn.close()
+
+
+@contextlib.contextmanager
+def _one_moment(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """Reads inside see the database as it was at one moment (a read transaction)."""
+    if conn.in_transaction:
+        yield conn
+        return
+    conn.execute("BEGIN")
+    try:
+        yield conn
+    finally:
+        conn.execute("COMMIT")
 
 
 def _warn(message: str) -> None:

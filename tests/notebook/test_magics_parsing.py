@@ -6,6 +6,8 @@ their arguments and what ``%make?`` says.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from IPython.core.error import UsageError
 from IPython.testing.globalipapp import start_ipython
@@ -21,11 +23,16 @@ pytestmark = pytest.mark.timeout(60)
 @pytest.fixture(scope="module")
 def ip(tmp_path_factory):
     shell = start_ipython()
-    store = tmp_path_factory.mktemp("parsing") / ".nbmake"
-    shell.run_line_magic("load_ext", "nbmake_ext")
-    shell.run_line_magic("nbmake", f"store {store}")
-    yield shell
-    shell.run_line_magic("unload_ext", "nbmake_ext")
+    here = tmp_path_factory.mktemp("parsing")
+    cwd = os.getcwd()
+    os.chdir(here)  # the extension opens the default store, .nbmake in the working directory
+    try:
+        shell.run_line_magic("load_ext", "nbmake_ext")
+        shell.run_line_magic("nbmake", f"store {here / 'store'}")
+        yield shell
+        shell.run_line_magic("unload_ext", "nbmake_ext")
+    finally:
+        os.chdir(cwd)
 
 
 @pytest.mark.parametrize("magic, line, expected", [
