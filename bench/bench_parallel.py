@@ -655,12 +655,14 @@ def worker_main(args) -> None:
     if args.profile:
         import cProfile
 
-        from nbmake_ext.store import store as store_module
+        from nbmake_ext.store import writer as writer_module
 
         prof = cProfile.Profile()
         tool.profile = prof
-        writer_prof = cProfile.Profile()  # the store's writer thread, over all its life
-        loop = store_module._Writer._loop
+        # The store's background writer thread (it commits what the kernel's thread leaves
+        # waiting), over all its life.
+        writer_prof = cProfile.Profile()
+        loop = writer_module.Writer._late_writes
 
         def profiled_loop(self):
             writer_prof.enable()
@@ -668,7 +670,7 @@ def worker_main(args) -> None:
                 loop(self)
             finally:
                 writer_prof.disable()
-        store_module._Writer._loop = profiled_loop
+        writer_module.Writer._late_writes = profiled_loop
     try:
         res["cold"] = tool.start()
         per_job: dict[str, float] = {}  # shape -> seconds per job seen so far
@@ -717,7 +719,7 @@ def worker_main(args) -> None:
                 f.write(f"\n# main thread, timed parmake only, by {order}\n")
                 pstats.Stats(prof, stream=f).sort_stats(order).print_stats(45)
             for order in ("tottime", "cumulative"):
-                f.write(f"\n# the store's writer thread (warm-up included), by {order}\n")
+                f.write(f"\n# the store's background writer thread (warm-up included), by {order}\n")
                 pstats.Stats(writer_prof, stream=f).sort_stats(order).print_stats(30)
             if args.profile_engines:
                 print_engine_profiles(args.profile_engines, f)
