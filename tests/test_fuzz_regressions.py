@@ -423,3 +423,33 @@ def test_a_child_that_ran_with_newer_globals_is_up_to_date_after_a_restart(tmp_p
         assert nb.ctx.result_of("c0") == nb.ns["g"](1) == 12
     finally:
         nb.close()
+
+
+# --- "lost-result-of-a-lost-input" ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("first", ["D", "C"])
+def test_a_lost_result_whose_own_input_is_lost_waits_for_it(nb, first):
+    nb.cell("""
+        def a(x):
+            return x + 1
+        def b(x):
+            return x * 2
+        def c(x):
+            return x + 3
+        def d(x):
+            return x - 1
+    """)
+    order = ["comp(d, A, job_id='D')", "comp(c, B, job_id='C')"]
+    nb.cell("\n".join(["A = comp(a, 1, job_id='A')", "B = comp(b, A, job_id='B')",
+                       *(order if first == "D" else order[::-1])]))
+    nb.ctx.make()
+    nb.corrupt_keeping_stamp("B")        # found only when C reads it
+    nb.corrupt_keeping_stamp("A")        # found only when D (or the new B) reads it
+    for job in ("C", "D"):               # found by the make: C and D run again
+        path = nb.result_file(job)
+        os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        nb.ctx.make()
+    assert [nb.ctx.result_of(j) for j in "ABCD"] == [2, 4, 7, 1]

@@ -378,8 +378,13 @@ class Scheduler:
             elif s == WAITING:
                 self.waiting_on[dependent].add(jid)
         if self.status.get(jid) in OK:
+            # Made again once its own inputs are there: one of them may be lost too (and
+            # queued to be made again) by the time this loss is found.
             self.results[jid] = None
-            self._decide(jid)
+            self._set(jid, WAITING)
+            self._init_waiting(jid)
+            if self.status[jid] == WAITING and not self.waiting_on[jid]:
+                self._decide(jid)
 
     # -- dynamic jobs ---------------------------------------------------------------------
 

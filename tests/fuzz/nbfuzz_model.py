@@ -464,6 +464,15 @@ class Model:
                     final.add(par)
         if pending or waiting_parents:
             raise ModelError(f"model stuck with {pending} / {waiting_parents}")
+        # A corrupt result that runs again reads its own inputs: a corrupt one among them
+        # is found then, and runs again too.
+        found = list(p.rerun_corrupt)
+        while found:
+            for d in specs[found.pop()].deps:
+                if d not in p.rerun_corrupt:
+                    need_value(d)
+                    if d in p.rerun_corrupt:
+                        found.append(d)
         for j in p.rerun_corrupt:
             outcome[j] = RUN
             p.consumed[j] = {d: values[d] for d in specs[j].deps}
