@@ -9,6 +9,7 @@ state is on disk as each job finishes and a crash leaves either the whole result
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import pickle
@@ -89,9 +90,9 @@ class _Parts:
         return json.loads(text) if text else {}
 
     def text(self, conn: sqlite3.Connection) -> str | None:
-        """The column as stored. The writer thread passes its own connection: a
-        connection is busy for as long as it waits for the write lock, so reading through
-        the main one while the main thread waits on the writer would deadlock."""
+        """The column as stored. The writer passes its own connection: a connection is
+        busy for as long as it waits for the write lock, so reading through the main one
+        while the main thread waits on the writer would deadlock."""
         if self._key is None:
             return None
         row = conn.execute(self._query, (self._key,)).fetchone()
@@ -300,36 +301,15 @@ class Store:
         if not entries:
             return
         self.flush()
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            blobs_ = {key: blob for _, key, blob, _ in entries if blob is not None}
-            conn.executemany("INSERT OR IGNORE INTO functions VALUES (?, ?)", blobs_.items())
-            _remember_code(conn, {s.code_fp: s.code_parts for s, _, _, _ in entries})
-            conn.executemany(
-                "INSERT INTO jobs (job_id, function, parent, dynamic, code_fp,"
-                " args_fp, deps, def_fp, func_key, payload) VALUES (?,?,?,?,?,?,?,?,?,?)"
-                " ON CONFLICT(job_id) DO UPDATE SET function=excluded.function,"
-                " parent=excluded.parent, dynamic=excluded.dynamic, code_fp=excluded.code_fp,"
-                " args_fp=excluded.args_fp, deps=excluded.deps,"
-                " def_fp=excluded.def_fp, func_key=excluded.func_key, payload=excluded.payload",
-                [(s.job_id, s.function, s.parent, int(s.dynamic), s.code_fp, s.args_fp,
-                  json.dumps(list(s.deps)) if s.deps else "[]",
-                  s.def_fp, key, payload) for s, key, _, payload in entries],
-            )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        self._in_transaction(functools.partial(_write_definitions, entries=entries))
 
     def set_forced(self, job_ids: Iterable[str], why: int = FORCED_BY_REMAKE) -> None:
         """Make jobs run at their next make whatever their signature says (cleared when
         they succeed): ``FORCED_BY_REMAKE``, or ``FORCED_UNFINISHED`` for a dynamic job
         whose run redefined its children but did not finish."""
-        self._write_now(
-            "INSERT INTO outcomes (job_id, forced) SELECT job_id, ? FROM jobs WHERE job_id=?"
-            " ON CONFLICT(job_id) DO UPDATE SET forced=excluded.forced",
-            [(why, j) for j in job_ids])
+        rows = [(j, why) for j in job_ids]
+        if rows:
+            self._in_transaction(lambda conn: _set_outcomes(conn, ("forced",), {}, rows))
 
     def clean(self, job_ids: Iterable[str]) -> None:
         """Forget the results of these jobs (definitions stay; they become todo)."""
@@ -372,12 +352,15 @@ class Store:
                 blobs.remove_quietly(self.results_dir, name)
 
     def _write_now(self, sql: str, rows: list[tuple]) -> None:
-        if not rows:
-            return
+        if rows:
+            self._in_transaction(lambda conn: conn.executemany(sql, rows))
+
+    def _in_transaction(self, write: Callable[[sqlite3.Connection], Any]) -> None:
+        """``write(conn)`` in a write transaction of its own on the main connection."""
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.executemany(sql, rows)
+            write(conn)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -642,6 +625,24 @@ def _shared_texts() -> Callable[[Any, Callable[[], str]], str]:
             text = texts[key] = make()
         return text
     return shared
+
+
+def _write_definitions(conn: sqlite3.Connection,
+                       entries: list[tuple[JobSpec, str, bytes | None, bytes]]) -> None:
+    blobs_ = {key: blob for _, key, blob, _ in entries if blob is not None}
+    conn.executemany("INSERT OR IGNORE INTO functions VALUES (?, ?)", blobs_.items())
+    _remember_code(conn, {s.code_fp: s.code_parts for s, _, _, _ in entries})
+    conn.executemany(
+        "INSERT INTO jobs (job_id, function, parent, dynamic, code_fp,"
+        " args_fp, deps, def_fp, func_key, payload) VALUES (?,?,?,?,?,?,?,?,?,?)"
+        " ON CONFLICT(job_id) DO UPDATE SET function=excluded.function,"
+        " parent=excluded.parent, dynamic=excluded.dynamic, code_fp=excluded.code_fp,"
+        " args_fp=excluded.args_fp, deps=excluded.deps,"
+        " def_fp=excluded.def_fp, func_key=excluded.func_key, payload=excluded.payload",
+        [(s.job_id, s.function, s.parent, int(s.dynamic), s.code_fp, s.args_fp,
+          json.dumps(list(s.deps)) if s.deps else "[]",
+          s.def_fp, key, payload) for s, key, _, payload in entries],
+    )
 
 
 def _remember_code(conn: sqlite3.Connection, parts_of: dict[str, Any]) -> None:
