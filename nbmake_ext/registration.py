@@ -7,10 +7,13 @@ whatever process it runs.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import linecache
+import marshal
 import os
 import pickle
+from types import CodeType
 from typing import Any
 
 import cloudpickle
@@ -67,6 +70,26 @@ def code_of(func: Any) -> CodeFingerprint:
     return own() if own is not None else code_fingerprint(func)
 
 
+class _CodePickler(cloudpickle.Pickler):
+    """cloudpickle, with each code object kept whole by ``marshal``: its file name and
+    lines travel with it, so a traceback from an engine, a Dask worker or the console
+    points into the user's cell or script whatever cloudpickle does to code (3.1.3 renames
+    every file ``<dynamic-code>``). Loading needs only ``marshal``: the same Python runs
+    the job, as cloudpickle's own code objects require."""
+
+    def reducer_override(self, obj):
+        if type(obj) is CodeType:
+            return marshal.loads, (marshal.dumps(obj),)
+        return super().reducer_override(obj)
+
+
+def dumps_code(obj: Any) -> bytes:
+    """Functions (and arguments that hold functions) as jobs travel and are stored."""
+    buffer = io.BytesIO()
+    _CodePickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+    return buffer.getvalue()
+
+
 def function_blob(spec: JobSpec) -> tuple[str, bytes]:
     """The pickled function of a job and its key; pickled once per function and code."""
     func = spec.func
@@ -75,7 +98,7 @@ def function_blob(spec: JobSpec) -> tuple[str, bytes]:
     if hit is not None and hit[0] is func:
         return hit[1], hit[2]
     try:
-        blob = cloudpickle.dumps(func, protocol=pickle.HIGHEST_PROTOCOL)
+        blob = dumps_code(func)
     except Exception as exc:  # noqa: BLE001 - any pickling failure is the user's to see
         raise InvalidJob(spec.job_id, f"its function {spec.function} cannot be pickled: {exc}") \
             from None
@@ -128,7 +151,7 @@ def payload(spec: JobSpec) -> bytes:
         return pickle.dumps(call, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:  # noqa: BLE001 - lambdas and notebook classes need cloudpickle
         try:
-            return cloudpickle.dumps(call, protocol=pickle.HIGHEST_PROTOCOL)
+            return dumps_code(call)
         except Exception as exc:  # noqa: BLE001
             raise InvalidJob(spec.job_id, f"its arguments cannot be pickled: {exc}") from None
 
