@@ -4,11 +4,18 @@ Jobs registered with ``comp(f, *args)`` are cached in a store on disk and run ag
 when their code, arguments or dependencies' results change.
 """
 
+import os as _os
+
+if _os.name != "posix":  # byte-range locks (fcntl) guard the store, engines use ipc sockets
+    raise ImportError(
+        "nbmake_ext runs on POSIX systems only (Linux, macOS, WSL): its store is guarded by "
+        "fcntl byte-range locks and its engines talk over ipc sockets")
+
+__version__ = "0.1.0"  # the one place of the version (pyproject.toml reads it)
+
 from .context import Context, comp, comp_dynamic, current_context
 from .errors import InvalidJob, JobFailed, JobsFailed, NbmakeError, NotDone, StoreError, UnknownTarget
 from .promise import Promise
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Context", "Promise", "comp", "comp_dynamic", "current_context",

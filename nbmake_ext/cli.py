@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from .commands import COMMANDS, add_arguments
+from . import __version__
 from .errors import JobsFailed, NbmakeError
 
 
@@ -21,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="nbmake", description="make for Jupyter notebooks: inspect and run a job store.")
     parser.add_argument("--store", metavar="DIR",
                         help="the store directory (default: $NBMAKE_STORE or ./.nbmake)")
+    parser.add_argument("--version", action="version", version=f"nbmake {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for cmd in COMMANDS.values():
         p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help,
