@@ -172,6 +172,16 @@ def normalise(text: str) -> str:
     return text.strip()
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _ipython_internal(entry: str) -> bool:
+    """A traceback entry of IPython's own machinery (which IPython releases show or hide
+    differently), not of the user's code or of nbmake_ext."""
+    plain = _ANSI.sub("", entry)
+    return f"{os.sep}IPython{os.sep}" in plain or "skipping hidden" in plain
+
+
 def output_texts(cell: dict) -> list[str]:
     """What a reader sees of one code cell's outputs, normalised; consecutive streams of
     one name are joined (front ends and nbclient may split them differently)."""
@@ -184,7 +194,8 @@ def output_texts(cell: dict) -> list[str]:
                 out[-1] = (key, out[-1][1] + text)
                 continue
         elif kind == "error":
-            key, text = "error", f"{o['ename']}: {o['evalue']}\n" + "\n".join(o["traceback"])
+            frames = [t for t in o["traceback"] if not _ipython_internal(t)]
+            key, text = "error", f"{o['ename']}: {o['evalue']}\n" + "\n".join(frames)
         else:
             key, text = kind, o["data"].get("text/plain", "")
         out.append((key, text))
