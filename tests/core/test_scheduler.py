@@ -298,3 +298,35 @@ def test_runs_whatever_leaves_a_child_behind_its_parents_gate():
     sched = Scheduler(sim.graph, sim.records, ["p", "k"], validate=True)
     sched.start()
     assert sched.state("k") == "waiting" and not sched.runs_whatever("k")
+
+
+# -- reasons, summarised --------------------------------------------------------------------
+
+
+def test_many_dependencies_with_new_results_are_one_reason():
+    sims = [spec(f"simulate-{i}") for i in range(49)]
+    g = Graph([*sims, spec("collect", [s.job_id for s in sims])])
+    records = {s.job_id: RunRecord("c", {}, "a", {}, f"new-{s.job_id}") for s in sims}
+    records["collect"] = RunRecord("c", {}, "a", {s.job_id: "old" for s in sims}, "r")
+    sched = Scheduler(g, records, ["collect"], validate=True)
+    assert sched.start()[-1] == ev.Run("collect", (
+        "49 dependencies (simulate-0, simulate-1, simulate-2, ...) produced new results",))
+    # a few are named one by one
+    records["collect"] = RunRecord("c", {}, "a", {s.job_id: f"new-{s.job_id}" for s in sims},
+                                   "r")
+    for i in (3, 7, 8):
+        records["collect"].dep_fps[f"simulate-{i}"] = "old"
+    sched = Scheduler(g, records, ["collect"], validate=True)
+    assert sched.start()[-1] == ev.Run("collect", tuple(
+        f"dependency simulate-{i} produced a new result" for i in (3, 7, 8)))
+
+
+def test_many_changed_arguments_are_one_reason():
+    from nbmake_ext.core.signature import argument_reasons
+
+    old = {f"x{i}": "old" for i in range(10)}
+    assert argument_reasons(old, {**old, "x1": "new", "x4": "new"}) == [
+        "argument x1 changed", "argument x4 changed"]
+    assert argument_reasons(old, {k: "new" for k in old}) == [
+        "10 arguments (x0, x1, x2, ...) changed"]
+    assert argument_reasons({}, {}) == ["arguments changed"]
