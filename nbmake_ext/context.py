@@ -43,6 +43,7 @@ class JobRow:
     blocked_by: str | None = None   # the failed job that blocked it
     ended: float | None = None      # when its last run ended (epoch seconds)
     has_result: bool = False        # a stored result exists (perhaps made from older inputs)
+    restorable: bool = False        # failed or blocked, but the next make restores its result
 
 
 @dataclass(frozen=True)
@@ -241,7 +242,7 @@ class Context:
             self._loaded = False
             if report is None:  # interrupted or broken: still say how far it got
                 report = RunReport(command, interrupted=True)
-                report.ran, report.skipped, report.failed, report.blocked = driver._counts()
+                driver.count(report)
             self.report(report.line())
         targets = set(ids)
         failed_targets = [j for j in report.failed if j in targets]
@@ -276,16 +277,22 @@ class Context:
         states = self._states()
         ids = self._select(targets, states)
         specs, stored = self.graph.specs, self._stored
+        results: dict[str, str] | None = None
         rows = []
         for j in ids:
             st = stored.get(j)
             if st is None:
                 rows.append(JobRow(j, states[j], signature.short_label(specs[j].function), None,
                                    specs[j].parent))
-            else:
-                rows.append(JobRow(j, states[j], signature.short_label(specs[j].function),
-                                   st.duration, specs[j].parent, st.error, st.blocked_by,
-                                   st.ended, st.record is not None))
+                continue
+            state, blocked_by, restorable = states[j], st.blocked_by, False
+            if state in ("failed", "blocked"):
+                if results is None:
+                    results = self._current_results()
+                restorable = self._restorable(j, results)
+            rows.append(JobRow(j, state, signature.short_label(specs[j].function),
+                               st.duration, specs[j].parent, st.error, blocked_by,
+                               st.ended, st.record is not None, restorable))
         return rows
 
     def why(self, job_id: str) -> list[str]:
@@ -310,20 +317,32 @@ class Context:
         spec = self.graph.specs[job_id]
         st = self._stored.get(job_id)
         state = states[job_id]
+        record = st.record if st is not None else None
+        forced = st is not None and st.forced
+        fresh = state in ("failed", "blocked") and self._restorable(job_id, results)
         out = []
         if state == "failed" and st is not None:
-            out.append(f"its last run failed: {st.error}")
+            if fresh:  # what make does too: it takes the stored result back
+                out.append(f"{signature.LAST_RUN_FAILED} ({st.error}), but {signature.RESTORES}")
+            else:
+                out.append(f"{signature.LAST_RUN_FAILED}: {st.error}")
             out += self._changed_since_failure(spec)
         elif state == "blocked" and st is not None:
-            out.append(f"blocked by {st.blocked_by}, which failed")
+            root = st.blocked_by or "a job"
+            if not fresh:
+                out.append(f"blocked by {root}, which failed")
+            elif root not in self.graph or self._restorable(root, results):
+                out.append(f"blocked by {root}, which failed, but {signature.RESTORES}")
+            else:
+                out.append(f"blocked by {root}, which failed; its stored result matches its "
+                           f"inputs as they are: the next make restores it if {root} "
+                           f"succeeds with an equal result")
         elif state == "running":
             out.append("it is running now")
-        record = st.record if st is not None else None
         if record is not None:
             # A dependency with no result (cleaned) changes nothing until it is remade.
             results = {**{d: record.dep_fps[d] for d in spec.deps if d in record.dep_fps},
                        **results}
-        forced = st is not None and st.forced
         if not signature.is_up_to_date(spec, record, results, forced) or state in ("failed", "blocked"):
             arg_fps = None
             if record is not None and record.args_fp != spec.args_fp:
@@ -345,6 +364,19 @@ class Context:
         if row["f_args_fp"] != spec.args_fp:
             out.append("since then: arguments changed")
         return out
+
+    def _restorable(self, job_id: str, results: dict[str, str]) -> bool:
+        """Its stored result is up to date as the store is now (for a failed or blocked
+        job: the next make that reaches it takes that result back, as make decides)."""
+        st = self._stored.get(job_id)
+        record = st.record if st is not None else None
+        if record is None:
+            return False
+        spec = self.graph.specs[job_id]
+        # A dependency with no result (cleaned) changes nothing until it is remade.
+        results = {**{d: record.dep_fps[d] for d in spec.deps if d in record.dep_fps},
+                   **results}
+        return signature.is_up_to_date(spec, record, results, st.forced)
 
     def details(self, job_id: str) -> Details:
         self.sync()

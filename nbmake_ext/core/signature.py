@@ -145,6 +145,12 @@ def reasons(
     return out
 
 
+LAST_RUN_FAILED = "its last run failed"
+#: What `why` says of a job whose last run failed or was blocked while its stored result is
+#: up to date again (the edit that broke it was undone): a make takes that result back.
+RESTORES = "its stored result matches again: the next make restores it"
+
+
 def is_up_to_date(spec: JobSpec, record: RunRecord | None, dep_results: Mapping[str, str | None],
                   forced: str | None = None) -> bool:
     """The hot path of a no-op make: the same answer as ``not reasons(...)``, faster."""

@@ -170,8 +170,8 @@ class Board:
         budget = TEXT_BUDGET
         problems = 0
         # Reasons in words for the first stale jobs (worked out together: one read).
-        stale = [r.job_id for r in rows
-                 if r.state == "stale" or (r.state == "todo" and r.has_result)][:WHY_UP_TO]
+        stale = [r.job_id for r in rows if r.state == "stale" or r.restorable
+                 or (r.state == "todo" and r.has_result)][:WHY_UP_TO]
         try:
             why = ctx.why_many(stale) if stale else {}
         except Exception:  # noqa: BLE001 - only words for the details panel

@@ -108,7 +108,7 @@ def why_view(job_id: str, reasons: list[str]) -> View:
     return View(plain, html)
 
 
-_COUNT = re.compile(r"\b(\d+) (done|failed|blocked)\b")
+_COUNT = re.compile(r"\b(\d+) (done|failed|blocked|restored)\b")
 
 
 def summary_view(line: str) -> View:
@@ -116,7 +116,7 @@ def summary_view(line: str) -> View:
     its counts in the state colours."""
     def coloured(m: re.Match) -> str:
         state = m.group(2)
-        colour = COLOURS[state] if m.group(1) != "0" else "inherit"
+        colour = COLOURS.get(state, COLOURS["done"]) if m.group(1) != "0" else "inherit"
         return f'<b style="color:{colour}">{m.group(0)}</b>'
 
     html = _COUNT.sub(coloured, escape(line))

@@ -300,6 +300,50 @@ def test_runs_whatever_leaves_a_child_behind_its_parents_gate():
     assert sched.state("k") == "waiting" and not sched.runs_whatever("k")
 
 
+# -- a failed (or blocked) last run ---------------------------------------------------------
+
+
+def _made_chain():
+    """a <- b <- c, each with a stored result made from the current definitions."""
+    g = Graph([spec("a"), spec("b", ["a"]), spec("c", ["b"])])
+    records = {"a": RunRecord("c", {}, "a", {}, "ra"),
+               "b": RunRecord("c", {}, "a", {"a": "ra"}, "rb"),
+               "c": RunRecord("c", {}, "a", {"b": "rb"}, "rc")}
+    return g, records
+
+
+def test_a_failed_job_up_to_date_again_is_restored_with_what_it_blocked():
+    # b failed (c blocked) after an edit that was then undone: their stored results are
+    # up to date again, so they are taken back, and said to be.
+    g, records = _made_chain()
+    sched = Scheduler(g, records, ["c"], validate=True,
+                      unsettled={"b": "failed", "c": "blocked"})
+    assert sched.start() == [ev.Skip("a"), ev.Skip("b", restored=True),
+                             ev.Skip("c", restored=True)]
+    summary = sched.summary()
+    assert (summary.ran, summary.skipped, summary.restored) == (0, 1, 2)
+
+
+def test_a_restore_decided_after_a_dependency_ran_to_an_equal_result():
+    g, records = _made_chain()
+    g.add(spec("a", code="c2"))  # runs again, to the same result
+    sched = Scheduler(g, records, ["c"], validate=True, unsettled={"b": "failed"})
+    assert [(type(a), a.job_id) for a in sched.start()] == [(ev.Run, "a")]
+    assert sched.handle(ev.Succeeded("a", "ra")) == [ev.Skip("b", restored=True), ev.Skip("c")]
+    assert sched.summary().restored == 1 and sched.summary().skipped == 1
+
+
+def test_a_restored_job_is_not_restored_when_another_process_made_it_meanwhile():
+    g = Graph([spec("a")])
+    sched = Scheduler(g, {}, ["a"], validate=True, unsettled={"a": "failed"})
+    sched.start()
+    made = RunRecord("c", {}, "a", {}, "r")
+    assert sched.handle(ev.Reconsider("a", made, "done")) == [ev.Skip("a")]
+    sched = Scheduler(g, {}, ["a"], validate=True, unsettled={"a": "failed"})
+    sched.start()
+    assert sched.handle(ev.Reconsider("a", made, "failed")) == [ev.Skip("a", restored=True)]
+
+
 # -- reasons, summarised --------------------------------------------------------------------
 
 
