@@ -355,15 +355,8 @@ class Context:
 
     def _changed_since_failure(self, spec: JobSpec) -> list[str]:
         row = self.store.details(spec.job_id)
-        if not row.get("f_code_fp"):
-            return []
-        out = []
-        if row["f_code_fp"] != spec.code_fp:
-            out += [f"since then: {r}" for r in
-                    signature.code_reasons(row["f_code_parts"], spec.code_parts)]
-        if row["f_args_fp"] != spec.args_fp:
-            out.append("since then: arguments changed")
-        return out
+        return signature.since_failure(spec, row.get("f_code_fp"), row.get("f_code_parts"),
+                                       row.get("f_args_fp"))
 
     def _restorable(self, job_id: str, results: dict[str, str]) -> bool:
         """Its stored result is up to date as the store is now (for a failed or blocked

@@ -59,7 +59,9 @@ class Scheduler:
 
     ``unsettled`` maps the jobs whose last run failed or was blocked to that word
     ("failed", "blocked"). Such a job found up to date is restored: its stored result, from
-    an earlier successful run, is taken back (``Skip(job, restored=True)``).
+    an earlier successful run, is taken back (``Skip(job, restored=True)``). A failed one
+    that runs again gives "its last run failed" as a reason, followed by what
+    ``since_failure(job)`` says changed since (computed lazily) when it has no result.
     """
 
     def __init__(
@@ -72,6 +74,7 @@ class Scheduler:
         arg_fps: Callable[[str], Mapping[str, str]] | None = None,
         validate: bool = False,
         unsettled: Mapping[str, str] | None = None,
+        since_failure: Callable[[str], Iterable[str]] | None = None,
     ):
         self.graph = graph
         self.records: dict[str, RunRecord] = dict(records)
@@ -82,6 +85,7 @@ class Scheduler:
         self._started: set[str] = set()  # handed to a runner (see started())
         self._resolving = False
         self._arg_fps = arg_fps
+        self._since_failure = since_failure
         self.unsettled = dict(unsettled or {})  # job -> "failed" or "blocked", last time
         self.restored: set[str] = set()  # skipped in this run, taken back after a failure
         self.validate = validate
@@ -286,8 +290,15 @@ class Scheduler:
             return
         arg_fps = self._arg_fps(jid) if self._arg_fps and record is not None \
             and record.args_fp != spec.args_fp else None
-        why = tuple(signature.reasons(spec, record, self.results, forced=forced, arg_fps=arg_fps))
-        self.reasons[jid] = why
+        why = signature.reasons(spec, record, self.results, forced=forced, arg_fps=arg_fps)
+        if self.unsettled.get(jid) == FAILED:
+            # Not "never ran": it did, and failed. What changed since, when it has no
+            # result to compare with.
+            why = [r for r in why if r != "never ran"]
+            if record is None and self._since_failure is not None:
+                why = [*self._since_failure(jid), *why]
+            why = [signature.LAST_RUN_FAILED, *why]
+        self.reasons[jid] = why = tuple(why)
         self.restored.discard(jid)
         self._set(jid, QUEUED)
         self._out.append(Run(jid, why))

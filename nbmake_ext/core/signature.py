@@ -151,6 +151,18 @@ LAST_RUN_FAILED = "its last run failed"
 RESTORES = "its stored result matches again: the next make restores it"
 
 
+def since_failure(spec: JobSpec, failed_code_fp: str | None, failed_code_parts: Any,
+                  failed_args_fp: str | None) -> list[str]:
+    """What changed in ``spec`` since the definition whose run failed (``failed_*``, as
+    recorded with the failure; None when not recorded)."""
+    out = []
+    if failed_code_fp and failed_code_fp != spec.code_fp:
+        out += [f"since then: {r}" for r in code_reasons(failed_code_parts, spec.code_parts)]
+    if failed_args_fp and failed_args_fp != spec.args_fp:
+        out.append("since then: arguments changed")
+    return out
+
+
 def is_up_to_date(spec: JobSpec, record: RunRecord | None, dep_results: Mapping[str, str | None],
                   forced: str | None = None) -> bool:
     """The hot path of a no-op make: the same answer as ``not reasons(...)``, faster."""

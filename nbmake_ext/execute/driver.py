@@ -122,7 +122,7 @@ class Driver:
         unsettled = {j: s.state for j, s in stored.items() if s.state in ("failed", "blocked")}
         self.sched = Scheduler(graph, records, targets, forced=forced,
                                arg_fps=self._current_arg_fps, validate=validate,
-                               unsettled=unsettled)
+                               unsettled=unsettled, since_failure=self._since_failure)
         self.ready: deque[str] = deque()
         self.claimed: deque[str] = deque()
         self.elsewhere: dict[str, str] = {}
@@ -614,6 +614,15 @@ class Driver:
         self.store.record_failure(jid, error, tb, timing.as_dict(self.sched.reasons.get(jid, ())),
                                   logs, self.graph.specs.get(jid))
         self.tell(jid, "failed", {**_info(timing, *logs), "error": error, "traceback": tb})
+
+    def _since_failure(self, jid: str) -> list[str]:
+        """What changed in the job since the definition whose run failed."""
+        try:
+            row = self.store.details(jid)
+        except Exception:  # noqa: BLE001 - only used to word a reason
+            return []
+        return signature.since_failure(self.graph.specs[jid], row.get("f_code_fp"),
+                                       row.get("f_code_parts"), row.get("f_args_fp"))
 
     def _current_arg_fps(self, jid: str) -> dict[str, str]:
         spec = self.graph.specs[jid]

@@ -344,6 +344,22 @@ def test_a_restored_job_is_not_restored_when_another_process_made_it_meanwhile()
     assert sched.handle(ev.Reconsider("a", made, "failed")) == [ev.Skip("a", restored=True)]
 
 
+def test_a_failed_job_runs_again_because_its_last_run_failed():
+    g = Graph([spec("a"), spec("b")])
+    records = {"b": RunRecord("c0", {"m.b": "c0"}, "a", {}, "rb")}
+    since = {"a": ["since then: code of m.a changed"]}
+    sched = Scheduler(g, records, ["a", "b"], validate=True,
+                      unsettled={"a": "failed", "b": "failed"},
+                      since_failure=lambda jid: since.get(jid, []))
+    actions = sched.start()
+    # never "never ran": it did run, and failed; with no result, what changed since then
+    assert ev.Run("a", ("its last run failed", "since then: code of m.a changed")) in actions
+    assert ev.Run("b", ("its last run failed", "code of m.b changed")) in actions
+    # a job that was only blocked never ran
+    sched = Scheduler(Graph([spec("a")]), {}, ["a"], validate=True, unsettled={"a": "blocked"})
+    assert sched.start() == [ev.Run("a", ("never ran",))]
+
+
 # -- reasons, summarised --------------------------------------------------------------------
 
 

@@ -1110,3 +1110,30 @@ def test_a_blocked_job_restored_only_if_its_blocker_makes_the_same_result(ctx, r
     assert CALLS == [("fragile", 1)]
     assert (report.ran, report.restored) == (1, 1)
 
+
+def test_details_of_a_job_that_failed_again_says_why_it_ran(ctx, run_cell):
+    bad = ctx.comp(boom, 2, job_id="bad")
+    for _ in range(4):
+        with pytest.raises(JobsFailed):
+            ctx.make()
+    assert bad.state == "failed"
+    assert ctx.details("bad").reasons_last_run == ["its last run failed"]
+    # an edit since the failure is named too, and so is it for a job with an older result
+    ns = run_cell(BREAKS.replace("'oops'", "'still'"))
+    ctx.comp(ns["fragile"], 2, job_id="bad")
+    with pytest.raises(JobsFailed):
+        ctx.make()
+    assert ctx.details("bad").reasons_last_run == [
+        "its last run failed", "since then: now calls fragile",
+        "since then: no longer calls test_make.boom"]
+    ns = run_cell(WORKS)
+    ctx.comp(ns["fragile"], 1, job_id="fine")
+    ctx.make("fine")
+    run_cell(BREAKS, ns)
+    ctx.comp(ns["fragile"], 1, job_id="fine")
+    for _ in range(2):
+        with pytest.raises(JobsFailed):
+            ctx.make("fine")
+    assert ctx.details("fine").reasons_last_run == ["its last run failed",
+                                                     "code of fragile changed"]
+
