@@ -278,6 +278,7 @@ class Context:
         ids = self._select(targets, states)
         specs, stored = self.graph.specs, self._stored
         results: dict[str, str] | None = None
+        roots: dict[str, str | None] = {}
         rows = []
         for j in ids:
             st = stored.get(j)
@@ -290,6 +291,8 @@ class Context:
                 if results is None:
                     results = self._current_results()
                 restorable = self._restorable(j, results)
+                if state == "blocked":
+                    blocked_by = self._root_failure(j, states, roots)
             rows.append(JobRow(j, state, signature.short_label(specs[j].function),
                                st.duration, specs[j].parent, st.error, blocked_by,
                                st.ended, st.record is not None, restorable))
@@ -328,7 +331,7 @@ class Context:
                 out.append(f"{signature.LAST_RUN_FAILED}: {st.error}")
             out += self._changed_since_failure(spec)
         elif state == "blocked" and st is not None:
-            root = st.blocked_by or "a job"
+            root = self._root_failure(job_id, states) or "a job"
             if not fresh:
                 out.append(f"blocked by {root}, which failed")
             elif root not in self.graph or self._restorable(root, results):
@@ -371,6 +374,53 @@ class Context:
                    **results}
         return signature.is_up_to_date(spec, record, results, st.forced)
 
+    def _root_failure(self, job_id: str, states: dict[str, str],
+                      memo: dict[str, str | None] | None = None) -> str | None:
+        """The failed job at the root of a blocked job's block: the job it was blocked by
+        when that one is failed; else (it is blocked itself, or was made since) the failed
+        job found first upstream through blocked ones; else the recorded blocker. ``memo``
+        carries what was found for other jobs (one ls: each job is looked at once)."""
+        memo = {} if memo is None else memo
+        stored, specs = self._stored, self.graph.specs
+
+        def blocker(jid: str) -> str | None:
+            st = stored.get(jid)
+            return st.blocked_by if st is not None else None
+
+        def upstream(jid: str) -> list[str]:
+            spec = specs.get(jid)
+            ups = [] if spec is None else [*spec.deps, *([spec.parent] if spec.parent else [])]
+            by = blocker(jid)
+            return [by, *ups] if by is not None else ups
+
+        stack, on_stack = [job_id], {job_id}
+        while stack:  # depth first, without recursion: blocked chains may be long
+            jid = stack[-1]
+            if jid in memo:
+                stack.pop()
+                on_stack.discard(jid)
+                continue
+            ups = upstream(jid)
+            todo = [u for u in ups if states.get(u) == "blocked" and u not in memo
+                    and u not in on_stack]
+            if todo and states.get(ups[0]) != "failed":
+                stack += todo
+                on_stack.update(todo)
+                continue
+            found = None
+            for up in ups:
+                state = states.get(up)
+                if state == "failed":
+                    found = up
+                elif state == "blocked":
+                    found = memo.get(up)
+                if found is not None:
+                    break
+            memo[jid] = found
+            stack.pop()
+            on_stack.discard(jid)
+        return memo[job_id] or blocker(job_id)
+
     def details(self, job_id: str) -> Details:
         self.sync()
         self._require(job_id)
@@ -387,7 +437,8 @@ class Context:
             why=self._why(job_id, states, self._current_results()),
             started=row.get("started"), ended=row.get("ended"), duration=row.get("duration"),
             cpu=row.get("cpu"), engine=row.get("engine"), error=row.get("error"),
-            blocked_by=row.get("blocked_by"), traceback=row.get("traceback") or "",
+            blocked_by=self._root_failure(job_id, states) if states[job_id] == "blocked"
+            else row.get("blocked_by"), traceback=row.get("traceback") or "",
             stdout=row.get("stdout") or "", stderr=row.get("stderr") or "",
             reasons_last_run=json.loads(row["reasons"]) if row.get("reasons") else [],
         )

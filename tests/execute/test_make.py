@@ -1137,3 +1137,31 @@ def test_details_of_a_job_that_failed_again_says_why_it_ran(ctx, run_cell):
     assert ctx.details("fine").reasons_last_run == ["its last run failed",
                                                      "code of fragile changed"]
 
+
+def test_a_blocked_job_names_the_failed_job_at_the_root(ctx, run_cell):
+    from nbmake_ext.ui import text, views
+    from nbmake_ext.ui.board import Board
+
+    ns = run_cell("def first(x):\n    raise ValueError('first')\n"
+                  "def second(x):\n    return x\n")
+    a = ctx.comp(ns["first"], 1, job_id="a")
+    b = ctx.comp(ns["second"], a, job_id="b")
+    c = ctx.comp(process, b, job_id="c")
+    with pytest.raises(JobsFailed):
+        ctx.make()
+    assert ctx.details("c").blocked_by == "a"
+    # a is fixed and b broken, and only b is made: c was blocked through b, which failed
+    run_cell("def first(x):\n    return x\n"
+             "def second(x):\n    raise ValueError('second')\n", ns)
+    ctx.comp(ns["first"], 1, job_id="a")
+    ctx.comp(ns["second"], a, job_id="b")
+    with pytest.raises(JobsFailed):
+        ctx.make("b")
+    assert (a.state, b.state, c.state) == ("done", "failed", "blocked")
+    assert ctx.why("c")[0] == "blocked by b, which failed"
+    assert ctx.details("c").blocked_by == "b"
+    assert "blocked by b" in text.render_details(ctx.details("c"))
+    assert {r.job_id: r.blocked_by for r in ctx.ls("blocked")} == {"c": "b"}
+    lines = views.board_text(Board.from_context(ctx)).splitlines()
+    assert any(line.split() == ["blocked", "c", "test_make.process", "blocked", "by", "b"]
+               for line in lines), lines
