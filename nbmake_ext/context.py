@@ -43,6 +43,7 @@ class JobRow:
     blocked_by: str | None = None   # the failed job that blocked it
     ended: float | None = None      # when its last run ended (epoch seconds)
     has_result: bool = False        # a stored result exists (perhaps made from older inputs)
+    restorable: bool = False        # failed or blocked, but the next make restores its result
 
 
 @dataclass(frozen=True)
@@ -241,7 +242,7 @@ class Context:
             self._loaded = False
             if report is None:  # interrupted or broken: still say how far it got
                 report = RunReport(command, interrupted=True)
-                report.ran, report.skipped, report.failed, report.blocked = driver._counts()
+                driver.count(report)
             self.report(report.line())
         targets = set(ids)
         failed_targets = [j for j in report.failed if j in targets]
@@ -276,16 +277,25 @@ class Context:
         states = self._states()
         ids = self._select(targets, states)
         specs, stored = self.graph.specs, self._stored
+        results: dict[str, str] | None = None
+        roots: dict[str, str | None] = {}
         rows = []
         for j in ids:
             st = stored.get(j)
             if st is None:
                 rows.append(JobRow(j, states[j], signature.short_label(specs[j].function), None,
                                    specs[j].parent))
-            else:
-                rows.append(JobRow(j, states[j], signature.short_label(specs[j].function),
-                                   st.duration, specs[j].parent, st.error, st.blocked_by,
-                                   st.ended, st.record is not None))
+                continue
+            state, blocked_by, restorable = states[j], st.blocked_by, False
+            if state in ("failed", "blocked"):
+                if results is None:
+                    results = self._current_results()
+                restorable = self._restorable(j, results)
+                if state == "blocked":
+                    blocked_by = self._root_failure(j, states, roots)
+            rows.append(JobRow(j, state, signature.short_label(specs[j].function),
+                               st.duration, specs[j].parent, st.error, blocked_by,
+                               st.ended, st.record is not None, restorable))
         return rows
 
     def why(self, job_id: str) -> list[str]:
@@ -310,20 +320,32 @@ class Context:
         spec = self.graph.specs[job_id]
         st = self._stored.get(job_id)
         state = states[job_id]
+        record = st.record if st is not None else None
+        forced = st is not None and st.forced
+        fresh = state in ("failed", "blocked") and self._restorable(job_id, results)
         out = []
         if state == "failed" and st is not None:
-            out.append(f"its last run failed: {st.error}")
+            if fresh:  # what make does too: it takes the stored result back
+                out.append(f"{signature.LAST_RUN_FAILED} ({st.error}), but {signature.RESTORES}")
+            else:
+                out.append(f"{signature.LAST_RUN_FAILED}: {st.error}")
             out += self._changed_since_failure(spec)
         elif state == "blocked" and st is not None:
-            out.append(f"blocked by {st.blocked_by}, which failed")
+            root = self._root_failure(job_id, states) or "a job"
+            if not fresh:
+                out.append(f"blocked by {root}, which failed")
+            elif root not in self.graph or self._restorable(root, results):
+                out.append(f"blocked by {root}, which failed, but {signature.RESTORES}")
+            else:
+                out.append(f"blocked by {root}, which failed; its stored result matches its "
+                           f"inputs as they are: the next make restores it if {root} "
+                           f"succeeds with an equal result")
         elif state == "running":
             out.append("it is running now")
-        record = st.record if st is not None else None
         if record is not None:
             # A dependency with no result (cleaned) changes nothing until it is remade.
             results = {**{d: record.dep_fps[d] for d in spec.deps if d in record.dep_fps},
                        **results}
-        forced = st is not None and st.forced
         if not signature.is_up_to_date(spec, record, results, forced) or state in ("failed", "blocked"):
             arg_fps = None
             if record is not None and record.args_fp != spec.args_fp:
@@ -336,15 +358,68 @@ class Context:
 
     def _changed_since_failure(self, spec: JobSpec) -> list[str]:
         row = self.store.details(spec.job_id)
-        if not row.get("f_code_fp"):
-            return []
-        out = []
-        if row["f_code_fp"] != spec.code_fp:
-            out += [f"since then: {r}" for r in
-                    signature.code_reasons(row["f_code_parts"], spec.code_parts)]
-        if row["f_args_fp"] != spec.args_fp:
-            out.append("since then: arguments changed")
-        return out
+        return signature.since_failure(spec, row.get("f_code_fp"), row.get("f_code_parts"),
+                                       row.get("f_args_fp"))
+
+    def _restorable(self, job_id: str, results: dict[str, str]) -> bool:
+        """Its stored result is up to date as the store is now (for a failed or blocked
+        job: the next make that reaches it takes that result back, as make decides)."""
+        st = self._stored.get(job_id)
+        record = st.record if st is not None else None
+        if record is None:
+            return False
+        spec = self.graph.specs[job_id]
+        # A dependency with no result (cleaned) changes nothing until it is remade.
+        results = {**{d: record.dep_fps[d] for d in spec.deps if d in record.dep_fps},
+                   **results}
+        return signature.is_up_to_date(spec, record, results, st.forced)
+
+    def _root_failure(self, job_id: str, states: dict[str, str],
+                      memo: dict[str, str | None] | None = None) -> str | None:
+        """The failed job at the root of a blocked job's block: the job it was blocked by
+        when that one is failed; else (it is blocked itself, or was made since) the failed
+        job found first upstream through blocked ones; else the recorded blocker. ``memo``
+        carries what was found for other jobs (one ls: each job is looked at once)."""
+        memo = {} if memo is None else memo
+        stored, specs = self._stored, self.graph.specs
+
+        def blocker(jid: str) -> str | None:
+            st = stored.get(jid)
+            return st.blocked_by if st is not None else None
+
+        def upstream(jid: str) -> list[str]:
+            spec = specs.get(jid)
+            ups = [] if spec is None else [*spec.deps, *([spec.parent] if spec.parent else [])]
+            by = blocker(jid)
+            return [by, *ups] if by is not None else ups
+
+        stack, on_stack = [job_id], {job_id}
+        while stack:  # depth first, without recursion: blocked chains may be long
+            jid = stack[-1]
+            if jid in memo:
+                stack.pop()
+                on_stack.discard(jid)
+                continue
+            ups = upstream(jid)
+            todo = [u for u in ups if states.get(u) == "blocked" and u not in memo
+                    and u not in on_stack]
+            if todo and states.get(ups[0]) != "failed":
+                stack += todo
+                on_stack.update(todo)
+                continue
+            found = None
+            for up in ups:
+                state = states.get(up)
+                if state == "failed":
+                    found = up
+                elif state == "blocked":
+                    found = memo.get(up)
+                if found is not None:
+                    break
+            memo[jid] = found
+            stack.pop()
+            on_stack.discard(jid)
+        return memo[job_id] or blocker(job_id)
 
     def details(self, job_id: str) -> Details:
         self.sync()
@@ -362,7 +437,8 @@ class Context:
             why=self._why(job_id, states, self._current_results()),
             started=row.get("started"), ended=row.get("ended"), duration=row.get("duration"),
             cpu=row.get("cpu"), engine=row.get("engine"), error=row.get("error"),
-            blocked_by=row.get("blocked_by"), traceback=row.get("traceback") or "",
+            blocked_by=self._root_failure(job_id, states) if states[job_id] == "blocked"
+            else row.get("blocked_by"), traceback=row.get("traceback") or "",
             stdout=row.get("stdout") or "", stderr=row.get("stderr") or "",
             reasons_last_run=json.loads(row["reasons"]) if row.get("reasons") else [],
         )

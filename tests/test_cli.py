@@ -315,6 +315,68 @@ def test_why_names_what_changed(tmp_path):
     assert "code of process changed" in why("proc")
 
 
+def test_a_failed_job_whose_breaking_edit_was_undone_is_restored(tmp_path):
+    store = tmp_path / "store"
+    log = tmp_path / "log"
+    env = pt.env_for(log, NBMAKE_TEST_STORE=str(store))
+    body = '''
+        from nbmake_ext import Context, JobsFailed
+
+        ctx = Context(store=os.environ["NBMAKE_TEST_STORE"])
+
+        if os.environ.get("BREAK"):
+            def fragile(x):
+                note("fragile")
+                raise ValueError("oops")
+        else:
+            def fragile(x):
+                note("fragile")
+                return x
+
+
+        def after(x):
+            note("after")
+            return x + 1
+
+
+        ctx.comp(after, ctx.comp(fragile, 1, job_id="fragile"), job_id="after")
+        if os.environ.get("MAKE"):
+            try:
+                ctx.make()
+            except JobsFailed as exc:
+                print("JOBSFAILED", exc)
+    '''
+    path = pt.script(tmp_path / "w.py", body)
+
+    def run(**extra):
+        r = pt.run_script(path, cwd=tmp_path, env=dict(env, **extra))
+        assert r.returncode == 0, r.stdout + r.stderr
+        return r.stdout
+
+    def nb(*args):
+        return pt.console("--store", str(store), *args, cwd=tmp_path, env=env)
+
+    run(MAKE="1")
+    assert "JOBSFAILED" in run(MAKE="1", BREAK="1")
+    run()  # the edit undone; defined, not made
+    log.unlink()
+    r = nb("why", "fragile")
+    assert r.returncode == 0, r.stderr
+    assert "its last run failed (ValueError: oops), but its stored result matches again: " \
+        "the next make restores it" in r.stdout, r.stdout
+    r = nb("why", "after")
+    assert "blocked by fragile, which failed, but its stored result matches again" in r.stdout
+    r = nb("ls")
+    assert pt.parse_ls(r.stdout) == {"fragile": "failed", "after": "blocked"}
+    assert "the next make restores 2 of them" in r.stdout.splitlines()[-1], r.stdout
+    r = nb("make")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert re.search(r"make: 0 done, 2 restored, 0 up to date", r.stdout), r.stdout
+    assert not log.exists() or pt.names(log) == []
+    assert pt.parse_ls(nb("ls").stdout) == {"fragile": "done", "after": "done"}
+    assert "is up to date" in nb("why", "fragile").stdout
+
+
 # -- stats ----------------------------------------------------------------------------------
 
 

@@ -41,10 +41,12 @@ class ChildDefined:
 
 @dataclass(frozen=True, slots=True)
 class Reconsider:
-    """The stored record of a queued job changed (another process made it): decide again."""
+    """The stored record of a queued job changed (another process made it): decide again.
+    ``last`` is the job's last outcome as now stored ("done", "failed", "blocked", ...)."""
 
     job_id: str
     record: RunRecord | None
+    last: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +70,11 @@ class Run:
 
 @dataclass(frozen=True, slots=True)
 class Skip:
-    """Up to date: nothing to run."""
+    """Up to date: nothing to run. ``restored``: its last run failed or was blocked, and its
+    stored result (from an earlier successful run) is up to date again: it is taken back."""
 
     job_id: str
+    restored: bool = False
 
 
 @dataclass(frozen=True, slots=True)

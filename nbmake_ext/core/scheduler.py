@@ -42,10 +42,11 @@ def _gate(parent: str) -> str:
 @dataclass
 class Summary:
     ran: int
-    skipped: int
+    skipped: int              # up to date (not counting the restored ones)
     failed: dict[str, str]    # job id -> error
     blocked: dict[str, str]   # job id -> failed job that blocks it
     targets: list[str]
+    restored: int = 0         # up to date again after a failed (or blocked) last run
 
 
 class Scheduler:
@@ -55,6 +56,12 @@ class Scheduler:
     ``records`` maps job ids to what their stored results were made from; ``forced`` are
     jobs to run regardless (remake). ``arg_fps`` computes per-argument digests lazily, so
     reasons can name the argument that changed.
+
+    ``unsettled`` maps the jobs whose last run failed or was blocked to that word
+    ("failed", "blocked"). Such a job found up to date is restored: its stored result, from
+    an earlier successful run, is taken back (``Skip(job, restored=True)``). A failed one
+    that runs again gives "its last run failed" as a reason, followed by what
+    ``since_failure(job)`` says changed since (computed lazily) when it has no result.
     """
 
     def __init__(
@@ -66,6 +73,8 @@ class Scheduler:
         forced: Mapping[str, str] | None = None,
         arg_fps: Callable[[str], Mapping[str, str]] | None = None,
         validate: bool = False,
+        unsettled: Mapping[str, str] | None = None,
+        since_failure: Callable[[str], Iterable[str]] | None = None,
     ):
         self.graph = graph
         self.records: dict[str, RunRecord] = dict(records)
@@ -76,6 +85,9 @@ class Scheduler:
         self._started: set[str] = set()  # handed to a runner (see started())
         self._resolving = False
         self._arg_fps = arg_fps
+        self._since_failure = since_failure
+        self.unsettled = dict(unsettled or {})  # job -> "failed" or "blocked", last time
+        self.restored: set[str] = set()  # skipped in this run, taken back after a failure
         self.validate = validate
         self.status: dict[str, str] = {}
         self.active: set[str] = set()  # QUEUED or RETURNED
@@ -113,6 +125,10 @@ class Scheduler:
                 self.records.pop(event.job_id, None)
             else:
                 self.records[event.job_id] = event.record
+            if event.last in (FAILED, BLOCKED):
+                self.unsettled[event.job_id] = event.last
+            else:
+                self.unsettled.pop(event.job_id, None)
             self._set_result(event.job_id)
             self._decide(event.job_id)
         elif kind is ResultLost:
@@ -136,9 +152,11 @@ class Scheduler:
         if stuck and self.finished:
             raise InternalError(f"make ended with jobs never decided: {stuck[:10]}")
         targets = [t for t in self.targets if t in self.status]
+        restored = sum(1 for j in self.restored if self.status.get(j) == SKIPPED)
         return Summary(
             ran=counts[DONE],
-            skipped=counts[SKIPPED],
+            skipped=counts[SKIPPED] - restored,
+            restored=restored,
             failed={j: self.errors[j] for j, s in self.status.items() if s == FAILED},
             blocked={j: self.blocked_by[j] for j, s in self.status.items() if s == BLOCKED},
             targets=targets,
@@ -176,7 +194,7 @@ class Scheduler:
         if sweep:
             for jid in self._fresh(seen):
                 status[jid] = SKIPPED
-                self._out.append(Skip(jid))
+                self._out.append(self._skip(jid))
                 del seen[jid]
         waiting_on = self.waiting_on
         for jid in seen:
@@ -267,15 +285,31 @@ class Scheduler:
         forced = self.forced.get(jid)
         if signature.is_up_to_date(spec, record, self.results, forced):
             self._set(jid, SKIPPED)
-            self._out.append(Skip(jid))
+            self._out.append(self._skip(jid))
             self._resolve(jid)
             return
         arg_fps = self._arg_fps(jid) if self._arg_fps and record is not None \
             and record.args_fp != spec.args_fp else None
-        why = tuple(signature.reasons(spec, record, self.results, forced=forced, arg_fps=arg_fps))
-        self.reasons[jid] = why
+        why = signature.reasons(spec, record, self.results, forced=forced, arg_fps=arg_fps)
+        if self.unsettled.get(jid) == FAILED:
+            # Not "never ran": it did, and failed. What changed since, when it has no
+            # result to compare with.
+            why = [r for r in why if r != "never ran"]
+            if record is None and self._since_failure is not None:
+                why = [*self._since_failure(jid), *why]
+            why = [signature.LAST_RUN_FAILED, *why]
+        self.reasons[jid] = why = tuple(why)
+        self.restored.discard(jid)
         self._set(jid, QUEUED)
         self._out.append(Run(jid, why))
+
+    def _skip(self, jid: str) -> Skip:
+        """``jid`` is up to date; restored when its last run failed or was blocked (from
+        then on, its last outcome is this one)."""
+        if self.unsettled.pop(jid, None) is None:
+            return Skip(jid)
+        self.restored.add(jid)
+        return Skip(jid, restored=True)
 
     def _resolve(self, jid: str) -> None:
         """``jid`` reached DONE or SKIPPED: release what waited on it. A worklist, not

@@ -72,11 +72,26 @@ def argument_reasons(old: Any, new: Any) -> list[str]:
         return ["arguments changed"]
     if len(old) == 1 and old.keys() == new.keys():  # the only argument: it changed
         return [f"argument {_arg_name(k)} changed" for k in new]
-    out = [f"argument {_arg_name(k)} changed" for k in new
-           if k in old and old[k] != new[k] and old[k] != UNRECORDED]
-    out += [f"argument {_arg_name(k)} added" for k in new if k not in old]
-    out += [f"argument {_arg_name(k)} removed" for k in old if k not in new]
+    changed = [_arg_name(k) for k in new
+               if k in old and old[k] != new[k] and old[k] != UNRECORDED]
+    added = [_arg_name(k) for k in new if k not in old]
+    removed = [_arg_name(k) for k in old if k not in new]
+    out = _grouped(changed, "argument {} changed", "{n} arguments ({names}) changed")
+    out += _grouped(added, "argument {} added", "{n} arguments ({names}) added")
+    out += _grouped(removed, "argument {} removed", "{n} arguments ({names}) removed")
     return out or ["arguments changed"]
+
+
+#: Up to this many jobs (or arguments) with the same reason get a line each; more get one
+#: line that counts them and names the first few.
+FEW = 3
+
+
+def _grouped(names: list[str], one: str, many: str) -> list[str]:
+    if len(names) <= FEW:
+        return [one.format(name) for name in names]
+    shown = ", ".join(names[:FEW]) + ", ..."
+    return [many.format(n=len(names), names=shown)]
 
 
 def _arg_name(key: str) -> str:
@@ -110,16 +125,41 @@ def reasons(
     if record.args_fp != spec.args_fp:
         out += argument_reasons(record.arg_fps, arg_fps or {})
     consumed = record.dep_fps
+    added, missing, changed = [], [], []
     for dep in spec.deps:
         if dep not in consumed:
-            out.append(f"new dependency {dep}")
+            added.append(dep)
         else:
             now = dep_results.get(dep)
             if now is None:
-                out.append(f"dependency {dep} has no result yet")
+                missing.append(dep)
             elif now != consumed[dep]:
-                out.append(f"dependency {dep} produced a new result")
-    out += [f"no longer depends on {d}" for d in consumed if d not in spec.deps]
+                changed.append(dep)
+    out += _grouped(added, "new dependency {}", "{n} new dependencies ({names})")
+    out += _grouped(missing, "dependency {} has no result yet",
+                    "{n} dependencies ({names}) have no result yet")
+    out += _grouped(changed, "dependency {} produced a new result",
+                    "{n} dependencies ({names}) produced new results")
+    out += _grouped([d for d in consumed if d not in spec.deps], "no longer depends on {}",
+                    "no longer depends on {n} jobs ({names})")
+    return out
+
+
+LAST_RUN_FAILED = "its last run failed"
+#: What `why` says of a job whose last run failed or was blocked while its stored result is
+#: up to date again (the edit that broke it was undone): a make takes that result back.
+RESTORES = "its stored result matches again: the next make restores it"
+
+
+def since_failure(spec: JobSpec, failed_code_fp: str | None, failed_code_parts: Any,
+                  failed_args_fp: str | None) -> list[str]:
+    """What changed in ``spec`` since the definition whose run failed (``failed_*``, as
+    recorded with the failure; None when not recorded)."""
+    out = []
+    if failed_code_fp and failed_code_fp != spec.code_fp:
+        out += [f"since then: {r}" for r in code_reasons(failed_code_parts, spec.code_parts)]
+    if failed_args_fp and failed_args_fp != spec.args_fp:
+        out.append("since then: arguments changed")
     return out
 
 

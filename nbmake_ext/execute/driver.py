@@ -45,12 +45,13 @@ class RunReport:
 
     command: str
     ran: int = 0
-    skipped: int = 0
+    skipped: int = 0      # up to date
     failed: dict[str, str] = field(default_factory=dict)
     blocked: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     interrupted: bool = False
     targets: list[str] = field(default_factory=list)
+    restored: int = 0     # up to date again after a failed or blocked last run: taken back
 
     def line(self) -> str:
         parts = [f"{self.ran} done"]
@@ -58,6 +59,8 @@ class RunReport:
             parts.append(f"{len(self.failed)} failed")
         if self.blocked:
             parts.append(f"{len(self.blocked)} blocked")
+        if self.restored:
+            parts.append(f"{self.restored} restored")
         parts.append(f"{self.skipped} up to date")
         tail = " (interrupted)" if self.interrupted else ""
         return f"{self.command}: {', '.join(parts)} in {self.seconds:.2f}s{tail}"
@@ -116,8 +119,10 @@ class Driver:
         self.observer = observer or NoObserver()
         self.tell = self.observer.job_changed
         records = {j: s.record for j, s in stored.items() if s.record is not None}
+        unsettled = {j: s.state for j, s in stored.items() if s.state in ("failed", "blocked")}
         self.sched = Scheduler(graph, records, targets, forced=forced,
-                               arg_fps=self._current_arg_fps, validate=validate)
+                               arg_fps=self._current_arg_fps, validate=validate,
+                               unsettled=unsettled, since_failure=self._since_failure)
         self.ready: deque[str] = deque()
         self.claimed: deque[str] = deque()
         self.elsewhere: dict[str, str] = {}
@@ -172,19 +177,20 @@ class Driver:
                 detach()
             self.reader.close()
             self.store.flush()
-            summary_counts = self._counts()
-            report.ran, report.skipped, report.failed, report.blocked = summary_counts
+            self.count(report)
             report.seconds = time.perf_counter() - t0
         return report
 
-    def _counts(self):
+    def count(self, report: RunReport) -> None:
+        """Fill in the counts of ``report`` from how far the run got."""
         s = self.sched
         status = s.status
-        ran = sum(1 for v in status.values() if v == "done")
+        report.ran = sum(1 for v in status.values() if v == "done")
         skipped = sum(1 for v in status.values() if v == "skipped")
-        failed = {j: s.errors[j] for j, v in status.items() if v == "failed"}
-        blocked = {j: s.blocked_by[j] for j, v in status.items() if v == "blocked"}
-        return ran, skipped, failed, blocked
+        report.restored = sum(1 for j in s.restored if status.get(j) == "skipped")
+        report.skipped = skipped - report.restored
+        report.failed = {j: s.errors[j] for j, v in status.items() if v == "failed"}
+        report.blocked = {j: s.blocked_by[j] for j, v in status.items() if v == "blocked"}
 
     def _put_back(self) -> None:
         """Interrupted: running jobs go back to their earlier state; nothing of them is kept.
@@ -217,8 +223,8 @@ class Driver:
                 jid = action.job_id
                 st = self.stored.get(jid)
                 if st is None or st.state != "done" or st.forced:
-                    self.store.record_skipped(jid)
-                self.tell(jid, "done", {})
+                    self.store.record_skipped(jid, restored=action.restored)
+                self.tell(jid, "done", {"restored": True} if action.restored else {})
             elif kind is ev.Run:
                 self.ready.append(action.job_id)
             elif kind is ev.Block:
@@ -296,7 +302,7 @@ class Driver:
             if new is not None and not _same_record(new.record, self.sched.records.get(jid)):
                 # Another process stored a result meanwhile: decide again.
                 self.stored[jid] = new
-                self._apply(self.sched.handle(ev.Reconsider(jid, new.record)))
+                self._apply(self.sched.handle(ev.Reconsider(jid, new.record, new.state)))
                 if self.sched.state(jid) != QUEUED:
                     self.store.release([jid])
                 continue
@@ -317,12 +323,14 @@ class Driver:
             new = fresh.get(jid)
             if new is None:  # unchanged: the other process stopped without an outcome
                 record = self.sched.records.get(jid)
+                st = self.stored.get(jid)
+                last = st.state if st is not None else None
             else:
                 self.stored[jid] = new
                 if self._failed_elsewhere(jid, new):
                     continue
-                record = new.record
-            self._apply(self.sched.handle(ev.Reconsider(jid, record)))
+                record, last = new.record, new.state
+            self._apply(self.sched.handle(ev.Reconsider(jid, record, last)))
 
     def _reread(self, job_ids: list[str]) -> dict[str, StoredJob]:
         """What changed in the store for these jobs since this make read it."""
@@ -606,6 +614,15 @@ class Driver:
         self.store.record_failure(jid, error, tb, timing.as_dict(self.sched.reasons.get(jid, ())),
                                   logs, self.graph.specs.get(jid))
         self.tell(jid, "failed", {**_info(timing, *logs), "error": error, "traceback": tb})
+
+    def _since_failure(self, jid: str) -> list[str]:
+        """What changed in the job since the definition whose run failed."""
+        try:
+            row = self.store.details(jid)
+        except Exception:  # noqa: BLE001 - only used to word a reason
+            return []
+        return signature.since_failure(self.graph.specs[jid], row.get("f_code_fp"),
+                                       row.get("f_code_parts"), row.get("f_args_fp"))
 
     def _current_arg_fps(self, jid: str) -> dict[str, str]:
         spec = self.graph.specs[jid]

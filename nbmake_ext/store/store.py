@@ -560,11 +560,18 @@ class Store:
         self.writer.db(lambda conn: _set_outcomes(
             conn, ("blocked_by",), {"state": "'blocked'"}, [(job_id, by)]))
 
-    def record_skipped(self, job_id: str) -> None:
-        # A job found up to date by a make is `done`, whatever its last outcome was.
-        self.writer.db(lambda conn: conn.execute(
-            "UPDATE outcomes SET state='done', forced=0, error=NULL, blocked_by=NULL"
-            " WHERE job_id=? AND state!='done'", (job_id,)))
+    def record_skipped(self, job_id: str, restored: bool = False) -> None:
+        """A job found up to date by a make is `done`, whatever its last outcome was.
+        ``restored``: that outcome was a failure (or a block), whose error and traceback go
+        with it: the stored result is from an earlier run."""
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE outcomes SET state='done', forced=0, error=NULL, blocked_by=NULL"
+                " WHERE job_id=? AND state!='done'", (job_id,))
+            if restored:
+                conn.execute("UPDATE logs SET traceback=NULL WHERE job_id=?", (job_id,))
+
+        self.writer.db(write)
 
     def flush(self) -> None:
         """Wait until every recorded outcome is committed."""

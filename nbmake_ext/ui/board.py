@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -170,8 +171,8 @@ class Board:
         budget = TEXT_BUDGET
         problems = 0
         # Reasons in words for the first stale jobs (worked out together: one read).
-        stale = [r.job_id for r in rows
-                 if r.state == "stale" or (r.state == "todo" and r.has_result)][:WHY_UP_TO]
+        stale = [r.job_id for r in rows if r.state == "stale" or r.restorable
+                 or (r.state == "todo" and r.has_result)][:WHY_UP_TO]
         try:
             why = ctx.why_many(stale) if stale else {}
         except Exception:  # noqa: BLE001 - only words for the details panel
@@ -198,6 +199,8 @@ class Board:
                     if r.ended:
                         x["t1"] = r.ended
                     x["part"] = True
+            if r.state == "blocked" and r.blocked_by:
+                x["by"] = r.blocked_by  # the failed job at the root, as ls names it
             if r.job_id in why and "why" not in x:
                 x["why"] = why[r.job_id]
             if r.state == "done":
@@ -288,6 +291,31 @@ class Board:
             row = out.setdefault(job.function, dict.fromkeys(STATES, 0))
             row[job.state] += 1
         return out
+
+    def blocker(self, job: Job) -> str | None:
+        """The failed job at the root of a blocked job's block: the one it names, or, when
+        that is not failed here (blocked itself, or not told), the nearest failed job
+        upstream through blocked ones."""
+        jobs, named = self.jobs, job.x.get("by")
+        by, seen = named, {job.job_id}
+        while by is not None and by not in seen and by in jobs and jobs[by].state == "blocked":
+            seen.add(by)
+            by = jobs[by].x.get("by")
+        if by is not None and by in jobs and jobs[by].state == "failed":
+            return by
+        queue, seen = deque([job]), {job.job_id}
+        while queue:
+            below = queue.popleft()
+            ups = (*below.deps, below.parent) if below.parent else below.deps
+            for up in ups:
+                if up in seen or up not in jobs:
+                    continue
+                seen.add(up)
+                if jobs[up].state == "failed":
+                    return up
+                if jobs[up].state == "blocked":
+                    queue.append(jobs[up])
+        return by if by is not None else named
 
     def problems(self) -> list[Job]:
         """Failed jobs first, then blocked ones, each in board order."""

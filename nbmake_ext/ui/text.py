@@ -45,7 +45,17 @@ def render_ls(rows: list) -> str:
                  [(r.job_id, r.state, r.function, seconds(r.duration), r.parent or "")
                   for r in rows])
     tally = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    restorable = [r.job_id for r in rows if getattr(r, "restorable", False)]
+    if restorable:
+        tally += (f"; the next make restores {len(restorable)} of them, whose stored result "
+                  f"matches again: {preview(restorable)}")
     return f"{body}\n{len(rows)} jobs: {tally}"
+
+
+def preview(names: Sequence[str], n: int = 3) -> str:
+    """The first ``n`` names, and how many more."""
+    shown = ", ".join(names[:n])
+    return shown + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
 def render_why(job_id: str, reasons: list[str]) -> str:

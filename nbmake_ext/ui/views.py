@@ -108,7 +108,7 @@ def why_view(job_id: str, reasons: list[str]) -> View:
     return View(plain, html)
 
 
-_COUNT = re.compile(r"\b(\d+) (done|failed|blocked)\b")
+_COUNT = re.compile(r"\b(\d+) (done|failed|blocked|restored)\b")
 
 
 def summary_view(line: str) -> View:
@@ -116,7 +116,7 @@ def summary_view(line: str) -> View:
     its counts in the state colours."""
     def coloured(m: re.Match) -> str:
         state = m.group(2)
-        colour = COLOURS[state] if m.group(1) != "0" else "inherit"
+        colour = COLOURS.get(state, COLOURS["done"]) if m.group(1) != "0" else "inherit"
         return f'<b style="color:{colour}">{m.group(0)}</b>'
 
     html = _COUNT.sub(coloured, escape(line))
@@ -167,9 +167,10 @@ def _problem_rows(board: Any) -> tuple[list[Any], int]:
     return problems[:BOARD_PROBLEMS_SHOWN], max(0, len(problems) - BOARD_PROBLEMS_SHOWN)
 
 
-def _problem_text(job: Any) -> str:
+def _problem_text(board: Any, job: Any) -> str:
     if job.state == "blocked":
-        return f"blocked by {job.x.get('by') or '?'}"
+        by = board.blocker(job)
+        return f"blocked by {by}" if by else "blocked by a failed job"
     return job.x.get("err") or "failed"
 
 
@@ -184,7 +185,7 @@ def board_text(board: Any) -> str:
     shown, more = _problem_rows(board)
     if shown:
         lines += ["", text.table(["state", "job", "function", "problem"],
-                                 [(j.state, j.job_id, j.function, _problem_text(j))
+                                 [(j.state, j.job_id, j.function, _problem_text(board, j))
                                   for j in shown])]
         if more:
             lines.append(f"... and {more} more")
@@ -219,7 +220,7 @@ def board_html(board: Any) -> str:
         shown, more = _problem_rows(board)
         if shown:
             rows = [[_badge(j.state), escape(j.job_id), escape(j.function),
-                     escape(_problem_text(j))] for j in shown]
+                     escape(_problem_text(board, j))] for j in shown]
             if more:
                 rows.append(["", f"... and {more} more", "", ""])
             parts.append(html_table(["state", "job", "function", "problem"], rows))

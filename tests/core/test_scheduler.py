@@ -298,3 +298,95 @@ def test_runs_whatever_leaves_a_child_behind_its_parents_gate():
     sched = Scheduler(sim.graph, sim.records, ["p", "k"], validate=True)
     sched.start()
     assert sched.state("k") == "waiting" and not sched.runs_whatever("k")
+
+
+# -- a failed (or blocked) last run ---------------------------------------------------------
+
+
+def _made_chain():
+    """a <- b <- c, each with a stored result made from the current definitions."""
+    g = Graph([spec("a"), spec("b", ["a"]), spec("c", ["b"])])
+    records = {"a": RunRecord("c", {}, "a", {}, "ra"),
+               "b": RunRecord("c", {}, "a", {"a": "ra"}, "rb"),
+               "c": RunRecord("c", {}, "a", {"b": "rb"}, "rc")}
+    return g, records
+
+
+def test_a_failed_job_up_to_date_again_is_restored_with_what_it_blocked():
+    # b failed (c blocked) after an edit that was then undone: their stored results are
+    # up to date again, so they are taken back, and said to be.
+    g, records = _made_chain()
+    sched = Scheduler(g, records, ["c"], validate=True,
+                      unsettled={"b": "failed", "c": "blocked"})
+    assert sched.start() == [ev.Skip("a"), ev.Skip("b", restored=True),
+                             ev.Skip("c", restored=True)]
+    summary = sched.summary()
+    assert (summary.ran, summary.skipped, summary.restored) == (0, 1, 2)
+
+
+def test_a_restore_decided_after_a_dependency_ran_to_an_equal_result():
+    g, records = _made_chain()
+    g.add(spec("a", code="c2"))  # runs again, to the same result
+    sched = Scheduler(g, records, ["c"], validate=True, unsettled={"b": "failed"})
+    assert [(type(a), a.job_id) for a in sched.start()] == [(ev.Run, "a")]
+    assert sched.handle(ev.Succeeded("a", "ra")) == [ev.Skip("b", restored=True), ev.Skip("c")]
+    assert sched.summary().restored == 1 and sched.summary().skipped == 1
+
+
+def test_a_restored_job_is_not_restored_when_another_process_made_it_meanwhile():
+    g = Graph([spec("a")])
+    sched = Scheduler(g, {}, ["a"], validate=True, unsettled={"a": "failed"})
+    sched.start()
+    made = RunRecord("c", {}, "a", {}, "r")
+    assert sched.handle(ev.Reconsider("a", made, "done")) == [ev.Skip("a")]
+    sched = Scheduler(g, {}, ["a"], validate=True, unsettled={"a": "failed"})
+    sched.start()
+    assert sched.handle(ev.Reconsider("a", made, "failed")) == [ev.Skip("a", restored=True)]
+
+
+def test_a_failed_job_runs_again_because_its_last_run_failed():
+    g = Graph([spec("a"), spec("b")])
+    records = {"b": RunRecord("c0", {"m.b": "c0"}, "a", {}, "rb")}
+    since = {"a": ["since then: code of m.a changed"]}
+    sched = Scheduler(g, records, ["a", "b"], validate=True,
+                      unsettled={"a": "failed", "b": "failed"},
+                      since_failure=lambda jid: since.get(jid, []))
+    actions = sched.start()
+    # never "never ran": it did run, and failed; with no result, what changed since then
+    assert ev.Run("a", ("its last run failed", "since then: code of m.a changed")) in actions
+    assert ev.Run("b", ("its last run failed", "code of m.b changed")) in actions
+    # a job that was only blocked never ran
+    sched = Scheduler(Graph([spec("a")]), {}, ["a"], validate=True, unsettled={"a": "blocked"})
+    assert sched.start() == [ev.Run("a", ("never ran",))]
+
+
+# -- reasons, summarised --------------------------------------------------------------------
+
+
+def test_many_dependencies_with_new_results_are_one_reason():
+    sims = [spec(f"simulate-{i}") for i in range(49)]
+    g = Graph([*sims, spec("collect", [s.job_id for s in sims])])
+    records = {s.job_id: RunRecord("c", {}, "a", {}, f"new-{s.job_id}") for s in sims}
+    records["collect"] = RunRecord("c", {}, "a", {s.job_id: "old" for s in sims}, "r")
+    sched = Scheduler(g, records, ["collect"], validate=True)
+    assert sched.start()[-1] == ev.Run("collect", (
+        "49 dependencies (simulate-0, simulate-1, simulate-2, ...) produced new results",))
+    # a few are named one by one
+    records["collect"] = RunRecord("c", {}, "a", {s.job_id: f"new-{s.job_id}" for s in sims},
+                                   "r")
+    for i in (3, 7, 8):
+        records["collect"].dep_fps[f"simulate-{i}"] = "old"
+    sched = Scheduler(g, records, ["collect"], validate=True)
+    assert sched.start()[-1] == ev.Run("collect", tuple(
+        f"dependency simulate-{i} produced a new result" for i in (3, 7, 8)))
+
+
+def test_many_changed_arguments_are_one_reason():
+    from nbmake_ext.core.signature import argument_reasons
+
+    old = {f"x{i}": "old" for i in range(10)}
+    assert argument_reasons(old, {**old, "x1": "new", "x4": "new"}) == [
+        "argument x1 changed", "argument x4 changed"]
+    assert argument_reasons(old, {k: "new" for k in old}) == [
+        "10 arguments (x0, x1, x2, ...) changed"]
+    assert argument_reasons({}, {}) == ["arguments changed"]

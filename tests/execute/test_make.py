@@ -1044,3 +1044,124 @@ def test_jobs_failed_carries_the_tracebacks_of_the_failed_jobs(ctx):
         i = int(ctx.details(job_id).error.rsplit(" ", 1)[-1])
         assert f"ValueError: bad input {i}" in tb and tb == ctx.details(job_id).traceback
     assert "5 failed" in str(exc)
+
+
+# -- a failed job, fixed or not -------------------------------------------------------------
+
+WORKS = "def fragile(x):\n    CALLS.append(('fragile', x))\n    return x\n"
+BREAKS = "def fragile(x):\n    CALLS.append(('fragile', x))\n    raise ValueError('oops')\n"
+
+
+def test_undoing_the_edit_that_broke_a_job_restores_it_and_why_says_so(ctx, run_cell):
+    from nbmake_ext.ui import text
+
+    ns = run_cell(WORKS)
+    p = ctx.comp(ns["fragile"], 1, job_id="fragile")
+    d = ctx.comp(process, p, job_id="d")
+    e = ctx.comp(load, 5, job_id="e")
+    ctx.make()
+    run_cell(BREAKS, ns)
+    ctx.comp(ns["fragile"], 1, job_id="fragile")
+    with pytest.raises(JobsFailed):
+        ctx.make()
+    run_cell(WORKS, ns)  # the breaking edit undone: the stored results match again
+    ctx.comp(ns["fragile"], 1, job_id="fragile")
+    assert p.state == "failed" and d.state == "blocked"  # until a make reaches them
+    restores = "its stored result matches again: the next make restores it"
+    assert ctx.why("fragile") == [f"its last run failed (ValueError: oops), but {restores}",
+                                  "since then: code of fragile changed"]
+    assert ctx.why("d") == [f"blocked by fragile, which failed, but {restores}"]
+    rows = {r.job_id: r for r in ctx.ls()}
+    assert rows["fragile"].restorable and rows["d"].restorable and not rows["e"].restorable
+    tally = text.render_ls(list(rows.values())).splitlines()[-1]
+    assert tally.endswith("the next make restores 2 of them, whose stored result matches "
+                          "again: fragile, d"), tally
+    CALLS.clear()
+    report = ctx.make()
+    assert CALLS == []  # taken back, not run
+    assert (report.ran, report.restored, report.skipped) == (0, 2, 1)
+    assert ctx.lines[-1].startswith("make: 0 done, 2 restored, 1 up to date")
+    assert p.state == d.state == "done" and d.result() == 4
+    assert ctx.why("fragile") == ctx.why("d") == []
+    det = ctx.details("fragile")
+    assert det.error is None and det.traceback == "" and det.why == []
+    # and the next make has nothing to restore
+    ctx.make()
+    assert ctx.lines[-1].startswith("make: 0 done, 3 up to date")
+
+
+def test_a_blocked_job_restored_only_if_its_blocker_makes_the_same_result(ctx, run_cell):
+    ns = run_cell(WORKS)
+    p = ctx.comp(ns["fragile"], 1, job_id="fragile")
+    ctx.comp(process, p, job_id="d")
+    ctx.make()
+    run_cell(BREAKS, ns)
+    ctx.comp(ns["fragile"], 1, job_id="fragile")
+    with pytest.raises(JobsFailed):
+        ctx.make()
+    why = ctx.why("d")
+    assert why[0] == ("blocked by fragile, which failed; its stored result matches its inputs "
+                      "as they are: the next make restores it if fragile succeeds with an "
+                      "equal result"), why
+    run_cell("def fragile(x):\n    CALLS.append(('fragile', x))\n    return x + 0\n", ns)
+    ctx.comp(ns["fragile"], 1, job_id="fragile")
+    CALLS.clear()
+    report = ctx.make()
+    assert CALLS == [("fragile", 1)]
+    assert (report.ran, report.restored) == (1, 1)
+
+
+def test_details_of_a_job_that_failed_again_says_why_it_ran(ctx, run_cell):
+    bad = ctx.comp(boom, 2, job_id="bad")
+    for _ in range(4):
+        with pytest.raises(JobsFailed):
+            ctx.make()
+    assert bad.state == "failed"
+    assert ctx.details("bad").reasons_last_run == ["its last run failed"]
+    # an edit since the failure is named too, and so is it for a job with an older result
+    ns = run_cell(BREAKS.replace("'oops'", "'still'"))
+    ctx.comp(ns["fragile"], 2, job_id="bad")
+    with pytest.raises(JobsFailed):
+        ctx.make()
+    assert ctx.details("bad").reasons_last_run == [
+        "its last run failed", "since then: now calls fragile",
+        "since then: no longer calls test_make.boom"]
+    ns = run_cell(WORKS)
+    ctx.comp(ns["fragile"], 1, job_id="fine")
+    ctx.make("fine")
+    run_cell(BREAKS, ns)
+    ctx.comp(ns["fragile"], 1, job_id="fine")
+    for _ in range(2):
+        with pytest.raises(JobsFailed):
+            ctx.make("fine")
+    assert ctx.details("fine").reasons_last_run == ["its last run failed",
+                                                     "code of fragile changed"]
+
+
+def test_a_blocked_job_names_the_failed_job_at_the_root(ctx, run_cell):
+    from nbmake_ext.ui import text, views
+    from nbmake_ext.ui.board import Board
+
+    ns = run_cell("def first(x):\n    raise ValueError('first')\n"
+                  "def second(x):\n    return x\n")
+    a = ctx.comp(ns["first"], 1, job_id="a")
+    b = ctx.comp(ns["second"], a, job_id="b")
+    c = ctx.comp(process, b, job_id="c")
+    with pytest.raises(JobsFailed):
+        ctx.make()
+    assert ctx.details("c").blocked_by == "a"
+    # a is fixed and b broken, and only b is made: c was blocked through b, which failed
+    run_cell("def first(x):\n    return x\n"
+             "def second(x):\n    raise ValueError('second')\n", ns)
+    ctx.comp(ns["first"], 1, job_id="a")
+    ctx.comp(ns["second"], a, job_id="b")
+    with pytest.raises(JobsFailed):
+        ctx.make("b")
+    assert (a.state, b.state, c.state) == ("done", "failed", "blocked")
+    assert ctx.why("c")[0] == "blocked by b, which failed"
+    assert ctx.details("c").blocked_by == "b"
+    assert "blocked by b" in text.render_details(ctx.details("c"))
+    assert {r.job_id: r.blocked_by for r in ctx.ls("blocked")} == {"c": "b"}
+    lines = views.board_text(Board.from_context(ctx)).splitlines()
+    assert any(line.split() == ["blocked", "c", "test_make.process", "blocked", "by", "b"]
+               for line in lines), lines

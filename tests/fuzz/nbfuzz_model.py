@@ -94,6 +94,14 @@ class Plan:
         return {j for j, o in self.outcome.items() if o in (RUN, FAIL)}
 
 
+def _few(names: list[str], one: str, many: str) -> list[str]:
+    """A reason per job for up to three jobs; for more, one that counts them and names the
+    first three, as the product words them."""
+    if len(names) <= 3:
+        return [one.format(name) for name in names]
+    return [many.format(n=len(names), names=", ".join(names[:3]) + ", ...")]
+
+
 class ModelError(AssertionError):
     pass
 
@@ -307,16 +315,17 @@ class Model:
                            else f"no longer calls {label}")
         if r.args != s.args:
             out.append("argument")
-        for d in s.deps:
-            if d not in r.consumed:
-                out.append(f"new dependency {d}")
-            elif d not in values:
-                out.append(f"dependency {d} has no result yet")
-            elif values[d] != r.consumed[d]:
-                out.append(f"dependency {d} produced a new result")
-        for d in r.consumed:
-            if d not in s.deps:
-                out.append(f"no longer depends on {d}")
+        new = [d for d in s.deps if d not in r.consumed]
+        missing = [d for d in s.deps if d in r.consumed and d not in values]
+        changed = [d for d in s.deps
+                   if d in r.consumed and d in values and values[d] != r.consumed[d]]
+        out += _few(new, "new dependency {}", "{n} new dependencies ({names})")
+        out += _few(missing, "dependency {} has no result yet",
+                    "{n} dependencies ({names}) have no result yet")
+        out += _few(changed, "dependency {} produced a new result",
+                    "{n} dependencies ({names}) produced new results")
+        out += _few([d for d in r.consumed if d not in s.deps], "no longer depends on {}",
+                    "no longer depends on {n} jobs ({names})")
         return out
 
     # -- one make ---------------------------------------------------------------------------

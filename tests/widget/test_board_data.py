@@ -108,3 +108,16 @@ def test_text_fallback_lists_problems_and_functions():
     board.run.active = True
     assert views.board_text(board) == ("job board (parmake, running): 20 jobs: 1 todo, "
                                        "1 stale, 16 done, 1 failed, 1 blocked")
+
+
+def test_the_problem_of_a_job_blocked_through_another_names_the_failed_job():
+    board = Board([Job("a", "failed", "f", None, (), {"err": "ValueError: a"}),
+                   Job("b", "blocked", "g", None, ("a",), {"by": "a"}),
+                   Job("c", "blocked", "h", None, ("b",), {"by": "b"}),  # named its blocker
+                   Job("d", "blocked", "h", None, ("c",), {}),          # named none
+                   Job("e", "done", "f", None, (), {})])
+    rows = {line.split()[1]: line.split()[3:] for line in views.board_text(board).splitlines()
+            if line.split()[:1] in (["failed"], ["blocked"])}
+    assert rows == {"a": ["ValueError:", "a"], "b": ["blocked", "by", "a"],
+                    "c": ["blocked", "by", "a"], "d": ["blocked", "by", "a"]}
+    assert "blocked by a" in views.board_html(board)
