@@ -927,6 +927,7 @@ def _run_job(key: str, job_id: str, func_key: str, func_blob: bytes, payload: by
     from ..promise import resolve
     from ..store.store import dumps_value
     from .inkernel import error_line, format_job_traceback
+    from .loading import ArgumentsUnloadable, load_arguments
 
     worker = get_worker()
     where = worker.address
@@ -938,12 +939,15 @@ def _run_job(key: str, job_id: str, func_key: str, func_blob: bytes, payload: by
     started = time.time()
     try:
         func = _cache.function(func_key, func_blob)
-        args, kwargs = pickle.loads(payload)
+        args, kwargs = load_arguments(payload, f"worker {where}")
         values = {d: _cache.value(d, s, x) for d, s, x in zip(dep_ids, dep_sums, inputs)}
         args = resolve(args, values.__getitem__)
         kwargs = resolve(kwargs, values.__getitem__)
     except _InputFailed as exc:
         return ("raised", f"its input {exc} did not succeed", "", "", "",
+                (started, started, 0.0, 0.0, where, 0))
+    except ArgumentsUnloadable as exc:
+        return ("raised", exc.message, exc.traceback, "", "",
                 (started, started, 0.0, 0.0, where, 0))
     except LookupError as exc:  # a %%comp output its cell did not bind
         return ("raised", str(exc), "", "", "", (started, started, 0.0, 0.0, where, 0))

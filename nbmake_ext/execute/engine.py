@@ -63,7 +63,8 @@ from ..registration import install_sources
 from ..store import blobs
 from ..store.results import INLINE_MAX as RESULT_ROW_MAX, ResultReader
 from ..store.store import dumps_value
-from .inkernel import run_call
+from .inkernel import error_line, format_job_traceback, run_call
+from .loading import ArgumentsUnloadable, load_arguments
 from .outcomes import Call, ChildSpec, JobRaised, JobReturned
 from .wire import Signer, Verifier
 
@@ -208,8 +209,14 @@ class Engine:
         self._mark_running(job_id)
         try:
             self._run(meta, payload, inline)
-        finally:
-            self._mark_running("")
+        except Exception as exc:  # noqa: BLE001 - a fault of this engine fails the job only
+            import traceback
+
+            self.send("failed", {"job_id": job_id, "traceback": traceback.format_exc(),
+                                 "timing": {}, "error": f"engine {os.getpid()} could not run "
+                                 f"it: {error_line(exc)}"}, b"", b"")
+        # Not cleared if this process dies of something raised above: the job is to blame.
+        self._mark_running("")
 
     def _after(self, meta: dict, inline: dict[str, bytes]) -> dict | None:
         """A job sent ahead: its ``after`` inputs are the results this engine just made.
@@ -234,12 +241,17 @@ class Engine:
     def _run(self, meta: dict, payload: bytes, inline: dict[str, bytes]) -> None:
         job_id = meta["job_id"]
         self._deps, self._inline = meta["deps"], inline
+        where = f"engine {os.getpid()}"
         try:
-            args, kwargs = pickle.loads(payload)
+            args, kwargs = load_arguments(payload, where)
             args = resolve(args, self._load)
             kwargs = resolve(kwargs, self._load)
         except _Unreadable as lost:
             self.send("lost", {"job_id": job_id, "dep": lost.job_id, "why": lost.why})
+            return
+        except ArgumentsUnloadable as bad:
+            self.send("failed", {"job_id": job_id, "error": bad.message,
+                                 "traceback": bad.traceback, "timing": {}}, b"", b"")
             return
         try:
             func = self._function(meta["func_key"])
@@ -251,7 +263,7 @@ class Engine:
         call = Call(job_id, func, args, kwargs, meta["dynamic"])
         self.running_job = job_id
         try:
-            outcomes = run_call(call, self._child, engine=f"engine {os.getpid()}")
+            outcomes = run_call(call, self._child, engine=where)
         except KeyboardInterrupt:
             self.send("failed", {"job_id": job_id, "error": "interrupted", "interrupted": True,
                                  "traceback": "", "timing": {}}, b"", b"")
@@ -362,6 +374,12 @@ class Engine:
             value = pickle.loads(data)
         except (OSError, blobs.CorruptResult, pickle.UnpicklingError) as exc:
             raise _Unreadable(job_id, f"the result of {job_id!r} is unreadable: {exc}") from None
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - e.g. its class's __setstate__ raised
+            raise ArgumentsUnloadable(
+                f"the result of its input {job_id!r} cannot be loaded on engine "
+                f"{os.getpid()}: {error_line(exc)}", format_job_traceback(exc)) from None
         self.values.put((job_id, checksum), value, len(data))
         return value
 

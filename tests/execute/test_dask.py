@@ -145,6 +145,14 @@ def inner_fan(ctx, lab: str, x):
     return ctx.comp(add, *grand)
 
 
+class LoadsNowhere:
+    """Pickles fine (by reference to a builtin); loading it calls ``int("poison")``, which
+    raises."""
+
+    def __reduce__(self):
+        return (int, ("poison",))
+
+
 # -- the cluster ----------------------------------------------------------------------------
 
 def _descendants() -> dict[int, str]:
@@ -439,6 +447,26 @@ def test_a_failing_job_blocks_only_its_dependents_as_on_engines(client, make_ctx
         ctx.parmake(dask=client)
     assert timeless(ctx.lines[-1]) == "parmake: 0 done, 1 failed, 2 blocked, 6 up to date in Ts"
     assert names(lab).count("bad") == 2 and names(lab).count("ok0") == 1
+
+
+@pytest.mark.timeout(120)
+def test_an_argument_that_cannot_be_loaded_on_a_worker_fails_its_job_only(client, make_ctx,
+                                                                          lab):
+    ctx = make_ctx()
+    bad = ctx.comp(work, lab, "bad", {"cfg": [LoadsNowhere()]}, job_id="bad")
+    ctx.comp(work, lab, "dep", bad, job_id="dep")
+    oks = [ctx.comp(work, lab, f"ok{i}", i, job_id=f"ok{i}") for i in range(4)]
+    with pytest.raises(JobsFailed) as info:
+        ctx.parmake(dask=client)
+    assert list(info.value.failed) == ["bad"] and info.value.blocked == {"dep": "bad"}
+    error = info.value.failed["bad"]
+    assert re.fullmatch(r"its argument args\[2\]\['cfg'\]\[0\] cannot be loaded on worker "
+                        r"tcp://127\.0\.0\.1:\d+: ValueError: invalid literal for int\(\) "
+                        r"with base 10: 'poison'", error), error
+    st = states(ctx)
+    assert st["bad"] == "failed" and st["dep"] == "blocked"
+    assert all(p.result()["name"] == f"ok{i}" for i, p in enumerate(oks))
+    assert "bad" not in names(lab)
 
 
 @pytest.mark.timeout(180)

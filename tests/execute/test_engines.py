@@ -440,6 +440,43 @@ def test_an_exception_that_cannot_be_printed_fails_its_job_only(make_ctx, lab):
     assert set(ctx._pool.pids()) == before, "the engine died"
 
 
+def _one_engine(ctx, lab) -> int:
+    ctx.comp(J.work, lab, "warm", job_id="warm")
+    guarded(ctx.parmake, "warm", n=1)
+    wait_ready(ctx._pool)
+    (pid,) = ctx._pool.pids()
+    return pid
+
+
+@pytest.mark.timeout(90)
+def test_an_argument_that_cannot_be_loaded_on_the_engine_fails_its_job_only(make_ctx, lab):
+    """The argument pickles in the kernel, but loading it on the engine raises (its
+    ``__reduce__`` gives a callable that raises). That job fails naming the argument and
+    the exception; its dependent is blocked; the other jobs, before and after it on the
+    same engine, are done; the engine lives on."""
+    ctx = make_ctx()
+    pid = _one_engine(ctx, lab)
+    bad = ctx.comp(J.work, lab, "bad", 1, {"cfg": [J.LoadsNowhere()]}, job_id="bad")
+    ctx.comp(J.work, lab, "dep", bad, job_id="dep")
+    oks = [ctx.comp(J.work, lab, f"ok{i}", i, job_id=f"ok{i}") for i in range(4)]
+    with pytest.raises(JobsFailed) as info:
+        guarded(ctx.parmake, n=1, within=30)
+    assert list(info.value.failed) == ["bad"] and info.value.blocked == {"dep": "bad"}
+    error = info.value.failed["bad"]
+    assert error == (f"its argument args[3]['cfg'][0] cannot be loaded on engine {pid}: "
+                     f"ValueError: this object refuses to be loaded"), error
+    assert "refuse_to_load" in ctx.details("bad").traceback
+    st = states(ctx)
+    assert st["bad"] == "failed" and st["dep"] == "blocked"
+    assert all(st[f"ok{i}"] == "done" for i in range(4)), st
+    assert {p.result()["pid"] for p in oks} == {pid}
+    assert "bad-start" not in J.names(lab)
+    assert ctx._pool.pids() == [pid], "the engine died"
+    ctx.comp(J.work, lab, "later", job_id="later")
+    guarded(ctx.parmake, "later", n=1, within=30)
+    assert started_pids(lab, "later") == [pid]
+
+
 @pytest.mark.timeout(90)
 def test_a_dependent_gets_the_new_result_of_its_dependency(make_ctx, lab):
     """n=1, so both makes run on the same engine: a=1, b=a; then a is redefined to 2 and

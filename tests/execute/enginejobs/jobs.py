@@ -317,3 +317,20 @@ def combine_again(lab: str, name: str, base: int, *inputs, fail: bool = False) -
     if fail:
         raise ValueError(f"{name} fails")
     return base + sum(inputs)
+
+
+# -- arguments that cannot be loaded -------------------------------------------------------
+
+def refuse_to_load(message: str):
+    raise ValueError(message)
+
+
+class LoadsNowhere:
+    """Pickles fine; loading it calls ``refuse_to_load``, which raises."""
+
+    def __init__(self, message: str = "this object refuses to be loaded"):
+        self.message = message
+
+    def __reduce__(self):
+        return (refuse_to_load, (self.message,))
+
