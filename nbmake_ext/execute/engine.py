@@ -123,6 +123,7 @@ class Engine:
         self.syncer = threading.Thread(target=self._sync_loop, name="nbmake-sync", daemon=True)
         self.syncer.start()
         self.running_job: str | None = None
+        self.interrupted = False  # the kernel's SIGINT stopped the running job
         self._deps: dict[str, list[str]] = {}
         self._inline: dict[str, bytes] = {}
         # The last results this engine made: job id -> (checksum, file or "", small data),
@@ -261,9 +262,12 @@ class Engine:
                                  "traceback": "", "timing": {}}, b"", b"")
             return
         call = Call(job_id, func, args, kwargs, meta["dynamic"])
-        self.running_job = job_id
+        self.running_job, self.interrupted = job_id, False
         try:
-            outcomes = run_call(call, self._child, engine=where)
+            # A KeyboardInterrupt the job raised itself is its failure; only the kernel's
+            # SIGINT (see main) stops it.
+            outcomes = run_call(call, self._child, engine=where,
+                                interrupted=lambda: self.interrupted)
         except KeyboardInterrupt:
             self.send("failed", {"job_id": job_id, "error": "interrupted", "interrupted": True,
                                  "traceback": "", "timing": {}}, b"", b"")
@@ -444,6 +448,7 @@ def main() -> None:
     # SIGINT stops the running job only; an idle engine ignores it.
     def on_sigint(signum, frame):
         if engine.running_job is not None:
+            engine.interrupted = True
             raise KeyboardInterrupt
     signal.signal(signal.SIGINT, on_sigint)
     try:

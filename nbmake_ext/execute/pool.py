@@ -183,6 +183,7 @@ class EnginePool:
         self._looked_at = 0.0
         self.sent_ahead = 0                     # how many jobs were sent ahead (ever)
         self.finished_on_interrupt: list = []
+        self._interrupting = False  # (an engine's job stopped by SIGINT outside: failed)
         self.resize(n)
 
     # -- engines --------------------------------------------------------------------------
@@ -423,6 +424,13 @@ class EnginePool:
         driver submitted that ended before (here already, or waiting in the socket: with
         jobs sent ahead, an engine is often a result or two ahead of the kernel) are kept
         in ``finished_on_interrupt`` for the driver to record."""
+        self._interrupting = True
+        try:
+            return self._interrupt()
+        finally:
+            self._interrupting = False
+
+    def _interrupt(self) -> list[str]:
         out, self._out = self._out, []
         self._drain(out)
         self.finished_on_interrupt = [o for o in out if type(o) in (JobStored, JobRaised, Durable)]
@@ -698,7 +706,7 @@ class EnginePool:
             job_id = meta["job_id"]
             if self._finished(engine, job_id):
                 return
-            if meta.get("interrupted"):
+            if meta.get("interrupted") and self._interrupting:
                 self._not_run(job_id, out)
                 return
             raised = JobRaised(job_id, meta["error"], meta["traceback"], payloads[1].decode(),

@@ -153,6 +153,19 @@ class LoadsNowhere:
         return (int, ("poison",))
 
 
+class DeepTrouble(BaseException):
+    pass
+
+
+def raise_base(lab: str, name: str, kind: str):
+    log(lab, name)
+    if kind == "KeyboardInterrupt":
+        raise KeyboardInterrupt
+    if kind == "GeneratorExit":
+        raise GeneratorExit("closed")
+    raise DeepTrouble("from the deep")
+
+
 # -- the cluster ----------------------------------------------------------------------------
 
 def _descendants() -> dict[int, str]:
@@ -467,6 +480,26 @@ def test_an_argument_that_cannot_be_loaded_on_a_worker_fails_its_job_only(client
     assert st["bad"] == "failed" and st["dep"] == "blocked"
     assert all(p.result()["name"] == f"ok{i}" for i, p in enumerate(oks))
     assert "bad" not in names(lab)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("kind, error", [
+    ("KeyboardInterrupt", "KeyboardInterrupt"),
+    ("GeneratorExit", "GeneratorExit: closed"),
+    ("DeepTrouble", "DeepTrouble: from the deep"),
+])
+def test_a_job_raising_a_base_exception_fails_on_dask(client, make_ctx, lab, kind, error):
+    ctx = make_ctx()
+    bad = ctx.comp(raise_base, lab, "bad", kind, job_id="bad")
+    ctx.comp(work, lab, "dep", bad, job_id="dep")
+    oks = [ctx.comp(work, lab, f"ok{i}", i, job_id=f"ok{i}") for i in range(4)]
+    with pytest.raises(JobsFailed) as info:
+        ctx.parmake(dask=client)
+    assert info.value.failed == {"bad": error} and info.value.blocked == {"dep": "bad"}
+    assert ctx.details("bad").state == "failed" and "raise_base" in ctx.details("bad").traceback
+    assert all(p.result()["name"] == f"ok{i}" for i, p in enumerate(oks))
+    assert not ctx.store.running_among(ctx.graph.specs)
+    assert len(worker_pids(client)) == 2
 
 
 @pytest.mark.timeout(180)

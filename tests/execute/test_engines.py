@@ -478,6 +478,32 @@ def test_an_argument_that_cannot_be_loaded_on_the_engine_fails_its_job_only(make
 
 
 @pytest.mark.timeout(90)
+@pytest.mark.parametrize("kind, error", [
+    ("KeyboardInterrupt", "KeyboardInterrupt"),
+    ("GeneratorExit", "GeneratorExit: closed"),
+    ("DeepTrouble", "DeepTrouble: from the deep"),
+])
+def test_a_job_raising_a_base_exception_fails_on_its_engine(make_ctx, lab, kind, error):
+    """Like SystemExit: the job is failed with that exception (not left running, nor
+    taken for an interrupt of the make); its dependent is blocked, the rest is done."""
+    ctx = make_ctx()
+    pid = _one_engine(ctx, lab)
+    bad = ctx.comp(J.raise_base, lab, "bad", kind, job_id="bad")
+    ctx.comp(J.work, lab, "dep", bad, job_id="dep")
+    oks = [ctx.comp(J.work, lab, f"ok{i}", i, job_id=f"ok{i}") for i in range(4)]
+    with pytest.raises(JobsFailed) as info:
+        guarded(ctx.parmake, n=1, within=30)
+    assert info.value.failed == {"bad": error}
+    assert info.value.blocked == {"dep": "bad"}
+    d = ctx.details("bad")
+    assert d.state == "failed" and d.error == error
+    assert "raise_base" in d.traceback and d.stdout == f"bad about to raise {kind}\n"
+    assert all(p.result()["pid"] == pid for p in oks)
+    assert ctx._pool.pids() == [pid], "the engine died"
+    assert not ctx.store.running_among(ctx.graph.specs)
+
+
+@pytest.mark.timeout(90)
 def test_a_dependent_gets_the_new_result_of_its_dependency(make_ctx, lab):
     """n=1, so both makes run on the same engine: a=1, b=a; then a is redefined to 2 and
     both run again. b must be 2; the engine hands b its cached a=1, and b is stored as up

@@ -319,7 +319,7 @@ def combine_again(lab: str, name: str, base: int, *inputs, fail: bool = False) -
     return base + sum(inputs)
 
 
-# -- arguments that cannot be loaded -------------------------------------------------------
+# -- arguments that cannot be loaded, jobs that raise BaseExceptions ----------------------
 
 def refuse_to_load(message: str):
     raise ValueError(message)
@@ -334,3 +334,16 @@ class LoadsNowhere:
     def __reduce__(self):
         return (refuse_to_load, (self.message,))
 
+
+class DeepTrouble(BaseException):
+    """A BaseException that is neither Exception, SystemExit nor KeyboardInterrupt."""
+
+
+def raise_base(lab: str, name: str, kind: str):
+    log(lab, f"{name}-start")
+    print(f"{name} about to raise {kind}")
+    if kind == "KeyboardInterrupt":
+        raise KeyboardInterrupt
+    if kind == "GeneratorExit":
+        raise GeneratorExit("closed")
+    raise DeepTrouble("from the deep")
