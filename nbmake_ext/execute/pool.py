@@ -406,7 +406,10 @@ class EnginePool:
         if not any(e.ready and not e.queue for e in self.engines.values()):
             return
         now = time.monotonic()
-        for engine in self.engines.values():
+        # A copy: a send that meets a dead engine replaces it in ``engines`` at once.
+        for engine in list(self.engines.values()):
+            if engine.identity not in self.engines:
+                continue  # it died, met by a send to another engine
             if len(engine.queue) >= 2 and engine.asked_back is None \
                     and now - engine.head_since > STEAL_AFTER:
                 jid = next((j for j in islice(engine.queue, 1, None)

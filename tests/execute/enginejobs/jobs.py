@@ -347,3 +347,11 @@ def raise_base(lab: str, name: str, kind: str):
     if kind == "GeneratorExit":
         raise GeneratorExit("closed")
     raise DeepTrouble("from the deep")
+
+
+# -- short jobs for the chaos tests (engines killed at random) ------------------------------
+
+def chaos_job(i: int, *inputs: int, pause: float = 0.005) -> int:
+    """A short job: ``i`` plus the sum of its inputs, after a short pause."""
+    time.sleep(pause)
+    return i + sum(inputs)
