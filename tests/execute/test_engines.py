@@ -504,6 +504,36 @@ def test_a_job_raising_a_base_exception_fails_on_its_engine(make_ctx, lab, kind,
 
 
 @pytest.mark.timeout(90)
+def test_an_error_inside_parmake_leaves_no_job_running(make_ctx, lab, monkeypatch):
+    """Something breaks in the run loop while a job runs on an engine: the error reaches
+    the caller, the running job goes back to todo (stopped on its engine), what finished
+    stays done, and nothing is left ``running`` in the store, for this context or another."""
+    from nbmake_ext.execute.pool import EnginePool
+
+    ctx = make_ctx()
+    ctx.comp(J.work, lab, "first", job_id="first")
+    ctx.comp(J.wait_to_be_killed, lab, "held", job_id="held")
+    poll = EnginePool.poll
+    broken = []
+
+    def breaks_once_held_runs(self, timeout):
+        if not broken and Path(lab, "held.pid").exists() and "first-end" in J.names(lab):
+            broken.append(True)
+            raise RuntimeError("broken on purpose")
+        return poll(self, timeout)
+
+    monkeypatch.setattr(EnginePool, "poll", breaks_once_held_runs)
+    with pytest.raises(RuntimeError, match="broken on purpose"):
+        guarded(ctx.parmake, n=2, within=30)
+    monkeypatch.setattr(EnginePool, "poll", poll)
+    assert states(ctx) == {"first": "done", "held": "todo"}
+    assert not ctx.store.running_among(ctx.graph.specs)
+    other = make_ctx()
+    assert states(other) == {"first": "done", "held": "todo"}
+    assert "held-end" not in J.names(lab)
+
+
+@pytest.mark.timeout(90)
 def test_a_dependent_gets_the_new_result_of_its_dependency(make_ctx, lab):
     """n=1, so both makes run on the same engine: a=1, b=a; then a is redefined to 2 and
     both run again. b must be 2; the engine hands b its cached a=1, and b is stored as up
