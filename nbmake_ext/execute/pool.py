@@ -209,8 +209,11 @@ class EnginePool:
                   "running_file": self._running_file(identity),
                   # the parent-death signal follows the thread that started the engine
                   "deathsig": threading.current_thread() is threading.main_thread()}
-        proc.stdin.write((json.dumps(config) + "\n").encode())
-        proc.stdin.close()
+        try:
+            proc.stdin.write((json.dumps(config) + "\n").encode())
+            proc.stdin.close()
+        except OSError:
+            pass  # it died at once (killed, out of memory...): buried like any dead engine
         engine = self.engines[identity] = _Engine(identity, proc)
         return engine
 

@@ -172,3 +172,31 @@ def test_asking_a_dead_engine_to_give_back_a_job_replaces_it(make_ctx):
         assert [(type(o).__name__, o.job_ids) for o in out] == [("Requeue", ["long", "behind"])]
     finally:
         pool.close()
+
+
+@pytest.mark.timeout(60)
+def test_an_engine_that_dies_before_reading_its_configuration_is_replaced(make_ctx,
+                                                                          monkeypatch):
+    """Killed (or out of memory) as it starts: the pool's write of its configuration
+    meets a broken pipe. That engine is buried and replaced like any dead one, and the
+    make goes on (it raised BrokenPipeError out of parmake)."""
+    import subprocess
+
+    real = subprocess.Popen
+    killed = []
+
+    def dies_at_once(*args, **kwargs):
+        proc = real(*args, **kwargs)
+        if not killed:
+            proc.kill()
+            proc.wait()
+            killed.append(proc.pid)
+        return proc
+
+    monkeypatch.setattr(subprocess, "Popen", dies_at_once)
+    ctx = make_ctx()
+    jobs = [ctx.comp(J.chaos_job, i, job_id=f"j{i}") for i in range(6)]
+    report = guarded(ctx.parmake, n=2, within=30)
+    assert killed and report.ran == 6 and not report.failed
+    assert [p.result() for p in jobs] == list(range(6))
+    assert killed[0] not in ctx._pool.pids() and len(ctx._pool.pids()) == 2
