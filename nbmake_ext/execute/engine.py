@@ -44,6 +44,7 @@ engine -> kernel:
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import pickle
@@ -441,6 +442,9 @@ def _watch_parent(parent: int, deathsig: bool) -> None:
 
 
 def main() -> None:
+    # A crash in C code (a segfault...) dumps the Python stacks to stderr: the kernel
+    # keeps the end of it with the job that was running.
+    faulthandler.enable(all_threads=False)
     config = json.loads(sys.stdin.readline())
     _watch_parent(config["parent"], config.get("deathsig", False))
     engine = Engine(config)

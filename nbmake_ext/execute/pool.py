@@ -57,6 +57,7 @@ STEAL_AFTER = 0.1  # seconds a job must have run before the one behind it moves 
 NOBLOCK = int(zmq.NOBLOCK)
 AHEAD_MAX = 2      # jobs sent ahead (not decided yet) per engine at once
 LOOK_EVERY = 0.2   # seconds between looks for jobs sent ahead that the core decided otherwise
+TAIL_BYTES = 8192  # of a dead engine's stderr, kept with the job it was running
 
 
 @dataclass(slots=True)
@@ -127,6 +128,8 @@ class _Ahead:
 class _Engine:
     identity: bytes
     proc: subprocess.Popen
+    log: str = ""          # its stderr: what it or a C library says when it dies
+    log_from: int = 0      # where its log was when it said hello (before: its start)
     ready: bool = False
     queue: deque = field(default_factory=deque)   # job ids, in the order sent
     outbox: list = field(default_factory=list)    # RemoteJobs to send at the next poll
@@ -199,7 +202,8 @@ class EnginePool:
     def _spawn(self) -> _Engine:
         self._count += 1
         identity = f"e{os.getpid()}-{self._count}".encode()
-        log = open(os.path.join(self._dir, f"{identity.decode()}.log"), "ab")
+        log_path = os.path.join(self._dir, f"{identity.decode()}.log")
+        log = open(log_path, "ab")
         proc = subprocess.Popen(
             [sys.executable, "-m", "nbmake_ext.execute.engine"], stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL, stderr=log, start_new_session=True, cwd=os.getcwd())
@@ -214,7 +218,7 @@ class EnginePool:
             proc.stdin.close()
         except OSError:
             pass  # it died at once (killed, out of memory...): buried like any dead engine
-        engine = self.engines[identity] = _Engine(identity, proc)
+        engine = self.engines[identity] = _Engine(identity, proc, log_path)
         return engine
 
     def _running_file(self, identity: bytes) -> str:
@@ -678,6 +682,7 @@ class EnginePool:
         meta = json.loads(payloads[0])
         if kind == "hello":
             engine.ready = True
+            engine.log_from = _size(engine.log)
         elif kind == "done":
             job_id = meta["job_id"]
             void = self._finished(engine, job_id)
@@ -800,6 +805,8 @@ class EnginePool:
                 self._unsent(jobs, out)
             running = self._running_job(engine)
             death = f"engine {engine.pid} died while running it: {_death(code)}"
+            stderr = _tail(engine.log, engine.log_from) if running else ""
+            self._forget_files(engine)
             again, drop, void = [], [], set(engine.void)
             for jid in engine.queue:
                 if jid in void:  # dropped already: its outcome does not count
@@ -807,13 +814,13 @@ class EnginePool:
                     continue
                 a = self.ahead.get(jid)
                 if a is not None:  # not decided yet
-                    if jid == running and self._crash_ahead(a, engine, death):
+                    if jid == running and self._crash_ahead(a, engine, death, stderr):
                         continue
                     drop.append(jid)
                     continue
                 self.adopted.pop(jid, None)
                 if jid == running:
-                    out.append(JobRaised(jid, death, "", "", "",
+                    out.append(JobRaised(jid, death, "", "", stderr,
                                          Timing(engine=f"engine {engine.pid}")))
                 else:
                     # It did not run, or its outcome never left the engine: again.
@@ -827,7 +834,15 @@ class EnginePool:
                 out.append(Requeue(again))
             self._spawn()
 
-    def _crash_ahead(self, a: _Ahead, engine: _Engine, death: str) -> bool:
+    def _forget_files(self, engine: _Engine) -> None:
+        """A dead engine's log and running file: read, no longer needed."""
+        for path in (engine.log, self._running_file(engine.identity)):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+    def _crash_ahead(self, a: _Ahead, engine: _Engine, death: str, stderr: str) -> bool:
         """A job sent ahead crashed its engine: its failure is held like an outcome, if
         the results it took are known (every input's result reached the kernel)."""
         consumed = {}
@@ -836,10 +851,32 @@ class EnginePool:
             if made is None or made[0] != engine.identity:
                 return False
             consumed[dep] = made[1]
-        a.outcomes = [JobRaised(a.job_id, death, "", "", "",
+        a.outcomes = [JobRaised(a.job_id, death, "", "", stderr,
                                 Timing(engine=f"engine {engine.pid}"))]
         a.consumed = consumed
         return True
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+def _tail(path: str, start: int, limit: int = TAIL_BYTES) -> str:
+    """The end of an engine's log from ``start``: at most ``limit`` bytes, whole lines."""
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            at = max(start, size - limit)
+            f.seek(at)
+            data = f.read(limit)
+    except OSError:
+        return ""
+    if at > start:  # cut: from the first whole line
+        data = data[data.find(b"\n") + 1:]
+    return data.decode("utf-8", "replace")
 
 
 def _death(code: int) -> str:

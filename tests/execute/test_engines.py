@@ -258,6 +258,31 @@ def test_a_job_that_crashes_its_engine_fails_and_the_rest_goes_on(make_ctx, lab,
     assert [r["name"] for r in fan_in.result()["inputs"][0]] == [f"ok{i}" for i in range(6)]
 
 
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("crash, death, said", [
+    (J.segfault, "killed by SIGSEGV", ["Fatal Python error: Segmentation fault", "in segfault"]),
+    (J.c_library_gives_up, "exited with code 134", ["libfrob: fatal: out of frobs (errno 28)"]),
+])
+def test_what_a_dying_engine_says_on_stderr_is_kept_with_the_job(make_ctx, lab, crash, death,
+                                                                  said):
+    """A crash's own words (Python's faulthandler dump of a segfault, a C library's last
+    message on file descriptor 2) are the failed job's stderr; an engine's start-up
+    chatter is not."""
+    ctx = make_ctx()
+    ctx.comp(J.work, lab, "warm", job_id="warm")
+    guarded(ctx.parmake, n=1)
+    ctx.comp(crash, lab, job_id="bad")
+    with pytest.raises(JobsFailed) as info:
+        guarded(ctx.parmake, n=1)
+    assert death in info.value.failed["bad"]
+    stderr = ctx.details("bad").stderr
+    for text in said:
+        assert text in stderr, stderr
+    assert "RuntimeWarning" not in stderr, stderr  # printed by every engine as it starts
+    assert not [f for f in os.listdir(ctx._pool._dir) if f.endswith(".log")
+                and f.split(".")[0].encode() not in ctx._pool.engines], "a dead engine's log"
+
+
 @pytest.mark.timeout(60)
 def test_an_engine_that_died_while_idle_is_replaced(make_ctx, lab):
     """Between two parmakes the one engine is killed (say, by the OOM killer). The next

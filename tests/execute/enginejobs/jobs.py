@@ -96,6 +96,14 @@ def exit_code_3(lab: str):
     os._exit(3)
 
 
+def c_library_gives_up(lab: str):
+    """Says why on the process's stderr (file descriptor 2, as C code does), then exits."""
+    log(lab, "clib-start")
+    announce(lab, "bad")
+    os.write(2, b"libfrob: fatal: out of frobs (errno 28)\n")
+    os._exit(134)
+
+
 def segfault(lab: str):
     log(lab, "segv-start")
     announce(lab, "bad")
