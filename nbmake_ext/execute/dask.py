@@ -347,12 +347,15 @@ class DaskRunner:
                 self._send_ahead()
         if self._queued and self._send_due():
             self._send()
+        # Asked before taking the condition: it may ask the cluster (a call through the
+        # client's event loop), and that loop takes the condition to report an ended task.
+        backlog = self._backlog()
         with self._cond:
             idle = timeout > 0 and not (self.outbox or self.ended.has_ready() or self._fetched
                                         or self._synced) and (self.inflight or self._unsynced)
-            if idle and not self._backlog():
+            if idle and not backlog:
                 self._cond.wait(timeout)
-        if idle and self._backlog():
+        if idle and backlog:
             # Dask has work queued for every worker thread: nothing here is urgent, so
             # take what ends meanwhile in one go rather than waking up for each task.
             time.sleep(min(timeout, COALESCE))

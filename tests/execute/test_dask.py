@@ -462,6 +462,46 @@ def test_a_failing_job_blocks_only_its_dependents_as_on_engines(client, make_ctx
     assert names(lab).count("bad") == 2 and names(lab).count("ok0") == 1
 
 
+def within(seconds: float, call, *args, **kwargs):
+    """``call(*args, **kwargs)``; an AssertionError if it has not returned in ``seconds``
+    (a SIGINT then stops it, as Ctrl-C would)."""
+    fired = threading.Event()
+
+    def fire():
+        fired.set()
+        os.kill(os.getpid(), signal.SIGINT)
+
+    timer = threading.Timer(seconds, fire)
+    timer.daemon = True
+    timer.start()
+    try:
+        return call(*args, **kwargs)
+    except KeyboardInterrupt:
+        if fired.is_set():
+            raise AssertionError(f"no return after {seconds:.0f} s") from None
+        raise
+    finally:
+        timer.cancel()
+
+
+@pytest.mark.timeout(180)
+def test_asking_the_cluster_its_size_does_not_deadlock_with_tasks_ending(client, make_ctx,
+                                                                         monkeypatch):
+    """The runner asks the cluster how many threads it has (every 2 s), a call through
+    the client's event loop; that loop takes the runner's condition to report a task that
+    ended. Asked while holding that condition, it deadlocked (about 1 fan-out of 1000
+    jobs in 12 never returned). Here it asks at every poll."""
+    from nbmake_ext.execute import dask as nbdask
+
+    monkeypatch.setattr(nbdask, "REFRESH", 0.0)
+    for attempt in range(3):
+        ctx = make_ctx(f"store{attempt}")
+        jobs = [ctx.comp(add, i, attempt, job_id=f"n{i}") for i in range(400)]
+        report = within(60, ctx.parmake, dask=client)
+        assert report.ran == 400 and not report.failed
+        assert jobs[-1].result() == 399 + attempt
+
+
 @pytest.mark.timeout(120)
 def test_an_argument_that_cannot_be_loaded_on_a_worker_fails_its_job_only(client, make_ctx,
                                                                           lab):
