@@ -84,6 +84,7 @@ REFRESH = 2.0             # seconds between looks at the cluster's size
 LOOK_EVERY = 0.2          # seconds between looks for jobs sent ahead that will not run
 COALESCE = 0.05           # seconds the run loop sleeps while Dask has a backlog
 ATTEMPTS = 2              # a job queued on a worker that died is sent again, once
+QUIET = 30.0              # seconds without an ended task before the futures are looked at
 
 
 TOPIC = "nbmake-started"
@@ -236,6 +237,7 @@ class DaskRunner:
         self._threads_at = -REFRESH
         self._unsynced: set[str] = set()          # reported stored, not durable yet
         self._stopped = False
+        self._progress = time.monotonic()         # when a task last ended (or was sent)
         # Tasks that ended (or were cancelled), as the client's loop sees them; its
         # condition is also the one the fetcher thread notifies.
         self.ended = distributed.as_completed(loop=self.client.loop)
@@ -361,6 +363,10 @@ class DaskRunner:
             time.sleep(min(timeout, COALESCE))
         done = self.ended.next_batch(block=False)
         out, self.outbox = self.outbox, []
+        if done or not self.by_key:
+            self._progress = time.monotonic()
+        elif time.monotonic() - self._progress > QUIET:
+            done = self._look_at_futures()
         if done:
             self._ended(done, out)
         with self._cond:
@@ -385,6 +391,17 @@ class DaskRunner:
         if not out and not self.busy and timeout > 0:
             time.sleep(min(timeout, 0.01))
         return out
+
+    def _look_at_futures(self) -> list:
+        """Nothing ended for a long while: the futures Dask says are over, in case their
+        end was never reported to this runner (a make must not wait for ever)."""
+        self._progress = time.monotonic()
+        over = [t.future for t in self.inflight.values()
+                if t.future is not None and t.key in self.by_key and t.future.done()]
+        if over:
+            warnings.warn(f"nbmake: {len(over)} Dask task(s) had ended without being "
+                          f"reported; taken up now", RuntimeWarning, stacklevel=2)
+        return over
 
     def _report(self, item: tuple, out: list) -> None:
         task, outcomes, checksum, size = item

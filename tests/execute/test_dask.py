@@ -503,6 +503,33 @@ def test_asking_the_cluster_its_size_does_not_deadlock_with_tasks_ending(client,
 
 
 @pytest.mark.timeout(120)
+def test_tasks_whose_end_is_never_reported_are_taken_up_after_a_quiet_while(client, make_ctx,
+                                                                            monkeypatch):
+    """A make must not wait for ever: if tasks end without the runner being told (here:
+    the first graph's futures are never followed), a while without news makes it look
+    at its futures itself."""
+    from nbmake_ext.execute import dask as nbdask
+
+    monkeypatch.setattr(nbdask, "QUIET", 1.0)
+    add_callback = client.loop.add_callback
+    skipped = []
+
+    def loses_the_first_graph(callback, *args):
+        if not skipped and getattr(callback, "__name__", "") == "update":
+            skipped.append(len(args[0]))
+            return None
+        return add_callback(callback, *args)
+
+    monkeypatch.setattr(client.loop, "add_callback", loses_the_first_graph)
+    ctx = make_ctx()
+    jobs = [ctx.comp(add, i, job_id=f"n{i}") for i in range(20)]
+    with pytest.warns(RuntimeWarning, match="ended without being reported"):
+        report = within(60, ctx.parmake, dask=client)
+    assert skipped and report.ran == 20 and not report.failed
+    assert [p.result() for p in jobs] == list(range(20))
+
+
+@pytest.mark.timeout(120)
 def test_an_argument_that_cannot_be_loaded_on_a_worker_fails_its_job_only(client, make_ctx,
                                                                           lab):
     ctx = make_ctx()
