@@ -43,6 +43,7 @@ import zmq
 
 from ..core.ahead import consumed_as_decided, place_ahead
 from ..core.scheduler import QUEUED, WAITING
+from ..errors import NbmakeError
 from ..store import blobs
 from .engine import decode_running
 from .outcomes import ChildSpec, JobRaised, JobReturned, Timing
@@ -187,6 +188,7 @@ class EnginePool:
         self.sent_ahead = 0                     # how many jobs were sent ahead (ever)
         self.finished_on_interrupt: list = []
         self._interrupting = False  # (an engine's job stopped by SIGINT outside: failed)
+        self._failed_starts = 0     # engines that exited before they connected, in a row
         self.resize(n)
 
     # -- engines --------------------------------------------------------------------------
@@ -682,6 +684,7 @@ class EnginePool:
         meta = json.loads(payloads[0])
         if kind == "hello":
             engine.ready = True
+            self._failed_starts = 0
             engine.log_from = _size(engine.log)
         elif kind == "done":
             job_id = meta["job_id"]
@@ -792,6 +795,7 @@ class EnginePool:
             # still be on their way through ZeroMQ's I/O thread.
             self.socket.poll(DEATH_GRACE_MS)
             self._drain(out)
+        cannot_start = None
         for engine, code in dead:
             if self.engines.pop(engine.identity, None) is None:
                 continue  # buried meanwhile (a send to it failed while draining)
@@ -806,6 +810,10 @@ class EnginePool:
             running = self._running_job(engine)
             death = f"engine {engine.pid} died while running it: {_death(code)}"
             stderr = _tail(engine.log, engine.log_from) if running else ""
+            if not engine.ready and code >= 0:  # it exited before it connected
+                self._failed_starts += 1
+                if self._failed_starts >= 2 * self.n + 3:
+                    cannot_start = (engine, code, _tail(engine.log, 0))
             self._forget_files(engine)
             again, drop, void = [], [], set(engine.void)
             for jid in engine.queue:
@@ -833,6 +841,12 @@ class EnginePool:
             if again:
                 out.append(Requeue(again))
             self._spawn()
+        if cannot_start is not None:
+            self._failed_starts = 0  # a later make tries again
+            engine, code, stderr = cannot_start
+            said = f"; its stderr ends with:\n{stderr.rstrip()}" if stderr.strip() else ""
+            raise NbmakeError(f"engines cannot start: the last {2 * self.n + 3} exited before "
+                              f"they connected (engine {engine.pid} {_death(code)}){said}")
 
     def _forget_files(self, engine: _Engine) -> None:
         """A dead engine's log and running file: read, no longer needed."""

@@ -284,6 +284,30 @@ def test_what_a_dying_engine_says_on_stderr_is_kept_with_the_job(make_ctx, lab, 
 
 
 @pytest.mark.timeout(60)
+def test_engines_that_cannot_start_are_an_error_not_a_hang(make_ctx, lab, tmp_path,
+                                                           monkeypatch):
+    """Every engine exits as it starts (here: its environment imports a broken
+    nbmake_ext). parmake stops with an error that says so and what the last engine
+    wrote to stderr, instead of starting engines for ever; nothing is left running."""
+    from nbmake_ext import NbmakeError
+
+    broken = tmp_path / "broken" / "nbmake_ext"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text('raise ImportError("nbmake_ext is broken here")\n')
+    monkeypatch.setenv("PYTHONPATH", f"{broken.parent}{os.pathsep}{os.environ['PYTHONPATH']}")
+    monkeypatch.chdir(tmp_path)  # engines start here: its nbmake_ext is the first found
+    ctx = make_ctx()
+    ctx.comp(J.work, lab, "a", job_id="a")
+    with pytest.raises(NbmakeError) as info:
+        guarded(ctx.parmake, n=2, within=30)
+    message = str(info.value)
+    assert message.startswith("engines cannot start: the last 7 exited before they "
+                              "connected"), message
+    assert "exited with code 1" in message and "nbmake_ext is broken here" in message
+    assert states(ctx) == {"a": "todo"}
+
+
+@pytest.mark.timeout(60)
 def test_an_engine_that_died_while_idle_is_replaced(make_ctx, lab):
     """Between two parmakes the one engine is killed (say, by the OOM killer). The next
     parmake dispatches before it polls, so it sends the job to the dead engine. Made
