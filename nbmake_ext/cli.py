@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .commands import COMMANDS, add_arguments
 from . import __version__
-from .errors import JobsFailed, NbmakeError
+from .errors import InternalError, JobsFailed, NbmakeError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     except JobsFailed as exc:
         print("\n".join(exc._render_traceback_()), file=sys.stderr)
         return 1
+    except InternalError as exc:  # a bug: the whole traceback, for the report
+        print("\n".join(exc._render_traceback_()), file=sys.stderr)
+        return 3
     except NbmakeError as exc:
         print(f"nbmake: {exc}", file=sys.stderr)
         return 2

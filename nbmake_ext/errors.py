@@ -1,7 +1,8 @@
 """One exception tree for everything nbmake_ext raises at users.
 
 Errors that reach a notebook render themselves short (``_render_traceback_``): a one-line
-summary and, for failed jobs, the job's own traceback, never the library's frames.
+summary and, for failed jobs, the job's own traceback, never the library's frames. The
+exception is InternalError, a bug of nbmake_ext: its whole traceback is what a report needs.
 """
 
 from __future__ import annotations
@@ -91,7 +92,23 @@ class JobsFailed(NbmakeError):
 
 
 class InternalError(NbmakeError):
-    """nbmake_ext broke one of its own invariants: this is a bug, please report it."""
+    """nbmake_ext broke one of its own invariants: this is a bug, please report it.
+
+    Unlike the errors of users, it renders with its whole traceback (nbmake_ext's own
+    frames are what a report needs), and says it is a bug to report.
+    """
+
+    NOTE = "this is a bug in nbmake_ext, not in your jobs: please report it with this traceback"
+
+    def __init__(self, message: str):
+        self.message = message
+        super().__init__(f"{message} ({self.NOTE})")
+
+    def _render_traceback_(self) -> list[str]:
+        import traceback
+
+        text = "".join(traceback.format_exception(type(self), self, self.__traceback__))
+        return text.rstrip("\n").splitlines()
 
 
 def _preview(ids: dict[str, str], n: int = 5) -> str:

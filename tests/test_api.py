@@ -60,6 +60,38 @@ def test_error_hierarchy():
     assert nbmake_ext.NotDone("x")._render_traceback_() == ["NotDone: x"]
 
 
+def _breaks_an_invariant():
+    from nbmake_ext.errors import InternalError
+
+    raise InternalError("make stalled with jobs in flight: ['x']")
+
+
+def test_an_internal_error_shows_its_whole_traceback_and_asks_for_a_report():
+    from nbmake_ext.errors import InternalError
+
+    with pytest.raises(InternalError) as info:
+        _breaks_an_invariant()
+    lines = info.value._render_traceback_()
+    assert lines[0] == "Traceback (most recent call last):"
+    assert any("in _breaks_an_invariant" in line for line in lines), lines
+    assert lines[-1] == ("nbmake_ext.errors.InternalError: make stalled with jobs in flight: "
+                         "['x'] (this is a bug in nbmake_ext, not in your jobs: please report "
+                         "it with this traceback)")
+    assert info.value.message == "make stalled with jobs in flight: ['x']"
+
+
+def test_the_console_shows_an_internal_errors_traceback(tmp_path, monkeypatch, capsys):
+    from nbmake_ext import Context
+    from nbmake_ext.cli import main
+
+    Context(tmp_path / "store").close()
+    monkeypatch.setattr(Context, "ls", lambda self, *targets: _breaks_an_invariant())
+    assert main(["--store", str(tmp_path / "store"), "ls"]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):"), err
+    assert "in _breaks_an_invariant" in err and "please report it" in err
+
+
 def test_comp_and_comp_dynamic_are_callables_with_job_id_reserved():
     import inspect
 

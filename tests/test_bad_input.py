@@ -5,7 +5,9 @@ The table ``CASES`` holds the misuses that fail at once (registration, commands,
 store); each runs against a store where a job ``keeper`` was already made, and afterwards
 ``keeper`` must still be done with its result and must not run again. Misuses that show up
 while a make runs (results that cannot be pickled, SystemExit, Ctrl-C, damaged result
-files) have their own tests below.
+files) have their own tests below; those of engines and Dask workers (an argument that
+cannot be loaded there, a job raising KeyboardInterrupt or another BaseException) are in
+tests/execute/test_engines.py and tests/execute/test_dask.py.
 """
 
 from __future__ import annotations

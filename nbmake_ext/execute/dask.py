@@ -84,6 +84,7 @@ REFRESH = 2.0             # seconds between looks at the cluster's size
 LOOK_EVERY = 0.2          # seconds between looks for jobs sent ahead that will not run
 COALESCE = 0.05           # seconds the run loop sleeps while Dask has a backlog
 ATTEMPTS = 2              # a job queued on a worker that died is sent again, once
+QUIET = 30.0              # seconds without an ended task before the futures are looked at
 
 
 TOPIC = "nbmake-started"
@@ -236,6 +237,7 @@ class DaskRunner:
         self._threads_at = -REFRESH
         self._unsynced: set[str] = set()          # reported stored, not durable yet
         self._stopped = False
+        self._progress = time.monotonic()         # when a task last ended (or was sent)
         # Tasks that ended (or were cancelled), as the client's loop sees them; its
         # condition is also the one the fetcher thread notifies.
         self.ended = distributed.as_completed(loop=self.client.loop)
@@ -347,17 +349,24 @@ class DaskRunner:
                 self._send_ahead()
         if self._queued and self._send_due():
             self._send()
+        # Asked before taking the condition: it may ask the cluster (a call through the
+        # client's event loop), and that loop takes the condition to report an ended task.
+        backlog = self._backlog()
         with self._cond:
             idle = timeout > 0 and not (self.outbox or self.ended.has_ready() or self._fetched
                                         or self._synced) and (self.inflight or self._unsynced)
-            if idle and not self._backlog():
+            if idle and not backlog:
                 self._cond.wait(timeout)
-        if idle and self._backlog():
+        if idle and backlog:
             # Dask has work queued for every worker thread: nothing here is urgent, so
             # take what ends meanwhile in one go rather than waking up for each task.
             time.sleep(min(timeout, COALESCE))
         done = self.ended.next_batch(block=False)
         out, self.outbox = self.outbox, []
+        if done or not self.by_key:
+            self._progress = time.monotonic()
+        elif time.monotonic() - self._progress > QUIET:
+            done = self._look_at_futures()
         if done:
             self._ended(done, out)
         with self._cond:
@@ -382,6 +391,17 @@ class DaskRunner:
         if not out and not self.busy and timeout > 0:
             time.sleep(min(timeout, 0.01))
         return out
+
+    def _look_at_futures(self) -> list:
+        """Nothing ended for a long while: the futures Dask says are over, in case their
+        end was never reported to this runner (a make must not wait for ever)."""
+        self._progress = time.monotonic()
+        over = [t.future for t in self.inflight.values()
+                if t.future is not None and t.key in self.by_key and t.future.done()]
+        if over:
+            warnings.warn(f"nbmake: {len(over)} Dask task(s) had ended without being "
+                          f"reported; taken up now", RuntimeWarning, stacklevel=2)
+        return over
 
     def _report(self, item: tuple, out: list) -> None:
         task, outcomes, checksum, size = item
@@ -927,6 +947,7 @@ def _run_job(key: str, job_id: str, func_key: str, func_blob: bytes, payload: by
     from ..promise import resolve
     from ..store.store import dumps_value
     from .inkernel import error_line, format_job_traceback
+    from .loading import ArgumentsUnloadable, load_arguments
 
     worker = get_worker()
     where = worker.address
@@ -938,12 +959,15 @@ def _run_job(key: str, job_id: str, func_key: str, func_blob: bytes, payload: by
     started = time.time()
     try:
         func = _cache.function(func_key, func_blob)
-        args, kwargs = pickle.loads(payload)
+        args, kwargs = load_arguments(payload, f"worker {where}")
         values = {d: _cache.value(d, s, x) for d, s, x in zip(dep_ids, dep_sums, inputs)}
         args = resolve(args, values.__getitem__)
         kwargs = resolve(kwargs, values.__getitem__)
     except _InputFailed as exc:
         return ("raised", f"its input {exc} did not succeed", "", "", "",
+                (started, started, 0.0, 0.0, where, 0))
+    except ArgumentsUnloadable as exc:
+        return ("raised", exc.message, exc.traceback, "", "",
                 (started, started, 0.0, 0.0, where, 0))
     except LookupError as exc:  # a %%comp output its cell did not bind
         return ("raised", str(exc), "", "", "", (started, started, 0.0, 0.0, where, 0))

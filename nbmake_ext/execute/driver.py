@@ -171,6 +171,16 @@ class Driver:
             report.interrupted = True
             self._put_back()
             raise
+        except BaseException:
+            # Broken (a bug, a store that cannot be written): as for an interrupt, running
+            # jobs go back and what finished stays; nothing is left running in the store.
+            report.interrupted = True
+            try:
+                self._put_back()
+            except BaseException as exc:  # noqa: BLE001 - the first error is the one to see
+                warnings.warn(f"nbmake: running jobs could not all be put back: {exc!r}",
+                              RuntimeWarning, stacklevel=2)
+            raise
         finally:
             detach = getattr(self.runner, "detach", None)
             if detach is not None:  # jobs it sent ahead that this run did not decide to run
@@ -195,7 +205,12 @@ class Driver:
     def _put_back(self) -> None:
         """Interrupted: running jobs go back to their earlier state; nothing of them is kept.
         Jobs that had ended before (their outcome not handled yet) are recorded."""
-        stopped = set(self.runner.interrupt())
+        try:
+            stopped = set(self.runner.interrupt())
+        except Exception as exc:  # noqa: BLE001 - what this process holds is let go anyway
+            warnings.warn(f"nbmake: the running jobs could not all be stopped: {exc!r}",
+                          RuntimeWarning, stacklevel=3)
+            stopped = set()
         ended = [*self._unhandled, *getattr(self.runner, "finished_on_interrupt", ())]
         self._unhandled = deque()
         if ended:

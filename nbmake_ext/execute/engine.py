@@ -44,6 +44,7 @@ engine -> kernel:
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import pickle
@@ -63,7 +64,8 @@ from ..registration import install_sources
 from ..store import blobs
 from ..store.results import INLINE_MAX as RESULT_ROW_MAX, ResultReader
 from ..store.store import dumps_value
-from .inkernel import run_call
+from .inkernel import error_line, format_job_traceback, run_call
+from .loading import ArgumentsUnloadable, load_arguments
 from .outcomes import Call, ChildSpec, JobRaised, JobReturned
 from .wire import Signer, Verifier
 
@@ -122,6 +124,7 @@ class Engine:
         self.syncer = threading.Thread(target=self._sync_loop, name="nbmake-sync", daemon=True)
         self.syncer.start()
         self.running_job: str | None = None
+        self.interrupted = False  # the kernel's SIGINT stopped the running job
         self._deps: dict[str, list[str]] = {}
         self._inline: dict[str, bytes] = {}
         # The last results this engine made: job id -> (checksum, file or "", small data),
@@ -208,8 +211,14 @@ class Engine:
         self._mark_running(job_id)
         try:
             self._run(meta, payload, inline)
-        finally:
-            self._mark_running("")
+        except Exception as exc:  # noqa: BLE001 - a fault of this engine fails the job only
+            import traceback
+
+            self.send("failed", {"job_id": job_id, "traceback": traceback.format_exc(),
+                                 "timing": {}, "error": f"engine {os.getpid()} could not run "
+                                 f"it: {error_line(exc)}"}, b"", b"")
+        # Not cleared if this process dies of something raised above: the job is to blame.
+        self._mark_running("")
 
     def _after(self, meta: dict, inline: dict[str, bytes]) -> dict | None:
         """A job sent ahead: its ``after`` inputs are the results this engine just made.
@@ -234,12 +243,17 @@ class Engine:
     def _run(self, meta: dict, payload: bytes, inline: dict[str, bytes]) -> None:
         job_id = meta["job_id"]
         self._deps, self._inline = meta["deps"], inline
+        where = f"engine {os.getpid()}"
         try:
-            args, kwargs = pickle.loads(payload)
+            args, kwargs = load_arguments(payload, where)
             args = resolve(args, self._load)
             kwargs = resolve(kwargs, self._load)
         except _Unreadable as lost:
             self.send("lost", {"job_id": job_id, "dep": lost.job_id, "why": lost.why})
+            return
+        except ArgumentsUnloadable as bad:
+            self.send("failed", {"job_id": job_id, "error": bad.message,
+                                 "traceback": bad.traceback, "timing": {}}, b"", b"")
             return
         try:
             func = self._function(meta["func_key"])
@@ -249,9 +263,12 @@ class Engine:
                                  "traceback": "", "timing": {}}, b"", b"")
             return
         call = Call(job_id, func, args, kwargs, meta["dynamic"])
-        self.running_job = job_id
+        self.running_job, self.interrupted = job_id, False
         try:
-            outcomes = run_call(call, self._child, engine=f"engine {os.getpid()}")
+            # A KeyboardInterrupt the job raised itself is its failure; only the kernel's
+            # SIGINT (see main) stops it.
+            outcomes = run_call(call, self._child, engine=where,
+                                interrupted=lambda: self.interrupted)
         except KeyboardInterrupt:
             self.send("failed", {"job_id": job_id, "error": "interrupted", "interrupted": True,
                                  "traceback": "", "timing": {}}, b"", b"")
@@ -362,6 +379,12 @@ class Engine:
             value = pickle.loads(data)
         except (OSError, blobs.CorruptResult, pickle.UnpicklingError) as exc:
             raise _Unreadable(job_id, f"the result of {job_id!r} is unreadable: {exc}") from None
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - e.g. its class's __setstate__ raised
+            raise ArgumentsUnloadable(
+                f"the result of its input {job_id!r} cannot be loaded on engine "
+                f"{os.getpid()}: {error_line(exc)}", format_job_traceback(exc)) from None
         self.values.put((job_id, checksum), value, len(data))
         return value
 
@@ -419,6 +442,9 @@ def _watch_parent(parent: int, deathsig: bool) -> None:
 
 
 def main() -> None:
+    # A crash in C code (a segfault...) dumps the Python stacks to stderr: the kernel
+    # keeps the end of it with the job that was running.
+    faulthandler.enable(all_threads=False)
     config = json.loads(sys.stdin.readline())
     _watch_parent(config["parent"], config.get("deathsig", False))
     engine = Engine(config)
@@ -426,6 +452,7 @@ def main() -> None:
     # SIGINT stops the running job only; an idle engine ignores it.
     def on_sigint(signum, frame):
         if engine.running_job is not None:
+            engine.interrupted = True
             raise KeyboardInterrupt
     signal.signal(signal.SIGINT, on_sigint)
     try:

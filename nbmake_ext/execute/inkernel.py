@@ -61,9 +61,12 @@ def error_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
-def run_call(call: Call, sink, echo: bool = False, engine: str = "kernel") -> list[Outcome]:
+def run_call(call: Call, sink, echo: bool = False, engine: str = "kernel",
+             interrupted=None) -> list[Outcome]:
     """Run one job here, capturing its output. ``sink`` receives ChildSpec outcomes of
-    dynamic jobs. KeyboardInterrupt propagates: the caller puts the job back."""
+    dynamic jobs. KeyboardInterrupt propagates: the caller puts the job back. With
+    ``interrupted`` (a callable), only while it says the process was interrupted; a
+    KeyboardInterrupt the job raised of itself is then its failure."""
     out, err = _Tee(sys.stdout if echo else None), _Tee(sys.stderr if echo else None)
     timing = Timing(started=time.time(), engine=engine)
     t0, c0 = time.perf_counter(), time.process_time()
@@ -75,7 +78,7 @@ def run_call(call: Call, sink, echo: bool = False, engine: str = "kernel") -> li
     try:
         value = call.func(*args, **call.kwargs)
     except (KeyboardInterrupt, SystemExit) as exc:
-        if isinstance(exc, SystemExit):
+        if isinstance(exc, SystemExit) or (interrupted is not None and not interrupted()):
             return [_raised(call, exc, out, err, timing, t0, c0)]
         raise
     except BaseException as exc:  # noqa: BLE001 - a job's failure must never stop the make

@@ -43,6 +43,7 @@ import zmq
 
 from ..core.ahead import consumed_as_decided, place_ahead
 from ..core.scheduler import QUEUED, WAITING
+from ..errors import NbmakeError
 from ..store import blobs
 from .engine import decode_running
 from .outcomes import ChildSpec, JobRaised, JobReturned, Timing
@@ -57,6 +58,7 @@ STEAL_AFTER = 0.1  # seconds a job must have run before the one behind it moves 
 NOBLOCK = int(zmq.NOBLOCK)
 AHEAD_MAX = 2      # jobs sent ahead (not decided yet) per engine at once
 LOOK_EVERY = 0.2   # seconds between looks for jobs sent ahead that the core decided otherwise
+TAIL_BYTES = 8192  # of a dead engine's stderr, kept with the job it was running
 
 
 @dataclass(slots=True)
@@ -127,6 +129,8 @@ class _Ahead:
 class _Engine:
     identity: bytes
     proc: subprocess.Popen
+    log: str = ""          # its stderr: what it or a C library says when it dies
+    log_from: int = 0      # where its log was when it said hello (before: its start)
     ready: bool = False
     queue: deque = field(default_factory=deque)   # job ids, in the order sent
     outbox: list = field(default_factory=list)    # RemoteJobs to send at the next poll
@@ -183,6 +187,8 @@ class EnginePool:
         self._looked_at = 0.0
         self.sent_ahead = 0                     # how many jobs were sent ahead (ever)
         self.finished_on_interrupt: list = []
+        self._interrupting = False  # (an engine's job stopped by SIGINT outside: failed)
+        self._failed_starts = 0     # engines that exited before they connected, in a row
         self.resize(n)
 
     # -- engines --------------------------------------------------------------------------
@@ -198,7 +204,8 @@ class EnginePool:
     def _spawn(self) -> _Engine:
         self._count += 1
         identity = f"e{os.getpid()}-{self._count}".encode()
-        log = open(os.path.join(self._dir, f"{identity.decode()}.log"), "ab")
+        log_path = os.path.join(self._dir, f"{identity.decode()}.log")
+        log = open(log_path, "ab")
         proc = subprocess.Popen(
             [sys.executable, "-m", "nbmake_ext.execute.engine"], stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL, stderr=log, start_new_session=True, cwd=os.getcwd())
@@ -208,9 +215,12 @@ class EnginePool:
                   "running_file": self._running_file(identity),
                   # the parent-death signal follows the thread that started the engine
                   "deathsig": threading.current_thread() is threading.main_thread()}
-        proc.stdin.write((json.dumps(config) + "\n").encode())
-        proc.stdin.close()
-        engine = self.engines[identity] = _Engine(identity, proc)
+        try:
+            proc.stdin.write((json.dumps(config) + "\n").encode())
+            proc.stdin.close()
+        except OSError:
+            pass  # it died at once (killed, out of memory...): buried like any dead engine
+        engine = self.engines[identity] = _Engine(identity, proc, log_path)
         return engine
 
     def _running_file(self, identity: bytes) -> str:
@@ -405,7 +415,10 @@ class EnginePool:
         if not any(e.ready and not e.queue for e in self.engines.values()):
             return
         now = time.monotonic()
-        for engine in self.engines.values():
+        # A copy: a send that meets a dead engine replaces it in ``engines`` at once.
+        for engine in list(self.engines.values()):
+            if engine.identity not in self.engines:
+                continue  # it died, met by a send to another engine
             if len(engine.queue) >= 2 and engine.asked_back is None \
                     and now - engine.head_since > STEAL_AFTER:
                 jid = next((j for j in islice(engine.queue, 1, None)
@@ -423,6 +436,13 @@ class EnginePool:
         driver submitted that ended before (here already, or waiting in the socket: with
         jobs sent ahead, an engine is often a result or two ahead of the kernel) are kept
         in ``finished_on_interrupt`` for the driver to record."""
+        self._interrupting = True
+        try:
+            return self._interrupt()
+        finally:
+            self._interrupting = False
+
+    def _interrupt(self) -> list[str]:
         out, self._out = self._out, []
         self._drain(out)
         self.finished_on_interrupt = [o for o in out if type(o) in (JobStored, JobRaised, Durable)]
@@ -664,6 +684,8 @@ class EnginePool:
         meta = json.loads(payloads[0])
         if kind == "hello":
             engine.ready = True
+            self._failed_starts = 0
+            engine.log_from = _size(engine.log)
         elif kind == "done":
             job_id = meta["job_id"]
             void = self._finished(engine, job_id)
@@ -698,7 +720,7 @@ class EnginePool:
             job_id = meta["job_id"]
             if self._finished(engine, job_id):
                 return
-            if meta.get("interrupted"):
+            if meta.get("interrupted") and self._interrupting:
                 self._not_run(job_id, out)
                 return
             raised = JobRaised(job_id, meta["error"], meta["traceback"], payloads[1].decode(),
@@ -773,6 +795,7 @@ class EnginePool:
             # still be on their way through ZeroMQ's I/O thread.
             self.socket.poll(DEATH_GRACE_MS)
             self._drain(out)
+        cannot_start = None
         for engine, code in dead:
             if self.engines.pop(engine.identity, None) is None:
                 continue  # buried meanwhile (a send to it failed while draining)
@@ -786,6 +809,12 @@ class EnginePool:
                 self._unsent(jobs, out)
             running = self._running_job(engine)
             death = f"engine {engine.pid} died while running it: {_death(code)}"
+            stderr = _tail(engine.log, engine.log_from) if running else ""
+            if not engine.ready and code >= 0:  # it exited before it connected
+                self._failed_starts += 1
+                if self._failed_starts >= 2 * self.n + 3:
+                    cannot_start = (engine, code, _tail(engine.log, 0))
+            self._forget_files(engine)
             again, drop, void = [], [], set(engine.void)
             for jid in engine.queue:
                 if jid in void:  # dropped already: its outcome does not count
@@ -793,13 +822,13 @@ class EnginePool:
                     continue
                 a = self.ahead.get(jid)
                 if a is not None:  # not decided yet
-                    if jid == running and self._crash_ahead(a, engine, death):
+                    if jid == running and self._crash_ahead(a, engine, death, stderr):
                         continue
                     drop.append(jid)
                     continue
                 self.adopted.pop(jid, None)
                 if jid == running:
-                    out.append(JobRaised(jid, death, "", "", "",
+                    out.append(JobRaised(jid, death, "", "", stderr,
                                          Timing(engine=f"engine {engine.pid}")))
                 else:
                     # It did not run, or its outcome never left the engine: again.
@@ -812,8 +841,22 @@ class EnginePool:
             if again:
                 out.append(Requeue(again))
             self._spawn()
+        if cannot_start is not None:
+            self._failed_starts = 0  # a later make tries again
+            engine, code, stderr = cannot_start
+            said = f"; its stderr ends with:\n{stderr.rstrip()}" if stderr.strip() else ""
+            raise NbmakeError(f"engines cannot start: the last {2 * self.n + 3} exited before "
+                              f"they connected (engine {engine.pid} {_death(code)}){said}")
 
-    def _crash_ahead(self, a: _Ahead, engine: _Engine, death: str) -> bool:
+    def _forget_files(self, engine: _Engine) -> None:
+        """A dead engine's log and running file: read, no longer needed."""
+        for path in (engine.log, self._running_file(engine.identity)):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+    def _crash_ahead(self, a: _Ahead, engine: _Engine, death: str, stderr: str) -> bool:
         """A job sent ahead crashed its engine: its failure is held like an outcome, if
         the results it took are known (every input's result reached the kernel)."""
         consumed = {}
@@ -822,10 +865,32 @@ class EnginePool:
             if made is None or made[0] != engine.identity:
                 return False
             consumed[dep] = made[1]
-        a.outcomes = [JobRaised(a.job_id, death, "", "", "",
+        a.outcomes = [JobRaised(a.job_id, death, "", "", stderr,
                                 Timing(engine=f"engine {engine.pid}"))]
         a.consumed = consumed
         return True
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+def _tail(path: str, start: int, limit: int = TAIL_BYTES) -> str:
+    """The end of an engine's log from ``start``: at most ``limit`` bytes, whole lines."""
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            at = max(start, size - limit)
+            f.seek(at)
+            data = f.read(limit)
+    except OSError:
+        return ""
+    if at > start:  # cut: from the first whole line
+        data = data[data.find(b"\n") + 1:]
+    return data.decode("utf-8", "replace")
 
 
 def _death(code: int) -> str:

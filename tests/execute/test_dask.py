@@ -145,6 +145,27 @@ def inner_fan(ctx, lab: str, x):
     return ctx.comp(add, *grand)
 
 
+class LoadsNowhere:
+    """Pickles fine (by reference to a builtin); loading it calls ``int("poison")``, which
+    raises."""
+
+    def __reduce__(self):
+        return (int, ("poison",))
+
+
+class DeepTrouble(BaseException):
+    pass
+
+
+def raise_base(lab: str, name: str, kind: str):
+    log(lab, name)
+    if kind == "KeyboardInterrupt":
+        raise KeyboardInterrupt
+    if kind == "GeneratorExit":
+        raise GeneratorExit("closed")
+    raise DeepTrouble("from the deep")
+
+
 # -- the cluster ----------------------------------------------------------------------------
 
 def _descendants() -> dict[int, str]:
@@ -439,6 +460,113 @@ def test_a_failing_job_blocks_only_its_dependents_as_on_engines(client, make_ctx
         ctx.parmake(dask=client)
     assert timeless(ctx.lines[-1]) == "parmake: 0 done, 1 failed, 2 blocked, 6 up to date in Ts"
     assert names(lab).count("bad") == 2 and names(lab).count("ok0") == 1
+
+
+def within(seconds: float, call, *args, **kwargs):
+    """``call(*args, **kwargs)``; an AssertionError if it has not returned in ``seconds``
+    (a SIGINT then stops it, as Ctrl-C would)."""
+    fired = threading.Event()
+
+    def fire():
+        fired.set()
+        os.kill(os.getpid(), signal.SIGINT)
+
+    timer = threading.Timer(seconds, fire)
+    timer.daemon = True
+    timer.start()
+    try:
+        return call(*args, **kwargs)
+    except KeyboardInterrupt:
+        if fired.is_set():
+            raise AssertionError(f"no return after {seconds:.0f} s") from None
+        raise
+    finally:
+        timer.cancel()
+
+
+@pytest.mark.timeout(180)
+def test_asking_the_cluster_its_size_does_not_deadlock_with_tasks_ending(client, make_ctx,
+                                                                         monkeypatch):
+    """The runner asks the cluster how many threads it has (every 2 s), a call through
+    the client's event loop; that loop takes the runner's condition to report a task that
+    ended. Asked while holding that condition, it deadlocked (about 1 fan-out of 1000
+    jobs in 12 never returned). Here it asks at every poll."""
+    from nbmake_ext.execute import dask as nbdask
+
+    monkeypatch.setattr(nbdask, "REFRESH", 0.0)
+    for attempt in range(3):
+        ctx = make_ctx(f"store{attempt}")
+        jobs = [ctx.comp(add, i, attempt, job_id=f"n{i}") for i in range(400)]
+        report = within(60, ctx.parmake, dask=client)
+        assert report.ran == 400 and not report.failed
+        assert jobs[-1].result() == 399 + attempt
+
+
+@pytest.mark.timeout(120)
+def test_tasks_whose_end_is_never_reported_are_taken_up_after_a_quiet_while(client, make_ctx,
+                                                                            monkeypatch):
+    """A make must not wait for ever: if tasks end without the runner being told (here:
+    the first graph's futures are never followed), a while without news makes it look
+    at its futures itself."""
+    from nbmake_ext.execute import dask as nbdask
+
+    monkeypatch.setattr(nbdask, "QUIET", 1.0)
+    add_callback = client.loop.add_callback
+    skipped = []
+
+    def loses_the_first_graph(callback, *args):
+        if not skipped and getattr(callback, "__name__", "") == "update":
+            skipped.append(len(args[0]))
+            return None
+        return add_callback(callback, *args)
+
+    monkeypatch.setattr(client.loop, "add_callback", loses_the_first_graph)
+    ctx = make_ctx()
+    jobs = [ctx.comp(add, i, job_id=f"n{i}") for i in range(20)]
+    with pytest.warns(RuntimeWarning, match="ended without being reported"):
+        report = within(60, ctx.parmake, dask=client)
+    assert skipped and report.ran == 20 and not report.failed
+    assert [p.result() for p in jobs] == list(range(20))
+
+
+@pytest.mark.timeout(120)
+def test_an_argument_that_cannot_be_loaded_on_a_worker_fails_its_job_only(client, make_ctx,
+                                                                          lab):
+    ctx = make_ctx()
+    bad = ctx.comp(work, lab, "bad", {"cfg": [LoadsNowhere()]}, job_id="bad")
+    ctx.comp(work, lab, "dep", bad, job_id="dep")
+    oks = [ctx.comp(work, lab, f"ok{i}", i, job_id=f"ok{i}") for i in range(4)]
+    with pytest.raises(JobsFailed) as info:
+        ctx.parmake(dask=client)
+    assert list(info.value.failed) == ["bad"] and info.value.blocked == {"dep": "bad"}
+    error = info.value.failed["bad"]
+    assert re.fullmatch(r"its argument args\[2\]\['cfg'\]\[0\] cannot be loaded on worker "
+                        r"tcp://127\.0\.0\.1:\d+: ValueError: invalid literal for int\(\) "
+                        r"with base 10: 'poison'", error), error
+    st = states(ctx)
+    assert st["bad"] == "failed" and st["dep"] == "blocked"
+    assert all(p.result()["name"] == f"ok{i}" for i, p in enumerate(oks))
+    assert "bad" not in names(lab)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("kind, error", [
+    ("KeyboardInterrupt", "KeyboardInterrupt"),
+    ("GeneratorExit", "GeneratorExit: closed"),
+    ("DeepTrouble", "DeepTrouble: from the deep"),
+])
+def test_a_job_raising_a_base_exception_fails_on_dask(client, make_ctx, lab, kind, error):
+    ctx = make_ctx()
+    bad = ctx.comp(raise_base, lab, "bad", kind, job_id="bad")
+    ctx.comp(work, lab, "dep", bad, job_id="dep")
+    oks = [ctx.comp(work, lab, f"ok{i}", i, job_id=f"ok{i}") for i in range(4)]
+    with pytest.raises(JobsFailed) as info:
+        ctx.parmake(dask=client)
+    assert info.value.failed == {"bad": error} and info.value.blocked == {"dep": "bad"}
+    assert ctx.details("bad").state == "failed" and "raise_base" in ctx.details("bad").traceback
+    assert all(p.result()["name"] == f"ok{i}" for i, p in enumerate(oks))
+    assert not ctx.store.running_among(ctx.graph.specs)
+    assert len(worker_pids(client)) == 2
 
 
 @pytest.mark.timeout(180)

@@ -258,6 +258,55 @@ def test_a_job_that_crashes_its_engine_fails_and_the_rest_goes_on(make_ctx, lab,
     assert [r["name"] for r in fan_in.result()["inputs"][0]] == [f"ok{i}" for i in range(6)]
 
 
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("crash, death, said", [
+    (J.segfault, "killed by SIGSEGV", ["Fatal Python error: Segmentation fault", "in segfault"]),
+    (J.c_library_gives_up, "exited with code 134", ["libfrob: fatal: out of frobs (errno 28)"]),
+])
+def test_what_a_dying_engine_says_on_stderr_is_kept_with_the_job(make_ctx, lab, crash, death,
+                                                                  said):
+    """A crash's own words (Python's faulthandler dump of a segfault, a C library's last
+    message on file descriptor 2) are the failed job's stderr; an engine's start-up
+    chatter is not."""
+    ctx = make_ctx()
+    ctx.comp(J.work, lab, "warm", job_id="warm")
+    guarded(ctx.parmake, n=1)
+    ctx.comp(crash, lab, job_id="bad")
+    with pytest.raises(JobsFailed) as info:
+        guarded(ctx.parmake, n=1)
+    assert death in info.value.failed["bad"]
+    stderr = ctx.details("bad").stderr
+    for text in said:
+        assert text in stderr, stderr
+    assert "RuntimeWarning" not in stderr, stderr  # printed by every engine as it starts
+    assert not [f for f in os.listdir(ctx._pool._dir) if f.endswith(".log")
+                and f.split(".")[0].encode() not in ctx._pool.engines], "a dead engine's log"
+
+
+@pytest.mark.timeout(60)
+def test_engines_that_cannot_start_are_an_error_not_a_hang(make_ctx, lab, tmp_path,
+                                                           monkeypatch):
+    """Every engine exits as it starts (here: its environment imports a broken
+    nbmake_ext). parmake stops with an error that says so and what the last engine
+    wrote to stderr, instead of starting engines for ever; nothing is left running."""
+    from nbmake_ext import NbmakeError
+
+    broken = tmp_path / "broken" / "nbmake_ext"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text('raise ImportError("nbmake_ext is broken here")\n')
+    monkeypatch.setenv("PYTHONPATH", f"{broken.parent}{os.pathsep}{os.environ['PYTHONPATH']}")
+    monkeypatch.chdir(tmp_path)  # engines start here: its nbmake_ext is the first found
+    ctx = make_ctx()
+    ctx.comp(J.work, lab, "a", job_id="a")
+    with pytest.raises(NbmakeError) as info:
+        guarded(ctx.parmake, n=2, within=30)
+    message = str(info.value)
+    assert message.startswith("engines cannot start: the last 7 exited before they "
+                              "connected"), message
+    assert "exited with code 1" in message and "nbmake_ext is broken here" in message
+    assert states(ctx) == {"a": "todo"}
+
+
 @pytest.mark.timeout(60)
 def test_an_engine_that_died_while_idle_is_replaced(make_ctx, lab):
     """Between two parmakes the one engine is killed (say, by the OOM killer). The next
@@ -438,6 +487,99 @@ def test_an_exception_that_cannot_be_printed_fails_its_job_only(make_ctx, lab):
         guarded(ctx.parmake, n=1)
     assert "BadStrError" in info.value.failed["bad"], info.value.failed
     assert set(ctx._pool.pids()) == before, "the engine died"
+
+
+def _one_engine(ctx, lab) -> int:
+    ctx.comp(J.work, lab, "warm", job_id="warm")
+    guarded(ctx.parmake, "warm", n=1)
+    wait_ready(ctx._pool)
+    (pid,) = ctx._pool.pids()
+    return pid
+
+
+@pytest.mark.timeout(90)
+def test_an_argument_that_cannot_be_loaded_on_the_engine_fails_its_job_only(make_ctx, lab):
+    """The argument pickles in the kernel, but loading it on the engine raises (its
+    ``__reduce__`` gives a callable that raises). That job fails naming the argument and
+    the exception; its dependent is blocked; the other jobs, before and after it on the
+    same engine, are done; the engine lives on."""
+    ctx = make_ctx()
+    pid = _one_engine(ctx, lab)
+    bad = ctx.comp(J.work, lab, "bad", 1, {"cfg": [J.LoadsNowhere()]}, job_id="bad")
+    ctx.comp(J.work, lab, "dep", bad, job_id="dep")
+    oks = [ctx.comp(J.work, lab, f"ok{i}", i, job_id=f"ok{i}") for i in range(4)]
+    with pytest.raises(JobsFailed) as info:
+        guarded(ctx.parmake, n=1, within=30)
+    assert list(info.value.failed) == ["bad"] and info.value.blocked == {"dep": "bad"}
+    error = info.value.failed["bad"]
+    assert error == (f"its argument args[3]['cfg'][0] cannot be loaded on engine {pid}: "
+                     f"ValueError: this object refuses to be loaded"), error
+    assert "refuse_to_load" in ctx.details("bad").traceback
+    st = states(ctx)
+    assert st["bad"] == "failed" and st["dep"] == "blocked"
+    assert all(st[f"ok{i}"] == "done" for i in range(4)), st
+    assert {p.result()["pid"] for p in oks} == {pid}
+    assert "bad-start" not in J.names(lab)
+    assert ctx._pool.pids() == [pid], "the engine died"
+    ctx.comp(J.work, lab, "later", job_id="later")
+    guarded(ctx.parmake, "later", n=1, within=30)
+    assert started_pids(lab, "later") == [pid]
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("kind, error", [
+    ("KeyboardInterrupt", "KeyboardInterrupt"),
+    ("GeneratorExit", "GeneratorExit: closed"),
+    ("DeepTrouble", "DeepTrouble: from the deep"),
+])
+def test_a_job_raising_a_base_exception_fails_on_its_engine(make_ctx, lab, kind, error):
+    """Like SystemExit: the job is failed with that exception (not left running, nor
+    taken for an interrupt of the make); its dependent is blocked, the rest is done."""
+    ctx = make_ctx()
+    pid = _one_engine(ctx, lab)
+    bad = ctx.comp(J.raise_base, lab, "bad", kind, job_id="bad")
+    ctx.comp(J.work, lab, "dep", bad, job_id="dep")
+    oks = [ctx.comp(J.work, lab, f"ok{i}", i, job_id=f"ok{i}") for i in range(4)]
+    with pytest.raises(JobsFailed) as info:
+        guarded(ctx.parmake, n=1, within=30)
+    assert info.value.failed == {"bad": error}
+    assert info.value.blocked == {"dep": "bad"}
+    d = ctx.details("bad")
+    assert d.state == "failed" and d.error == error
+    assert "raise_base" in d.traceback and d.stdout == f"bad about to raise {kind}\n"
+    assert all(p.result()["pid"] == pid for p in oks)
+    assert ctx._pool.pids() == [pid], "the engine died"
+    assert not ctx.store.running_among(ctx.graph.specs)
+
+
+@pytest.mark.timeout(90)
+def test_an_error_inside_parmake_leaves_no_job_running(make_ctx, lab, monkeypatch):
+    """Something breaks in the run loop while a job runs on an engine: the error reaches
+    the caller, the running job goes back to todo (stopped on its engine), what finished
+    stays done, and nothing is left ``running`` in the store, for this context or another."""
+    from nbmake_ext.execute.pool import EnginePool
+
+    ctx = make_ctx()
+    ctx.comp(J.work, lab, "first", job_id="first")
+    ctx.comp(J.wait_to_be_killed, lab, "held", job_id="held")
+    poll = EnginePool.poll
+    broken = []
+
+    def breaks_once_held_runs(self, timeout):
+        if not broken and Path(lab, "held.pid").exists() and "first-end" in J.names(lab):
+            broken.append(True)
+            raise RuntimeError("broken on purpose")
+        return poll(self, timeout)
+
+    monkeypatch.setattr(EnginePool, "poll", breaks_once_held_runs)
+    with pytest.raises(RuntimeError, match="broken on purpose"):
+        guarded(ctx.parmake, n=2, within=30)
+    monkeypatch.setattr(EnginePool, "poll", poll)
+    assert states(ctx) == {"first": "done", "held": "todo"}
+    assert not ctx.store.running_among(ctx.graph.specs)
+    other = make_ctx()
+    assert states(other) == {"first": "done", "held": "todo"}
+    assert "held-end" not in J.names(lab)
 
 
 @pytest.mark.timeout(90)

@@ -96,6 +96,14 @@ def exit_code_3(lab: str):
     os._exit(3)
 
 
+def c_library_gives_up(lab: str):
+    """Says why on the process's stderr (file descriptor 2, as C code does), then exits."""
+    log(lab, "clib-start")
+    announce(lab, "bad")
+    os.write(2, b"libfrob: fatal: out of frobs (errno 28)\n")
+    os._exit(134)
+
+
 def segfault(lab: str):
     log(lab, "segv-start")
     announce(lab, "bad")
@@ -317,3 +325,41 @@ def combine_again(lab: str, name: str, base: int, *inputs, fail: bool = False) -
     if fail:
         raise ValueError(f"{name} fails")
     return base + sum(inputs)
+
+
+# -- arguments that cannot be loaded, jobs that raise BaseExceptions ----------------------
+
+def refuse_to_load(message: str):
+    raise ValueError(message)
+
+
+class LoadsNowhere:
+    """Pickles fine; loading it calls ``refuse_to_load``, which raises."""
+
+    def __init__(self, message: str = "this object refuses to be loaded"):
+        self.message = message
+
+    def __reduce__(self):
+        return (refuse_to_load, (self.message,))
+
+
+class DeepTrouble(BaseException):
+    """A BaseException that is neither Exception, SystemExit nor KeyboardInterrupt."""
+
+
+def raise_base(lab: str, name: str, kind: str):
+    log(lab, f"{name}-start")
+    print(f"{name} about to raise {kind}")
+    if kind == "KeyboardInterrupt":
+        raise KeyboardInterrupt
+    if kind == "GeneratorExit":
+        raise GeneratorExit("closed")
+    raise DeepTrouble("from the deep")
+
+
+# -- short jobs for the chaos tests (engines killed at random) ------------------------------
+
+def chaos_job(i: int, *inputs: int, pause: float = 0.005) -> int:
+    """A short job: ``i`` plus the sum of its inputs, after a short pause."""
+    time.sleep(pause)
+    return i + sum(inputs)
