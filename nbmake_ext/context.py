@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable
 from .core import signature
 from .core.graph import Graph
 from .core.jobspec import JobSpec
+from .core.states import ALL, STATE_WORDS
 from .errors import InvalidJob, JobFailed, JobsFailed, NbmakeError, NotDone, UnknownTarget
 from .execute.driver import Driver, RunReport
 from .execute.inkernel import InKernelRunner
@@ -446,8 +447,8 @@ class Context:
 
     def _select(self, targets: Iterable[str], states: dict[str, str] | None = None) -> list[str]:
         targets = list(targets)
-        needs_states = any(t in ("todo", "stale", "running", "done", "failed", "blocked")
-                           and t not in self.graph for t in targets)
+        needs_states = ALL not in targets and any(t in STATE_WORDS and t not in self.graph
+                                                  for t in targets)
         if needs_states and states is None:
             states = self._states()
         return self.graph.select(targets, (states or {}).__getitem__)

@@ -28,7 +28,7 @@ class InvalidJob(NbmakeError):
 
 
 class UnknownTarget(NbmakeError):
-    """A job id, glob or state word matched no job."""
+    """A job id or a glob matched no job (a state word that matches none selects none)."""
 
 
 class StoreError(NbmakeError):

@@ -156,6 +156,17 @@ def test_misuse_is_reported_short(nb):
         assert PACKAGE_DIR not in shown
 
 
+def test_a_state_word_no_job_is_in_selects_nothing(nb):
+    nb.ok(HELPERS + "a = comp(double, 1, job_id='a')\n%make")
+    assert "no jobs" in nb.ok("%nbmake ls failed blocked").text
+    assert summary(nb.ok("%make failed")).startswith("make: 0 done, 0 up to date")
+    assert "cleaned 0 jobs" in nb.ok("%clean blocked").text
+    assert "job board: 0 jobs" in nb.ok("%nbmake show failed").text
+    assert runs(nb) == ["double-1"]
+    error = nb.fails("%nbmake ls failed 'b*'").error  # a glob that matches nothing
+    assert error["ename"] == "UnknownTarget" and "'b*'" in error["evalue"]
+
+
 # -- 3. %%comp cells -----------------------------------------------------------------------
 
 def test_comp_cells_outputs_inputs_and_ids(nb):
