@@ -7,9 +7,12 @@ Each command names its arguments once; ``run`` returns data (what the Python API
 from __future__ import annotations
 
 import argparse
+import operator
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from .errors import BadUsage
 from .ui import text
 
 
@@ -44,15 +47,39 @@ def _report(report: Any, ns: argparse.Namespace) -> str:
     return ""  # make and remake print their summary line as they end
 
 
+#: A word that reads as a number (``8``, ``-3``, ``1.5``): in first place, parmake's N.
+_NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
+
+def engine_count(value: Any, *, word: bool = True) -> int:
+    """``value`` as a number of engines: a whole number >= 1, else ``BadUsage`` naming it.
+    With ``word``, a word of a command line (``"8"``) counts as its number."""
+    n: int | None = None
+    if isinstance(value, str):
+        if word and re.fullmatch(r"[0-9]+", value.strip()):
+            n = int(value)
+    elif not isinstance(value, bool):
+        try:
+            n = operator.index(value)
+        except TypeError:
+            pass
+    if n is None or n < 1:
+        raise BadUsage(f"parmake: the number of engines must be a whole number >= 1, "
+                       f"not {value!r}")
+    return n
+
+
 def parmake_words(ns: argparse.Namespace) -> tuple[int | None, list[str]]:
     """`parmake [N | n=N] [TARGETS]`: a leading number or an n=N word is the engine count;
-    returns it and the targets."""
+    returns it and the targets. A count that is not a whole number >= 1 is ``BadUsage``."""
     n, targets = ns.n, []
+    if n is not None:
+        n = engine_count(n)
     for i, word in enumerate(ns.targets):
-        if i == 0 and word.isdigit():
-            n = int(word)
-        elif word.startswith("n=") and word[2:].isdigit():
-            n = int(word[2:])
+        if i == 0 and _NUMBER.fullmatch(word):
+            n = engine_count(word)
+        elif word.startswith("n="):
+            n = engine_count(word[2:])
         else:
             targets.append(word)
     return n, targets

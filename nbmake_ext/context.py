@@ -15,6 +15,7 @@ from .core import signature
 from .core.graph import Graph
 from .core.jobspec import JobSpec
 from .core.states import ALL, STATE_WORDS
+from .commands import engine_count
 from .errors import InvalidJob, JobFailed, JobsFailed, NbmakeError, NotDone, UnknownTarget
 from .execute.driver import Driver, RunReport
 from .execute.inkernel import InKernelRunner
@@ -191,7 +192,10 @@ class Context:
                 dask: Any = None, observer: Observer | None = None) -> RunReport:
         """Like make, on ``n`` engine processes (default: the number of CPUs). Engines start
         on first use and are reused by later parmakes. ``dask`` (a scheduler address or a
-        ``distributed.Client``) runs the jobs on that Dask cluster instead."""
+        ``distributed.Client``) runs the jobs on that Dask cluster instead. ``n`` must be
+        a whole number >= 1 (``BadUsage``, a ValueError, before anything runs)."""
+        if n is not None:
+            n = engine_count(n, word=False)
         self.sync()
         ids = self._select(targets)
         if dask is not None:

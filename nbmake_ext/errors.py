@@ -31,6 +31,10 @@ class UnknownTarget(NbmakeError):
     """A job id or a glob matched no job (a state word that matches none selects none)."""
 
 
+class BadUsage(NbmakeError, ValueError):
+    """A command was given a value it cannot take (``parmake 0``); nothing ran."""
+
+
 class StoreError(NbmakeError):
     """The store cannot be opened or written."""
 

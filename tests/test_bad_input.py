@@ -26,6 +26,7 @@ from nbmake_ext import (
     Context, InvalidJob, JobFailed, JobsFailed, NbmakeError, NotDone, Promise, StoreError,
     UnknownTarget,
 )
+from nbmake_ext.errors import BadUsage
 from contexts import new_context
 
 CALLS: list[tuple] = []
@@ -152,6 +153,15 @@ def _longer_cycle_setup(ctx, tmp):
     ctx.comp(identity, b, job_id="ring-3")
 
 
+def _parmake_line(ctx, *words):
+    """``parmake WORDS`` as the console and the magics read it."""
+    from nbmake_ext.cli import build_parser
+    from nbmake_ext.commands import COMMANDS
+
+    ns = build_parser().parse_args(["parmake", *words])
+    return COMMANDS["parmake"].run(ctx, ns)
+
+
 def _file(tmp):
     (tmp / "plain-file").write_text("not a directory")
 
@@ -230,6 +240,16 @@ CASES = [
          ["'nope'"]),
     Case("state of an unknown job", lambda c, t: Promise("nope", c).state, UnknownTarget,
          ["'nope'"]),
+    # -- parmake N: a whole number >= 1 ----------------------------------------------------
+    *[Case(f"parmake {' '.join(words)}", lambda c, t, w=words: _parmake_line(c, *w),
+           BadUsage, ["whole number >= 1", bad])
+      for words, bad in [(["0"], "'0'"), (["-3"], "'-3'"), (["n=0"], "'0'"),
+                         (["n=-3"], "'-3'"), (["n=abc"], "'abc'"), (["1.5"], "'1.5'"),
+                         (["1.5", "keeper"], "'1.5'"), (["n=2.0", "keeper"], "'2.0'"),
+                         (["-n", "0"], "0")]],
+    *[Case(f"ctx.parmake(n={n!r})", lambda c, t, n=n: c.parmake(n=n), BadUsage,
+           ["whole number >= 1", repr(n)])
+      for n in [0, -3, 1.5, "2", True]],
     # -- stores that cannot be written ------------------------------------------------------
     Case("store path under a file", lambda c, t: Context(t / "plain-file" / "s"),
          StoreError, ["cannot open the store", "plain-file"], setup=lambda c, t: _file(t)),

@@ -392,6 +392,17 @@ def test_make_of_a_state_word_no_job_is_in_does_nothing_and_exits_0(lab, word):
     assert lab.ran() == [] and lab.states() == PREPARED
 
 
+@pytest.mark.parametrize("words, bad", [
+    (["0"], "'0'"), (["-3"], "'-3'"), (["n=0"], "'0'"), (["n=-3"], "'-3'"),
+    (["n=abc"], "'abc'"), (["1.5"], "'1.5'"), (["n=1.5", "boom"], "'1.5'"), (["-n", "0"], "0"),
+])
+def test_parmake_n_that_is_not_a_whole_number_from_1_is_usage_error_2(lab, words, bad):
+    r = lab.nb("parmake", *words)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "whole number >= 1" in r.stderr and bad in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and lab.ran() == [] and lab.states() == PREPARED
+
+
 def test_make_unknown_target_is_error_2_and_runs_nothing(lab):
     r = lab.nb("make", "load-0", "nope")
     assert r.returncode == 2 and "nope" in r.stderr

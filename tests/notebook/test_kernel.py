@@ -167,6 +167,18 @@ def test_a_state_word_no_job_is_in_selects_nothing(nb):
     assert error["ename"] == "UnknownTarget" and "'b*'" in error["evalue"]
 
 
+@pytest.mark.parametrize("line, bad", [("%parmake n=-3", "'-3'"), ("%parmake 0", "'0'"),
+                                       ("%nbmake parmake 1.5 a", "'1.5'")])
+def test_parmake_n_that_is_not_a_whole_number_from_1_is_a_usage_error(nb, line, bad):
+    nb.ok(HELPERS + "a = comp(double, 1, job_id='a')")
+    reply = nb.fails(line)
+    shown = reply.text  # IPython prints a UsageError short, on stderr
+    assert "UsageError: parmake: the number of engines must be a whole number >= 1" in shown
+    assert f"not {bad}" in shown, shown
+    assert not [m for m in reply.msgs if m["msg_type"] == "display_data"]  # no board
+    assert runs(nb) == [] and "todo" in nb.ok("%nbmake ls a").text
+
+
 # -- 3. %%comp cells -----------------------------------------------------------------------
 
 def test_comp_cells_outputs_inputs_and_ids(nb):
