@@ -80,6 +80,7 @@ class Context:
         self.store = Store(path, durable=durable)
         self.graph = Graph()
         self._pending: dict[str, JobSpec] = {}
+        self._registered: dict[str, None] = {}  # ids registered here, in order (own_jobs)
         # Dynamic children whose code changed since their parent defined them: recorded in
         # the store only when they run (see _refresh_code).
         self._lagging: set[str] = set()
@@ -120,7 +121,31 @@ class Context:
             outcome = self.graph.add(spec)
         if outcome != "same":
             self._pending[spec.job_id] = spec
+        self._registered[spec.job_id] = None
         return Promise(spec.job_id, self)
+
+    def own_jobs(self, needs: bool = True) -> list[str]:
+        """The jobs registered through this context since it opened (``comp``,
+        ``comp_dynamic``, ``%%comp`` cells) and, with ``needs``, what they need: their
+        dependencies and dynamic children, transitively; in the order of the graph. Empty
+        when it registered none. In a kernel, this is what a magic with no targets means
+        (commands of the Python API take every job then)."""
+        graph = self.graph
+        own = [j for j in self._registered if j in graph]
+        if not needs or not own:
+            return own
+        self.sync()  # dynamic children the store knows of
+        seen = set(own)
+        stack = list(own)
+        while stack:
+            spec = graph.specs.get(stack.pop())
+            if spec is None:
+                continue
+            for other in (*spec.deps, *graph.children(spec.job_id)):
+                if other not in seen:
+                    seen.add(other)
+                    stack.append(other)
+        return [j for j in graph.specs if j in seen]
 
     @property
     def has_pending(self) -> bool:
@@ -372,12 +397,15 @@ class Context:
             reasons_last_run=json.loads(row["reasons"]) if row.get("reasons") else [],
         )
 
-    def stats(self) -> dict[str, dict]:
+    def stats(self, *targets: str) -> dict[str, dict]:
+        """Counts per state and per function of the jobs the targets select (none: all)."""
         self.sync()
         states = self._states()
+        chosen = self._select(targets, states) if targets else states
         by_state = {s: 0 for s in ("todo", "stale", "running", "done", "failed", "blocked")}
         by_function: dict[str, dict[str, int]] = {}
-        for jid, state in states.items():
+        for jid in chosen:
+            state = states[jid]
             by_state[state] += 1
             fn = signature.short_label(self.graph.specs[jid].function)
             by_function.setdefault(fn, {}).setdefault(state, 0)

@@ -341,6 +341,16 @@ def test_stats_counts_per_state_and_function(lab):
     assert rows["load"][0] == "3" and rows["child"][0] == "2" and rows["boom"][0] == "1"
 
 
+def test_stats_of_targets(lab):
+    r = lab.nb("stats", "failed", "blocked", "load-*")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0] == "5 jobs: 3 done, 1 failed, 1 blocked"
+    assert lab.nb("stats", "all").stdout == lab.nb("stats").stdout
+    assert lab.nb("stats", "stale").stdout.strip() == "no jobs"
+    r = lab.nb("stats", "nope")
+    assert r.returncode == 2 and "nope" in r.stderr
+
+
 # -- make -----------------------------------------------------------------------------------
 
 

@@ -129,6 +129,7 @@ class NbmakeMagics(Magics):
                 parmake_words(args)  # `%parmake 0`: a usage error before anything runs
             except BadUsage as exc:
                 raise UsageError(str(exc)) from None
+        self.session.choose_scope(command, args)
         if command.name in BOARD_COMMANDS:
             try:
                 return self.session.board_command(command, args)

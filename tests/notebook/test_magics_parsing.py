@@ -101,6 +101,18 @@ def test_help_of_own_magics_has_usage_and_example(ip, name):
     assert "Example::" in doc and f"    %{name} " in doc
 
 
+@pytest.mark.parametrize("name", ["make", "parmake", "clean"])
+def test_help_says_what_targets_mean(ip, name):
+    doc = " ".join(ip.find_line_magic(name).__doc__.split())
+    assert "state words (todo stale running failed blocked done" in doc
+    assert "all (every job in the store)" in doc
+    assert "in a notebook the jobs its kernel defined and what they need" in doc
+    if name == "make":
+        assert "%make all" in doc
+    if name == "parmake":
+        assert "N a whole number >= 1" in doc
+
+
 def test_nbmake_help_lists_every_command(ip):
     doc = ip.find_line_magic("nbmake").__doc__
     for name in [*COMMANDS, "debug", "store"]:
