@@ -7,9 +7,12 @@ Each command names its arguments once; ``run`` returns data (what the Python API
 from __future__ import annotations
 
 import argparse
+import operator
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from .errors import BadUsage
 from .ui import text
 
 
@@ -33,9 +36,12 @@ class Command:
     own_magic: bool = False         # also a line magic of its own (%make)
 
 
-TARGETS = Arg(("targets",), "job ids, shell-style globs (draw*), or state words "
-              "(todo stale failed blocked done); none means every job", nargs="*")
-TARGETS_REQUIRED = Arg(("targets",), "job ids, globs or state words", nargs="+")
+TARGETS = Arg(("targets",), "job ids, shell-style globs (draw*), state words (todo stale "
+              "running failed blocked done: a state no job is in selects nothing) or all "
+              "(every job in the store); none means every job, but in a notebook the jobs "
+              "its kernel defined and what they need (every job if it defined none)",
+              nargs="*")
+TARGETS_REQUIRED = Arg(("targets",), "job ids, globs, state words or all", nargs="+")
 JOB = Arg(("job",), "a job id")
 ECHO = Arg(("--echo",), "show the jobs' printed output as they run", action="store_true")
 
@@ -44,23 +50,53 @@ def _report(report: Any, ns: argparse.Namespace) -> str:
     return ""  # make and remake print their summary line as they end
 
 
+#: A word that reads as a number (``8``, ``-3``, ``1.5``): in first place, parmake's N.
+_NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
+
+def engine_count(value: Any, *, word: bool = True) -> int:
+    """``value`` as a number of engines: a whole number >= 1, else ``BadUsage`` naming it.
+    With ``word``, a word of a command line (``"8"``) counts as its number."""
+    n: int | None = None
+    if isinstance(value, str):
+        if word and re.fullmatch(r"[0-9]+", value.strip()):
+            n = int(value)
+    elif not isinstance(value, bool):
+        try:
+            n = operator.index(value)
+        except TypeError:
+            pass
+    if n is None or n < 1:
+        raise BadUsage(f"parmake: the number of engines must be a whole number >= 1, "
+                       f"not {value!r}")
+    return n
+
+
 def parmake_words(ns: argparse.Namespace) -> tuple[int | None, list[str]]:
     """`parmake [N | n=N] [TARGETS]`: a leading number or an n=N word is the engine count;
-    returns it and the targets."""
+    returns it and the targets. A count that is not a whole number >= 1 is ``BadUsage``."""
     n, targets = ns.n, []
+    if n is not None:
+        n = engine_count(n)
     for i, word in enumerate(ns.targets):
-        if i == 0 and word.isdigit():
-            n = int(word)
-        elif word.startswith("n=") and word[2:].isdigit():
-            n = int(word[2:])
+        if i == 0 and _NUMBER.fullmatch(word):
+            n = engine_count(word)
+        elif word.startswith("n="):
+            n = engine_count(word[2:])
         else:
             targets.append(word)
     return n, targets
 
 
-def run_targets(name: str, ns: argparse.Namespace) -> list[str]:
-    """The targets a make, parmake or remake command line names."""
-    return parmake_words(ns)[1] if name == "parmake" else list(ns.targets)
+def targets_of(name: str, ns: argparse.Namespace) -> list[str]:
+    """The targets a command line names; when it names none, ``ns.scope`` if set (what no
+    targets mean in a kernel: its own jobs, set by the magics), else none (every job)."""
+    targets = parmake_words(ns)[1] if name == "parmake" else list(ns.targets)
+    return targets or list(getattr(ns, "scope", None) or ())
+
+
+def takes_targets(command: "Command") -> bool:
+    return any(arg.flags == ("targets",) for arg in command.args)
 
 
 def _observer(ns: argparse.Namespace) -> Any:
@@ -68,14 +104,14 @@ def _observer(ns: argparse.Namespace) -> Any:
 
 
 def _parmake(ctx: Any, ns: argparse.Namespace) -> Any:
-    n, targets = parmake_words(ns)
-    return ctx.parmake(*targets, n=n, dask=ns.dask, observer=_observer(ns))
+    n, _ = parmake_words(ns)
+    return ctx.parmake(*targets_of("parmake", ns), n=n, dask=ns.dask, observer=_observer(ns))
 
 
 def _show(ctx: Any, ns: argparse.Namespace) -> Any:
     from .ui.board import Board
 
-    return Board.from_context(ctx, ns.targets)
+    return Board.from_context(ctx, targets_of("show", ns))
 
 
 def _render_show(board: Any, ns: argparse.Namespace) -> str:
@@ -86,15 +122,18 @@ def _render_show(board: Any, ns: argparse.Namespace) -> str:
 
 COMMANDS: dict[str, Command] = {c.name: c for c in [
     Command("make", "run every job the targets need that is not up to date, one at a time",
-            "make            # everything\nmake report     # what 'report' needs\nmake 'fit-*' failed",
-            lambda ctx, ns: ctx.make(*ns.targets, echo=ns.echo, observer=_observer(ns)), _report,
+            "make            # in a notebook its own jobs; in a shell every job\n"
+            "make all        # every job in the store\n"
+            "make report     # what 'report' needs\nmake 'fit-*' failed",
+            lambda ctx, ns: ctx.make(*targets_of("make", ns), echo=ns.echo,
+                                     observer=_observer(ns)), _report,
             (TARGETS, ECHO), True),
     Command("parmake", "the same as make, on N engine processes (default: one per CPU)",
             "parmake 8            # 8 engines\nparmake n=4 'fit-*'\n"
             "parmake --dask tcp://10.0.0.5:8786",
             _parmake, _report,
-            (Arg(("targets",), "[N | n=N] then targets: job ids, globs or state words",
-                 nargs="*"), Arg(("-n",), "number of engines", type_=int),
+            (Arg(("targets",), "[N | n=N] (N a whole number >= 1), then targets: "
+                 + TARGETS.help, nargs="*"), Arg(("-n",), "number of engines", type_=int),
              Arg(("--dask",), "run on the Dask distributed cluster at this scheduler address "
                  "(tcp://host:8786) instead of local engines")), True),
     Command("remake", "force the targets to run again, then make what depends on them",
@@ -103,18 +142,19 @@ COMMANDS: dict[str, Command] = {c.name: c for c in [
             (TARGETS_REQUIRED, ECHO), True),
     Command("clean", "forget the results (and dynamic children) of the targets",
             "clean failed",
-            lambda ctx, ns: ctx.clean(*ns.targets),
+            lambda ctx, ns: ctx.clean(*targets_of("clean", ns)),
             lambda ids, ns: text.render_cleaned(ids), (TARGETS,), True),
     Command("ls", "list jobs: id, state, function, duration, parent", "ls 'fit-*'",
-            lambda ctx, ns: ctx.ls(*ns.targets), lambda rows, ns: text.render_ls(rows),
+            lambda ctx, ns: ctx.ls(*targets_of("ls", ns)), lambda rows, ns: text.render_ls(rows),
             (TARGETS,)),
     Command("details", "everything about one job: state, why, timings, traceback, output",
             "details report",
             lambda ctx, ns: ctx.details(ns.job), lambda d, ns: text.render_details(d), (JOB,)),
     Command("why", "the reasons a job is not up to date", "why report",
             lambda ctx, ns: ctx.why(ns.job), lambda r, ns: text.render_why(ns.job, r), (JOB,)),
-    Command("stats", "counts per state and per function", "stats",
-            lambda ctx, ns: ctx.stats(), lambda s, ns: text.render_stats(s)),
+    Command("stats", "counts per state and per function", "stats\nstats 'fit-*'",
+            lambda ctx, ns: ctx.stats(*targets_of("stats", ns)),
+            lambda s, ns: text.render_stats(s), (TARGETS,)),
     Command("show", "the job board: in a notebook the live widget, in a shell a summary "
             "with the failed and blocked jobs", "show\nshow 'fit-*' failed",
             _show, _render_show, (TARGETS,)),

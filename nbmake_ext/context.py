@@ -14,6 +14,8 @@ from typing import Any, Callable, Iterable
 from .core import signature
 from .core.graph import Graph
 from .core.jobspec import JobSpec
+from .core.states import ALL, STATE_WORDS
+from .commands import engine_count
 from .errors import InvalidJob, JobFailed, JobsFailed, NbmakeError, NotDone, UnknownTarget
 from .execute.driver import Driver, RunReport
 from .execute.inkernel import InKernelRunner
@@ -79,6 +81,7 @@ class Context:
         self.store = Store(path, durable=durable)
         self.graph = Graph()
         self._pending: dict[str, JobSpec] = {}
+        self._registered: dict[str, None] = {}  # ids registered here, in order (own_jobs)
         # Dynamic children whose code changed since their parent defined them: recorded in
         # the store only when they run (see _refresh_code).
         self._lagging: set[str] = set()
@@ -119,7 +122,31 @@ class Context:
             outcome = self.graph.add(spec)
         if outcome != "same":
             self._pending[spec.job_id] = spec
+        self._registered[spec.job_id] = None
         return Promise(spec.job_id, self)
+
+    def own_jobs(self, needs: bool = True) -> list[str]:
+        """The jobs registered through this context since it opened (``comp``,
+        ``comp_dynamic``, ``%%comp`` cells) and, with ``needs``, what they need: their
+        dependencies and dynamic children, transitively; in the order of the graph. Empty
+        when it registered none. In a kernel, this is what a magic with no targets means
+        (commands of the Python API take every job then)."""
+        graph = self.graph
+        own = [j for j in self._registered if j in graph]
+        if not needs or not own:
+            return own
+        self.sync()  # dynamic children the store knows of
+        seen = set(own)
+        stack = list(own)
+        while stack:
+            spec = graph.specs.get(stack.pop())
+            if spec is None:
+                continue
+            for other in (*spec.deps, *graph.children(spec.job_id)):
+                if other not in seen:
+                    seen.add(other)
+                    stack.append(other)
+        return [j for j in graph.specs if j in seen]
 
     @property
     def has_pending(self) -> bool:
@@ -191,7 +218,10 @@ class Context:
                 dask: Any = None, observer: Observer | None = None) -> RunReport:
         """Like make, on ``n`` engine processes (default: the number of CPUs). Engines start
         on first use and are reused by later parmakes. ``dask`` (a scheduler address or a
-        ``distributed.Client``) runs the jobs on that Dask cluster instead."""
+        ``distributed.Client``) runs the jobs on that Dask cluster instead. ``n`` must be
+        a whole number >= 1 (``BadUsage``, a ValueError, before anything runs)."""
+        if n is not None:
+            n = engine_count(n, word=False)
         self.sync()
         ids = self._select(targets)
         if dask is not None:
@@ -443,12 +473,15 @@ class Context:
             reasons_last_run=json.loads(row["reasons"]) if row.get("reasons") else [],
         )
 
-    def stats(self) -> dict[str, dict]:
+    def stats(self, *targets: str) -> dict[str, dict]:
+        """Counts per state and per function of the jobs the targets select (none: all)."""
         self.sync()
         states = self._states()
+        chosen = self._select(targets, states) if targets else states
         by_state = {s: 0 for s in ("todo", "stale", "running", "done", "failed", "blocked")}
         by_function: dict[str, dict[str, int]] = {}
-        for jid, state in states.items():
+        for jid in chosen:
+            state = states[jid]
             by_state[state] += 1
             fn = signature.short_label(self.graph.specs[jid].function)
             by_function.setdefault(fn, {}).setdefault(state, 0)
@@ -522,8 +555,8 @@ class Context:
 
     def _select(self, targets: Iterable[str], states: dict[str, str] | None = None) -> list[str]:
         targets = list(targets)
-        needs_states = any(t in ("todo", "stale", "running", "done", "failed", "blocked")
-                           and t not in self.graph for t in targets)
+        needs_states = ALL not in targets and any(t in STATE_WORDS and t not in self.graph
+                                                  for t in targets)
         if needs_states and states is None:
             states = self._states()
         return self.graph.select(targets, (states or {}).__getitem__)

@@ -29,7 +29,11 @@ class InvalidJob(NbmakeError):
 
 
 class UnknownTarget(NbmakeError):
-    """A job id, glob or state word matched no job."""
+    """A job id or a glob matched no job (a state word that matches none selects none)."""
+
+
+class BadUsage(NbmakeError, ValueError):
+    """A command was given a value it cannot take (``parmake 0``); nothing ran."""
 
 
 class StoreError(NbmakeError):

@@ -267,3 +267,42 @@ def test_bulk_reads_for_views(tmp_path):
         with pytest.raises(nbmake_ext.errors.UnknownTarget):
             ctx.why_many(["a", "nope"])
         assert c.job_id == "c"
+
+
+def double(x):
+    CALLS.append(("double", x))
+    return 2 * x
+
+
+def test_own_jobs_are_what_a_context_registered_and_what_they_need(tmp_path):
+    """Two contexts on one store stand for two kernels. ``own_jobs`` is what a kernel's
+    magics take for no targets; the API's commands take every job of the store."""
+    from contexts import new_context
+
+    a, b = new_context(tmp_path / "s"), new_context(tmp_path / "s")
+    try:
+        assert a.own_jobs() == [] and b.own_jobs() == []
+        shared = a.comp(load, 1, job_id="shared")
+        a.comp(load, 2, job_id="a-only")
+        a.close()
+        b.comp(double, nbmake_ext.Promise("shared"), job_id="b-double")
+        b.comp_dynamic(fan, 2, job_id="b-fan")
+        assert b.own_jobs(needs=False) == ["b-double", "b-fan"]
+        assert sorted(b.own_jobs()) == ["b-double", "b-fan", "shared"]
+        b.make("b-fan")
+        children = b.graph.children("b-fan")
+        assert len(children) == 2
+        assert sorted(b.own_jobs()) == sorted(["b-double", "b-fan", "shared", *children])
+        # The API is unchanged: no targets is every job of the store, and so is `all`.
+        assert b.stats()["by_state"]["todo"] == 3
+        assert b.stats(*b.own_jobs())["by_state"] == {
+            "todo": 2, "stale": 0, "running": 0, "done": 3, "failed": 0, "blocked": 0}
+        assert b.stats("done")["by_state"]["done"] == 3 and b.stats("failed")["by_state"] \
+            == dict.fromkeys(["todo", "stale", "running", "done", "failed", "blocked"], 0)
+        CALLS.clear()
+        b.make()
+        assert sorted(CALLS) == [("double", 10), ("load", 1), ("load", 2)]
+        assert {r.job_id for r in b.ls("all")} == {r.job_id for r in b.ls()}
+        assert shared.job_id == "shared"
+    finally:
+        b.close()

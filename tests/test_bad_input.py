@@ -28,6 +28,7 @@ from nbmake_ext import (
     Context, InvalidJob, JobFailed, JobsFailed, NbmakeError, NotDone, Promise, StoreError,
     UnknownTarget,
 )
+from nbmake_ext.errors import BadUsage
 from contexts import new_context
 
 CALLS: list[tuple] = []
@@ -154,6 +155,15 @@ def _longer_cycle_setup(ctx, tmp):
     ctx.comp(identity, b, job_id="ring-3")
 
 
+def _parmake_line(ctx, *words):
+    """``parmake WORDS`` as the console and the magics read it."""
+    from nbmake_ext.cli import build_parser
+    from nbmake_ext.commands import COMMANDS
+
+    ns = build_parser().parse_args(["parmake", *words])
+    return COMMANDS["parmake"].run(ctx, ns)
+
+
 def _file(tmp):
     (tmp / "plain-file").write_text("not a directory")
 
@@ -218,13 +228,9 @@ CASES = [
     Case("make: suggestion for a typo", lambda c, t: c.make("keepr"), UnknownTarget,
          ["'keepr'", "did you mean keeper"]),
     Case("make an unmatched glob", lambda c, t: c.make("nope-*"), UnknownTarget, ["'nope-*'"]),
-    Case("make a state word no job is in", lambda c, t: c.make("failed"), UnknownTarget,
-         ["failed"]),
     Case("make: one good, one unknown target", lambda c, t: c.make("keeper", "nope"),
          UnknownTarget, ["'nope'"]),
     Case("ls an unknown job", lambda c, t: c.ls("nope"), UnknownTarget, ["'nope'"]),
-    Case("ls a state word no job is in", lambda c, t: c.ls("blocked"), UnknownTarget,
-         ["blocked"]),
     Case("details of an unknown job", lambda c, t: c.details("nope"), UnknownTarget, ["'nope'"]),
     Case("why of an unknown job", lambda c, t: c.why("nope"), UnknownTarget, ["'nope'"]),
     Case("clean an unknown job", lambda c, t: c.clean("nope"), UnknownTarget, ["'nope'"]),
@@ -236,6 +242,16 @@ CASES = [
          ["'nope'"]),
     Case("state of an unknown job", lambda c, t: Promise("nope", c).state, UnknownTarget,
          ["'nope'"]),
+    # -- parmake N: a whole number >= 1 ----------------------------------------------------
+    *[Case(f"parmake {' '.join(words)}", lambda c, t, w=words: _parmake_line(c, *w),
+           BadUsage, ["whole number >= 1", bad])
+      for words, bad in [(["0"], "'0'"), (["-3"], "'-3'"), (["n=0"], "'0'"),
+                         (["n=-3"], "'-3'"), (["n=abc"], "'abc'"), (["1.5"], "'1.5'"),
+                         (["1.5", "keeper"], "'1.5'"), (["n=2.0", "keeper"], "'2.0'"),
+                         (["-n", "0"], "0")]],
+    *[Case(f"ctx.parmake(n={n!r})", lambda c, t, n=n: c.parmake(n=n), BadUsage,
+           ["whole number >= 1", repr(n)])
+      for n in [0, -3, 1.5, "2", True]],
     # -- stores that cannot be written ------------------------------------------------------
     Case("store path under a file", lambda c, t: Context(t / "plain-file" / "s"),
          StoreError, ["cannot open the store", "plain-file"], setup=lambda c, t: _file(t)),

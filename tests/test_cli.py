@@ -199,12 +199,25 @@ def test_ls_targets(lab, targets, expected):
     assert set(pt.parse_ls(r.stdout)) == expected
 
 
-@pytest.mark.parametrize("target", ["nope", "zz*", "todo", "stale"])
+@pytest.mark.parametrize("target", ["nope", "zz*"])
 def test_ls_target_matching_nothing_is_error_2(lab, target):
     r = lab.nb("ls", target)
     assert r.returncode == 2, r.stdout + r.stderr
     assert target.rstrip("*") in r.stderr
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("targets", [["todo"], ["stale"], ["todo", "stale", "running"]])
+def test_ls_state_word_matching_nothing_lists_nothing(lab, targets):
+    r = lab.nb("ls", *targets)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert pt.parse_ls(r.stdout) == {} and "no jobs" in r.stdout
+
+
+def test_ls_all_lists_every_job(lab):
+    r = lab.nb("ls", "all")
+    assert r.returncode == 0, r.stderr
+    assert pt.parse_ls(r.stdout) == PREPARED
 
 
 def test_unknown_target_suggests_close_ids(lab):
@@ -390,6 +403,16 @@ def test_stats_counts_per_state_and_function(lab):
     assert rows["load"][0] == "3" and rows["child"][0] == "2" and rows["boom"][0] == "1"
 
 
+def test_stats_of_targets(lab):
+    r = lab.nb("stats", "failed", "blocked", "load-*")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0] == "5 jobs: 3 done, 1 failed, 1 blocked"
+    assert lab.nb("stats", "all").stdout == lab.nb("stats").stdout
+    assert lab.nb("stats", "stale").stdout.strip() == "no jobs"
+    r = lab.nb("stats", "nope")
+    assert r.returncode == 2 and "nope" in r.stderr
+
+
 # -- make -----------------------------------------------------------------------------------
 
 
@@ -423,8 +446,33 @@ def test_make_by_state_word(lab):
     r = lab.nb("make", "failed")
     assert r.returncode == 1
     assert lab.ran() == ["boom"]
-    r = lab.nb("make", "todo")
-    assert r.returncode == 2 and "todo" in r.stderr
+
+
+@pytest.mark.parametrize("word", ["todo", "stale", "running"])
+def test_make_of_a_state_word_no_job_is_in_does_nothing_and_exits_0(lab, word):
+    r = lab.nb("make", word)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert re.search(r"^make: 0 done, 0 up to date", r.stdout, re.M), r.stdout
+    assert lab.ran() == [] and lab.states() == PREPARED
+    r = lab.nb("parmake", "2", word)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert re.search(r"^parmake: 0 done, 0 up to date", r.stdout, re.M), r.stdout
+    r = lab.nb("clean", word)
+    assert r.returncode == 0 and "cleaned 0 jobs" in r.stdout, r.stdout + r.stderr
+    r = lab.nb("remake", word)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert lab.ran() == [] and lab.states() == PREPARED
+
+
+@pytest.mark.parametrize("words, bad", [
+    (["0"], "'0'"), (["-3"], "'-3'"), (["n=0"], "'0'"), (["n=-3"], "'-3'"),
+    (["n=abc"], "'abc'"), (["1.5"], "'1.5'"), (["n=1.5", "boom"], "'1.5'"), (["-n", "0"], "0"),
+])
+def test_parmake_n_that_is_not_a_whole_number_from_1_is_usage_error_2(lab, words, bad):
+    r = lab.nb("parmake", *words)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "whole number >= 1" in r.stderr and bad in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and lab.ran() == [] and lab.states() == PREPARED
 
 
 def test_make_unknown_target_is_error_2_and_runs_nothing(lab):

@@ -7,7 +7,7 @@ from typing import Callable, Iterable, Literal
 
 from ..errors import InvalidJob, UnknownTarget
 from .jobspec import JobSpec
-from .states import STATE_WORDS
+from .states import ALL, STATE_WORDS
 
 AddOutcome = Literal["new", "same", "replaced"]
 
@@ -151,27 +151,30 @@ class Graph:
         return None
 
     def select(self, targets: Iterable[str], state_of: Callable[[str], str]) -> list[str]:
-        """Job ids matching targets: ids, shell-style globs, or state words.
-        No targets means every job. A target that matches nothing is an error."""
+        """Job ids matching targets: ids, shell-style globs, state words, or ``all``.
+        No targets, or ``all``, means every job. A state word is a query: one that no job
+        is in selects nothing. An id or a glob that matches nothing is an error (a typo
+        must not pass silently)."""
         targets = list(targets)
-        if not targets:
+        if not targets or ALL in targets:
+            for target in targets:  # a typo next to `all` is still a typo
+                if target != ALL and target not in STATE_WORDS:
+                    self._match(target, state_of)
             return list(self.specs)
         chosen: dict[str, None] = {}
         for target in targets:
-            if target in self.specs:
-                matched = [target]
-            elif target in STATE_WORDS:
-                matched = [j for j in self.specs if state_of(j) == target]
-                if not matched:
-                    raise UnknownTarget(f"no job is {target}")
-            elif _GLOB_CHARS.intersection(target):
-                matched = fnmatch.filter(self.specs, target)
-            else:
-                matched = []
-            if not matched:
-                raise UnknownTarget(f"no job matches {target!r}" + self._suggest(target))
-            chosen.update(dict.fromkeys(matched))
+            chosen.update(dict.fromkeys(self._match(target, state_of)))
         return list(chosen)
+
+    def _match(self, target: str, state_of: Callable[[str], str]) -> list[str]:
+        if target in self.specs:
+            return [target]
+        if target in STATE_WORDS:
+            return [j for j in self.specs if state_of(j) == target]
+        matched = fnmatch.filter(self.specs, target) if _GLOB_CHARS.intersection(target) else []
+        if not matched:
+            raise UnknownTarget(f"no job matches {target!r}" + self._suggest(target))
+        return matched
 
     def _suggest(self, target: str) -> str:
         import difflib

@@ -21,5 +21,8 @@ COLOURS: dict[str, str] = {
 #: Words accepted as targets, selecting jobs by state.
 STATE_WORDS = frozenset({"todo", "stale", "failed", "blocked", "done", "running"})
 
+#: The target that means every job in the store, wherever it is given.
+ALL = "all"
+
 #: What the store remembers of the last run of a job; `stale` and `running` are derived.
 PersistedState = Literal["todo", "done", "failed", "blocked"]

@@ -7,7 +7,7 @@ from typing import Any
 from IPython.display import display
 
 from ..context import Context, current_context, set_current_context
-from ..commands import run_targets
+from ..commands import takes_targets, targets_of
 from ..errors import JobsFailed, NotDone
 from ..execute.dynamic import DynamicContext
 from ..promise import resolve
@@ -50,13 +50,14 @@ class KernelSession:
         from ..ui.widget import JobBoard  # anywidget loads with the first board
 
         ctx = self.ctx
+        own = bool(getattr(args, "scope", None))  # no targets: this kernel's jobs
         if command.name == "show":
-            board = JobBoard.for_show(ctx, args.targets)
+            board = JobBoard.for_show(ctx, args.targets, own=own)
             board.after_run = self.bind_cell_outputs
             board.handle = display(board, display_id=True)
             return
         # An unknown target fails here, before anything is shown.
-        board = JobBoard.for_run(ctx, command.name, run_targets(command.name, args))
+        board = JobBoard.for_run(ctx, command.name, targets_of(command.name, args), own=own)
         board.after_run = self.bind_cell_outputs
         board.handle = display(board, display_id=True)
         args.observer = board
@@ -77,6 +78,16 @@ class KernelSession:
         finally:
             self._board = None
             board.finish(outcome, error)
+
+    def choose_scope(self, command: Any, args: Any) -> None:
+        """What no targets mean in a kernel: the jobs it registered since it started and
+        what they need (``args.scope``), so that notebooks sharing a store keep to their
+        own jobs; every job of the store when it registered none. ``make`` and ``parmake``
+        take the registered jobs alone: they make what those need anyway."""
+        if not takes_targets(command) or targets_of(command.name, args):
+            return
+        runs = command.name in ("make", "parmake")
+        args.scope = self.ctx.own_jobs(needs=not runs) or None
 
     def bind_cell_outputs(self) -> None:
         self._made = False

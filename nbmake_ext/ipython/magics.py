@@ -16,7 +16,8 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.display import display
 
-from ..commands import BOARD_COMMANDS, COMMANDS, Command, argparse_kwargs
+from ..commands import BOARD_COMMANDS, COMMANDS, Command, argparse_kwargs, parmake_words
+from ..errors import BadUsage
 from ..ui import views
 
 if TYPE_CHECKING:
@@ -123,6 +124,12 @@ class NbmakeMagics(Magics):
             args = parse(self._parsers[command.name], line)
         except SystemExit:  # -h: argparse already printed the usage
             return None
+        if command.name == "parmake":
+            try:
+                parmake_words(args)  # `%parmake 0`: a usage error before anything runs
+            except BadUsage as exc:
+                raise UsageError(str(exc)) from None
+        self.session.choose_scope(command, args)
         if command.name in BOARD_COMMANDS:
             try:
                 return self.session.board_command(command, args)

@@ -142,9 +142,10 @@ class Run:
 class Board:
     """The jobs a board shows, kept in step with a run, and the changes not yet sent."""
 
-    def __init__(self, jobs: Iterable[Job] = (), scope: tuple[str, ...] = ()):
+    def __init__(self, jobs: Iterable[Job] = (), scope: tuple[str, ...] = (), own: bool = False):
         self.jobs: dict[str, Job] = {j.job_id: j for j in jobs}
         self.scope = scope                 # targets of `show`; () is every job
+        self.own = own                     # instead: the context's own jobs (own_jobs)
         self.run = Run()
         self._changed: dict[str, dict[str, Any]] = {}
         self._gone: list[str] = []
@@ -153,15 +154,18 @@ class Board:
 
     @classmethod
     def from_context(cls, ctx: Any, targets: Iterable[str] = (),
-                     known: dict[str, tuple[str, dict[str, Any]]] | None = None) -> "Board":
+                     known: dict[str, tuple[str, dict[str, Any]]] | None = None,
+                     own: bool = False) -> "Board":
         """Every job the targets select (all when none) and their dynamic descendants, with
         the store's details: logs of every job in a small store, of the failed and blocked
         ones in a big one. ``known`` maps job ids to a state and its extras (from a run just
-        observed): used as they are for a job still in that state."""
+        observed): used as they are for a job still in that state. With ``own``, the jobs
+        the context registered and what they need (every job when it registered none),
+        worked out again at every reload."""
         targets = tuple(targets)
-        rows = ctx.ls(*targets)
+        rows = ctx.ls(*(tuple(ctx.own_jobs()) if own else targets))
         graph = ctx.graph
-        if targets:
+        if targets and not own:
             chosen = {r.job_id for r in rows}
             more = [c for r in rows for c in graph.descendants(r.job_id) if c not in chosen]
             if more:
@@ -206,13 +210,13 @@ class Board:
             if r.state == "done":
                 x.pop("why", None)  # up to date: no reasons
             jobs.append(Job(r.job_id, r.state, r.function, spec.parent, tuple(spec.deps), x))
-        return cls(jobs, scope=targets)
+        return cls(jobs, scope=() if own else targets, own=own)
 
     def reload(self, ctx: Any) -> "Board":
         """The same scope, read again from the store; the run and what it learnt stay."""
         known = {j: (job.state, job.x) for j, job in self.jobs.items()
                  if job.x and not job.x.get("part")}
-        fresh = Board.from_context(ctx, self.scope, known)
+        fresh = Board.from_context(ctx, self.scope, known, own=self.own)
         fresh.run = self.run
         return fresh
 

@@ -86,13 +86,17 @@ class JobBoard(anywidget.AnyWidget):
         self.on_msg(self._on_msg)
 
     @classmethod
-    def for_show(cls, ctx: Any, targets: Iterable[str] = ()) -> "JobBoard":
-        return cls(ctx, Board.from_context(ctx, targets))
+    def for_show(cls, ctx: Any, targets: Iterable[str] = (), own: bool = False) -> "JobBoard":
+        """The jobs the targets select; with ``own`` (a kernel's command with no targets),
+        the jobs the context registered and what they need, as ``Context.own_jobs``."""
+        return cls(ctx, Board.from_context(ctx, targets, own=own))
 
     @classmethod
-    def for_run(cls, ctx: Any, command: str, targets: Iterable[str]) -> "JobBoard":
-        """Every job of the store; the run's own progress counts those it has to finish."""
-        board = Board.from_context(ctx)
+    def for_run(cls, ctx: Any, command: str, targets: Iterable[str],
+                own: bool = False) -> "JobBoard":
+        """Every job of the store (with ``own``: the context's own jobs, as ``for_show``);
+        the run's own progress counts those it has to finish."""
+        board = Board.from_context(ctx, own=own)
         board.start_run(command, expected_jobs(board, ctx.graph, command, targets))
         return cls(ctx, board)
 

@@ -240,8 +240,16 @@ def test_select_ids_globs_and_state_words():
 
     with pytest.raises(UnknownTarget, match="did you mean .*fit-1"):
         g.select(["fit-l"], states)
-    with pytest.raises(UnknownTarget, match="no job is blocked"):
-        g.select(["blocked"], states)
+    # A state word is a query: one no job is in selects nothing, and is no error.
+    assert g.select(["blocked"], states) == []
+    assert g.select(["blocked", "failed"], states) == ["fit-2"]
+    with pytest.raises(UnknownTarget, match="'nope'"):
+        g.select(["blocked", "nope"], states)
+    # `all` is every job, with or without other targets.
+    assert g.select(["all"], states) == ["fit-1", "fit-2", "draw-1"]
+    assert g.select(["draw-1", "all", "blocked"], states) == ["fit-1", "fit-2", "draw-1"]
+    with pytest.raises(UnknownTarget, match="'nope'"):
+        g.select(["all", "nope"], states)
 
 
 def test_long_chains_need_no_recursion():

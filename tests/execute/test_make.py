@@ -589,9 +589,31 @@ def test_unknown_target_is_an_error_and_runs_nothing(ctx):
         ctx.make("nope")
     with pytest.raises(UnknownTarget):
         ctx.make("zzz*")
-    with pytest.raises(UnknownTarget, match="failed"):
-        ctx.make("failed")
+    with pytest.raises(UnknownTarget, match="nope"):
+        ctx.make("failed", "nope")
     assert CALLS == []
+
+
+def test_a_state_word_no_job_is_in_selects_nothing(ctx):
+    lines = []
+    ctx.report = lines.append
+    ctx.comp(load, 1, job_id="one")
+    assert ctx.ls("failed") == [] and ctx.ls("failed", "blocked", "running") == []
+    report = ctx.make("failed", "blocked")
+    assert CALLS == [] and report.ran == 0 and report.skipped == 0
+    assert lines == [report.line()] and lines[0].startswith("make: 0 done, 0 up to date")
+    assert ctx.clean("done") == [] and ctx.remake("stale").ran == 0
+    assert [r.job_id for r in ctx.ls("todo")] == ["one"]
+    ctx.make("todo", "failed")
+    assert CALLS == [("load", 1)] and [r.job_id for r in ctx.ls("done")] == ["one"]
+
+
+def test_all_means_every_job(ctx):
+    ctx.comp(load, 1, job_id="one")
+    ctx.comp(load, 2, job_id="two")
+    assert [r.job_id for r in ctx.ls("all")] == ["one", "two"]
+    ctx.make("all")
+    assert sorted(CALLS) == [("load", 1), ("load", 2)]
 
 
 def test_summary_line_is_printed_by_default(tmp_path, capsys):

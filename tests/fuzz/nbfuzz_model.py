@@ -227,15 +227,17 @@ class Model:
         return out
 
     def select(self, targets: list[str]) -> list[str] | None:
-        """Job ids the targets name; None when one matches nothing (UnknownTarget)."""
-        if not targets:
-            return list(self.specs)
+        """Job ids the targets name; None when an id or a glob matches nothing
+        (UnknownTarget). A state word no job is in selects nothing; `all` is every job."""
         chosen: dict[str, None] = {}
         for t in targets:
             if t in self.specs:
                 m = [t]
             elif t in STATE_WORDS:
-                m = [j for j in self.specs if self.state(j) == t]
+                chosen.update(dict.fromkeys(j for j in self.specs if self.state(j) == t))
+                continue
+            elif t == "all":
+                continue
             elif set("*?[") & set(t):
                 m = fnmatch.filter(self.specs, t)
             else:
@@ -243,6 +245,8 @@ class Model:
             if not m:
                 return None
             chosen.update(dict.fromkeys(m))
+        if not targets or "all" in targets:
+            return list(self.specs)
         return list(chosen)
 
     # -- states ---------------------------------------------------------------------------

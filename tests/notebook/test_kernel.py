@@ -142,7 +142,8 @@ def test_tab_completes_job_ids(nb):
     assert nb.complete("%nbmake why cell-model+s") == (["cell-model+score"], "cell-model+s")
     assert nb.complete("%clean ")[0] == ["abs-0", "abs-1", "abs-2", "cell-model+score"]
     assert nb.complete("%nbmake de") == (["debug", "details"], "de")
-    assert "abs-1" not in nb.complete("%nbmake stats ")[0]
+    assert "abs-1" in nb.complete("%nbmake stats ")[0]  # stats takes targets too
+    assert "abs-1" not in nb.complete("%nbmake store ")[0]
 
 
 def test_misuse_is_reported_short(nb):
@@ -154,6 +155,76 @@ def test_misuse_is_reported_short(nb):
         shown = (reply.error or {}).get("traceback", "") + reply.text
         assert message in shown, reply
         assert PACKAGE_DIR not in shown
+
+
+def listed(reply) -> set[str]:
+    """The job ids of an ``ls`` table."""
+    rows = reply.text.splitlines()[2:]
+    return {r.split()[0] for r in rows if r.strip() and not re.match(r"\d+ jobs:", r)}
+
+
+def test_two_notebooks_on_one_store_keep_to_their_own_jobs(fresh_kernel, tmp_path):
+    """No targets means this kernel's jobs and what they need; `all` means every job."""
+    setup = "%load_ext nbmake_ext\nfrom nbmake_ext import comp, comp_dynamic, Promise\n" + HELPERS
+    a, b = fresh_kernel(), fresh_kernel()
+    a.ok(setup + "ok = comp(double, 1, job_id='a-ok')\nbad = comp(ratio, 1, 0, job_id='a-bad')\n"
+         "shared = comp(add, 2, 3, job_id='shared')")
+    b.ok(setup + "def parts(context, n):\n    return [context.comp(double, 10 + i, "
+         "job_id=f'part-{i}') for i in range(n)]\n"
+         "b1 = comp(double, 5, job_id='b1')\nb2 = comp(add, b1, Promise('shared'), job_id='b2')\n"
+         "fan = comp_dynamic(parts, 2, job_id='fan')")
+    mine = {"b1", "b2", "shared", "fan", "part-0", "part-1"}  # with what they need
+    reply = b.ok("%make")
+    assert summary(reply).startswith("make: 6 done, 0 up to date")
+    assert "job board (make, running): 4 jobs: 4 todo" in reply.text  # not a-ok, a-bad
+    ran = sorted(runs(b))
+    assert ran == ["add-10-5", "add-2-3", "double-10", "double-11", "double-5"]
+    assert listed(b.ok("%nbmake ls")) == mine
+    assert "6 jobs: 6 done" in b.ok("%nbmake stats").text
+    assert "job board: 6 jobs: 6 done" in b.ok("%nbmake show").text
+    assert "cleaned 4 jobs" in b.ok("%clean").text  # b1 b2 shared fan (with its parts)
+    reply = b.ok("%parmake 2")
+    assert re.search(r"^parmake: 6 done, 0 up to date", reply.text, re.M), reply
+    assert listed(a.ok("%nbmake ls")) == {"a-ok", "a-bad", "shared"}
+    assert listed(a.ok("%nbmake ls all")) == mine | {"a-ok", "a-bad"}
+    # A kernel that registered nothing sees the whole store.
+    c = fresh_kernel()
+    c.ok("%load_ext nbmake_ext")
+    assert listed(c.ok("%nbmake ls")) == mine | {"a-ok", "a-bad"}
+    assert "8 jobs: 2 todo, 6 done" in c.ok("%nbmake stats").text
+    # `all` is every job of the store, in any kernel: a-bad fails now.
+    reply = b.fails("%make all")
+    assert "ZeroDivisionError" in reply.error["traceback"] and "a-bad" in reply.error["evalue"]
+    assert "8 jobs: 7 done, 1 failed" in b.ok("%nbmake stats all").text
+    assert "6 jobs: 6 done" in b.ok("%nbmake stats").text
+    assert summary(b.ok("%make")).startswith("make: 0 done, 6 up to date")
+    assert "a-bad" in listed(b.ok("%nbmake ls failed"))  # targets choose from the store
+    # A's own make meets its own failure.
+    reply = a.fails("%make")
+    assert "a-bad" in reply.error["evalue"]
+
+
+def test_a_state_word_no_job_is_in_selects_nothing(nb):
+    nb.ok(HELPERS + "a = comp(double, 1, job_id='a')\n%make")
+    assert "no jobs" in nb.ok("%nbmake ls failed blocked").text
+    assert summary(nb.ok("%make failed")).startswith("make: 0 done, 0 up to date")
+    assert "cleaned 0 jobs" in nb.ok("%clean blocked").text
+    assert "job board: 0 jobs" in nb.ok("%nbmake show failed").text
+    assert runs(nb) == ["double-1"]
+    error = nb.fails("%nbmake ls failed 'b*'").error  # a glob that matches nothing
+    assert error["ename"] == "UnknownTarget" and "'b*'" in error["evalue"]
+
+
+@pytest.mark.parametrize("line, bad", [("%parmake n=-3", "'-3'"), ("%parmake 0", "'0'"),
+                                       ("%nbmake parmake 1.5 a", "'1.5'")])
+def test_parmake_n_that_is_not_a_whole_number_from_1_is_a_usage_error(nb, line, bad):
+    nb.ok(HELPERS + "a = comp(double, 1, job_id='a')")
+    reply = nb.fails(line)
+    shown = reply.text  # IPython prints a UsageError short, on stderr
+    assert "UsageError: parmake: the number of engines must be a whole number >= 1" in shown
+    assert f"not {bad}" in shown, shown
+    assert not [m for m in reply.msgs if m["msg_type"] == "display_data"]  # no board
+    assert runs(nb) == [] and "todo" in nb.ok("%nbmake ls a").text
 
 
 # -- 3. %%comp cells -----------------------------------------------------------------------

@@ -63,6 +63,29 @@ def test_bad_usage_is_a_usage_error(ip, line, message):
         ip.run_line_magic(name, rest)
 
 
+@pytest.mark.parametrize("line, bad", [
+    ("0", "'0'"), ("-3", "'-3'"), ("n=0", "'0'"), ("n=-3", "'-3'"), ("n=abc", "'abc'"),
+    ("1.5", "'1.5'"), ("n=-3 'fit-*'", "'-3'"), ("-n 0", "0"),
+])
+def test_parmake_n_must_be_a_whole_number_from_1(ip, line, bad):
+    ctx = current_context()
+    ctx.comp(abs, -1, job_id="parmake-victim")
+    with pytest.raises(UsageError, match="whole number >= 1") as info:
+        ip.run_line_magic("parmake", line)
+    assert bad in str(info.value)
+    assert ctx._pool is None and ctx.state_of("parmake-victim") == "todo"  # nothing ran
+
+
+@pytest.mark.parametrize("line, n, targets", [
+    ("", None, []), ("8", 8, []), ("n=4 'fit-*'", 4, ["fit-*"]), ("-n 2 report", 2, ["report"]),
+    ("3 report 5", 3, ["report", "5"]),
+])
+def test_parmake_reads_n_and_targets(ip, line, n, targets):
+    from nbmake_ext.commands import parmake_words
+
+    assert parmake_words(parse(ip.find_line_magic("parmake"), line)) == (n, targets)
+
+
 def test_comp_takes_one_job_id(ip):
     with pytest.raises(UsageError, match="one word"):
         ip.run_cell_magic("comp", "two words", "x = 1")
@@ -76,6 +99,18 @@ def test_help_of_own_magics_has_usage_and_example(ip, name):
     doc = ip.find_line_magic(name).__doc__
     assert f"\n  %{name} [" in doc and COMMANDS[name].help in doc
     assert "Example::" in doc and f"    %{name} " in doc
+
+
+@pytest.mark.parametrize("name", ["make", "parmake", "clean"])
+def test_help_says_what_targets_mean(ip, name):
+    doc = " ".join(ip.find_line_magic(name).__doc__.split())
+    assert "state words (todo stale running failed blocked done" in doc
+    assert "all (every job in the store)" in doc
+    assert "in a notebook the jobs its kernel defined and what they need" in doc
+    if name == "make":
+        assert "%make all" in doc
+    if name == "parmake":
+        assert "N a whole number >= 1" in doc
 
 
 def test_nbmake_help_lists_every_command(ip):
