@@ -100,12 +100,13 @@ def test_demo_tells_its_story_and_run_all_again_runs_only_the_broken_fit(tmp_pat
                   "43 jobs: 43 done"]:
         assert shown in text
 
-    # Restart and Run All, on the same store: only fit-sensor7 runs, and fails again.
+    # Restart and Run All, on the same store: only fit-sensor7 runs, and fails again; the
+    # fix takes it and what it blocked back from the store, and says so.
     again = execute(source, tmp_path)
     assert errors(again) == ["JobsFailed", "ValueError"]
     assert [m.split(" in ")[0] for m in makes(again)] == [
         "make: 0 done, 1 failed, 7 blocked, 35 up to date",
-        "make: 0 done, 43 up to date",
+        "make: 0 done, 8 restored, 35 up to date",
         "make: 0 done, 43 up to date"]
 
 
