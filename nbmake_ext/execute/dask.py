@@ -60,7 +60,7 @@ import sys
 import threading
 import time
 import warnings
-from collections import OrderedDict, deque
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +73,7 @@ from ..store import blobs
 from ..store.results import INLINE_MAX, ResultReader
 from .outcomes import ChildSpec, JobRaised, JobReturned, Timing
 from .pool import DependencyLost, Durable, JobStored, RemoteJob, Requeue
+from .values_cache import ByteLRU
 
 INSTALL_HINT = 'parmake --dask needs the Dask distributed package: pip install "nbmake-ext[dask]"'
 
@@ -135,42 +136,6 @@ class _InFlight:
     stored: tuple = ()      # (sent ahead) inputs from the store: (dep, checksum)
 
 
-class _Held:
-    """Futures of results made in this run, kept so dependents get them from the cluster;
-    least recently used ones are let go beyond a byte budget (dependents then get the
-    stored file's bytes)."""
-
-    def __init__(self, budget: int):
-        self._items: OrderedDict[str, tuple[Any, str, int]] = OrderedDict()
-        self._size, self._budget = 0, budget
-
-    def get(self, job_id: str, checksum: str) -> Any:
-        item = self._items.get(job_id)
-        if item is None or item[1] != checksum:
-            return None
-        self._items.move_to_end(job_id)
-        return item[0]
-
-    def put(self, job_id: str, future: Any, checksum: str, size: int) -> None:
-        self.drop(job_id)
-        if size > self._budget:
-            return
-        self._items[job_id] = (future, checksum, size)
-        self._size += size
-        while self._size > self._budget:
-            _, (_, _, s) = self._items.popitem(last=False)
-            self._size -= s
-
-    def drop(self, job_id: str) -> None:
-        item = self._items.pop(job_id, None)
-        if item is not None:
-            self._size -= item[2]
-
-    def clear(self) -> None:
-        self._items.clear()
-        self._size = 0
-
-
 def _connect(dask: Any, distributed) -> tuple[Any, bool]:
     """(client, whether this runner made it and must close it)."""
     if isinstance(dask, distributed.Client):
@@ -227,7 +192,9 @@ class DaskRunner:
         self._frontier: deque[str] = deque()      # jobs that may be sent ahead now
         self.started: dict[str, str] = {}         # key -> worker (set on the client's loop)
         self.attempts: dict[str, int] = {}
-        self.held = _Held(hold_bytes)
+        # Futures of results made in this run, kept so dependents get them from the
+        # cluster: job id -> (future, checksum); beyond the budget, the stored file's bytes.
+        self.held = ByteLRU(hold_bytes, largest=hold_bytes)
         self.functions: dict[str, Any] = {}       # func key -> future of a large function blob
         self.outbox: list = []
         self._queued: list[tuple] = []            # tasks not handed to Dask yet
@@ -299,7 +266,8 @@ class DaskRunner:
         (a result the store has not written yet) or the store. Raises (the error naming
         ``dep``) if it is unreadable."""
         name, checksum = where
-        future = self.held.get(dep, checksum)
+        found, item = self.held.get(dep)
+        future = item[0] if found and item[1] == checksum else None
         if future is None:
             try:
                 if data is None:
@@ -309,7 +277,7 @@ class DaskRunner:
                 raise
             future = self._as_input(data)
             if future is not data:
-                self.held.put(dep, future, checksum, len(data))
+                self.held.put(dep, (future, checksum), len(data))
         return dep, future, checksum
 
     def _queue(self, job: RemoteJob, inputs: list[tuple], ahead: bool = False) -> None:
@@ -407,7 +375,7 @@ class DaskRunner:
         task, outcomes, checksum, size = item
         del self.inflight[task.job_id]
         if checksum:
-            self.held.put(task.job_id, task.future, checksum, size)
+            self.held.put(task.job_id, (task.future, checksum), size)
             self._made[task.job_id] = task.key
             if _file_of(item):
                 self._unsynced.add(task.job_id)
@@ -863,8 +831,7 @@ class _WorkerCache:
     def __init__(self, budget: int = 128 << 20):
         self.lock = threading.Lock()
         self.functions: dict[str, Any] = {}
-        self.values: OrderedDict[tuple[str, str], tuple[Any, int]] = OrderedDict()
-        self.size, self.budget = 0, budget
+        self.values = ByteLRU(budget, threadsafe=True)  # keyed by (job id, result checksum)
 
     def function(self, key: str, bundle: bytes) -> Any:
         """``bundle``: the function's pickle and the json of its code files that exist only
@@ -889,26 +856,12 @@ class _WorkerCache:
                 raise _InputFailed(job_id)
             data, checksum = outcome[1], outcome[3]
         key = (job_id, checksum)
-        with self.lock:
-            item = self.values.get(key)
-            if item is not None:
-                self.values.move_to_end(key)
-                return item[0]
+        found, value = self.values.get(key)
+        if found:
+            return value
         value = pickle.loads(data)
-        self.put(key, value, len(data))
+        self.values.put(key, value, len(data))
         return value
-
-    def put(self, key: tuple[str, str], value: Any, size: int) -> None:
-        if size > self.budget // 4:
-            return
-        with self.lock:
-            if key in self.values:
-                return
-            self.values[key] = (value, size)
-            self.size += size
-            while self.size > self.budget:
-                _, (_, s) = self.values.popitem(last=False)
-                self.size -= s
 
 
 _cache = _WorkerCache()
@@ -1006,7 +959,7 @@ def _run_job(key: str, job_id: str, func_key: str, func_blob: bytes, payload: by
     except Exception as exc:  # noqa: BLE001 - the job fails with that message
         return ("raised", f"its result cannot be pickled: {exc}", "", stdout, stderr, timing)
     checksum = blobs.checksum(data)
-    _cache.put((job_id, checksum), value, len(data))
+    _cache.values.put((job_id, checksum), value, len(data))
     return ("ok", data, result_fp, checksum, stdout, stderr, timing)
 
 

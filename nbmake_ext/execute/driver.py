@@ -10,7 +10,7 @@ import functools
 import pickle
 import time
 import warnings
-from collections import OrderedDict, deque
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -30,6 +30,7 @@ from ..store.results import INLINE, ResultReader
 from .observer import NoObserver, Observer
 from .outcomes import Call, ChildSpec, JobRaised, JobReturned, Outcome, Timing
 from .pool import DependencyLost, Durable, JobStored, RemoteJob, Requeue
+from .values_cache import ByteLRU
 
 ELSEWHERE_POLL = 0.2
 # Jobs are claimed just before they start, a few at a time when they are short: enough to
@@ -37,6 +38,7 @@ ELSEWHERE_POLL = 0.2
 # rather than per job), at most CLAIM_AHEAD_MAX jobs.
 CLAIM_AHEAD_SECONDS = 0.01
 CLAIM_AHEAD_MAX = 64
+VALUES_BYTES = 256 << 20  # results of this run kept in memory for their dependents
 
 
 @dataclass
@@ -64,34 +66,6 @@ class RunReport:
         parts.append(f"{self.skipped} up to date")
         tail = " (interrupted)" if self.interrupted else ""
         return f"{self.command}: {', '.join(parts)} in {self.seconds:.2f}s{tail}"
-
-
-class _Values:
-    """Results made in this run, kept for their dependents, within a byte budget."""
-
-    def __init__(self, budget: int = 256 << 20):
-        self._items: OrderedDict[str, tuple[Any, int]] = OrderedDict()
-        self._size = 0
-        self._budget = budget
-
-    def put(self, job_id: str, value: Any, size: int) -> None:
-        if size > self._budget // 4:
-            return
-        self.drop(job_id)
-        self._items[job_id] = (value, size)
-        self._size += size
-        while self._size > self._budget:
-            _, (_, s) = self._items.popitem(last=False)
-            self._size -= s
-
-    def get(self, job_id: str) -> tuple[bool, Any]:
-        item = self._items.get(job_id)
-        return (True, item[0]) if item is not None else (False, None)
-
-    def drop(self, job_id: str) -> None:
-        item = self._items.pop(job_id, None)
-        if item is not None:
-            self._size -= item[1]
 
 
 class _Lost(Exception):
@@ -129,7 +103,7 @@ class Driver:
         self.running: dict[str, tuple[dict[str, str], tuple, dict]] = {}
         self.templates: dict[str, JobReturned] = {}
         self.bad_children: dict[str, str] = {}
-        self.values = _Values()
+        self.values = ByteLRU(VALUES_BYTES)  # results made in this run, for their dependents
         self.remote = getattr(runner, "remote", False)
         self._holds = getattr(runner, "holds", None)  # jobs it holds already (sent ahead)
         self.reader = ResultReader(store.path)
