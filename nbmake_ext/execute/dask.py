@@ -71,8 +71,8 @@ from ..errors import NbmakeError
 from ..registration import install_sources
 from ..store import blobs
 from ..store.results import INLINE_MAX, ResultReader
-from .outcomes import ChildSpec, JobRaised, JobReturned, Timing
-from .pool import DependencyLost, Durable, JobStored, RemoteJob, Requeue
+from .outcomes import (ChildSpec, DependencyLost, Durable, JobRaised, JobReturned, JobStored,
+                       RemoteJob, Requeue, Timing)
 from .values_cache import ByteLRU
 
 INSTALL_HINT = 'parmake --dask needs the Dask distributed package: pip install "nbmake-ext[dask]"'

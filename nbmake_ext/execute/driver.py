@@ -28,8 +28,8 @@ from ..store.store import FORCED_UNFINISHED, dumps_value
 from ..store import blobs
 from ..store.results import INLINE, ResultReader
 from .observer import NoObserver, Observer
-from .outcomes import Call, ChildSpec, JobRaised, JobReturned, Outcome, Timing
-from .pool import DependencyLost, Durable, JobStored, RemoteJob, Requeue
+from .outcomes import (Call, ChildSpec, DependencyLost, Durable, JobRaised, JobReturned,
+                       JobStored, Outcome, RemoteJob, Requeue, Timing)
 from .values_cache import ByteLRU
 
 ELSEWHERE_POLL = 0.2

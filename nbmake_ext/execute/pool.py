@@ -46,7 +46,8 @@ from ..core.scheduler import QUEUED, WAITING
 from ..errors import NbmakeError
 from ..store import blobs
 from .engine import decode_running
-from .outcomes import ChildSpec, JobRaised, JobReturned, Timing
+from .outcomes import (ChildSpec, DependencyLost, Durable, JobRaised, JobReturned, JobStored,
+                       RemoteJob, Requeue, Timing)
 from .wire import Signer, Verifier, new_key
 
 DEPTH = 2
@@ -59,56 +60,6 @@ NOBLOCK = int(zmq.NOBLOCK)
 AHEAD_MAX = 2      # jobs sent ahead (not decided yet) per engine at once
 LOOK_EVERY = 0.2   # seconds between looks for jobs sent ahead that the core decided otherwise
 TAIL_BYTES = 8192  # of a dead engine's stderr, kept with the job it was running
-
-
-@dataclass(slots=True)
-class RemoteJob:
-    """A job as it travels: bytes and where its dependencies' results are."""
-
-    job_id: str
-    func_key: str
-    func_blob: bytes
-    payload: bytes
-    deps: dict[str, tuple[str, str]]   # dependency -> (result file, checksum)
-    dynamic: bool
-    inline: dict[str, bytes] = field(default_factory=dict)  # results not in a file yet
-    sources: bytes = b"{}"   # json {file: text}: the function's code only the kernel has
-    after: tuple[str, ...] = ()  # (sent ahead) inputs its engine makes just before it
-
-
-@dataclass(slots=True)
-class JobStored:
-    """An engine made a result: a small one is ``data`` (the kernel stores it), a large
-    one is in ``file`` (readable now; durable once ``Durable`` names it)."""
-
-    job_id: str
-    result_fp: str
-    file: str                # "" when the result is ``data``
-    checksum: str
-    stamp: tuple[int, int]   # size, mtime in ns
-    timing: Timing
-    stdout: str = ""
-    stderr: str = ""
-    data: bytes | None = None
-
-
-@dataclass(slots=True)
-class Durable:
-    job_ids: list[str]
-
-
-@dataclass(slots=True)
-class Requeue:
-    """Jobs sent to an engine that died before starting them: they did not run."""
-
-    job_ids: list[str]
-
-
-@dataclass(slots=True)
-class DependencyLost:
-    job_id: str
-    dependency: str
-    why: str
 
 
 @dataclass(slots=True)
