@@ -73,6 +73,7 @@ from ..store import blobs
 from ..store.results import INLINE_MAX, ResultReader
 from .outcomes import (ChildSpec, DependencyLost, Durable, JobRaised, JobReturned, JobStored,
                        RemoteJob, Requeue, Timing)
+from .runner import Capabilities
 from .values_cache import ByteLRU
 
 INSTALL_HINT = 'parmake --dask needs the Dask distributed package: pip install "nbmake-ext[dask]"'
@@ -165,7 +166,8 @@ class DaskRunner:
     a result's bytes.
     """
 
-    remote = True
+    capabilities = Capabilities(remote=True, runs_ahead=True, holds_values=True,
+                                stops_running_jobs=False)
 
     def __init__(self, dask: Any, store_path: str | os.PathLike, n: int | None = None, *,
                  durable: bool = True, hold_bytes: int = HOLD_BYTES):
@@ -230,6 +232,17 @@ class DaskRunner:
         """The driver of the run: its core says which jobs may be sent ahead, and its store
         claims them."""
         self.driver = driver
+
+    def detach(self) -> None:
+        """Nothing to do: the runner lives for one run, and ``close`` lets go of the jobs
+        it sent ahead."""
+
+    def holds(self, job_id: str) -> bool:
+        """Never: a job sent ahead is submitted with its definition (see ``submit``)."""
+        return False
+
+    def ended_before_interrupt(self) -> list:
+        return []  # what ended before an interrupt is dropped with its task (see interrupt)
 
     def free_slots(self) -> int:
         # A task that ended in Dask frees its slot at once; its result is fetched meanwhile.

@@ -30,6 +30,7 @@ from ..store.results import INLINE, ResultReader
 from .observer import NoObserver, Observer
 from .outcomes import (Call, ChildSpec, DependencyLost, Durable, JobRaised, JobReturned,
                        JobStored, Outcome, RemoteJob, Requeue, Timing)
+from .runner import Runner
 from .values_cache import ByteLRU
 
 ELSEWHERE_POLL = 0.2
@@ -75,7 +76,7 @@ class _Lost(Exception):
 
 class Driver:
     def __init__(self, store: Store, graph: Graph, stored: dict[str, StoredJob],
-                 targets: list[str], runner, *, forced: dict[str, str] | None = None,
+                 targets: list[str], runner: Runner, *, forced: dict[str, str] | None = None,
                  command: str = "make", validate: bool = False,
                  observer: Observer | None = None, lagging: set[str] | None = None,
                  read_at: tuple | None = None):
@@ -104,8 +105,7 @@ class Driver:
         self.templates: dict[str, JobReturned] = {}
         self.bad_children: dict[str, str] = {}
         self.values = ByteLRU(VALUES_BYTES)  # results made in this run, for their dependents
-        self.remote = getattr(runner, "remote", False)
-        self._holds = getattr(runner, "holds", None)  # jobs it holds already (sent ahead)
+        self.remote = runner.capabilities.remote  # jobs travel as bytes (RemoteJob)
         self.reader = ResultReader(store.path)
         self._mean_seconds: float | None = None  # how long jobs take, lately
         self.locations: dict[str, tuple[str, str]] = {}   # results made this run: file, sum
@@ -117,9 +117,7 @@ class Driver:
         self._unhandled: deque[Outcome] = deque()  # of the outcomes being handled
         self._last_elsewhere_check = 0.0
         self.started_at = time.time()
-        attach = getattr(runner, "attach", None)
-        if attach is not None:  # a runner that sends jobs ahead follows the run's decisions
-            attach(self)
+        runner.attach(self)  # a runner that sends jobs ahead follows the run's decisions
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -156,9 +154,7 @@ class Driver:
                               RuntimeWarning, stacklevel=2)
             raise
         finally:
-            detach = getattr(self.runner, "detach", None)
-            if detach is not None:  # jobs it sent ahead that this run did not decide to run
-                detach()
+            self.runner.detach()  # jobs it sent ahead that this run did not decide to run
             self.reader.close()
             self.store.flush()
             self.count(report)
@@ -185,10 +181,9 @@ class Driver:
             warnings.warn(f"nbmake: the running jobs could not all be stopped: {exc!r}",
                           RuntimeWarning, stacklevel=3)
             stopped = set()
-        ended = [*self._unhandled, *getattr(self.runner, "finished_on_interrupt", ())]
+        ended = [*self._unhandled, *self.runner.ended_before_interrupt()]
         self._unhandled = deque()
         if ended:
-            self.runner.finished_on_interrupt = []
             ended = [o for o in ended if type(o) is Durable or type(o) in _ENDED
                      and o.job_id in self.running]
             try:
@@ -247,16 +242,16 @@ class Driver:
 
     def _dispatch(self) -> None:
         runner = self.runner
-        holds = self._holds  # jobs it has already: they need no slot
+        holds = runner.holds  # jobs it has already (sent ahead): they need no slot
         while True:
             if not self.claimed:
                 if not self.ready:
                     return
-                if not runner.has_capacity() and not (holds is not None and holds(self.ready[0])):
+                if not runner.has_capacity() and not holds(self.ready[0]):
                     return
                 self._claim_batch()
                 continue
-            if not runner.has_capacity() and not (holds is not None and holds(self.claimed[0])):
+            if not runner.has_capacity() and not holds(self.claimed[0]):
                 return
             jid = self.claimed.popleft()
             if self.sched.state(jid) != QUEUED or jid in self.running:
@@ -386,8 +381,7 @@ class Driver:
         """Engines get bytes and the places of their inputs; no value is loaded here. A job
         the runner holds already (sent ahead) gets no definition: the runner has it, and
         sends it back (Requeue) if it cannot use what it holds."""
-        holds = self._holds
-        if holds is not None and holds(jid):
+        if self.runner.holds(jid):
             key, blob, data, sources = "", b"", b"", b"{}"
         else:
             try:

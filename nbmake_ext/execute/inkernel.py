@@ -12,6 +12,7 @@ from typing import TextIO
 
 from .dynamic import DynamicContext
 from .outcomes import Call, JobRaised, JobReturned, Outcome, Timing
+from .runner import Capabilities
 
 
 class _Tee(io.TextIOBase):
@@ -104,11 +105,25 @@ def _finish(timing: Timing, t0: float, c0: float) -> None:
 class InKernelRunner:
     """The serial runner: ``poll`` runs the next submitted job to completion."""
 
+    capabilities = Capabilities(remote=False, runs_ahead=False, holds_values=False,
+                                stops_running_jobs=True)
     capacity = 1
 
     def __init__(self, echo: bool = False):
         self.echo = echo
         self._queue: deque[Call] = deque()
+
+    def attach(self, driver) -> None:
+        pass
+
+    def detach(self) -> None:
+        pass
+
+    def holds(self, job_id: str) -> bool:
+        return False
+
+    def ended_before_interrupt(self) -> list[Outcome]:
+        return []  # a job ends within ``poll``: its outcome is never left behind
 
     def has_capacity(self) -> bool:
         return not self._queue
@@ -116,8 +131,8 @@ class InKernelRunner:
     def free_slots(self) -> int:
         return 0 if self._queue else 1
 
-    def submit(self, call: Call) -> None:
-        self._queue.append(call)
+    def submit(self, job: Call) -> None:
+        self._queue.append(job)
 
     @property
     def busy(self) -> bool:

@@ -48,6 +48,7 @@ from ..store import blobs
 from .engine import decode_running
 from .outcomes import (ChildSpec, DependencyLost, Durable, JobRaised, JobReturned, JobStored,
                        RemoteJob, Requeue, Timing)
+from .runner import Capabilities
 from .wire import Signer, Verifier, new_key
 
 DEPTH = 2
@@ -104,7 +105,10 @@ class _Engine:
 
 
 class EnginePool:
-    remote = True
+    """Runs jobs on engine processes."""
+
+    capabilities = Capabilities(remote=True, runs_ahead=True, holds_values=True,
+                                stops_running_jobs=True)
 
     def __init__(self, store_path: Path, n: int, *, durable: bool = True):
         self.store_path = Path(store_path)
@@ -137,7 +141,7 @@ class EnginePool:
         self._deferred: dict[str, None] = {}    # ... when an engine has room for them
         self._looked_at = 0.0
         self.sent_ahead = 0                     # how many jobs were sent ahead (ever)
-        self.finished_on_interrupt: list = []
+        self._ended_on_interrupt: list = []
         self._interrupting = False  # (an engine's job stopped by SIGINT outside: failed)
         self._failed_starts = 0     # engines that exited before they connected, in a row
         self.resize(n)
@@ -230,6 +234,10 @@ class EnginePool:
         self._deferred.clear()
         for engine in self.engines.values():
             engine.ahead.clear()
+
+    def ended_before_interrupt(self) -> list:
+        ended, self._ended_on_interrupt = self._ended_on_interrupt, []
+        return ended
 
     def free_slots(self) -> int:
         if time.monotonic() - self._checked > CHECK_EVERY:
@@ -386,7 +394,7 @@ class EnginePool:
         Engines that do not stop within 2 s are killed and replaced. Outcomes of jobs the
         driver submitted that ended before (here already, or waiting in the socket: with
         jobs sent ahead, an engine is often a result or two ahead of the kernel) are kept
-        in ``finished_on_interrupt`` for the driver to record."""
+        for the driver to record (``ended_before_interrupt``)."""
         self._interrupting = True
         try:
             return self._interrupt()
@@ -396,7 +404,7 @@ class EnginePool:
     def _interrupt(self) -> list[str]:
         out, self._out = self._out, []
         self._drain(out)
-        self.finished_on_interrupt = [o for o in out if type(o) in (JobStored, JobRaised, Durable)]
+        self._ended_on_interrupt = [o for o in out if type(o) in (JobStored, JobRaised, Durable)]
         stopped = [j.job_id for e in self.engines.values() for j in e.outbox]
         stopped += list(self.ahead)  # held claims, also of those that ended already
         self._forget_ahead()
