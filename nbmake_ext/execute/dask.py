@@ -72,7 +72,7 @@ from ..registration import install_sources
 from ..store import blobs
 from ..store.results import INLINE_MAX, ResultReader
 from .outcomes import (ChildSpec, DependencyLost, Durable, JobRaised, JobReturned, JobStored,
-                       RemoteJob, Requeue, Timing)
+                       RemoteJob, Requeue, Started, Timing)
 from .runner import Capabilities
 from .values_cache import ByteLRU
 
@@ -135,6 +135,7 @@ class _InFlight:
     ahead: bool = False     # sent before the core decided it; its outcome waits for that
     made: tuple = ()        # (sent ahead) inputs from tasks of this run: (dep, its task's key)
     stored: tuple = ()      # (sent ahead) inputs from the store: (dep, checksum)
+    began: Started | None = None  # (sent ahead) it started: reported once it is adopted
 
 
 def _connect(dask: Any, distributed) -> tuple[Any, bool]:
@@ -193,6 +194,7 @@ class DaskRunner:
         self._looked_at = 0.0                     # when jobs sent ahead were last checked
         self._frontier: deque[str] = deque()      # jobs that may be sent ahead now
         self.started: dict[str, str] = {}         # key -> worker (set on the client's loop)
+        self._began: deque = deque()              # (key, worker, when): started, to report
         self.attempts: dict[str, int] = {}
         # Futures of results made in this run, kept so dependents get them from the
         # cluster: job id -> (future, checksum); beyond the budget, the stored file's bytes.
@@ -344,6 +346,8 @@ class DaskRunner:
             time.sleep(min(timeout, COALESCE))
         done = self.ended.next_batch(block=False)
         out, self.outbox = self.outbox, []
+        if self._began:
+            self._report_started(out)
         if done or not self.by_key:
             self._progress = time.monotonic()
         elif time.monotonic() - self._progress > QUIET:
@@ -459,6 +463,8 @@ class DaskRunner:
         del self.ahead[task.job_id]
         item = self.early.pop(task.job_id, None)
         if item is None:
+            if task.began is not None:
+                self.outbox.append(task.began)
             return
         self._report(item, self.outbox)
         if task.job_id in self.early_durable:
@@ -636,6 +642,23 @@ class DaskRunner:
     def _on_started(self, key: str, address: str) -> None:
         """On the client's event loop, for every task of this run that starts."""
         self.started[key] = address
+        self._began.append((key, address, time.time()))
+
+    def _report_started(self, out: list) -> None:
+        """``Started`` for the tasks that began since the last poll (and still run in
+        Dask); a job sent ahead's is held until the driver submits it."""
+        began = self._began
+        for _ in range(len(began)):
+            key, address, at = began.popleft()
+            job_id = self.by_key.get(key)
+            if job_id is None:
+                continue  # ended already, or cancelled
+            task = self.inflight[job_id]
+            started = Started(job_id, f"worker {address}", at)
+            if task.ahead:
+                task.began = started
+            else:
+                out.append(started)
 
     def _ended(self, done: list, out: list) -> None:
         finished = []

@@ -29,7 +29,7 @@ from ..store import blobs
 from ..store.results import INLINE, ResultReader
 from .observer import NoObserver, Observer
 from .outcomes import (Call, ChildSpec, DependencyLost, Durable, JobRaised, JobReturned,
-                       JobStored, Outcome, RemoteJob, Requeue, Timing)
+                       JobStored, Outcome, RemoteJob, Requeue, Started, Timing)
 from .runner import Runner
 from .values_cache import ByteLRU
 
@@ -258,9 +258,9 @@ class Driver:
                 continue
             call = self._prepare(jid)
             if call is not None:
+                # Handed over, maybe queued behind others: "running" once it starts (Started).
                 self.sched.started(jid)
                 self.runner.submit(call)
-                self.tell(jid, "running", {"reasons": list(self.sched.reasons.get(jid, ()))})
 
     def _claim_batch(self) -> None:
         # Claim only what is about to start: a claim is what other processes see as running.
@@ -478,6 +478,12 @@ class Driver:
         while unhandled:
             outcome = unhandled.popleft()
             kind = type(outcome)
+            if kind is Started:
+                if outcome.job_id in self.running:  # (not if it ended or went back meanwhile)
+                    self.tell(outcome.job_id, "running",
+                              {"reasons": list(self.sched.reasons.get(outcome.job_id, ())),
+                               "engine": outcome.where})
+                continue
             if kind is JobReturned or kind is JobStored:
                 seconds = outcome.timing.duration or 0.0
                 mean = self._mean_seconds

@@ -66,6 +66,17 @@ class ChildSpec:
 
 
 @dataclass(slots=True)
+class Started:
+    """The job began executing (not merely handed over or queued): only now is it
+    ``running`` to the views. ``where``: the kernel, an engine, a Dask worker; ``at``: when
+    (time.time())."""
+
+    job_id: str
+    where: str
+    at: float
+
+
+@dataclass(slots=True)
 class RemoteJob:
     """A job as it travels: bytes and where its dependencies' results are."""
 
@@ -115,4 +126,5 @@ class DependencyLost:
     why: str
 
 
-Outcome = JobReturned | JobRaised | ChildSpec | JobStored | Durable | Requeue | DependencyLost
+Outcome = JobReturned | JobRaised | ChildSpec | Started | JobStored | Durable | Requeue \
+    | DependencyLost

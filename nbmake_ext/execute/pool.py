@@ -47,7 +47,7 @@ from ..errors import NbmakeError
 from ..store import blobs
 from .engine import decode_running
 from .outcomes import (ChildSpec, DependencyLost, Durable, JobRaised, JobReturned, JobStored,
-                       RemoteJob, Requeue, Timing)
+                       RemoteJob, Requeue, Started, Timing)
 from .runner import Capabilities
 from .wire import Signer, Verifier, new_key
 
@@ -75,6 +75,7 @@ class _Ahead:
     consumed: dict | None = None   # checksums of the ``after`` results it took
     durable: bool = False          # its result file is on disk (notice held too)
     expected: dict | None = None   # (adopted) dep -> checksum the core recorded
+    started: Started | None = None  # it began on its engine (held until it is adopted)
 
 
 @dataclass
@@ -105,7 +106,8 @@ class _Engine:
 
 
 class EnginePool:
-    """Runs jobs on engine processes."""
+    """Runs jobs on engine processes. A job is ``Started`` when it reaches the head of its
+    engine's queue: an engine runs its jobs in the order received, one at a time."""
 
     capabilities = Capabilities(remote=True, runs_ahead=True, holds_values=True,
                                 stops_running_jobs=True)
@@ -316,9 +318,11 @@ class EnginePool:
             if not self._send(engine, "jobs", json.dumps(metas).encode(), *frames):
                 self._unsent(jobs, self._out)
                 continue
-            if not engine.queue:
-                engine.head_since = time.monotonic()
+            idle = not engine.queue
             engine.queue.extend(j.job_id for j in jobs)
+            if idle:
+                engine.head_since = time.monotonic()
+                self._head_started(engine, self._out)
 
     def _unsent(self, jobs: list[RemoteJob], out: list) -> None:
         """Jobs that never reached their engine (it died): again, or (sent ahead) dropped."""
@@ -517,6 +521,8 @@ class EnginePool:
             if a.engine not in self.engines:
                 return False
             self.adopted[a.job_id] = a
+            if a.started is not None:  # it runs already
+                self._out.append(a.started)
             return True
         return self._report_adopted(a, self._out)
 
@@ -647,7 +653,7 @@ class EnginePool:
             engine.log_from = _size(engine.log)
         elif kind == "done":
             job_id = meta["job_id"]
-            void = self._finished(engine, job_id)
+            void = self._finished(engine, job_id, out)
             if not void:
                 self.produced_by[job_id] = identity
                 self.made_here[job_id] = (identity, meta["checksum"])
@@ -671,13 +677,13 @@ class EnginePool:
             if durable:  # notices ride on results: after this one's own
                 self._durable(engine, durable, out)
         elif kind == "returned":
-            if not self._finished(engine, meta["job_id"]):
+            if not self._finished(engine, meta["job_id"], out):
                 out.append(JobReturned(meta["job_id"], pickle.loads(payloads[1]),
                                        payloads[2].decode(), payloads[3].decode(),
                                        Timing(**meta["timing"])))
         elif kind == "failed":
             job_id = meta["job_id"]
-            if self._finished(engine, job_id):
+            if self._finished(engine, job_id, out):
                 return
             if meta.get("interrupted") and self._interrupting:
                 self._not_run(job_id, out)
@@ -687,11 +693,11 @@ class EnginePool:
                                Timing(**meta["timing"]) if meta["timing"] else Timing())
             self._outcome(job_id, [raised], meta.get("consumed"), out)
         elif kind == "lost":
-            if not self._finished(engine, meta["job_id"]):
+            if not self._finished(engine, meta["job_id"], out):
                 self._not_run(meta["job_id"], out,
                               DependencyLost(meta["job_id"], meta["dep"], meta["why"]))
         elif kind == "skipped":  # sent ahead; an input of it did not succeed there
-            if not self._finished(engine, meta["job_id"]):
+            if not self._finished(engine, meta["job_id"], out):
                 self._not_run(meta["job_id"], out)
         elif kind == "child":
             spec = pickle.loads(payloads[1])
@@ -700,11 +706,11 @@ class EnginePool:
             self._durable(engine, meta["jobs"], out)
         elif kind == "dropped":  # an interrupt's, or jobs sent ahead that were dropped
             for job_id in meta["jobs"]:
-                self._finished(engine, job_id)
+                self._finished(engine, job_id, out)
         elif kind == "given_back":
             job_id = meta["job_id"]
             if job_id in engine.queue:
-                self._finished(engine, job_id)
+                self._finished(engine, job_id, out)
             engine.asked_back = None
             self._drop(self.users.pop(job_id, ()))  # they were to take it from that engine
             out.append(Requeue([job_id]))
@@ -728,7 +734,22 @@ class EnginePool:
         mean = self.job_seconds
         self.job_seconds = seconds if mean is None else 0.8 * mean + 0.2 * seconds
 
-    def _finished(self, engine: _Engine, job_id: str) -> bool:
+    def _head_started(self, engine: _Engine, out: list) -> None:
+        """A job reached the head of its engine's queue: the engine runs it now. Reported
+        ``Started`` (held, for a job sent ahead that the driver has not submitted yet)."""
+        if not engine.queue:
+            return
+        jid = engine.queue[0]
+        if jid in engine.void:
+            return  # a dropped instance: it does not count
+        started = Started(jid, f"engine {engine.pid}", time.time())
+        a = self.ahead.get(jid)
+        if a is not None:
+            a.started = started
+        else:
+            out.append(started)
+
+    def _finished(self, engine: _Engine, job_id: str, out: list) -> bool:
         """The job left the engine's queue. True if that was a dropped instance of it
         (always the first of that id in the queue): its outcome is ignored."""
         void = job_id in engine.void
@@ -739,6 +760,7 @@ class EnginePool:
         if engine.queue and engine.queue[0] == job_id:
             engine.queue.popleft()
             engine.head_since = time.monotonic()
+            self._head_started(engine, out)
         elif job_id in engine.queue:
             engine.queue.remove(job_id)
         if engine.asked_back == job_id:

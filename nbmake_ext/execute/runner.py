@@ -20,7 +20,8 @@ Asked:
   ``busy``             something submitted has not been reported yet
   ``holds(job_id)``    the runner has this job already (sent ahead): it is submitted
                        without its definition and needs no free slot
-Reports, from ``poll(timeout)`` (outcomes.py): ``JobReturned`` / ``JobStored`` /
+Reports, from ``poll(timeout)`` (outcomes.py): ``Started`` when a job begins executing
+(not when it is handed over or queued), then ``JobReturned`` / ``JobStored`` /
 ``JobRaised`` (a place that died while running it is a ``JobRaised`` too), ``ChildSpec``
 (a dynamic job defined a child), ``Durable``, ``Requeue`` (handed back unrun),
 ``DependencyLost``; and from ``ended_before_interrupt()``, once after ``interrupt``, the
@@ -50,6 +51,8 @@ class Capabilities:
     stops_running_jobs: bool
     """``interrupt`` stops a job that is executing (else it runs to its end somewhere and
     its result is dropped)."""
+    reports_started: bool = True
+    """It reports ``Started`` when a job begins executing."""
 
 
 @runtime_checkable
