@@ -60,7 +60,7 @@ import sys
 import threading
 import time
 import warnings
-from collections import OrderedDict, deque
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,8 +71,10 @@ from ..errors import NbmakeError
 from ..registration import install_sources
 from ..store import blobs
 from ..store.results import INLINE_MAX, ResultReader
-from .outcomes import ChildSpec, JobRaised, JobReturned, Timing
-from .pool import DependencyLost, Durable, JobStored, RemoteJob, Requeue
+from .outcomes import (ChildSpec, DependencyLost, Durable, JobRaised, JobReturned, JobStored,
+                       RemoteJob, Requeue, Started, Timing)
+from .runner import Capabilities
+from .values_cache import ByteLRU
 
 INSTALL_HINT = 'parmake --dask needs the Dask distributed package: pip install "nbmake-ext[dask]"'
 
@@ -133,42 +135,7 @@ class _InFlight:
     ahead: bool = False     # sent before the core decided it; its outcome waits for that
     made: tuple = ()        # (sent ahead) inputs from tasks of this run: (dep, its task's key)
     stored: tuple = ()      # (sent ahead) inputs from the store: (dep, checksum)
-
-
-class _Held:
-    """Futures of results made in this run, kept so dependents get them from the cluster;
-    least recently used ones are let go beyond a byte budget (dependents then get the
-    stored file's bytes)."""
-
-    def __init__(self, budget: int):
-        self._items: OrderedDict[str, tuple[Any, str, int]] = OrderedDict()
-        self._size, self._budget = 0, budget
-
-    def get(self, job_id: str, checksum: str) -> Any:
-        item = self._items.get(job_id)
-        if item is None or item[1] != checksum:
-            return None
-        self._items.move_to_end(job_id)
-        return item[0]
-
-    def put(self, job_id: str, future: Any, checksum: str, size: int) -> None:
-        self.drop(job_id)
-        if size > self._budget:
-            return
-        self._items[job_id] = (future, checksum, size)
-        self._size += size
-        while self._size > self._budget:
-            _, (_, _, s) = self._items.popitem(last=False)
-            self._size -= s
-
-    def drop(self, job_id: str) -> None:
-        item = self._items.pop(job_id, None)
-        if item is not None:
-            self._size -= item[2]
-
-    def clear(self) -> None:
-        self._items.clear()
-        self._size = 0
+    began: Started | None = None  # (sent ahead) it started: reported once it is adopted
 
 
 def _connect(dask: Any, distributed) -> tuple[Any, bool]:
@@ -200,7 +167,8 @@ class DaskRunner:
     a result's bytes.
     """
 
-    remote = True
+    capabilities = Capabilities(remote=True, runs_ahead=True, holds_values=True,
+                                stops_running_jobs=False)
 
     def __init__(self, dask: Any, store_path: str | os.PathLike, n: int | None = None, *,
                  durable: bool = True, hold_bytes: int = HOLD_BYTES):
@@ -226,8 +194,11 @@ class DaskRunner:
         self._looked_at = 0.0                     # when jobs sent ahead were last checked
         self._frontier: deque[str] = deque()      # jobs that may be sent ahead now
         self.started: dict[str, str] = {}         # key -> worker (set on the client's loop)
+        self._began: deque = deque()              # (key, worker, when): started, to report
         self.attempts: dict[str, int] = {}
-        self.held = _Held(hold_bytes)
+        # Futures of results made in this run, kept so dependents get them from the
+        # cluster: job id -> (future, checksum); beyond the budget, the stored file's bytes.
+        self.held = ByteLRU(hold_bytes, largest=hold_bytes)
         self.functions: dict[str, Any] = {}       # func key -> future of a large function blob
         self.outbox: list = []
         self._queued: list[tuple] = []            # tasks not handed to Dask yet
@@ -264,6 +235,17 @@ class DaskRunner:
         claims them."""
         self.driver = driver
 
+    def detach(self) -> None:
+        """Nothing to do: the runner lives for one run, and ``close`` lets go of the jobs
+        it sent ahead."""
+
+    def holds(self, job_id: str) -> bool:
+        """Never: a job sent ahead is submitted with its definition (see ``submit``)."""
+        return False
+
+    def ended_before_interrupt(self) -> list:
+        return []  # what ended before an interrupt is dropped with its task (see interrupt)
+
     def free_slots(self) -> int:
         # A task that ended in Dask frees its slot at once; its result is fetched meanwhile.
         return max(0, self._limit() - len(self.by_key))
@@ -299,7 +281,8 @@ class DaskRunner:
         (a result the store has not written yet) or the store. Raises (the error naming
         ``dep``) if it is unreadable."""
         name, checksum = where
-        future = self.held.get(dep, checksum)
+        found, item = self.held.get(dep)
+        future = item[0] if found and item[1] == checksum else None
         if future is None:
             try:
                 if data is None:
@@ -309,7 +292,7 @@ class DaskRunner:
                 raise
             future = self._as_input(data)
             if future is not data:
-                self.held.put(dep, future, checksum, len(data))
+                self.held.put(dep, (future, checksum), len(data))
         return dep, future, checksum
 
     def _queue(self, job: RemoteJob, inputs: list[tuple], ahead: bool = False) -> None:
@@ -363,6 +346,8 @@ class DaskRunner:
             time.sleep(min(timeout, COALESCE))
         done = self.ended.next_batch(block=False)
         out, self.outbox = self.outbox, []
+        if self._began:
+            self._report_started(out)
         if done or not self.by_key:
             self._progress = time.monotonic()
         elif time.monotonic() - self._progress > QUIET:
@@ -407,7 +392,7 @@ class DaskRunner:
         task, outcomes, checksum, size = item
         del self.inflight[task.job_id]
         if checksum:
-            self.held.put(task.job_id, task.future, checksum, size)
+            self.held.put(task.job_id, (task.future, checksum), size)
             self._made[task.job_id] = task.key
             if _file_of(item):
                 self._unsynced.add(task.job_id)
@@ -478,6 +463,8 @@ class DaskRunner:
         del self.ahead[task.job_id]
         item = self.early.pop(task.job_id, None)
         if item is None:
+            if task.began is not None:
+                self.outbox.append(task.began)
             return
         self._report(item, self.outbox)
         if task.job_id in self.early_durable:
@@ -655,6 +642,23 @@ class DaskRunner:
     def _on_started(self, key: str, address: str) -> None:
         """On the client's event loop, for every task of this run that starts."""
         self.started[key] = address
+        self._began.append((key, address, time.time()))
+
+    def _report_started(self, out: list) -> None:
+        """``Started`` for the tasks that began since the last poll (and still run in
+        Dask); a job sent ahead's is held until the driver submits it."""
+        began = self._began
+        for _ in range(len(began)):
+            key, address, at = began.popleft()
+            job_id = self.by_key.get(key)
+            if job_id is None:
+                continue  # ended already, or cancelled
+            task = self.inflight[job_id]
+            started = Started(job_id, f"worker {address}", at)
+            if task.ahead:
+                task.began = started
+            else:
+                out.append(started)
 
     def _ended(self, done: list, out: list) -> None:
         finished = []
@@ -863,8 +867,7 @@ class _WorkerCache:
     def __init__(self, budget: int = 128 << 20):
         self.lock = threading.Lock()
         self.functions: dict[str, Any] = {}
-        self.values: OrderedDict[tuple[str, str], tuple[Any, int]] = OrderedDict()
-        self.size, self.budget = 0, budget
+        self.values = ByteLRU(budget, threadsafe=True)  # keyed by (job id, result checksum)
 
     def function(self, key: str, bundle: bytes) -> Any:
         """``bundle``: the function's pickle and the json of its code files that exist only
@@ -889,26 +892,12 @@ class _WorkerCache:
                 raise _InputFailed(job_id)
             data, checksum = outcome[1], outcome[3]
         key = (job_id, checksum)
-        with self.lock:
-            item = self.values.get(key)
-            if item is not None:
-                self.values.move_to_end(key)
-                return item[0]
+        found, value = self.values.get(key)
+        if found:
+            return value
         value = pickle.loads(data)
-        self.put(key, value, len(data))
+        self.values.put(key, value, len(data))
         return value
-
-    def put(self, key: tuple[str, str], value: Any, size: int) -> None:
-        if size > self.budget // 4:
-            return
-        with self.lock:
-            if key in self.values:
-                return
-            self.values[key] = (value, size)
-            self.size += size
-            while self.size > self.budget:
-                _, (_, s) = self.values.popitem(last=False)
-                self.size -= s
 
 
 _cache = _WorkerCache()
@@ -1006,7 +995,7 @@ def _run_job(key: str, job_id: str, func_key: str, func_blob: bytes, payload: by
     except Exception as exc:  # noqa: BLE001 - the job fails with that message
         return ("raised", f"its result cannot be pickled: {exc}", "", stdout, stderr, timing)
     checksum = blobs.checksum(data)
-    _cache.put((job_id, checksum), value, len(data))
+    _cache.values.put((job_id, checksum), value, len(data))
     return ("ok", data, result_fp, checksum, stdout, stderr, timing)
 
 

@@ -10,7 +10,7 @@ import functools
 import pickle
 import time
 import warnings
-from collections import OrderedDict, deque
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -28,8 +28,10 @@ from ..store.store import FORCED_UNFINISHED, dumps_value
 from ..store import blobs
 from ..store.results import INLINE, ResultReader
 from .observer import NoObserver, Observer
-from .outcomes import Call, ChildSpec, JobRaised, JobReturned, Outcome, Timing
-from .pool import DependencyLost, Durable, JobStored, RemoteJob, Requeue
+from .outcomes import (Call, ChildSpec, DependencyLost, Durable, JobRaised, JobReturned,
+                       JobStored, Outcome, RemoteJob, Requeue, Started, Timing)
+from .runner import Runner
+from .values_cache import ByteLRU
 
 ELSEWHERE_POLL = 0.2
 # Jobs are claimed just before they start, a few at a time when they are short: enough to
@@ -37,6 +39,7 @@ ELSEWHERE_POLL = 0.2
 # rather than per job), at most CLAIM_AHEAD_MAX jobs.
 CLAIM_AHEAD_SECONDS = 0.01
 CLAIM_AHEAD_MAX = 64
+VALUES_BYTES = 256 << 20  # results of this run kept in memory for their dependents
 
 
 @dataclass
@@ -66,34 +69,6 @@ class RunReport:
         return f"{self.command}: {', '.join(parts)} in {self.seconds:.2f}s{tail}"
 
 
-class _Values:
-    """Results made in this run, kept for their dependents, within a byte budget."""
-
-    def __init__(self, budget: int = 256 << 20):
-        self._items: OrderedDict[str, tuple[Any, int]] = OrderedDict()
-        self._size = 0
-        self._budget = budget
-
-    def put(self, job_id: str, value: Any, size: int) -> None:
-        if size > self._budget // 4:
-            return
-        self.drop(job_id)
-        self._items[job_id] = (value, size)
-        self._size += size
-        while self._size > self._budget:
-            _, (_, s) = self._items.popitem(last=False)
-            self._size -= s
-
-    def get(self, job_id: str) -> tuple[bool, Any]:
-        item = self._items.get(job_id)
-        return (True, item[0]) if item is not None else (False, None)
-
-    def drop(self, job_id: str) -> None:
-        item = self._items.pop(job_id, None)
-        if item is not None:
-            self._size -= item[1]
-
-
 class _Lost(Exception):
     def __init__(self, job_id: str, why: str):
         self.job_id, self.why = job_id, why
@@ -101,7 +76,7 @@ class _Lost(Exception):
 
 class Driver:
     def __init__(self, store: Store, graph: Graph, stored: dict[str, StoredJob],
-                 targets: list[str], runner, *, forced: dict[str, str] | None = None,
+                 targets: list[str], runner: Runner, *, forced: dict[str, str] | None = None,
                  command: str = "make", validate: bool = False,
                  observer: Observer | None = None, lagging: set[str] | None = None,
                  read_at: tuple | None = None):
@@ -129,9 +104,8 @@ class Driver:
         self.running: dict[str, tuple[dict[str, str], tuple, dict]] = {}
         self.templates: dict[str, JobReturned] = {}
         self.bad_children: dict[str, str] = {}
-        self.values = _Values()
-        self.remote = getattr(runner, "remote", False)
-        self._holds = getattr(runner, "holds", None)  # jobs it holds already (sent ahead)
+        self.values = ByteLRU(VALUES_BYTES)  # results made in this run, for their dependents
+        self.remote = runner.capabilities.remote  # jobs travel as bytes (RemoteJob)
         self.reader = ResultReader(store.path)
         self._mean_seconds: float | None = None  # how long jobs take, lately
         self.locations: dict[str, tuple[str, str]] = {}   # results made this run: file, sum
@@ -143,9 +117,7 @@ class Driver:
         self._unhandled: deque[Outcome] = deque()  # of the outcomes being handled
         self._last_elsewhere_check = 0.0
         self.started_at = time.time()
-        attach = getattr(runner, "attach", None)
-        if attach is not None:  # a runner that sends jobs ahead follows the run's decisions
-            attach(self)
+        runner.attach(self)  # a runner that sends jobs ahead follows the run's decisions
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -182,9 +154,7 @@ class Driver:
                               RuntimeWarning, stacklevel=2)
             raise
         finally:
-            detach = getattr(self.runner, "detach", None)
-            if detach is not None:  # jobs it sent ahead that this run did not decide to run
-                detach()
+            self.runner.detach()  # jobs it sent ahead that this run did not decide to run
             self.reader.close()
             self.store.flush()
             self.count(report)
@@ -211,10 +181,9 @@ class Driver:
             warnings.warn(f"nbmake: the running jobs could not all be stopped: {exc!r}",
                           RuntimeWarning, stacklevel=3)
             stopped = set()
-        ended = [*self._unhandled, *getattr(self.runner, "finished_on_interrupt", ())]
+        ended = [*self._unhandled, *self.runner.ended_before_interrupt()]
         self._unhandled = deque()
         if ended:
-            self.runner.finished_on_interrupt = []
             ended = [o for o in ended if type(o) is Durable or type(o) in _ENDED
                      and o.job_id in self.running]
             try:
@@ -273,25 +242,25 @@ class Driver:
 
     def _dispatch(self) -> None:
         runner = self.runner
-        holds = self._holds  # jobs it has already: they need no slot
+        holds = runner.holds  # jobs it has already (sent ahead): they need no slot
         while True:
             if not self.claimed:
                 if not self.ready:
                     return
-                if not runner.has_capacity() and not (holds is not None and holds(self.ready[0])):
+                if not runner.has_capacity() and not holds(self.ready[0]):
                     return
                 self._claim_batch()
                 continue
-            if not runner.has_capacity() and not (holds is not None and holds(self.claimed[0])):
+            if not runner.has_capacity() and not holds(self.claimed[0]):
                 return
             jid = self.claimed.popleft()
             if self.sched.state(jid) != QUEUED or jid in self.running:
                 continue
             call = self._prepare(jid)
             if call is not None:
+                # Handed over, maybe queued behind others: "running" once it starts (Started).
                 self.sched.started(jid)
                 self.runner.submit(call)
-                self.tell(jid, "running", {"reasons": list(self.sched.reasons.get(jid, ()))})
 
     def _claim_batch(self) -> None:
         # Claim only what is about to start: a claim is what other processes see as running.
@@ -412,8 +381,7 @@ class Driver:
         """Engines get bytes and the places of their inputs; no value is loaded here. A job
         the runner holds already (sent ahead) gets no definition: the runner has it, and
         sends it back (Requeue) if it cannot use what it holds."""
-        holds = self._holds
-        if holds is not None and holds(jid):
+        if self.runner.holds(jid):
             key, blob, data, sources = "", b"", b"", b"{}"
         else:
             try:
@@ -510,6 +478,12 @@ class Driver:
         while unhandled:
             outcome = unhandled.popleft()
             kind = type(outcome)
+            if kind is Started:
+                if outcome.job_id in self.running:  # (not if it ended or went back meanwhile)
+                    self.tell(outcome.job_id, "running",
+                              {"reasons": list(self.sched.reasons.get(outcome.job_id, ())),
+                               "engine": outcome.where})
+                continue
             if kind is JobReturned or kind is JobStored:
                 seconds = outcome.timing.duration or 0.0
                 mean = self._mean_seconds

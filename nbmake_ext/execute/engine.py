@@ -67,6 +67,7 @@ from ..store.store import dumps_value
 from .inkernel import error_line, format_job_traceback, run_call
 from .loading import ArgumentsUnloadable, load_arguments
 from .outcomes import Call, ChildSpec, JobRaised, JobReturned
+from .values_cache import ByteLRU
 from .wire import Signer, Verifier
 
 # A pickled result up to this size travels in its ``done`` message (and becomes a row of
@@ -74,31 +75,7 @@ from .wire import Signer, Verifier
 INLINE_MAX = RESULT_ROW_MAX
 
 
-class _Results:
-    """Values this engine made or read lately, so a chain on one engine skips the disk.
-    Keyed by job id and result checksum: a job made again has another result."""
-
-    def __init__(self, budget: int = 128 << 20):
-        self._items: OrderedDict[tuple[str, str], tuple[Any, int]] = OrderedDict()
-        self._size, self._budget = 0, budget
-
-    def get(self, key: tuple[str, str]) -> tuple[bool, Any]:
-        item = self._items.get(key)
-        if item is None:
-            return False, None
-        self._items.move_to_end(key)
-        return True, item[0]
-
-    def put(self, key: tuple[str, str], value: Any, size: int) -> None:
-        if size > self._budget // 4 or key in self._items:
-            return
-        self._items[key] = (value, size)
-        self._size += size
-        while self._size > self._budget:
-            _, (_, s) = self._items.popitem(last=False)
-            self._size -= s
-
-
+VALUES_BYTES = 128 << 20  # values this engine made or read lately (a chain skips the disk)
 MADE_KEPT = 64  # jobs whose outcome this engine remembers for jobs sent after them
 
 
@@ -117,7 +94,7 @@ class Engine:
         self.socket.connect(config["endpoint"])
         self.functions: dict[str, Any] = {}
         self.queue: deque[tuple[dict, bytes, dict[str, bytes]]] = deque()
-        self.values = _Results()
+        self.values = ByteLRU(VALUES_BYTES)  # keyed by (job id, result checksum)
         self.to_sync: queue.SimpleQueue = queue.SimpleQueue()
         self.synced: deque[str] = deque()  # job ids whose files are durable, to report
         self.unsynced = 0                   # files handed to the syncer, not yet reported

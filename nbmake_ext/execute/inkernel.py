@@ -11,7 +11,8 @@ from collections import deque
 from typing import TextIO
 
 from .dynamic import DynamicContext
-from .outcomes import Call, JobRaised, JobReturned, Outcome, Timing
+from .outcomes import Call, JobRaised, JobReturned, Outcome, Started, Timing
+from .runner import Capabilities
 
 
 class _Tee(io.TextIOBase):
@@ -102,13 +103,29 @@ def _finish(timing: Timing, t0: float, c0: float) -> None:
 
 
 class InKernelRunner:
-    """The serial runner: ``poll`` runs the next submitted job to completion."""
+    """The serial runner: ``poll`` reports the next submitted job started, and the next
+    ``poll`` runs it to completion (so views show it running while it runs)."""
 
+    capabilities = Capabilities(remote=False, runs_ahead=False, holds_values=False,
+                                stops_running_jobs=True)
     capacity = 1
 
     def __init__(self, echo: bool = False):
         self.echo = echo
         self._queue: deque[Call] = deque()
+        self._started = False  # the job at the head of the queue was reported started
+
+    def attach(self, driver) -> None:
+        pass
+
+    def detach(self) -> None:
+        pass
+
+    def holds(self, job_id: str) -> bool:
+        return False
+
+    def ended_before_interrupt(self) -> list[Outcome]:
+        return []  # a job ends within ``poll``: its outcome is never left behind
 
     def has_capacity(self) -> bool:
         return not self._queue
@@ -116,8 +133,8 @@ class InKernelRunner:
     def free_slots(self) -> int:
         return 0 if self._queue else 1
 
-    def submit(self, call: Call) -> None:
-        self._queue.append(call)
+    def submit(self, job: Call) -> None:
+        self._queue.append(job)
 
     @property
     def busy(self) -> bool:
@@ -129,15 +146,20 @@ class InKernelRunner:
                 time.sleep(min(timeout, 0.05))
             return []
         call = self._queue[0]
+        if not self._started:
+            self._started = True
+            return [Started(call.job_id, "kernel", time.time())]
         children: list[Outcome] = []
         outcomes = run_call(call, children.append, self.echo)
         self._queue.popleft()
+        self._started = False
         return children + outcomes
 
     def interrupt(self) -> list[str]:
         """Jobs that were running and go back to their earlier state."""
         ids = [c.job_id for c in self._queue]
         self._queue.clear()
+        self._started = False
         return ids
 
     def close(self) -> None:

@@ -1,4 +1,5 @@
-"""What a runner reports back to the driver (in the kernel, from engines, from Dask)."""
+"""What a runner is given (a job) and what it reports back to the driver (in the kernel,
+from engines, from Dask): one type per kind, shared by every runner."""
 
 from __future__ import annotations
 
@@ -64,4 +65,66 @@ class ChildSpec:
     sources: bytes = b"{}"  # (from an engine) registration.function_sources of its function
 
 
-Outcome = JobReturned | JobRaised | ChildSpec
+@dataclass(slots=True)
+class Started:
+    """The job began executing (not merely handed over or queued): only now is it
+    ``running`` to the views. ``where``: the kernel, an engine, a Dask worker; ``at``: when
+    (time.time())."""
+
+    job_id: str
+    where: str
+    at: float
+
+
+@dataclass(slots=True)
+class RemoteJob:
+    """A job as it travels: bytes and where its dependencies' results are."""
+
+    job_id: str
+    func_key: str
+    func_blob: bytes
+    payload: bytes
+    deps: dict[str, tuple[str, str]]   # dependency -> (result file, checksum)
+    dynamic: bool
+    inline: dict[str, bytes] = field(default_factory=dict)  # results not in a file yet
+    sources: bytes = b"{}"   # json {file: text}: the function's code only the kernel has
+    after: tuple[str, ...] = ()  # (sent ahead) inputs its engine makes just before it
+
+
+@dataclass(slots=True)
+class JobStored:
+    """An engine made a result: a small one is ``data`` (the kernel stores it), a large
+    one is in ``file`` (readable now; durable once ``Durable`` names it)."""
+
+    job_id: str
+    result_fp: str
+    file: str                # "" when the result is ``data``
+    checksum: str
+    stamp: tuple[int, int]   # size, mtime in ns
+    timing: Timing
+    stdout: str = ""
+    stderr: str = ""
+    data: bytes | None = None
+
+
+@dataclass(slots=True)
+class Durable:
+    job_ids: list[str]
+
+
+@dataclass(slots=True)
+class Requeue:
+    """Jobs sent to an engine that died before starting them: they did not run."""
+
+    job_ids: list[str]
+
+
+@dataclass(slots=True)
+class DependencyLost:
+    job_id: str
+    dependency: str
+    why: str
+
+
+Outcome = JobReturned | JobRaised | ChildSpec | Started | JobStored | Durable | Requeue \
+    | DependencyLost

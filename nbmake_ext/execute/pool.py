@@ -46,7 +46,9 @@ from ..core.scheduler import QUEUED, WAITING
 from ..errors import NbmakeError
 from ..store import blobs
 from .engine import decode_running
-from .outcomes import ChildSpec, JobRaised, JobReturned, Timing
+from .outcomes import (ChildSpec, DependencyLost, Durable, JobRaised, JobReturned, JobStored,
+                       RemoteJob, Requeue, Started, Timing)
+from .runner import Capabilities
 from .wire import Signer, Verifier, new_key
 
 DEPTH = 2
@@ -62,56 +64,6 @@ TAIL_BYTES = 8192  # of a dead engine's stderr, kept with the job it was running
 
 
 @dataclass(slots=True)
-class RemoteJob:
-    """A job as it travels: bytes and where its dependencies' results are."""
-
-    job_id: str
-    func_key: str
-    func_blob: bytes
-    payload: bytes
-    deps: dict[str, tuple[str, str]]   # dependency -> (result file, checksum)
-    dynamic: bool
-    inline: dict[str, bytes] = field(default_factory=dict)  # results not in a file yet
-    sources: bytes = b"{}"   # json {file: text}: the function's code only the kernel has
-    after: tuple[str, ...] = ()  # (sent ahead) inputs its engine makes just before it
-
-
-@dataclass(slots=True)
-class JobStored:
-    """An engine made a result: a small one is ``data`` (the kernel stores it), a large
-    one is in ``file`` (readable now; durable once ``Durable`` names it)."""
-
-    job_id: str
-    result_fp: str
-    file: str                # "" when the result is ``data``
-    checksum: str
-    stamp: tuple[int, int]   # size, mtime in ns
-    timing: Timing
-    stdout: str = ""
-    stderr: str = ""
-    data: bytes | None = None
-
-
-@dataclass(slots=True)
-class Durable:
-    job_ids: list[str]
-
-
-@dataclass(slots=True)
-class Requeue:
-    """Jobs sent to an engine that died before starting them: they did not run."""
-
-    job_ids: list[str]
-
-
-@dataclass(slots=True)
-class DependencyLost:
-    job_id: str
-    dependency: str
-    why: str
-
-
-@dataclass(slots=True)
 class _Ahead:
     """A job sent ahead to an engine, before the core decided it."""
 
@@ -123,6 +75,7 @@ class _Ahead:
     consumed: dict | None = None   # checksums of the ``after`` results it took
     durable: bool = False          # its result file is on disk (notice held too)
     expected: dict | None = None   # (adopted) dep -> checksum the core recorded
+    started: Started | None = None  # it began on its engine (held until it is adopted)
 
 
 @dataclass
@@ -153,7 +106,11 @@ class _Engine:
 
 
 class EnginePool:
-    remote = True
+    """Runs jobs on engine processes. A job is ``Started`` when it reaches the head of its
+    engine's queue: an engine runs its jobs in the order received, one at a time."""
+
+    capabilities = Capabilities(remote=True, runs_ahead=True, holds_values=True,
+                                stops_running_jobs=True)
 
     def __init__(self, store_path: Path, n: int, *, durable: bool = True):
         self.store_path = Path(store_path)
@@ -186,7 +143,7 @@ class EnginePool:
         self._deferred: dict[str, None] = {}    # ... when an engine has room for them
         self._looked_at = 0.0
         self.sent_ahead = 0                     # how many jobs were sent ahead (ever)
-        self.finished_on_interrupt: list = []
+        self._ended_on_interrupt: list = []
         self._interrupting = False  # (an engine's job stopped by SIGINT outside: failed)
         self._failed_starts = 0     # engines that exited before they connected, in a row
         self.resize(n)
@@ -280,6 +237,10 @@ class EnginePool:
         for engine in self.engines.values():
             engine.ahead.clear()
 
+    def ended_before_interrupt(self) -> list:
+        ended, self._ended_on_interrupt = self._ended_on_interrupt, []
+        return ended
+
     def free_slots(self) -> int:
         if time.monotonic() - self._checked > CHECK_EVERY:
             self._check_engines(self._out)
@@ -357,9 +318,11 @@ class EnginePool:
             if not self._send(engine, "jobs", json.dumps(metas).encode(), *frames):
                 self._unsent(jobs, self._out)
                 continue
-            if not engine.queue:
-                engine.head_since = time.monotonic()
+            idle = not engine.queue
             engine.queue.extend(j.job_id for j in jobs)
+            if idle:
+                engine.head_since = time.monotonic()
+                self._head_started(engine, self._out)
 
     def _unsent(self, jobs: list[RemoteJob], out: list) -> None:
         """Jobs that never reached their engine (it died): again, or (sent ahead) dropped."""
@@ -435,7 +398,7 @@ class EnginePool:
         Engines that do not stop within 2 s are killed and replaced. Outcomes of jobs the
         driver submitted that ended before (here already, or waiting in the socket: with
         jobs sent ahead, an engine is often a result or two ahead of the kernel) are kept
-        in ``finished_on_interrupt`` for the driver to record."""
+        for the driver to record (``ended_before_interrupt``)."""
         self._interrupting = True
         try:
             return self._interrupt()
@@ -445,7 +408,7 @@ class EnginePool:
     def _interrupt(self) -> list[str]:
         out, self._out = self._out, []
         self._drain(out)
-        self.finished_on_interrupt = [o for o in out if type(o) in (JobStored, JobRaised, Durable)]
+        self._ended_on_interrupt = [o for o in out if type(o) in (JobStored, JobRaised, Durable)]
         stopped = [j.job_id for e in self.engines.values() for j in e.outbox]
         stopped += list(self.ahead)  # held claims, also of those that ended already
         self._forget_ahead()
@@ -558,6 +521,8 @@ class EnginePool:
             if a.engine not in self.engines:
                 return False
             self.adopted[a.job_id] = a
+            if a.started is not None:  # it runs already
+                self._out.append(a.started)
             return True
         return self._report_adopted(a, self._out)
 
@@ -688,7 +653,7 @@ class EnginePool:
             engine.log_from = _size(engine.log)
         elif kind == "done":
             job_id = meta["job_id"]
-            void = self._finished(engine, job_id)
+            void = self._finished(engine, job_id, out)
             if not void:
                 self.produced_by[job_id] = identity
                 self.made_here[job_id] = (identity, meta["checksum"])
@@ -712,13 +677,13 @@ class EnginePool:
             if durable:  # notices ride on results: after this one's own
                 self._durable(engine, durable, out)
         elif kind == "returned":
-            if not self._finished(engine, meta["job_id"]):
+            if not self._finished(engine, meta["job_id"], out):
                 out.append(JobReturned(meta["job_id"], pickle.loads(payloads[1]),
                                        payloads[2].decode(), payloads[3].decode(),
                                        Timing(**meta["timing"])))
         elif kind == "failed":
             job_id = meta["job_id"]
-            if self._finished(engine, job_id):
+            if self._finished(engine, job_id, out):
                 return
             if meta.get("interrupted") and self._interrupting:
                 self._not_run(job_id, out)
@@ -728,11 +693,11 @@ class EnginePool:
                                Timing(**meta["timing"]) if meta["timing"] else Timing())
             self._outcome(job_id, [raised], meta.get("consumed"), out)
         elif kind == "lost":
-            if not self._finished(engine, meta["job_id"]):
+            if not self._finished(engine, meta["job_id"], out):
                 self._not_run(meta["job_id"], out,
                               DependencyLost(meta["job_id"], meta["dep"], meta["why"]))
         elif kind == "skipped":  # sent ahead; an input of it did not succeed there
-            if not self._finished(engine, meta["job_id"]):
+            if not self._finished(engine, meta["job_id"], out):
                 self._not_run(meta["job_id"], out)
         elif kind == "child":
             spec = pickle.loads(payloads[1])
@@ -741,11 +706,11 @@ class EnginePool:
             self._durable(engine, meta["jobs"], out)
         elif kind == "dropped":  # an interrupt's, or jobs sent ahead that were dropped
             for job_id in meta["jobs"]:
-                self._finished(engine, job_id)
+                self._finished(engine, job_id, out)
         elif kind == "given_back":
             job_id = meta["job_id"]
             if job_id in engine.queue:
-                self._finished(engine, job_id)
+                self._finished(engine, job_id, out)
             engine.asked_back = None
             self._drop(self.users.pop(job_id, ()))  # they were to take it from that engine
             out.append(Requeue([job_id]))
@@ -769,7 +734,22 @@ class EnginePool:
         mean = self.job_seconds
         self.job_seconds = seconds if mean is None else 0.8 * mean + 0.2 * seconds
 
-    def _finished(self, engine: _Engine, job_id: str) -> bool:
+    def _head_started(self, engine: _Engine, out: list) -> None:
+        """A job reached the head of its engine's queue: the engine runs it now. Reported
+        ``Started`` (held, for a job sent ahead that the driver has not submitted yet)."""
+        if not engine.queue:
+            return
+        jid = engine.queue[0]
+        if jid in engine.void:
+            return  # a dropped instance: it does not count
+        started = Started(jid, f"engine {engine.pid}", time.time())
+        a = self.ahead.get(jid)
+        if a is not None:
+            a.started = started
+        else:
+            out.append(started)
+
+    def _finished(self, engine: _Engine, job_id: str, out: list) -> bool:
         """The job left the engine's queue. True if that was a dropped instance of it
         (always the first of that id in the queue): its outcome is ignored."""
         void = job_id in engine.void
@@ -780,6 +760,7 @@ class EnginePool:
         if engine.queue and engine.queue[0] == job_id:
             engine.queue.popleft()
             engine.head_since = time.monotonic()
+            self._head_started(engine, out)
         elif job_id in engine.queue:
             engine.queue.remove(job_id)
         if engine.asked_back == job_id:

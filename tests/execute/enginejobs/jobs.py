@@ -66,6 +66,14 @@ def work(lab: str, name: str, *inputs):
     return {"name": name, "pid": os.getpid(), "inputs": list(inputs)}
 
 
+def nap(lab: str, name: str, seconds: float):
+    """Logs <name>-start/-end around a sleep of ``seconds``; returns its name."""
+    log(lab, f"{name}-start")
+    time.sleep(seconds)
+    log(lab, f"{name}-end")
+    return name
+
+
 def rendezvous(lab: str, me: str, *others: str, timeout: float = WAIT, after=None):
     """Starts, then waits until every other job of the rendezvous has started: it can only
     return if they run at the same time (each on its own engine). ``after`` is only there
