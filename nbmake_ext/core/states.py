@@ -3,7 +3,10 @@ per-run statuses of the scheduler with the moves it may make between them."""
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import Final, Literal, Mapping
+
+from . import signature
+from .jobspec import JobSpec, RunRecord
 
 # -- public states ----------------------------------------------------------------------
 
@@ -29,6 +32,35 @@ ALL = "all"
 
 #: What the store remembers of the last run of a job; `stale` and `running` are derived.
 PersistedState = Literal["todo", "done", "failed", "blocked"]
+
+
+def public_state(spec: JobSpec, outcome: PersistedState | str | None, record: RunRecord | None,
+                 *, forced: bool, dep_results: Mapping[str, str | None],
+                 running: bool) -> State:
+    """The state views show for a job (SPEC 2), from what the store holds of it.
+
+    ``outcome`` is its stored last outcome (None: the store does not know the job),
+    ``record`` what its stored result was made from, ``forced`` whether a remake marked it
+    to run again, ``dep_results`` the fingerprints of its dependencies' current results,
+    ``running`` whether a make is executing it now. ``failed`` and ``blocked`` stay until
+    a make reaches the job again; a result is ``stale`` when its signature changed (a
+    dependency with no result, cleaned, changes nothing until it is remade)."""
+    if running:
+        return "running"
+    if outcome == "failed" or outcome == "blocked":
+        return outcome
+    if record is None or not record.present:
+        return "todo"
+    return "done" if signature.is_current(spec, record, dep_results, forced) else "stale"
+
+
+def restorable(spec: JobSpec, outcome: PersistedState | str | None, record: RunRecord | None,
+               *, forced: bool, dep_results: Mapping[str, str | None]) -> bool:
+    """A failed or blocked job whose stored result (from an earlier successful run) is up
+    to date again: the next make that reaches it takes that result back, without running
+    it (what the scheduler decides: ``Skip(job, restored=True)``)."""
+    return (outcome == "failed" or outcome == "blocked") \
+        and signature.is_current(spec, record, dep_results, forced)
 
 
 # -- per-run statuses of the scheduler --------------------------------------------------
