@@ -149,6 +149,17 @@ SCENARIOS = {
             (ev.Succeeded("b", "rb"), [], {"b": DONE}),
         ],
     ),
+    "another process failed a queued job: reconsidered, it runs here": (
+        [spec("a"), spec("b", ["a"])],
+        {}, ["b"], {},
+        [
+            (START, [ev.Run("a", ("never ran",))], {"a": QUEUED, "b": WAITING}),
+            (ev.Reconsider("a", None, "failed"), [ev.Run("a", ("its last run failed",))],
+             {"a": QUEUED, "b": WAITING}),
+            (ev.Succeeded("a", "ra"), [ev.Run("b", ("never ran",))], {"a": DONE, "b": QUEUED}),
+            (ev.Succeeded("b", "rb"), [], {"b": DONE}),
+        ],
+    ),
 }
 
 
