@@ -261,3 +261,17 @@ def test_the_story_is_short():
         sched.handle(ev.ResultLost("a", "b"))
         sched.handle(ev.Succeeded("a", "ra"))
     assert len(sched.story("a")) == STORY
+
+
+@pytest.mark.xfail(strict=True, reason="what a failed child blocked stays blocked when the "
+                   "running parent redefines that child")
+def test_a_failed_child_redefined_by_its_running_parent_reopens_what_it_blocked():
+    sched = Scheduler(Graph([spec("p", dynamic=True)]), {}, ["p"], validate=True)
+    sched.start()
+    sched.handle(ev.ChildDefined(spec("k", parent="p")))
+    sched.handle(ev.ChildDefined(spec("m", ["k"], parent="p")))
+    assert sched.handle(ev.Failed("k", "boom")) == [ev.Block("m", "k")]
+    # the move failed -> waiting is legal; m, blocked by k, must wait for k again
+    assert sched.handle(ev.ChildDefined(spec("k", parent="p", code="c2"))) == [
+        ev.Run("k", ("never ran",))]
+    assert sched.state("m") == WAITING
