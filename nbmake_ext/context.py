@@ -14,7 +14,8 @@ from typing import Any, Callable, Iterable
 from .core import signature
 from .core.graph import Graph
 from .core.jobspec import JobSpec
-from .core.states import ALL, STATE_WORDS
+from .core.states import ALL, STATE_WORDS, STATES, public_state
+from .core.states import restorable as can_restore
 from .commands import engine_count
 from .errors import InvalidJob, JobFailed, JobsFailed, NbmakeError, NotDone, UnknownTarget
 from .execute.driver import Driver, RunReport
@@ -364,7 +365,7 @@ class Context:
             root = self._root_failure(job_id, states) or "a job"
             if not fresh:
                 out.append(f"blocked by {root}, which failed")
-            elif root not in self.graph or self._restorable(root, results):
+            elif root not in self.graph or self._result_current(root, results):
                 out.append(f"blocked by {root}, which failed, but {signature.RESTORES}")
             else:
                 out.append(f"blocked by {root}, which failed; its stored result matches its "
@@ -392,17 +393,17 @@ class Context:
                                        row.get("f_args_fp"))
 
     def _restorable(self, job_id: str, results: dict[str, str]) -> bool:
-        """Its stored result is up to date as the store is now (for a failed or blocked
-        job: the next make that reaches it takes that result back, as make decides)."""
+        """Failed or blocked, and the next make that reaches it takes its stored result
+        back (as make decides)."""
         st = self._stored.get(job_id)
-        record = st.record if st is not None else None
-        if record is None:
-            return False
-        spec = self.graph.specs[job_id]
-        # A dependency with no result (cleaned) changes nothing until it is remade.
-        results = {**{d: record.dep_fps[d] for d in spec.deps if d in record.dep_fps},
-                   **results}
-        return signature.is_up_to_date(spec, record, results, st.forced)
+        return st is not None and can_restore(self.graph.specs[job_id], st.state, st.record,
+                                              forced=st.forced, dep_results=results)
+
+    def _result_current(self, job_id: str, results: dict[str, str]) -> bool:
+        """Its stored result is up to date as the store is now, whatever its last run."""
+        st = self._stored.get(job_id)
+        return st is not None and signature.is_current(self.graph.specs[job_id], st.record,
+                                                       results, st.forced)
 
     def _root_failure(self, job_id: str, states: dict[str, str],
                       memo: dict[str, str | None] | None = None) -> str | None:
@@ -478,7 +479,7 @@ class Context:
         self.sync()
         states = self._states()
         chosen = self._select(targets, states) if targets else states
-        by_state = {s: 0 for s in ("todo", "stale", "running", "done", "failed", "blocked")}
+        by_state = {s: 0 for s in STATES}
         by_function: dict[str, dict[str, int]] = {}
         for jid in chosen:
             state = states[jid]
@@ -531,27 +532,11 @@ class Context:
                 if st.record is not None and st.record.present}
 
     def _state(self, jid: str, results: dict[str, str], running: set[str]) -> str:
-        if jid in running:
-            return "running"
         st = self._stored.get(jid)
         if st is None:
-            return "todo"
-        if st.state in ("failed", "blocked"):
-            return st.state
-        record = st.record
-        if record is None or not record.present:
-            return "todo"
-        spec = self.graph.specs[jid]
-        if st.forced or record.code_fp != spec.code_fp or record.args_fp != spec.args_fp:
-            return "stale"
-        consumed = record.dep_fps
-        if len(consumed) != len(spec.deps):
-            return "stale"
-        for dep in spec.deps:
-            now = results.get(dep)
-            if dep not in consumed or (now is not None and now != consumed[dep]):
-                return "stale"
-        return "done"
+            return "running" if jid in running else "todo"
+        return public_state(self.graph.specs[jid], st.state, st.record, forced=st.forced,
+                            dep_results=results, running=jid in running)
 
     def _select(self, targets: Iterable[str], states: dict[str, str] | None = None) -> list[str]:
         targets = list(targets)

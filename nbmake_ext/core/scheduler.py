@@ -8,7 +8,7 @@ leaves its dependents up to date (early cutoff). No I/O happens here.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping
 
@@ -20,18 +20,26 @@ from .events import (
 )
 from .graph import Graph
 from .jobspec import RunRecord
+# The per-run statuses of a needed job and the legal moves between them (runners read the
+# statuses from here too).
+from .states import (
+    BLOCKED, DONE, FAILED, FINAL, LEGAL, OK, QUEUED, RETURNED, SKIPPED, WAITING, legal_from,
+)
 
-# Per-run status of a needed job.
-WAITING = "waiting"    # some dependency (or the dynamic parent) is not final yet
-QUEUED = "queued"      # Run emitted: the driver runs it (or waits on another process)
-RETURNED = "returned"  # dynamic job returned; waits for its children
-DONE = "done"          # ran in this run
-SKIPPED = "skipped"    # was up to date
-FAILED = "failed"
-BLOCKED = "blocked"
+#: How many moves of each job a validating scheduler remembers, for its error messages.
+STORY = 12
 
-OK = frozenset({DONE, SKIPPED})
-FINAL = frozenset({DONE, SKIPPED, FAILED, BLOCKED})
+
+def _describe(event: Event) -> str:
+    """An event in a few words, for a job's story."""
+    kind = type(event)
+    if kind is ChildDefined:
+        return f"ChildDefined({event.spec.job_id})"
+    if kind is ResultLost:
+        return f"ResultLost({event.job_id}, for {event.consumer})"
+    if kind is Reconsider:
+        return f"Reconsider({event.job_id}, last {event.last})"
+    return f"{kind.__name__}({getattr(event, 'job_id', '?')})"
 
 
 def _gate(parent: str) -> str:
@@ -89,6 +97,9 @@ class Scheduler:
         self.unsettled = dict(unsettled or {})  # job -> "failed" or "blocked", last time
         self.restored: set[str] = set()  # skipped in this run, taken back after a failure
         self.validate = validate
+        # With validate, each job's recent moves and what caused them (its story).
+        self._story: dict[str, deque[str]] | None = {} if validate else None
+        self._cause = "start"
         self.status: dict[str, str] = {}
         self.active: set[str] = set()  # QUEUED or RETURNED
         self.waiting_on: dict[str, set[str]] = {}
@@ -110,10 +121,12 @@ class Scheduler:
 
     def handle(self, event: Event) -> list[Action]:
         kind = type(event)
+        if self._story is not None:
+            self._cause = _describe(event)
         if kind is Succeeded:
             self._on_succeeded(event.job_id, event.result_fp)
         elif kind is Failed:
-            self._expect(event.job_id, QUEUED, RETURNED)
+            self._expect_move(event.job_id, FAILED)
             self._fail(event.job_id, event.error)
         elif kind is Returned:
             self._on_returned(event.job_id)
@@ -191,15 +204,22 @@ class Scheduler:
                     if m not in seen and m not in status:
                         mark(m, None)
                         push(m)
+        # Jobs of ``seen`` are new to the run: None -> SKIPPED and None -> WAITING are
+        # legal moves, set here without _set (the whole of a no-op make goes this way).
+        story = self._story
         if sweep:
             for jid in self._fresh(seen):
                 status[jid] = SKIPPED
                 self._out.append(self._skip(jid))
                 del seen[jid]
+                if story is not None:
+                    self._tell(jid, None, SKIPPED)
         waiting_on = self.waiting_on
         for jid in seen:
             status[jid] = WAITING
             waiting_on[jid] = set()
+            if story is not None:
+                self._tell(jid, None, WAITING)
         for jid in seen:
             if status[jid] == WAITING:
                 self._init_waiting(jid)
@@ -345,7 +365,7 @@ class Scheduler:
             self._decide(jid)
 
     def _on_succeeded(self, jid: str, result_fp: str) -> None:
-        self._expect(jid, QUEUED, RETURNED)
+        self._expect_move(jid, DONE)
         self.results[jid] = result_fp
         self._set(jid, DONE)
         self.forced.pop(jid, None)
@@ -445,7 +465,7 @@ class Scheduler:
                 self._decide(jid)
 
     def _on_returned(self, jid: str) -> None:
-        self._expect(jid, QUEUED)
+        self._expect_move(jid, RETURNED)
         defined = self._defined.get(jid, set())
         gone = [c for c in self.graph.children(jid) if c not in defined]
         if gone:
@@ -453,6 +473,8 @@ class Scheduler:
             for child in gone:
                 removed += self.graph.remove(child)
             for r in removed:
+                if self._story is not None and r in self.status:
+                    self._tell(r, self.status[r], None)
                 self.status.pop(r, None)
                 self.waiting_on.pop(r, None)
                 self.results.pop(r, None)
@@ -527,15 +549,50 @@ class Scheduler:
     def _expect(self, jid: str | None, *allowed: str) -> None:
         if self.status.get(jid) not in allowed:
             raise InternalError(
-                f"job {jid!r} is {self.status.get(jid)!r} here, expected one of {allowed}"
+                f"job {jid!r} is {self.status.get(jid)!r} here, expected one of {allowed} "
+                f"({self._told(jid)})"
             )
 
+    def _expect_move(self, jid: str, new: str) -> None:
+        """An event is about to move ``jid`` to ``new``: raise now, before anything
+        changes, when the table does not allow it."""
+        old = self.status.get(jid)
+        if (old, new) not in LEGAL:
+            self._illegal(jid, old, new)
+
     def _set(self, jid: str, s: str) -> None:
-        self.status[jid] = s
+        status = self.status
+        old = status.get(jid)
+        if (old, s) not in LEGAL:
+            self._illegal(jid, old, s)
+        if self._story is not None:
+            self._tell(jid, old, s)
+        status[jid] = s
         if s == QUEUED or s == RETURNED:
             self.active.add(jid)
         else:
             self.active.discard(jid)
+
+    def _tell(self, jid: str, old: str | None, new: str | None) -> None:
+        story = self._story[jid] if jid in self._story else \
+            self._story.setdefault(jid, deque(maxlen=STORY))
+        story.append(f"{old or 'new'} -> {new or 'forgotten'} ({self._cause})")
+
+    def story(self, jid: str) -> list[str]:
+        """The recent moves of ``jid`` and what caused each (kept with validate=True)."""
+        return list(self._story.get(jid, ())) if self._story is not None else []
+
+    def _told(self, jid: str | None) -> str:
+        if self._story is None:
+            return "its story is kept with validate=True only"
+        return f"on {self._cause}; its story: " + ("; ".join(self.story(jid)) or "nothing yet")
+
+    def _illegal(self, jid: str, old: str | None, new: str) -> None:
+        allowed = ", ".join(legal_from(old)) or "nothing"
+        raise InternalError(
+            f"job {jid!r}: illegal move {old or 'new'} -> {new}, from {old or 'new'} it may "
+            f"only go to {allowed} ({self._told(jid)})"
+        )
 
     def _flush(self) -> list[Action]:
         out, self._out = self._out, []

@@ -178,3 +178,23 @@ def is_up_to_date(spec: JobSpec, record: RunRecord | None, dep_results: Mapping[
         if now is None or consumed.get(dep) != now:
             return False
     return True
+
+
+def is_current(spec: JobSpec, record: RunRecord | None, dep_results: Mapping[str, str | None],
+               forced: Any = None) -> bool:
+    """``is_up_to_date`` as views judge it between makes: a dependency with no current
+    result (cleaned) counts as unchanged until it is made again."""
+    if record is None or forced or not record.present:
+        return False
+    if record.code_fp != spec.code_fp or record.args_fp != spec.args_fp:
+        return False
+    consumed = record.dep_fps
+    if len(consumed) != len(spec.deps):
+        return False
+    for dep in spec.deps:
+        if dep not in consumed:
+            return False
+        now = dep_results.get(dep)
+        if now is not None and now != consumed[dep]:
+            return False
+    return True
