@@ -458,11 +458,16 @@ class Scheduler:
         elif state == WAITING or outcome != "same":
             if state in (QUEUED, RETURNED):
                 raise InternalError(f"child {jid!r} redefined while it runs")
+            root = self._root(jid) if state in (FAILED, BLOCKED) else None
             self._set(jid, WAITING)
+            reopened = self._reopen(jid, root) if root is not None else []
             self._include([d for d in spec.deps if d not in self.status])
             self._init_waiting(jid)
             if self.status[jid] == WAITING and not self.waiting_on[jid]:
                 self._decide(jid)
+            for k in reopened:  # (each waits for jid, through the others: none is ready)
+                if self.status[k] == WAITING and not self.waiting_on[k]:
+                    self._decide(k)
 
     def _on_returned(self, jid: str) -> None:
         self._expect_move(jid, RETURNED)
@@ -540,6 +545,41 @@ class Scheduler:
         for parent in [own_parent, *parents] if own_parent else parents:
             if self.status.get(parent) == RETURNED:
                 self._check_complete(parent)
+
+    def _reopen(self, jid: str, root: str) -> list[str]:
+        """``jid``, failed or blocked by ``root``, waits again (redefined): what it blocked,
+        transitively, with that root, waits again too, for its inputs to be final. Not what
+        another input, failed or blocked by the same root, still blocks."""
+        status, specs, blocked_by = self.status, self.graph.specs, self.blocked_by
+        found: dict[str, None] = {}  # insertion-ordered: downstream of jid, blocked by root
+        stack = [jid]
+        while stack:
+            spec = specs[stack.pop()]
+            below = list(self._dependents.get(spec.job_id, ()))
+            if spec.dynamic:
+                below += self.graph.children(spec.job_id)
+            for k in below:
+                if k not in found and status.get(k) == BLOCKED and blocked_by.get(k) == root:
+                    found[k] = None
+                    stack.append(k)
+        kept = True
+        while kept:  # until nothing more stays blocked
+            kept = False
+            for k in list(found):
+                for i in self._upstream(specs[k], self._defined):
+                    if i != jid and i not in found and status.get(i) in (FAILED, BLOCKED) \
+                            and self._root(i) == root:
+                        del found[k]
+                        kept = True
+                        break
+        for k in found:
+            self._set(k, WAITING)
+            self.waiting_on[k] = set()
+            del blocked_by[k]
+        for k in found:
+            if status[k] == WAITING:  # (not when blocked again, by another root, meanwhile)
+                self._init_waiting(k)
+        return list(found)
 
     def _root(self, jid: str) -> str:
         return jid if self.status.get(jid) == FAILED else self.blocked_by.get(jid, jid)

@@ -100,7 +100,8 @@ TRANSITIONS: dict[tuple[Status | None, Status], str] = {
     (SKIPPED, WAITING): "its result was lost (made again), a dependency was made again to "
                         "another result, or a dynamic child redefined",
     (FAILED, WAITING): "a dynamic child redefined after it failed",
-    (BLOCKED, WAITING): "a dynamic child redefined after it was blocked",
+    (BLOCKED, WAITING): "a dynamic child redefined after it was blocked, or the job that "
+                        "blocked it (failed or blocked) was redefined: waits for it again",
 }
 
 LEGAL: frozenset[tuple[Status | None, Status]] = frozenset(TRANSITIONS)

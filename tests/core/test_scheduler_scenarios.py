@@ -263,8 +263,6 @@ def test_the_story_is_short():
     assert len(sched.story("a")) == STORY
 
 
-@pytest.mark.xfail(strict=True, reason="what a failed child blocked stays blocked when the "
-                   "running parent redefines that child")
 def test_a_failed_child_redefined_by_its_running_parent_reopens_what_it_blocked():
     sched = Scheduler(Graph([spec("p", dynamic=True)]), {}, ["p"], validate=True)
     sched.start()
@@ -275,3 +273,68 @@ def test_a_failed_child_redefined_by_its_running_parent_reopens_what_it_blocked(
     assert sched.handle(ev.ChildDefined(spec("k", parent="p", code="c2"))) == [
         ev.Run("k", ("never ran",))]
     assert sched.state("m") == WAITING
+
+
+def test_a_reopened_failed_child_reopens_its_chain_and_not_what_another_failure_blocks():
+    sched = Scheduler(Graph([spec("p", dynamic=True), spec("z", ["p"])]), {}, ["z"],
+                      validate=True)
+    assert sched.start() == [ev.Run("p", ("never ran",))]
+    for child in (spec("k", parent="p"), spec("f", parent="p"), spec("m", ["k"], parent="p"),
+                  spec("n", ["m"], parent="p"), spec("j", ["k", "f"], parent="p")):
+        sched.handle(ev.ChildDefined(child))
+    sched.started("k")
+    sched.started("f")
+    assert sched.handle(ev.Failed("k", "boom")) == [
+        ev.Block("m", "k"), ev.Block("j", "k"), ev.Block("n", "k")]
+    assert sched.handle(ev.Failed("f", "bang")) == []  # j stays blocked by k
+    # k redefined: m and n wait for it again; j is blocked now by f, which still failed
+    assert sched.handle(ev.ChildDefined(spec("k", parent="p", code="c2"))) == [
+        ev.Block("j", "f"), ev.Run("k", ("never ran",))]
+    assert {j: sched.state(j) for j in "kmnjf"} == {
+        "k": QUEUED, "m": WAITING, "n": WAITING, "j": BLOCKED, "f": FAILED}
+    assert sched.blocked_by["j"] == "f"
+    assert "blocked -> waiting (ChildDefined(k))" in sched.story("m")
+    assert sched.handle(ev.Succeeded("k", "rk")) == [ev.Run("m", ("never ran",))]
+    assert sched.handle(ev.Succeeded("m", "rm")) == [ev.Run("n", ("never ran",))]
+    assert sched.handle(ev.Returned("p")) == []
+    # the parent fails through f, its dependent z is blocked by it
+    assert sched.handle(ev.Succeeded("n", "rn")) == [
+        ev.Block("z", "p"), ev.Fail("p", "child f failed")]
+    s = sched.summary()
+    assert s.ran == 3 and s.failed == {"f": "bang", "p": "child f failed"}
+    assert s.blocked == {"j": "f", "z": "p"}
+
+
+def test_a_reopened_failed_child_up_to_date_again_takes_back_what_it_blocked():
+    # k and m were made before; k is redefined (to code c2, which fails), then back
+    records = {"k": rec("k"), "m": rec("m", {"k": "rk"})}
+    sched = Scheduler(Graph([spec("p", dynamic=True)]), records, ["p"], validate=True)
+    sched.start()
+    assert sched.handle(ev.ChildDefined(spec("k", parent="p", code="c2"))) == [
+        ev.Run("k", ("code of m.k changed",))]
+    assert sched.handle(ev.ChildDefined(spec("m", ["k"], parent="p"))) == []
+    assert sched.handle(ev.Failed("k", "boom")) == [ev.Block("m", "k")]
+    assert sched.handle(ev.ChildDefined(spec("k", parent="p"))) == [
+        ev.Skip("k"), ev.Skip("m")]
+    assert sched.handle(ev.Returned("p")) == [ev.Complete("p")]
+    assert sched.handle(ev.Succeeded("p", "rp")) == []
+    assert sched.summary().blocked == {} and sched.summary().failed == {}
+
+
+def test_a_reopened_blocked_child_reopens_only_what_nothing_else_blocks():
+    # k was blocked by r; redefined without r, k and m wait again; y, which needs r
+    # itself, stays blocked by r (and is not told so twice)
+    sched = Scheduler(Graph([spec("p", dynamic=True)]), {}, ["p"], validate=True)
+    sched.start()
+    for child in (spec("r", parent="p"), spec("k", ["r"], parent="p"),
+                  spec("m", ["k"], parent="p"), spec("y", ["m", "r"], parent="p")):
+        sched.handle(ev.ChildDefined(child))
+    assert sched.handle(ev.Failed("r", "boom")) == [
+        ev.Block("k", "r"), ev.Block("y", "r"), ev.Block("m", "r")]
+    assert sched.handle(ev.ChildDefined(spec("k", parent="p"))) == [
+        ev.Run("k", ("never ran",))]
+    assert {j: sched.state(j) for j in "rkmy"} == {
+        "r": FAILED, "k": QUEUED, "m": WAITING, "y": BLOCKED}
+    assert sched.handle(ev.Succeeded("k", "rk")) == [ev.Run("m", ("never ran",))]
+    assert sched.handle(ev.Succeeded("m", "rm")) == []
+    assert sched.handle(ev.Returned("p")) == [ev.Fail("p", "child r failed")]
