@@ -456,9 +456,13 @@ class Scheduler:
         if state is None:
             self._include([jid])
         elif state == WAITING or outcome != "same":
-            if state in (QUEUED, RETURNED):
+            if state == RETURNED or state == QUEUED and jid in self._started:
                 raise InternalError(f"child {jid!r} redefined while it runs")
-            root = self._root(jid) if state in (FAILED, BLOCKED) else None
+            root = None
+            if state in (FAILED, BLOCKED):
+                root = self._root(jid)
+                self.unsettled[jid] = state  # up to date again: its result is taken back
+                self._started.discard(jid)
             self._set(jid, WAITING)
             reopened = self._reopen(jid, root) if root is not None else []
             self._include([d for d in spec.deps if d not in self.status])
@@ -575,6 +579,7 @@ class Scheduler:
         for k in found:
             self._set(k, WAITING)
             self.waiting_on[k] = set()
+            self.unsettled[k] = BLOCKED  # up to date again: its result is taken back
             del blocked_by[k]
         for k in found:
             if status[k] == WAITING:  # (not when blocked again, by another root, meanwhile)

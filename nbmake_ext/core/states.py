@@ -93,7 +93,8 @@ TRANSITIONS: dict[tuple[Status | None, Status], str] = {
     (QUEUED, RETURNED): "a dynamic job returned: waits for its children",
     (QUEUED, DONE): "succeeded",
     (QUEUED, FAILED): "raised, its engine died, or its result could not be stored",
-    (QUEUED, WAITING): "not started yet, and a result it needs was lost: waits for it",
+    (QUEUED, WAITING): "not started yet, and a result it needs was lost: waits for it; or "
+                       "a dynamic child redefined before it started",
     (RETURNED, DONE): "its children done, its value stored",
     (RETURNED, FAILED): "a child failed or is blocked, or its value could not be stored",
     (DONE, WAITING): "its result was lost (made again), or a dynamic child redefined",

@@ -206,7 +206,7 @@ class Driver:
             if kind is ev.Skip:
                 jid = action.job_id
                 st = self.stored.get(jid)
-                if st is None or st.state != "done" or st.forced:
+                if st is None or st.state != "done" or st.forced or action.restored:
                     self.store.record_skipped(jid, restored=action.restored)
                 self.tell(jid, "done", {"restored": True} if action.restored else {})
             elif kind is ev.Run:

@@ -271,7 +271,7 @@ def test_a_failed_child_redefined_by_its_running_parent_reopens_what_it_blocked(
     assert sched.handle(ev.Failed("k", "boom")) == [ev.Block("m", "k")]
     # the move failed -> waiting is legal; m, blocked by k, must wait for k again
     assert sched.handle(ev.ChildDefined(spec("k", parent="p", code="c2"))) == [
-        ev.Run("k", ("never ran",))]
+        ev.Run("k", ("its last run failed",))]
     assert sched.state("m") == WAITING
 
 
@@ -289,7 +289,7 @@ def test_a_reopened_failed_child_reopens_its_chain_and_not_what_another_failure_
     assert sched.handle(ev.Failed("f", "bang")) == []  # j stays blocked by k
     # k redefined: m and n wait for it again; j is blocked now by f, which still failed
     assert sched.handle(ev.ChildDefined(spec("k", parent="p", code="c2"))) == [
-        ev.Block("j", "f"), ev.Run("k", ("never ran",))]
+        ev.Block("j", "f"), ev.Run("k", ("its last run failed",))]
     assert {j: sched.state(j) for j in "kmnjf"} == {
         "k": QUEUED, "m": WAITING, "n": WAITING, "j": BLOCKED, "f": FAILED}
     assert sched.blocked_by["j"] == "f"
@@ -314,11 +314,30 @@ def test_a_reopened_failed_child_up_to_date_again_takes_back_what_it_blocked():
         ev.Run("k", ("code of m.k changed",))]
     assert sched.handle(ev.ChildDefined(spec("m", ["k"], parent="p"))) == []
     assert sched.handle(ev.Failed("k", "boom")) == [ev.Block("m", "k")]
+    # both take their stored results back: the store says failed and blocked by now
     assert sched.handle(ev.ChildDefined(spec("k", parent="p"))) == [
-        ev.Skip("k"), ev.Skip("m")]
+        ev.Skip("k", restored=True), ev.Skip("m", restored=True)]
     assert sched.handle(ev.Returned("p")) == [ev.Complete("p")]
     assert sched.handle(ev.Succeeded("p", "rp")) == []
-    assert sched.summary().blocked == {} and sched.summary().failed == {}
+    s = sched.summary()
+    assert (s.ran, s.restored, s.skipped, s.blocked, s.failed) == (1, 2, 0, {}, {})
+
+
+def test_a_child_redefined_before_it_started_waits_again_and_runs_once():
+    # the parent defines k twice while it runs (the in-kernel runner starts children only
+    # once their parent returned): the last definition runs
+    sched = Scheduler(Graph([spec("p", dynamic=True)]), {}, ["p"], validate=True)
+    sched.start()
+    sched.started("p")
+    assert sched.handle(ev.ChildDefined(spec("k", parent="p"))) == [
+        ev.Run("k", ("never ran",))]
+    assert sched.handle(ev.ChildDefined(spec("m", ["k"], parent="p"))) == []
+    assert sched.handle(ev.ChildDefined(spec("k", parent="p", args="a2"))) == [
+        ev.Run("k", ("never ran",))]
+    assert "queued -> waiting (ChildDefined(k))" in sched.story("k")
+    sched.started("k")  # once handed to a runner, it may not be redefined any more
+    with pytest.raises(InternalError, match="redefined while it runs"):
+        sched.handle(ev.ChildDefined(spec("k", parent="p", args="a3")))
 
 
 def test_a_reopened_blocked_child_reopens_only_what_nothing_else_blocks():

@@ -105,6 +105,22 @@ def uses_upstream(context, base):
     return [context.comp(plus, base, i) for i in range(2)]
 
 
+def picky(x):
+    CALLS.append(("picky", x))
+    if x == 1:
+        raise ValueError("picky says no to 1")
+    return x
+
+
+def redefines_a_child(context, tag):
+    """Defines k, a dependent of k, then k again with another argument."""
+    CALLS.append(("redefines_a_child", tag))
+    context.comp(picky, 1, job_id="k")
+    m = context.comp(plus, Promise("k"), 10, job_id="m")
+    k = context.comp(picky, 2, job_id="k")
+    return [k, m]
+
+
 # -- fixtures -----------------------------------------------------------------------------
 
 _serial = itertools.count()
@@ -533,3 +549,21 @@ def test_parent_code_edit_with_the_same_children_cuts_off(ctx, store_path):
             linecache.cache.pop(filename, None)
     assert CALLS == [("nb_fan", 2)]  # children and the dependent are up to date
     assert t.state == "done" and t.result() == 1
+
+
+def test_a_child_redefined_by_its_parent_runs_as_last_defined(ctx):
+    """In-kernel, children start once their parent returned: the first definition of k is
+    replaced before it starts, and never runs (the failure of a first definition before
+    the redefinition needs children running alongside their parent: test_engines.py)."""
+    p = ctx.comp_dynamic(redefines_a_child, "first", job_id="P")
+    after = ctx.comp(total, p)
+    report = ctx.make()
+    assert (report.ran, report.failed, report.blocked) == (4, {}, {})
+    assert p.result() == [2, 12] and after.result() == 14
+    assert calls_of("picky") == [("picky", 2)]
+    table = rows(ctx)
+    assert {j: (table[j].state, table[j].parent) for j in ("k", "m")} == {
+        "k": ("done", "P"), "m": ("done", "P")}
+    CALLS.clear()
+    again = ctx.make()
+    assert (again.ran, again.skipped) == (0, 4) and CALLS == []
