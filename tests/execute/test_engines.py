@@ -643,6 +643,47 @@ def test_a_child_starts_on_another_engine_before_its_parent_returns(make_ctx, la
     assert parent.result()["kid"]["name"] == "eager-kid"
 
 
+@pytest.mark.timeout(120)
+def test_a_failed_child_redefined_by_its_running_parent_runs_again_with_its_dependent(
+        make_ctx, lab, tmp_path):
+    """The parent defines picky (to fail) and plus on it, waits until picky failed on the
+    other engine (plus is blocked by then), and defines picky again: picky and plus run,
+    and nothing stays failed or blocked. The next time the parent runs the same, picky
+    fails again, then, redefined, is up to date: both take their results back."""
+    ctx = make_ctx()
+    ctx.comp(J.work, lab, "warm", job_id="warm")
+    guarded(ctx.parmake, n=2)
+    wait_ready(ctx._pool)  # a starting engine cannot take the child (see the xfail above)
+    store = str(tmp_path / "store")
+    parent = ctx.comp_dynamic(J.dyn_redefines_failed_child, lab, store, "a", job_id="P")
+    use = ctx.comp(J.consume, lab, parent, job_id="use")
+    report = guarded(ctx.parmake, n=2)
+    names = J.names(lab)
+    assert "redefiner-a-saw-failure" in names, names
+    assert names.count("picky1-start") == 1 and names.count("picky2-start") == 1
+    assert (report.ran, report.failed, report.blocked) == (4, {}, {})
+    assert use.result() == [2, 12]
+    assert states(ctx) == {"warm": "done", "P": "done", "use": "done", "picky": "done",
+                           "plus": "done"}
+    assert ctx.details("picky").error is None and ctx.details("plus").blocked_by is None
+    assert guarded(ctx.parmake, n=2).ran == 0
+
+    parent = ctx.comp_dynamic(J.dyn_redefines_failed_child, lab, store, "b", job_id="P")
+    before = len(J.names(lab))
+    report = guarded(ctx.parmake, n=2)
+    names = J.names(lab)[before:]
+    assert "redefiner-b-saw-failure" in names, names
+    assert "picky2-start" not in names and "plus-start" not in names
+    assert (report.ran, report.restored, report.failed, report.blocked) == (1, 2, {}, {})
+    assert states(ctx) == {"warm": "done", "P": "done", "use": "done", "picky": "done",
+                           "plus": "done"}
+    assert ctx.details("picky").error is None and ctx.details("plus").blocked_by is None
+    assert use.result() == [2, 12]
+    before = len(J.names(lab))
+    assert guarded(ctx.parmake, n=2).ran == 0
+    assert J.names(lab)[before:] == []
+
+
 @pytest.mark.timeout(90)
 def test_dynamic_jobs_nest_and_one_engine_is_enough(make_ctx, lab):
     """n=1: a parent never holds its engine while its children run (it returns promises),

@@ -371,3 +371,51 @@ def chaos_job(i: int, *inputs: int, pause: float = 0.005) -> int:
     """A short job: ``i`` plus the sum of its inputs, after a short pause."""
     time.sleep(pause)
     return i + sum(inputs)
+
+
+# -- a child that fails, redefined by its still running parent -----------------------------
+
+def picky(lab: str, x: int):
+    log(lab, f"picky{x}-start")
+    if x == 1:
+        raise ValueError("picky says no to 1")
+    return x
+
+
+def plus_ten(lab: str, value: int):
+    log(lab, "plus-start")
+    return value + 10
+
+
+def wait_for_state(store: str, job_id: str, state: str, timeout: float = WAIT) -> bool:
+    """Until the store records ``state`` for ``job_id`` (read-only; the kernel records an
+    outcome before it goes on with its run, so the kernel knows it by then)."""
+    import sqlite3
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            conn = sqlite3.connect(f"file:{store}/nbmake.db?mode=ro", uri=True, timeout=1)
+            try:
+                row = conn.execute("SELECT state FROM outcomes WHERE job_id=?",
+                                   (job_id,)).fetchone()
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            row = None
+        if row is not None and row[0] == state:
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def dyn_redefines_failed_child(context, lab: str, store: str, tag: str):
+    """Defines ``picky`` to fail and ``plus`` on it; once picky failed (on another engine),
+    defines picky again, to succeed."""
+    log(lab, f"redefiner-{tag}-start")
+    first = context.comp(picky, lab, 1, job_id="picky")
+    plus = context.comp(plus_ten, lab, first, job_id="plus")
+    seen = wait_for_state(store, "picky", "failed")
+    log(lab, f"redefiner-{tag}-saw-failure" if seen else f"redefiner-{tag}-gave-up")
+    again = context.comp(picky, lab, 2, job_id="picky")
+    return [again, plus]
