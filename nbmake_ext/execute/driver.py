@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..core import events as ev
-from ..core.ahead import Ahead, DropAhead
 from ..core import signature
+from ..core.ahead import Ahead, DropAhead
 from ..core.graph import Graph
 from ..core.jobspec import RunRecord
 from ..core.scheduler import QUEUED, Scheduler
@@ -196,8 +196,8 @@ class Driver:
             warnings.warn(f"nbmake: the running jobs could not all be stopped: {exc!r}",
                           RuntimeWarning, stacklevel=3)
             stopped = set()
-        ended = [*self._unhandled, *self.runner.ended_before_interrupt()]
-        self._unhandled = deque()
+        ended = [*self._unhandled, *self._replay, *self.runner.ended_before_interrupt()]
+        self._unhandled, self._replay = deque(), []
         if ended:
             ended = [o for o in ended if type(o) is Durable or type(o) in _ENDED
                      and o.job_id in self.running]
