@@ -28,9 +28,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections import deque
 from itertools import islice
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import zmq
@@ -38,6 +36,7 @@ import zmq
 from ..errors import NbmakeError
 from ..store import blobs
 from .engine import decode_running
+from .engine_proc import Engine, how_ended, log_size, log_tail
 from .outcomes import (ChildSpec, DependencyLost, Durable, JobRaised, JobReturned, JobStored,
                        RemoteJob, Requeue, Started, Timing)
 from .runner import Capabilities
@@ -51,33 +50,6 @@ CHECK_EVERY = 0.02     # seconds between looks for dead engines outside ``poll``
 STEAL_AFTER = 0.1  # seconds a job must have run before the one behind it moves elsewhere
 NOBLOCK = int(zmq.NOBLOCK)
 AHEAD_MAX = 2      # jobs sent ahead (not decided yet) per engine at once
-TAIL_BYTES = 8192  # of a dead engine's stderr, kept with the job it was running
-
-
-@dataclass
-class _Engine:
-    identity: bytes
-    proc: subprocess.Popen
-    log: str = ""          # its stderr: what it or a C library says when it dies
-    log_from: int = 0      # where its log was when it said hello (before: its start)
-    ready: bool = False
-    queue: deque = field(default_factory=deque)   # job ids, in the order sent
-    outbox: list = field(default_factory=list)    # RemoteJobs to send at the next poll
-    functions: set = field(default_factory=set)
-    undurable: dict = field(default_factory=dict)  # job id -> result file not yet on disk
-    head_since: float = 0.0                        # when the job at the head started
-    asked_back: str | None = None                  # a job we asked it to give back
-    void: set = field(default_factory=set)         # dropped here: their outcome is ignored
-    stale_durable: set = field(default_factory=set)  # a notice to ignore (a void result's)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    @property
-    def load(self) -> int:
-        """Jobs it has to run (dropped ones do not count)."""
-        return len(self.queue) + len(self.outbox) - len(self.void)
 
 
 class EnginePool:
@@ -101,7 +73,7 @@ class EnginePool:
         self.socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self.socket.bind(self.endpoint)
         os.chmod(f"{self._dir}/k", 0o600)
-        self.engines: dict[bytes, _Engine] = {}
+        self.engines: dict[bytes, Engine] = {}
         self.produced_by: dict[str, bytes] = {}
         self._out: list = []  # outcomes found outside poll (a dead engine met on a send)
         self.n = 0
@@ -126,7 +98,7 @@ class EnginePool:
         while len(self.engines) > self.n and idle:
             self._stop(idle.pop())
 
-    def _spawn(self) -> _Engine:
+    def _spawn(self) -> Engine:
         self._count += 1
         identity = f"e{os.getpid()}-{self._count}".encode()
         log_path = os.path.join(self._dir, f"{identity.decode()}.log")
@@ -145,13 +117,13 @@ class EnginePool:
             proc.stdin.close()
         except OSError:
             pass  # it died at once (killed, out of memory...): buried like any dead engine
-        engine = self.engines[identity] = _Engine(identity, proc, log_path)
+        engine = self.engines[identity] = Engine(identity, proc, log_path)
         return engine
 
     def _running_file(self, identity: bytes) -> str:
         return os.path.join(self._dir, f"{identity.decode()}.run")
 
-    def _running_job(self, engine: _Engine) -> str:
+    def _running_job(self, engine: Engine) -> str:
         """The job a dead engine was running ("" if it was between jobs)."""
         try:
             with open(self._running_file(engine.identity), "rb") as f:
@@ -159,7 +131,7 @@ class EnginePool:
         except FileNotFoundError:
             return ""
 
-    def _stop(self, engine: _Engine) -> None:
+    def _stop(self, engine: Engine) -> None:
         self.engines.pop(engine.identity, None)
         if not (engine.ready and self._send(engine, "stop")):
             engine.proc.kill()  # not connected yet: a message could not reach it
@@ -220,7 +192,7 @@ class EnginePool:
         engine.outbox.append(job)
         self._place(engine, job)
 
-    def _place(self, engine: _Engine, job: RemoteJob) -> None:
+    def _place(self, engine: Engine, job: RemoteJob) -> None:
         if self.made_here:
             self.made_here.pop(job.job_id, None)  # made again: not that result
 
@@ -256,7 +228,7 @@ class EnginePool:
             self.after.pop(job.job_id, None)
         out.append(Requeue([job.job_id for job in jobs]))
 
-    def _send_functions(self, engine: _Engine, jobs: list[RemoteJob]) -> bool:
+    def _send_functions(self, engine: Engine, jobs: list[RemoteJob]) -> bool:
         for job in jobs:
             if job.func_key not in engine.functions:
                 if not self._send(engine, "func", job.func_key.encode(), job.func_blob,
@@ -303,7 +275,7 @@ class EnginePool:
                     engine.asked_back = jid
                     self._send(engine, "give_back", json.dumps({"job_id": jid}).encode())
 
-    def _movable(self, engine: _Engine, jid: str) -> bool:
+    def _movable(self, engine: Engine, jid: str) -> bool:
         return jid not in self.after and jid not in engine.void
 
     def interrupt(self) -> list[str]:
@@ -390,7 +362,7 @@ class EnginePool:
                 if engine.undurable.pop(jid, None) is not None:
                     engine.stale_durable.add(jid)
 
-    def _void(self, jid: str, engine: _Engine) -> None:
+    def _void(self, jid: str, engine: Engine) -> None:
         for i, job in enumerate(engine.outbox):
             if job.job_id == jid:
                 del engine.outbox[i]
@@ -414,7 +386,7 @@ class EnginePool:
 
     # -- messages -------------------------------------------------------------------------
 
-    def _send(self, engine: _Engine, kind: str, *payloads: bytes) -> bool:
+    def _send(self, engine: Engine, kind: str, *payloads: bytes) -> bool:
         """False when the engine cannot be reached (it died): it is buried at once."""
         try:
             self.socket.send_multipart([engine.identity, *self.signer.frames(kind, *payloads)])
@@ -437,7 +409,7 @@ class EnginePool:
         if kind == "hello":
             engine.ready = True
             self._failed_starts = 0
-            engine.log_from = _size(engine.log)
+            engine.log_from = log_size(engine.log)
         elif kind == "done":
             job_id = meta["job_id"]
             void = self._finished(engine, job_id, out)
@@ -501,7 +473,7 @@ class EnginePool:
             engine.asked_back = None
             out.append(Requeue([job_id]))
 
-    def _durable(self, engine: _Engine, job_ids: list[str], out: list) -> None:
+    def _durable(self, engine: Engine, job_ids: list[str], out: list) -> None:
         forward = []
         for job_id in job_ids:
             engine.undurable.pop(job_id, None)
@@ -516,7 +488,7 @@ class EnginePool:
         mean = self.job_seconds
         self.job_seconds = seconds if mean is None else 0.8 * mean + 0.2 * seconds
 
-    def _head_started(self, engine: _Engine, out: list) -> None:
+    def _head_started(self, engine: Engine, out: list) -> None:
         """A job reached the head of its engine's queue: the engine runs it now."""
         if not engine.queue:
             return
@@ -525,7 +497,7 @@ class EnginePool:
             return  # a dropped instance: it does not count
         out.append(Started(jid, f"engine {engine.pid}", time.time()))
 
-    def _finished(self, engine: _Engine, job_id: str, out: list) -> bool:
+    def _finished(self, engine: Engine, job_id: str, out: list) -> bool:
         """The job left the engine's queue. True if that was a dropped instance of it
         (always the first of that id in the queue): its outcome is ignored."""
         void = job_id in engine.void
@@ -563,12 +535,12 @@ class EnginePool:
                 jobs, engine.outbox = engine.outbox, []
                 self._unsent(jobs, out)
             running = self._running_job(engine)
-            death = f"engine {engine.pid} died while running it: {_death(code)}"
-            stderr = _tail(engine.log, engine.log_from) if running else ""
+            death = f"engine {engine.pid} died while running it: {how_ended(code)}"
+            stderr = log_tail(engine.log, engine.log_from) if running else ""
             if not engine.ready and code >= 0:  # it exited before it connected
                 self._failed_starts += 1
                 if self._failed_starts >= 2 * self.n + 3:
-                    cannot_start = (engine, code, _tail(engine.log, 0))
+                    cannot_start = (engine, code, log_tail(engine.log, 0))
             self._forget_files(engine)
             again, void = [], set(engine.void)
             for jid in engine.queue:
@@ -593,9 +565,9 @@ class EnginePool:
             engine, code, stderr = cannot_start
             said = f"; its stderr ends with:\n{stderr.rstrip()}" if stderr.strip() else ""
             raise NbmakeError(f"engines cannot start: the last {2 * self.n + 3} exited before "
-                              f"they connected (engine {engine.pid} {_death(code)}){said}")
+                              f"they connected (engine {engine.pid} {how_ended(code)}){said}")
 
-    def _forget_files(self, engine: _Engine) -> None:
+    def _forget_files(self, engine: Engine) -> None:
         """A dead engine's log and running file: read, no longer needed."""
         for path in (engine.log, self._running_file(engine.identity)):
             try:
@@ -603,7 +575,7 @@ class EnginePool:
             except OSError:
                 pass
 
-    def _took(self, jid: str, engine: _Engine) -> dict | None:
+    def _took(self, jid: str, engine: Engine) -> dict | None:
         """The results a job sent ahead that crashed its engine took: the ones this engine
         made of its inputs (an input it did not make: none)."""
         consumed = {}
@@ -613,34 +585,3 @@ class EnginePool:
                 return None
             consumed[dep] = made[1]
         return consumed
-
-
-def _size(path: str) -> int:
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return 0
-
-
-def _tail(path: str, start: int, limit: int = TAIL_BYTES) -> str:
-    """The end of an engine's log from ``start``: at most ``limit`` bytes, whole lines."""
-    try:
-        with open(path, "rb") as f:
-            size = f.seek(0, os.SEEK_END)
-            at = max(start, size - limit)
-            f.seek(at)
-            data = f.read(limit)
-    except OSError:
-        return ""
-    if at > start:  # cut: from the first whole line
-        data = data[data.find(b"\n") + 1:]
-    return data.decode("utf-8", "replace")
-
-
-def _death(code: int) -> str:
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exited with code {code}"
