@@ -6,20 +6,15 @@ the places of its dependencies' results in the kernel's store) that turns jobs i
 tasks and finished tasks into the outcomes engines report.
 
 - The kernel decides what runs (the core's scheduler); Dask decides where and when, and
-  moves data. A job is submitted once the core says it must run, or earlier, "ahead",
-  when the core says it will run whatever its inputs bring (``runs_whatever``: no stored
-  result of it can be up to date, so no early cutoff is possible) and every input is
-  either final or a task of this run: then Dask chains it to its inputs' tasks, and a
-  chain does not wait for the kernel between links. The outcome of a job sent ahead is
-  reported only once the core has decided it (the driver submits it) and only if it
-  consumed the very results the core recorded (else it is sent again); it is dropped if
-  the core decides otherwise (an input failed: it is blocked, and its task, seeing the
-  failed input, does not run the job). The tasks queued between two polls go to the
-  scheduler as one graph. A dependency made in this run is passed as the Dask future of
+  moves data. A job is submitted once the core says it must run, or earlier, sent ahead
+  (the run loop decides which: core/ahead.py; the place is the cluster, ``place_of`` a
+  task of this run): Dask chains it to its inputs' tasks, so a chain does not wait for
+  the kernel between links; its outcome says which results it took (``consumed``), and a
+  task that sees a failed input does not run the job. The tasks queued between two polls
+  go to the scheduler as one graph. A dependency made in this run is passed as the Dask future of
   its task, so its bytes go from worker to worker (or stay on one); a dependency from an
   earlier run is read from the kernel's store and sent along (scattered once if large).
-  Workers never read the kernel's files. Jobs sent ahead are claimed in the store first,
-  like any job about to run.
+  Workers never read the kernel's files.
 - A task returns the pickled result (and its fingerprint, computed on the worker), all
   of its outcome in one bytes object (Dask would serialize each item of a tuple apart).
   A small result goes to the store as a row (``JobStored`` with its data); the kernel
@@ -46,18 +41,15 @@ tasks and finished tasks into the outcomes engines report.
 - When a worker dies, the results it held are let go of (dependents then get them from
   the store); a result Dask still needed for a task already sent is computed again by Dask.
 
-Output capture on workers is per thread (Dask runs several tasks per process at once).
+What a task runs on a worker is in dask_worker.py.
 """
 
 from __future__ import annotations
 
-import io
-import json
 import os
 import pickle
 import secrets
 import sys
-import threading
 import time
 import warnings
 from collections import deque
@@ -66,11 +58,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..core.scheduler import OK, QUEUED, WAITING
 from ..errors import NbmakeError
-from ..registration import install_sources
 from ..store import blobs
 from ..store.results import INLINE_MAX, ResultReader
+from .dask_worker import _task, _unpack
 from .outcomes import (ChildSpec, DependencyLost, Durable, JobRaised, JobReturned, JobStored,
                        RemoteJob, Requeue, Started, Timing)
 from .runner import Capabilities
@@ -83,7 +74,6 @@ MIN_WINDOW = 256          # ... and at least this many
 SEND_AS_DATA = 1 << 20    # inputs (results, payloads, functions) this large are scattered
 HOLD_BYTES = 2 << 30      # results kept on the cluster for their dependents (then: the store)
 REFRESH = 2.0             # seconds between looks at the cluster's size
-LOOK_EVERY = 0.2          # seconds between looks for jobs sent ahead that will not run
 COALESCE = 0.05           # seconds the run loop sleeps while Dask has a backlog
 ATTEMPTS = 2              # a job queued on a worker that died is sent again, once
 QUIET = 30.0              # seconds without an ended task before the futures are looked at
@@ -132,10 +122,8 @@ class _InFlight:
     future: Any
     dynamic: bool
     attempt: int
-    ahead: bool = False     # sent before the core decided it; its outcome waits for that
+    ahead: bool = False     # sent ahead (before the core decided it)
     made: tuple = ()        # (sent ahead) inputs from tasks of this run: (dep, its task's key)
-    stored: tuple = ()      # (sent ahead) inputs from the store: (dep, checksum)
-    began: Started | None = None  # (sent ahead) it started: reported once it is adopted
 
 
 def _connect(dask: Any, distributed) -> tuple[Any, bool]:
@@ -168,7 +156,8 @@ class DaskRunner:
     """
 
     capabilities = Capabilities(remote=True, runs_ahead=True, holds_values=True,
-                                stops_running_jobs=False)
+                                stops_running_jobs=False, ahead_per_place=1 << 30,
+                                ahead_takes_slots=True)
 
     def __init__(self, dask: Any, store_path: str | os.PathLike, n: int | None = None, *,
                  durable: bool = True, hold_bytes: int = HOLD_BYTES):
@@ -183,16 +172,9 @@ class DaskRunner:
         self.durable = durable
         self.nonce = secrets.token_hex(5)
         self.topic = TOPIC
-        self.driver = None                        # the run's driver (see attach)
         self.inflight: dict[str, _InFlight] = {}  # sent, outcome not reported yet
         self.by_key: dict[str, str] = {}          # key -> job id, until the task ends in Dask
-        self.ahead: dict[str, None] = {}          # sent ahead, not submitted by the driver yet
-        self.early: dict[str, tuple] = {}         # ... and already fetched: (task, outcomes, ...)
-        self.early_durable: set[str] = set()      # ... and their result files on disk
-        self.users: dict[str, list[str]] = {}     # job -> jobs sent ahead with its task as input
-        self._made: dict[str, str] = {}           # job -> key of the task whose result was reported
-        self._looked_at = 0.0                     # when jobs sent ahead were last checked
-        self._frontier: deque[str] = deque()      # jobs that may be sent ahead now
+        self._made: dict[str, tuple[str, str]] = {}  # job -> key, checksum: result reported
         self.started: dict[str, str] = {}         # key -> worker (set on the client's loop)
         self._began: deque = deque()              # (key, worker, when): started, to report
         self.attempts: dict[str, int] = {}
@@ -230,18 +212,11 @@ class DaskRunner:
 
     # -- the runner interface -------------------------------------------------------------
 
-    def attach(self, driver) -> None:
-        """The driver of the run: its core says which jobs may be sent ahead, and its store
-        claims them."""
-        self.driver = driver
+    def attach(self) -> None:
+        pass
 
     def detach(self) -> None:
-        """Nothing to do: the runner lives for one run, and ``close`` lets go of the jobs
-        it sent ahead."""
-
-    def holds(self, job_id: str) -> bool:
-        """Never: a job sent ahead is submitted with its definition (see ``submit``)."""
-        return False
+        """Nothing to do: the runner lives for one run."""
 
     def ended_before_interrupt(self) -> list:
         return []  # what ended before an interrupt is dropped with its task (see interrupt)
@@ -259,14 +234,7 @@ class DaskRunner:
 
     def submit(self, job: RemoteJob) -> None:
         """Queue the job's task; queued tasks go to Dask together at the next ``poll``
-        (one message to the scheduler for many tasks). A job sent ahead is already there:
-        from now on its outcome is reported."""
-        task = self.inflight.get(job.job_id)
-        if task is not None and task.ahead:
-            if self._consumed_as_decided(task, job):
-                self._adopt(task)
-                return
-            self._drop([job.job_id])  # its inputs are not the results the core recorded
+        (one message to the scheduler for many tasks).        """
         try:
             inputs = [self._stored_input(dep, where, job.inline.get(dep))
                       for dep, where in job.deps.items()]
@@ -312,24 +280,15 @@ class DaskRunner:
         task = _InFlight(job.job_id, key, None, job.dynamic, attempt, ahead)
         if ahead:
             task.made = tuple((d, x.key) for d, x, s in inputs if not s)
-            task.stored = tuple((d, s) for d, x, s in inputs if s)
         self.inflight[job.job_id] = task
         self.by_key[key] = job.job_id
         deps, values, sums = zip(*inputs) if inputs else ((), (), ())
         self._queued.append((key, job.job_id, job.func_key, func, self._as_input(job.payload),
                              job.dynamic, deps, sums, self.topic, list(values)))
         if ahead:
-            self.ahead[job.job_id] = None
             self._ahead_queued = True
-        if self.driver is not None and not job.dynamic:  # its value is a task's result
-            self._frontier.extend(self.driver.sched.dependents(job.job_id))
 
     def poll(self, timeout: float) -> list:
-        if self.driver is not None:
-            if self.ahead and time.monotonic() - self._looked_at > LOOK_EVERY:
-                self._drop_decided()
-            if self._frontier:
-                self._send_ahead()
         if self._queued and self._send_due():
             self._send()
         # Asked before taking the condition: it may ask the cluster (a call through the
@@ -363,14 +322,10 @@ class DaskRunner:
             task = item[0]
             if self.inflight.get(task.job_id) is not task:
                 continue  # interrupted or dropped meanwhile
-            if task.ahead:
-                self.early[task.job_id] = item  # reported once the driver submits it
-            else:
-                self._report(item, out)
+            self._report(item, out)
         if durable:
             reported = [j for j in durable if j in self._unsynced]
             self._unsynced.difference_update(reported)
-            self.early_durable.update(j for j in durable if j in self.early)
             if reported:
                 out.append(Durable(reported))
         if not out and not self.busy and timeout > 0:
@@ -393,115 +348,66 @@ class DaskRunner:
         del self.inflight[task.job_id]
         if checksum:
             self.held.put(task.job_id, (task.future, checksum), size)
-            self._made[task.job_id] = task.key
+            self._made[task.job_id] = (task.key, checksum)
             if _file_of(item):
                 self._unsynced.add(task.job_id)
+        if task.ahead:
+            consumed = self._consumed(task)
+            for outcome in outcomes:
+                if type(outcome) is JobStored or type(outcome) is JobRaised:
+                    outcome.consumed = consumed
         out.extend(outcomes)
 
-    # -- sending ahead ----------------------------------------------------------------------
-    # A job the core has not decided yet, but which will run whatever its inputs bring
-    # (``Scheduler.runs_whatever``), is claimed and sent to Dask with its inputs' futures,
-    # so Dask chains it to them worker to worker. Its outcome is held until the driver
-    # submits it (the core has decided it: Run), and dropped if the core decides otherwise
-    # (blocked by a failed input, or made by another process meanwhile).
+    def _consumed(self, task: _InFlight) -> dict[str, str]:
+        """Checksums of the results of this run a job sent ahead took: its input tasks'
+        whose results were reported (an input sent again meanwhile: not that one)."""
+        made = self._made
+        return {dep: made[dep][1] for dep, key in task.made
+                if dep in made and made[dep][0] == key}
 
-    def _send_ahead(self) -> None:
-        sched, specs = self.driver.sched, self.driver.graph.specs
-        room = self._limit() - len(self.by_key)
-        while self._frontier and room > 0:
-            jid = self._frontier.popleft()
-            if jid in self.inflight or not sched.runs_whatever(jid):
-                continue
-            deps = specs[jid].deps
-            inputs = self._ahead_inputs(deps)
-            if inputs is None:
-                continue  # it comes back here when its last input is sent
-            mine, _ = self.driver.store.claim([jid])
-            if not mine:
-                continue  # another process runs it: the driver waits for that
-            try:
-                job = self.driver.describe(jid)
-                inputs = [item or self._stored_input(dep, job.deps[dep], job.inline.get(dep))
-                          for dep, item in zip(deps, inputs)]
-            except Exception:  # noqa: BLE001 - the driver meets it again once it decides
-                self.driver.store.release([jid])
-                continue
-            for dep in deps:
-                if dep in self.inflight:
-                    self.users.setdefault(dep, []).append(jid)
-            self._queue(job, inputs, ahead=True)
-            room -= 1
+    # -- sending ahead (the run loop decides what; the place is the cluster) --------------
 
-    def _ahead_inputs(self, deps: tuple[str, ...]) -> list | None:
-        """Per input of a job to send ahead: (dep, its task, "") when this run makes it in
-        Dask, None when it has its final result (stored); None overall if some input is
-        neither (not decided yet, or a dynamic job's value, made in the kernel)."""
-        state, out = self.driver.sched.state, []
-        for dep in deps:
+    def place_of(self, job_id: str) -> str | None:
+        """"cluster" if a task of this run makes (or made) this job's result."""
+        task = self.inflight.get(job_id)
+        if task is not None:
+            return None if task.dynamic else "cluster"
+        made = self._made.get(job_id)
+        found, item = self.held.get(job_id) if made is not None else (False, None)
+        return "cluster" if found and item[1] == made[1] else None
+
+    def send_ahead(self, job: RemoteJob, place: str, behind: tuple[str, ...]) -> None:
+        """Queue its task with its inputs' tasks (or their results' futures) as inputs."""
+        inputs = []
+        for dep in behind:
             task = self.inflight.get(dep)
             if task is not None:
-                if task.dynamic:
-                    return None
-                out.append((dep, task.future or self._TaskRef(task.key), ""))
-            elif state(dep) in OK:
-                out.append(None)
-            else:
-                return None
-        return out
-
-    def _consumed_as_decided(self, task: _InFlight, job: RemoteJob) -> bool:
-        """Did the job sent ahead take as inputs the very results the core decided on (the
-        tasks whose outcomes were reported, the stored files the driver names now)? Not if
-        an input was dropped, sent again, or made by another process meanwhile."""
-        made = self._made
-        return all(made.get(dep) == key for dep, key in task.made) and \
-            all(job.deps[dep][1] == checksum for dep, checksum in task.stored)
-
-    def _adopt(self, task: _InFlight) -> None:
-        """The driver submits a job sent ahead: its outcome is reported from now on."""
-        task.ahead = False
-        del self.ahead[task.job_id]
-        item = self.early.pop(task.job_id, None)
-        if item is None:
-            if task.began is not None:
-                self.outbox.append(task.began)
+                inputs.append((dep, task.future or self._TaskRef(task.key), ""))
+                continue
+            found, item = self.held.get(dep)
+            if not found or dep not in self._made:
+                self.outbox.append(Requeue([job.job_id]))  # gone meanwhile: not sent
+                return
+            inputs.append((dep, item[0], ""))
+        try:
+            inputs += [self._stored_input(dep, where, job.inline.get(dep))
+                       for dep, where in job.deps.items()]
+        except (OSError, blobs.CorruptResult):
+            self.outbox.append(Requeue([job.job_id]))  # the run loop meets it again
             return
-        self._report(item, self.outbox)
-        if task.job_id in self.early_durable:
-            self.early_durable.discard(task.job_id)
-            self._unsynced.discard(task.job_id)
-            self.outbox.append(Durable([task.job_id]))
+        self._queue(job, inputs, ahead=True)
 
-    def _drop_decided(self) -> None:
-        """Jobs sent ahead that the core decided otherwise than Run: drop them (their
-        tasks are cancelled, their claims let go). Now and then: the check that counts is
-        the one made when the driver submits a job sent ahead."""
-        self._looked_at = time.monotonic()
-        state = self.driver.sched.state
-        gone = [j for j in self.ahead if state(j) not in (WAITING, QUEUED)]
-        if gone:
-            self._drop(gone)
-
-    def _drop(self, job_ids: list[str]) -> None:
-        """Forget jobs sent ahead (not submitted by the driver), and every job sent ahead
-        on their results; cancel what still runs; release the claims the driver does not
-        hold."""
-        stack, futures, release = list(job_ids), [], []
-        state = self.driver.sched.state
-        while stack:
-            jid = stack.pop()
+    def drop(self, job_ids: list[str]) -> None:
+        """Cancel the tasks of jobs sent ahead that will not count."""
+        futures = []
+        for jid in job_ids:
+            self._unsynced.discard(jid)
             task = self.inflight.get(jid)
             if task is None or not task.ahead:
                 continue
-            del self.inflight[jid], self.ahead[jid]
-            self.early.pop(jid, None)
-            self.early_durable.discard(jid)
+            del self.inflight[jid]
             if self.by_key.pop(task.key, None) is not None and task.future is not None:
                 futures.append(task.future)
-            if state(jid) != QUEUED:  # the driver claimed it and submits it
-                release.append(jid)
-            stack.extend(self.users.pop(jid, ()))
-        self.driver.store.release(release)
         if futures:
             try:
                 self.client.cancel(futures)
@@ -535,8 +441,6 @@ class DaskRunner:
         self._stopped = True
         try:
             futures = [t.future for t in self.inflight.values() if t.future is not None]
-            if self.driver is not None:  # sent ahead and never decided to run: blocked
-                self.driver.store.release(list(self.ahead))
             self._forget()
             if futures:
                 self.client.cancel(futures)
@@ -557,12 +461,7 @@ class DaskRunner:
         self.by_key.clear()
         self._queued.clear()
         self._ahead_queued = False
-        self.ahead.clear()
-        self.early.clear()
-        self.early_durable.clear()
-        self.users.clear()
         self._made.clear()
-        self._frontier.clear()
 
     def _check_retries(self) -> None:
         """Dask runs a task again elsewhere when its worker dies, up to the scheduler's
@@ -646,23 +545,17 @@ class DaskRunner:
 
     def _report_started(self, out: list) -> None:
         """``Started`` for the tasks that began since the last poll (and still run in
-        Dask); a job sent ahead's is held until the driver submits it."""
+        Dask)."""
         began = self._began
         for _ in range(len(began)):
             key, address, at = began.popleft()
             job_id = self.by_key.get(key)
             if job_id is None:
                 continue  # ended already, or cancelled
-            task = self.inflight[job_id]
-            started = Started(job_id, f"worker {address}", at)
-            if task.ahead:
-                task.began = started
-            else:
-                out.append(started)
+            out.append(Started(job_id, f"worker {address}", at))
 
     def _ended(self, done: list, out: list) -> None:
         finished = []
-        dropped = []
         for future in done:
             job_id = self.by_key.pop(future.key, None)
             if job_id is None:
@@ -671,14 +564,9 @@ class DaskRunner:
             if future.status == "finished":
                 self.started.pop(task.key, None)
                 finished.append(task)
-            elif task.ahead:  # an input of it was lost: the driver sends it again if need be
-                self.started.pop(task.key, None)
-                dropped.append(job_id)
             else:
                 del self.inflight[job_id]
                 self._failed(task, out)
-        if dropped:
-            self._drop(dropped)
         if finished:
             with self._cond:
                 self._to_fetch.extend(finished)
@@ -687,7 +575,9 @@ class DaskRunner:
                     self._fetcher.submit(self._fetch_all)
 
     def _failed(self, task: _InFlight, out: list) -> None:
-        """The task erred in Dask (its worker died, ...) or was cancelled by someone else."""
+        """The task erred in Dask (its worker died, ...) or was cancelled by someone else.
+        A job sent ahead that did not kill its worker is handed back (an input of it was
+        lost?): the run loop decides again."""
         future = task.future
         started_on = self.started.pop(task.key, None)
         if future.status == "error":
@@ -695,11 +585,15 @@ class DaskRunner:
             if isinstance(exc, self._KilledWorker):
                 worker = getattr(exc.last_worker, "address", None) or str(exc.last_worker)
                 self._lost_inputs()
-                if started_on is None and task.attempt < ATTEMPTS:
+                if started_on is None and (task.ahead or task.attempt < ATTEMPTS):
                     out.append(Requeue([task.job_id]))  # only queued there: it never ran
                     return
                 out.append(JobRaised(task.job_id, f"worker {worker} died while running it: "
-                                     f"KilledWorker: {exc}", "", "", "", Timing(engine=worker)))
+                                     f"KilledWorker: {exc}", "", "", "", Timing(engine=worker),
+                                     self._consumed(task) if task.ahead else None))
+                return
+            if task.ahead:
+                out.append(Requeue([task.job_id]))
                 return
             out.append(JobRaised(task.job_id, f"Dask could not run it: {type(exc).__name__}: "
                                  f"{exc}", _format_tb(exc, future.traceback()), "", "",
@@ -707,7 +601,7 @@ class DaskRunner:
             return
         # Cancelled, not by us: e.g. an input of it (scattered data) was lost with a worker.
         self._lost_inputs()
-        if task.attempt < ATTEMPTS:
+        if task.ahead or task.attempt < ATTEMPTS:
             out.append(Requeue([task.job_id]))
         else:
             out.append(JobRaised(task.job_id, "Dask cancelled it (an input was lost with its "
@@ -817,198 +711,3 @@ def _format_tb(exc: BaseException, tb) -> str:
         return "".join(traceback.format_exception(type(exc), exc, tb))
     except Exception:  # noqa: BLE001
         return ""
-
-
-# -- the worker's side ----------------------------------------------------------------------
-
-_local = threading.local()
-_install_lock = threading.Lock()
-
-
-class _Router(io.TextIOBase):
-    """sys.stdout/sys.stderr on a worker: a job's thread writes to its own buffer, every
-    other thread to the original stream."""
-
-    def __init__(self, original, name: str):
-        self._original = original
-        self._name = name
-
-    def write(self, text: str) -> int:
-        buf = getattr(_local, self._name, None)
-        if buf is not None:
-            return buf.write(text)
-        return self._original.write(text)
-
-    def flush(self) -> None:
-        if getattr(_local, self._name, None) is None:
-            self._original.flush()
-
-    def writable(self) -> bool:
-        return True
-
-    def __getattr__(self, name: str) -> Any:  # fileno, encoding, isatty, ...
-        return getattr(self._original, name)
-
-
-def _install_capture() -> None:
-    if isinstance(sys.stdout, _Router) and isinstance(sys.stderr, _Router):
-        return
-    with _install_lock:
-        if not isinstance(sys.stdout, _Router):
-            sys.stdout = _Router(sys.stdout, "out")
-        if not isinstance(sys.stderr, _Router):
-            sys.stderr = _Router(sys.stderr, "err")
-
-
-class _WorkerCache:
-    """Per worker process: unpickled functions, and values made or read lately (so a
-    chain on one worker does not unpickle its inputs again)."""
-
-    def __init__(self, budget: int = 128 << 20):
-        self.lock = threading.Lock()
-        self.functions: dict[str, Any] = {}
-        self.values = ByteLRU(budget, threadsafe=True)  # keyed by (job id, result checksum)
-
-    def function(self, key: str, bundle: bytes) -> Any:
-        """``bundle``: the function's pickle and the json of its code files that exist only
-        in the kernel (installed in linecache here)."""
-        func = self.functions.get(key)
-        if func is None:
-            blob, sources = pickle.loads(bundle)
-            install_sources(json.loads(sources))
-            func = pickle.loads(blob)
-            with self.lock:
-                if len(self.functions) > 1000:
-                    self.functions.clear()
-                self.functions[key] = func
-        return func
-
-    def value(self, job_id: str, checksum: str, data: bytes) -> Any:
-        """``data``: stored bytes, or the outcome of the dependency's task in this run (a
-        job sent ahead learns its input's checksum from it)."""
-        outcome = _unpack(data)  # ("ok", data, result_fp, checksum, ...) or None
-        if outcome is not None:
-            if outcome[0] != "ok":
-                raise _InputFailed(job_id)
-            data, checksum = outcome[1], outcome[3]
-        key = (job_id, checksum)
-        found, value = self.values.get(key)
-        if found:
-            return value
-        value = pickle.loads(data)
-        self.values.put(key, value, len(data))
-        return value
-
-
-_cache = _WorkerCache()
-
-
-class _InputFailed(Exception):
-    """An input of a job sent ahead did not succeed: the job does not run (the kernel
-    blocks it)."""
-
-
-# What a task returns: its outcome tuple, pickled, after this prefix. One bytes object is
-# what Dask moves cheapest (it serializes each item of a tuple apart), and the prefix tells
-# a dependent's task an input made in this run from a stored result (a pickle: b"\x80...").
-OUTCOME = b"nbmake-outcome\x00"
-
-
-def _task(*args) -> bytes:
-    return OUTCOME + pickle.dumps(_run_job(*args), protocol=pickle.HIGHEST_PROTOCOL)
-
-
-def _unpack(data: bytes) -> tuple | None:
-    """The outcome a task returned, or None for other bytes (a stored result)."""
-    if not data.startswith(OUTCOME):
-        return None
-    return pickle.loads(memoryview(data)[len(OUTCOME):])
-
-
-def _run_job(key: str, job_id: str, func_key: str, func_blob: bytes, payload: bytes,
-             dynamic: bool, dep_ids: tuple, dep_sums: tuple, topic: str, inputs: list) -> tuple:
-    """One job, on a Dask worker. Returns ("ok", data, result_fp, checksum, out, err,
-    timing), ("dynamic", template, children, out, err, timing) or ("raised", error,
-    traceback, out, err, timing). Never raises: a job's failure is a result."""
-    from distributed import get_worker
-
-    from ..fingerprint import digest
-    from ..promise import resolve
-    from ..store.store import dumps_value
-    from .inkernel import error_line, format_job_traceback
-    from .loading import ArgumentsUnloadable, load_arguments
-
-    worker = get_worker()
-    where = worker.address
-    try:
-        if topic:
-            worker.log_event(topic, [key, where])
-    except Exception:  # noqa: BLE001 - only used to tell queued from started
-        pass
-    started = time.time()
-    try:
-        func = _cache.function(func_key, func_blob)
-        args, kwargs = load_arguments(payload, f"worker {where}")
-        values = {d: _cache.value(d, s, x) for d, s, x in zip(dep_ids, dep_sums, inputs)}
-        args = resolve(args, values.__getitem__)
-        kwargs = resolve(kwargs, values.__getitem__)
-    except _InputFailed as exc:
-        return ("raised", f"its input {exc} did not succeed", "", "", "",
-                (started, started, 0.0, 0.0, where, 0))
-    except ArgumentsUnloadable as exc:
-        return ("raised", exc.message, exc.traceback, "", "",
-                (started, started, 0.0, 0.0, where, 0))
-    except LookupError as exc:  # a %%comp output its cell did not bind
-        return ("raised", str(exc), "", "", "", (started, started, 0.0, 0.0, where, 0))
-    except Exception as exc:  # noqa: BLE001 - e.g. a module the worker cannot import
-        return ("raised", f"cannot load the job on worker {where}: {error_line(exc)}",
-                format_job_traceback(exc), "", "", (started, started, 0.0, 0.0, where, 0))
-
-    _install_capture()
-    out, err = io.StringIO(), io.StringIO()
-    children: list = []
-    if dynamic:
-        from .dynamic import DynamicContext
-
-        args = (DynamicContext(job_id, lambda child: children.append(_child(child))), *args)
-    t0, c0 = time.perf_counter(), time.thread_time()
-    _local.out, _local.err = out, err
-    try:
-        value = func(*args, **kwargs)
-        failure = None
-    except BaseException as exc:  # noqa: BLE001 - a job's failure is its result
-        failure = exc
-    finally:
-        _local.out = _local.err = None
-    duration = time.perf_counter() - t0
-    timing = (started, started + duration, duration, time.thread_time() - c0, where,
-              threading.get_ident())
-    stdout, stderr = out.getvalue(), err.getvalue()
-    if failure is not None:
-        return ("raised", error_line(failure), format_job_traceback(failure), stdout, stderr,
-                timing)
-    try:
-        if dynamic:
-            return ("dynamic", dumps_value(value), children, stdout, stderr, timing)
-        data = dumps_value(value)
-        result_fp = digest(value)
-    except Exception as exc:  # noqa: BLE001 - the job fails with that message
-        return ("raised", f"its result cannot be pickled: {exc}", "", stdout, stderr, timing)
-    checksum = blobs.checksum(data)
-    _cache.values.put((job_id, checksum), value, len(data))
-    return ("ok", data, result_fp, checksum, stdout, stderr, timing)
-
-
-def _child(child: ChildSpec) -> tuple[bytes, bytes, bytes, bytes]:
-    """A child a dynamic job defined, as it travels: its spec without the live call, the
-    function's and the arguments' pickles, and its notebook lines (function_sources). An
-    unpicklable one fails the parent there and then, as on engines."""
-    from dataclasses import replace
-
-    from ..registration import function_blob, function_sources, payload
-
-    spec = child.spec
-    _, blob = function_blob(spec)
-    bare = replace(spec, func=None, args=(), kwargs={})
-    return (pickle.dumps(bare, protocol=pickle.HIGHEST_PROTOCOL), blob, payload(spec),
-            function_sources(spec))

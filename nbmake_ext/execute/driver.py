@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from ..core import events as ev
 from ..core import signature
+from ..core.ahead import Ahead, DropAhead
 from ..core.graph import Graph
 from ..core.jobspec import RunRecord
 from ..core.scheduler import QUEUED, Scheduler
@@ -40,6 +41,7 @@ ELSEWHERE_POLL = 0.2
 CLAIM_AHEAD_SECONDS = 0.01
 CLAIM_AHEAD_MAX = 64
 VALUES_BYTES = 256 << 20  # results of this run kept in memory for their dependents
+LOOK_EVERY = 0.2  # seconds between looks for jobs sent ahead that the core decided otherwise
 
 
 @dataclass
@@ -117,7 +119,14 @@ class Driver:
         self._unhandled: deque[Outcome] = deque()  # of the outcomes being handled
         self._last_elsewhere_check = 0.0
         self.started_at = time.time()
-        runner.attach(self)  # a runner that sends jobs ahead follows the run's decisions
+        # Sending ahead (core/ahead.py decides; this loop claims, describes, tells the
+        # runner, and holds the outcomes of undecided jobs until the core decides them).
+        caps = runner.capabilities
+        self.ahead = Ahead(self.sched, caps.ahead_per_place) if caps.runs_ahead else None
+        self._early: dict[str, list[Outcome]] = {}  # outcomes of jobs sent ahead, undecided
+        self._replay: list[Outcome] = []            # ... of jobs just decided: handled next
+        self._looked_at = time.monotonic()
+        runner.attach()
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -130,11 +139,15 @@ class Driver:
                 self._dispatch()
                 if self.sched.finished and not self.pending_durable:
                     break
+                if self.ahead is not None:
+                    self._send_ahead()
                 if not (self.runner.busy or self.ready or self.claimed or self.elsewhere
-                        or self.pending_durable):
+                        or self.pending_durable or self._replay):
                     raise InternalError(
                         f"make stalled with jobs in flight: {sorted(self.sched.active)[:10]}")
-                outcomes = self.runner.poll(0.05)
+                outcomes = self.runner.poll(0 if self._replay else 0.05)
+                if self._replay:
+                    outcomes, self._replay = self._replay + outcomes, []
                 self._handle(outcomes)
                 self.observer.tick()
                 if self.elsewhere:
@@ -154,7 +167,9 @@ class Driver:
                               RuntimeWarning, stacklevel=2)
             raise
         finally:
-            self.runner.detach()  # jobs it sent ahead that this run did not decide to run
+            if self.ahead is not None:  # jobs sent ahead that this run did not decide to run
+                self._drop_ahead(self.ahead.stop())
+            self.runner.detach()
             self.reader.close()
             self.store.flush()
             self.count(report)
@@ -181,8 +196,8 @@ class Driver:
             warnings.warn(f"nbmake: the running jobs could not all be stopped: {exc!r}",
                           RuntimeWarning, stacklevel=3)
             stopped = set()
-        ended = [*self._unhandled, *self.runner.ended_before_interrupt()]
-        self._unhandled = deque()
+        ended = [*self._unhandled, *self._replay, *self.runner.ended_before_interrupt()]
+        self._unhandled, self._replay = deque(), []
         if ended:
             ended = [o for o in ended if type(o) is Durable or type(o) in _ENDED
                      and o.job_id in self.running]
@@ -193,6 +208,10 @@ class Driver:
                               f"recorded: {exc!r}", RuntimeWarning, stacklevel=2)
         stopped |= set(self.running) | set(self.claimed)
         stopped |= set(self.ready) | set(self.templates)
+        if self.ahead is not None:  # their claims, also of those that ended already
+            stopped |= set(self.ahead.held)
+            self.ahead.held.clear()
+            self._early.clear()
         self._commit_durable(list(self.pending_durable))  # finished jobs stay finished
         self.store.flush()
         self.store.release(stopped)
@@ -242,7 +261,8 @@ class Driver:
 
     def _dispatch(self) -> None:
         runner = self.runner
-        holds = runner.holds  # jobs it has already (sent ahead): they need no slot
+        ahead = self.ahead
+        holds = ahead.waiting if ahead is not None else _never  # sent ahead: need no slot
         while True:
             if not self.claimed:
                 if not self.ready:
@@ -256,11 +276,16 @@ class Driver:
             jid = self.claimed.popleft()
             if self.sched.state(jid) != QUEUED or jid in self.running:
                 continue
+            held = ahead is not None and ahead.waiting(jid)
             call = self._prepare(jid)
             if call is not None:
                 # Handed over, maybe queued behind others: "running" once it starts (Started).
                 self.sched.started(jid)
+                if held and self._adopt(call):
+                    continue
                 self.runner.submit(call)
+                if ahead is not None:
+                    ahead.handed(jid)
 
     def _claim_batch(self) -> None:
         # Claim only what is about to start: a claim is what other processes see as running.
@@ -379,9 +404,8 @@ class Driver:
 
     def _prepare_remote(self, jid: str, spec) -> RemoteJob | None:
         """Engines get bytes and the places of their inputs; no value is loaded here. A job
-        the runner holds already (sent ahead) gets no definition: the runner has it, and
-        sends it back (Requeue) if it cannot use what it holds."""
-        if self.runner.holds(jid):
+        sent ahead gets no definition: the runner has it (see ``_adopt``)."""
+        if self.ahead is not None and self.ahead.waiting(jid):
             key, blob, data, sources = "", b"", b"", b"{}"
         else:
             try:
@@ -466,9 +490,128 @@ class Driver:
         except ResultUnavailable as exc:
             raise _Lost(job_id, str(exc)) from None
 
+    # -- sending ahead --------------------------------------------------------------------
+    # A waiting job that will run whatever its inputs bring goes to the place making its
+    # inputs, right behind them, before the core decides it (core/ahead.py decides which
+    # and where; README "Engines").
+
+    def _send_ahead(self) -> None:
+        ahead = self.ahead
+        if ahead.held and time.monotonic() - self._looked_at > LOOK_EVERY:
+            self._looked_at = time.monotonic()
+            self._drop_ahead(ahead.settle())
+        if not ahead.frontier:
+            return
+        room = None
+        if self.runner.capabilities.ahead_takes_slots:
+            room = self.runner.free_slots()
+            if room <= 0:
+                return
+        plan = ahead.plan(self.runner.place_of, room)
+        if not plan:
+            return
+        mine, _ = self.store.claim([p.job_id for p in plan])
+        mine = set(mine)
+        skip: set[str] = set()
+        for p in plan:
+            jid = p.job_id
+            if jid in skip:
+                continue
+            job = None
+            if jid in mine:  # else another process runs it: the run loop waits for that
+                try:
+                    job = self.describe(jid)
+                except Exception:  # noqa: BLE001 - met again once the core decides it
+                    pass
+            if job is None:
+                drop = ahead.not_sent(jid)
+                skip.update(drop.job_ids)
+                self.store.release([j for j in drop.release if j in mine])
+                continue
+            for dep in p.behind:  # its place has them; an older stored result is not wanted
+                job.deps.pop(dep, None)
+                job.inline.pop(dep, None)
+            job.after = p.behind
+            ahead.sent_with(jid, {d: where[1] for d, where in job.deps.items()})
+            self.runner.send_ahead(job, p.place, p.behind)
+
+    def _drop_ahead(self, drop: DropAhead | None) -> None:
+        if drop is None or not drop.job_ids:
+            return
+        for jid in drop.job_ids:
+            self._early.pop(jid, None)
+        self.runner.drop(list(drop.job_ids))
+        if drop.release:
+            self.store.release(list(drop.release))
+
+    def _adopt(self, job: RemoteJob) -> bool:
+        """The core decided Run for a job sent ahead: its outcomes (held here, or to come)
+        count from now on. False: it was given other stored inputs than the core recorded;
+        it is sent again (with its definition)."""
+        jid = job.job_id
+        drop = self.ahead.adopt(jid, {d: where[1] for d, where in job.deps.items()})
+        if drop is None:
+            self._replay.extend(self._early.pop(jid, ()))
+            return True
+        self._drop_ahead(drop)
+        try:
+            job.func_key, job.func_blob, job.payload, job.sources = self._definition(jid)
+        except Exception as exc:  # noqa: BLE001
+            self._fail(jid, f"cannot load the job's definition: {exc!r}", "", None)
+            return True
+        return False
+
+    def _sort_ahead(self, outcomes: list[Outcome]) -> list[Outcome]:
+        """Outcomes of undecided jobs sent ahead are held until the core decides them; an
+        adopted one's outcome counts only if it took the results the core recorded."""
+        ahead, out = self.ahead, []
+        for o in outcomes:
+            kind = type(o)
+            if kind is Durable or kind is Requeue:
+                ids = [j for j in o.job_ids if ahead.waiting(j)]
+                if not ids:
+                    out.append(o)
+                    continue
+                rest = [j for j in o.job_ids if j not in ids]
+                for jid in ids:
+                    if kind is Durable:
+                        self._early.setdefault(jid, []).append(Durable([jid]))
+                    else:  # it did not run at its place: dropped
+                        self._drop_ahead(ahead.requeued(jid))
+                if rest:
+                    out.append(kind(rest))
+                continue
+            if kind is ChildSpec:
+                out.append(o)
+                continue
+            jid = o.job_id
+            held = ahead.held.get(jid)
+            if held is None:
+                out.append(o)
+            elif held.expected is None:  # undecided
+                if kind is DependencyLost:
+                    self._drop_ahead(ahead.requeued(jid))
+                else:
+                    self._early.setdefault(jid, []).append(o)
+            elif kind is JobStored or kind is JobRaised:
+                drop = ahead.ended(jid, o.consumed)
+                if drop is None:
+                    out.append(o)
+                else:  # it took other results than the core recorded: it runs again
+                    self._drop_ahead(drop)
+                    out.append(Requeue([jid]))
+            elif kind is DependencyLost:
+                self._drop_ahead(ahead.requeued(jid))
+                out.append(o)
+            else:
+                out.append(o)
+        return out
+
     # -- outcomes from the runner ---------------------------------------------------------
 
     def _handle(self, outcomes: list[Outcome]) -> None:
+        if self.ahead is not None and self.ahead.held:
+            outcomes = self._sort_ahead(outcomes)
         children = [o for o in outcomes if type(o) is ChildSpec]
         if children:
             self._define_children(children)
@@ -505,6 +648,8 @@ class Driver:
                 self._commit_durable(outcome.job_ids)
             elif kind is Requeue:
                 for jid in outcome.job_ids:
+                    if self.ahead is not None:  # what was sent ahead behind it
+                        self._drop_ahead(self.ahead.requeued(jid))
                     self.running.pop(jid, None)
                     self.claimed.appendleft(jid)
             elif kind is DependencyLost:
@@ -622,6 +767,10 @@ class Driver:
             return arg_fingerprints(args, kwargs)
         except Exception:  # noqa: BLE001 - only used to word a reason
             return {}
+
+
+def _never(job_id: str) -> bool:
+    return False
 
 
 def _info(timing: Timing, stdout: str, stderr: str) -> dict[str, Any]:

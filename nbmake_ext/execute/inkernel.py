@@ -115,14 +115,20 @@ class InKernelRunner:
         self._queue: deque[Call] = deque()
         self._started = False  # the job at the head of the queue was reported started
 
-    def attach(self, driver) -> None:
+    def attach(self) -> None:
         pass
 
     def detach(self) -> None:
         pass
 
-    def holds(self, job_id: str) -> bool:
-        return False
+    def send_ahead(self, job, place, behind) -> None:
+        raise NotImplementedError("the kernel runs no job ahead")  # runs_ahead is False
+
+    def drop(self, job_ids: list[str]) -> None:
+        pass
+
+    def place_of(self, job_id: str) -> None:
+        return None
 
     def ended_before_interrupt(self) -> list[Outcome]:
         return []  # a job ends within ``poll``: its outcome is never left behind

@@ -53,6 +53,7 @@ class JobRaised:
     stdout: str = ""
     stderr: str = ""
     timing: Timing = field(default_factory=Timing)
+    consumed: dict[str, str] | None = None  # (sent ahead) checksums of the inputs it took
 
 
 @dataclass(slots=True)
@@ -105,6 +106,7 @@ class JobStored:
     stdout: str = ""
     stderr: str = ""
     data: bytes | None = None
+    consumed: dict[str, str] | None = None  # (sent ahead) checksums of the inputs it took
 
 
 @dataclass(slots=True)

@@ -8,18 +8,12 @@ the next job is already there when one finishes: ``DEPTH``, or, when jobs are sh
 about ``QUEUE_SECONDS`` of them. Jobs submitted between two polls travel to an engine in
 one message.
 
-Sending ahead (as ``parmake --dask`` does, see dask.py): a job the core has not decided yet
-but that will run whatever its inputs bring (``Scheduler.runs_whatever``: no early cutoff
-is possible), whose inputs are stored results or plain jobs being made on one engine, is
-claimed and sent to that engine right behind them (``after`` those inputs: the engine
-takes their values from its own memory and skips the job if one of them failed there).
-So a chain runs link after link on one engine without waiting for the kernel in between.
-Its outcome is held until the driver submits it (the core decided Run), and reported only
-if it consumed the very results the core recorded (checksums); else it runs again. It is
-dropped (its claim released, the engine told) if the core decides otherwise. At most
-``AHEAD_MAX`` such jobs wait per engine; they are never moved to another engine by
-rebalancing. They count in their engine's load (other jobs go to other engines first),
-but the driver submits them whatever the free slots (see ``holds``).
+Sending ahead (the run loop decides what and where: core/ahead.py, driver.py): a place is
+an engine (``place_of``: the engine making a job's result, or holding the one it made);
+``send_ahead`` puts a job on that engine right behind its inputs (``after`` them: the
+engine takes their values from its own memory, skips the job if one of them failed there,
+and says which results it took). Such a job is never moved to another engine by
+rebalancing; it counts in its engine's load (other jobs go to other engines first).
 """
 
 from __future__ import annotations
@@ -34,18 +28,15 @@ import sys
 import tempfile
 import threading
 import time
-from collections import deque
 from itertools import islice
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import zmq
 
-from ..core.ahead import consumed_as_decided, place_ahead
-from ..core.scheduler import QUEUED, WAITING
 from ..errors import NbmakeError
 from ..store import blobs
 from .engine import decode_running
+from .engine_proc import Engine, how_ended, log_size, log_tail
 from .outcomes import (ChildSpec, DependencyLost, Durable, JobRaised, JobReturned, JobStored,
                        RemoteJob, Requeue, Started, Timing)
 from .runner import Capabilities
@@ -59,50 +50,6 @@ CHECK_EVERY = 0.02     # seconds between looks for dead engines outside ``poll``
 STEAL_AFTER = 0.1  # seconds a job must have run before the one behind it moves elsewhere
 NOBLOCK = int(zmq.NOBLOCK)
 AHEAD_MAX = 2      # jobs sent ahead (not decided yet) per engine at once
-LOOK_EVERY = 0.2   # seconds between looks for jobs sent ahead that the core decided otherwise
-TAIL_BYTES = 8192  # of a dead engine's stderr, kept with the job it was running
-
-
-@dataclass(slots=True)
-class _Ahead:
-    """A job sent ahead to an engine, before the core decided it."""
-
-    job_id: str
-    engine: bytes
-    after: tuple[str, ...]         # inputs its engine makes just before it
-    stored: dict[str, str]         # inputs from the store: dep -> checksum sent along
-    outcomes: list | None = None   # what the engine reported, held until it is adopted
-    consumed: dict | None = None   # checksums of the ``after`` results it took
-    durable: bool = False          # its result file is on disk (notice held too)
-    expected: dict | None = None   # (adopted) dep -> checksum the core recorded
-    started: Started | None = None  # it began on its engine (held until it is adopted)
-
-
-@dataclass
-class _Engine:
-    identity: bytes
-    proc: subprocess.Popen
-    log: str = ""          # its stderr: what it or a C library says when it dies
-    log_from: int = 0      # where its log was when it said hello (before: its start)
-    ready: bool = False
-    queue: deque = field(default_factory=deque)   # job ids, in the order sent
-    outbox: list = field(default_factory=list)    # RemoteJobs to send at the next poll
-    functions: set = field(default_factory=set)
-    undurable: dict = field(default_factory=dict)  # job id -> result file not yet on disk
-    head_since: float = 0.0                        # when the job at the head started
-    asked_back: str | None = None                  # a job we asked it to give back
-    ahead: set = field(default_factory=set)        # sent ahead, not decided, still here
-    void: set = field(default_factory=set)         # dropped here: their outcome is ignored
-    stale_durable: set = field(default_factory=set)  # a notice to ignore (a void result's)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    @property
-    def load(self) -> int:
-        """Jobs it has to run (dropped ones do not count)."""
-        return len(self.queue) + len(self.outbox) - len(self.void)
 
 
 class EnginePool:
@@ -110,7 +57,7 @@ class EnginePool:
     engine's queue: an engine runs its jobs in the order received, one at a time."""
 
     capabilities = Capabilities(remote=True, runs_ahead=True, holds_values=True,
-                                stops_running_jobs=True)
+                                stops_running_jobs=True, ahead_per_place=AHEAD_MAX)
 
     def __init__(self, store_path: Path, n: int, *, durable: bool = True):
         self.store_path = Path(store_path)
@@ -126,22 +73,15 @@ class EnginePool:
         self.socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self.socket.bind(self.endpoint)
         os.chmod(f"{self._dir}/k", 0o600)
-        self.engines: dict[bytes, _Engine] = {}
+        self.engines: dict[bytes, Engine] = {}
         self.produced_by: dict[str, bytes] = {}
         self._out: list = []  # outcomes found outside poll (a dead engine met on a send)
         self.n = 0
         self._count = 0
         self._checked = 0.0
         self.job_seconds: float | None = None  # a running mean of the jobs' durations
-        # Sending ahead (during a run: see attach).
-        self.driver = None
         self.made_here: dict[str, tuple[bytes, str]] = {}  # this run: job -> engine, checksum
-        self.ahead: dict[str, _Ahead] = {}      # sent ahead, not submitted by the driver yet
-        self.adopted: dict[str, _Ahead] = {}    # ... submitted, its outcome not in yet
-        self.users: dict[str, list[str]] = {}   # job -> jobs sent ahead after it
-        self._frontier: dict[str, None] = {}    # jobs that may be sent ahead now
-        self._deferred: dict[str, None] = {}    # ... when an engine has room for them
-        self._looked_at = 0.0
+        self.after: dict[str, tuple[str, ...]] = {}  # sent ahead, on its engine: its inputs
         self.sent_ahead = 0                     # how many jobs were sent ahead (ever)
         self._ended_on_interrupt: list = []
         self._interrupting = False  # (an engine's job stopped by SIGINT outside: failed)
@@ -158,7 +98,7 @@ class EnginePool:
         while len(self.engines) > self.n and idle:
             self._stop(idle.pop())
 
-    def _spawn(self) -> _Engine:
+    def _spawn(self) -> Engine:
         self._count += 1
         identity = f"e{os.getpid()}-{self._count}".encode()
         log_path = os.path.join(self._dir, f"{identity.decode()}.log")
@@ -177,13 +117,13 @@ class EnginePool:
             proc.stdin.close()
         except OSError:
             pass  # it died at once (killed, out of memory...): buried like any dead engine
-        engine = self.engines[identity] = _Engine(identity, proc, log_path)
+        engine = self.engines[identity] = Engine(identity, proc, log_path)
         return engine
 
     def _running_file(self, identity: bytes) -> str:
         return os.path.join(self._dir, f"{identity.decode()}.run")
 
-    def _running_job(self, engine: _Engine) -> str:
+    def _running_job(self, engine: Engine) -> str:
         """The job a dead engine was running ("" if it was between jobs)."""
         try:
             with open(self._running_file(engine.identity), "rb") as f:
@@ -191,7 +131,7 @@ class EnginePool:
         except FileNotFoundError:
             return ""
 
-    def _stop(self, engine: _Engine) -> None:
+    def _stop(self, engine: Engine) -> None:
         self.engines.pop(engine.identity, None)
         if not (engine.ready and self._send(engine, "stop")):
             engine.proc.kill()  # not connected yet: a message could not reach it
@@ -206,36 +146,12 @@ class EnginePool:
 
     # -- the runner interface -------------------------------------------------------------
 
-    def attach(self, driver) -> None:
-        """The driver of a run: its core says which jobs may be sent ahead, its store
-        claims them."""
-        self.driver = driver
+    def attach(self) -> None:
         self.made_here.clear()
-        self._looked_at = time.monotonic()
 
     def detach(self) -> None:
-        """The run ended: jobs sent ahead that it did not decide to run are dropped (their
-        claims released, their engines told); nothing of this run is followed any more."""
-        if self.driver is None:
-            return
-        try:
-            if self.ahead:
-                self._drop(list(self.ahead))
-            for a in list(self.adopted.values()):  # only if the run ended on an error
-                self._void(a.job_id, a.engine)
-        finally:
-            self._forget_ahead()
-
-    def _forget_ahead(self) -> None:
-        self.driver = None
-        self.ahead.clear()
-        self.adopted.clear()
-        self.users.clear()
         self.made_here.clear()
-        self._frontier.clear()
-        self._deferred.clear()
-        for engine in self.engines.values():
-            engine.ahead.clear()
+        self.after.clear()
 
     def ended_before_interrupt(self) -> list:
         ended, self._ended_on_interrupt = self._ended_on_interrupt, []
@@ -264,19 +180,7 @@ class EnginePool:
     def busy(self) -> bool:
         return bool(self._out) or any(e.load for e in self.engines.values())
 
-    def holds(self, job_id: str) -> bool:
-        """A job sent ahead, not submitted yet: the driver submits it without its
-        definition (see ``submit``), even when no slot is free (it has one already)."""
-        return job_id in self.ahead
-
     def submit(self, job: RemoteJob) -> None:
-        ahead = self.ahead.pop(job.job_id, None)
-        if ahead is not None:
-            if self._adopt(ahead, job):
-                return
-            if not job.func_key:  # submitted bare (see holds): the driver prepares it again
-                self._out.append(Requeue([job.job_id]))
-                return
         depth = self.depth()
         ready = [e for e in self.engines.values() if e.ready and e.load < depth]
         if not ready:  # the engine we counted on died meanwhile
@@ -288,15 +192,9 @@ class EnginePool:
         engine.outbox.append(job)
         self._place(engine, job)
 
-    def _place(self, engine: _Engine, job: RemoteJob) -> None:
-        if self.driver is None:
-            return
-        jid = job.job_id
+    def _place(self, engine: Engine, job: RemoteJob) -> None:
         if self.made_here:
-            self.made_here.pop(jid, None)  # made again: not that result
-        if not job.dynamic:  # its dependents may follow it
-            for dependent in self.driver.sched.dependents(jid):
-                self._frontier[dependent] = None
+            self.made_here.pop(job.job_id, None)  # made again: not that result
 
     def _send_jobs(self) -> None:
         """The jobs submitted since the last poll, in one message per engine."""
@@ -325,20 +223,12 @@ class EnginePool:
                 self._head_started(engine, self._out)
 
     def _unsent(self, jobs: list[RemoteJob], out: list) -> None:
-        """Jobs that never reached their engine (it died): again, or (sent ahead) dropped."""
-        again = []
+        """Jobs that never reached their engine (it died): handed back."""
         for job in jobs:
-            jid = job.job_id
-            if jid in self.ahead:
-                self._drop([jid])
-            else:
-                self.adopted.pop(jid, None)
-                self._drop(self.users.pop(jid, ()))
-                again.append(jid)
-        if again:
-            out.append(Requeue(again))
+            self.after.pop(job.job_id, None)
+        out.append(Requeue([job.job_id for job in jobs]))
 
-    def _send_functions(self, engine: _Engine, jobs: list[RemoteJob]) -> bool:
+    def _send_functions(self, engine: Engine, jobs: list[RemoteJob]) -> bool:
         for job in jobs:
             if job.func_key not in engine.functions:
                 if not self._send(engine, "func", job.func_key.encode(), job.func_blob,
@@ -348,11 +238,6 @@ class EnginePool:
         return True
 
     def poll(self, timeout: float) -> list:
-        if self.driver is not None:
-            if self.ahead and time.monotonic() - self._looked_at > LOOK_EVERY:
-                self._drop_decided()
-            if self._frontier:
-                self._send_ahead()
         self._send_jobs()
         out, self._out = self._out, []
         self._check_engines(out)
@@ -390,8 +275,8 @@ class EnginePool:
                     engine.asked_back = jid
                     self._send(engine, "give_back", json.dumps({"job_id": jid}).encode())
 
-    def _movable(self, engine: _Engine, jid: str) -> bool:
-        return jid not in self.ahead and jid not in self.adopted and jid not in engine.void
+    def _movable(self, engine: Engine, jid: str) -> bool:
+        return jid not in self.after and jid not in engine.void
 
     def interrupt(self) -> list[str]:
         """Stop every engine's jobs: queued ones are dropped, running ones get SIGINT.
@@ -410,8 +295,8 @@ class EnginePool:
         self._drain(out)
         self._ended_on_interrupt = [o for o in out if type(o) in (JobStored, JobRaised, Durable)]
         stopped = [j.job_id for e in self.engines.values() for j in e.outbox]
-        stopped += list(self.ahead)  # held claims, also of those that ended already
-        self._forget_ahead()
+        self.after.clear()
+        self.made_here.clear()
         for engine in self.engines.values():
             engine.outbox = []  # never sent
         stopped += [j for e in self.engines.values() for j in e.queue]
@@ -444,13 +329,11 @@ class EnginePool:
         self.zmq.term()
         shutil.rmtree(self._dir, ignore_errors=True)
 
-    # -- sending ahead --------------------------------------------------------------------
-    # A job the core has not decided yet but that will run whatever its inputs bring goes
-    # to the engine making its inputs, right behind them (see the module's docstring).
+    # -- sending ahead (the run loop decides; see the module's docstring) ----------------
 
-    def _holder(self, job_id: str) -> bytes | None:
+    def place_of(self, job_id: str) -> bytes | None:
         """The engine making ``job_id``'s result now, or holding the result it made in this
-        run (not reported to the core yet); None if none."""
+        run (maybe not reported yet); None if none."""
         for engine in self.engines.values():
             if (job_id in engine.queue and job_id not in engine.void) \
                     or any(job.job_id == job_id for job in engine.outbox):
@@ -458,176 +341,52 @@ class EnginePool:
         made = self.made_here.get(job_id)
         return made[0] if made is not None and made[0] in self.engines else None
 
-    def _send_ahead(self) -> None:
-        """Send ahead what the frontier holds; a job sent ahead brings its own dependents
-        to the frontier, so a chain goes out in one message, up to ``AHEAD_MAX`` links."""
-        counts: dict[bytes, int] = {}
-        for a in self.ahead.values():
-            counts[a.engine] = counts.get(a.engine, 0) + 1
-        while self._frontier:
-            frontier, self._frontier = self._frontier, {}
-            self._send_ahead_from(frontier, counts)
-
-    def _send_ahead_from(self, frontier: dict[str, None], counts: dict[bytes, int]) -> None:
-        driver = self.driver
-        for jid in frontier:
-            if jid in self.ahead:
-                continue
-            where = place_ahead(driver.sched, jid, self._holder)
-            if where is None:
-                continue  # it comes back here when an input of it is sent
-            identity, after = where
-            engine = self.engines.get(identity)
-            if engine is None or not engine.ready:
-                continue
-            if counts.get(identity, 0) >= AHEAD_MAX:
-                self._deferred[jid] = None  # back once a job sent ahead there is decided
-                continue
-            mine, _ = driver.store.claim([jid])
-            if not mine:
-                continue  # another process runs it: the driver waits for that
-            try:
-                job = driver.describe(jid)
-            except Exception:  # noqa: BLE001 - the driver meets it again once it decides
-                driver.store.release([jid])
-                continue
-            for dep in after:  # its engine has them; an older stored result is not wanted
-                job.deps.pop(dep, None)
-                job.inline.pop(dep, None)
-            job.after = after
-            self.ahead[jid] = _Ahead(jid, identity, after, {d: w[1] for d, w in job.deps.items()})
-            engine.ahead.add(jid)
-            counts[identity] = counts.get(identity, 0) + 1
-            for dep in after:
-                self.users.setdefault(dep, []).append(jid)
-            engine.outbox.append(job)
-            self._place(engine, job)
-            self.sent_ahead += 1
-
-    def _adopt(self, a: _Ahead, job: RemoteJob) -> bool:
-        """The driver submits a job sent ahead (the core decided Run). True: its outcome
-        (in already, or to come) is reported; False: it must be sent again (it was given
-        other stored inputs than the core recorded)."""
-        self._room(a)
-        recorded = {d: where[1] for d, where in job.deps.items()}
-        if not consumed_as_decided({d: s for d, s in recorded.items() if d not in a.after},
-                                   a.stored):
-            self._void(a.job_id, a.engine)
-            self._stale(a.engine, a.job_id)
-            self._drop(self.users.pop(a.job_id, ()))
-            return False
-        a.expected = {d: recorded.get(d, "") for d in a.after}
-        if a.outcomes is None:
-            if a.engine not in self.engines:
-                return False
-            self.adopted[a.job_id] = a
-            if a.started is not None:  # it runs already
-                self._out.append(a.started)
-            return True
-        return self._report_adopted(a, self._out)
-
-    def _report_adopted(self, a: _Ahead, out: list) -> bool:
-        """Report the outcome of an adopted job sent ahead if it consumed the results the
-        core recorded; else False (it runs again)."""
-        if consumed_as_decided(a.expected, a.consumed or {}):
-            out.extend(a.outcomes)
-            if a.durable:
-                out.append(Durable([a.job_id]))
-            return True
-        self._stale(a.engine, a.job_id)
-        self._drop(self.users.pop(a.job_id, ()))
-        return False
-
-    def _drop_decided(self) -> None:
-        """Jobs sent ahead that the core decided otherwise than Run: drop them. (Now and
-        then: the check that counts is made when the driver submits one.)"""
-        self._looked_at = time.monotonic()
-        state = self.driver.sched.state
-        gone = [j for j in self.ahead if state(j) not in (WAITING, QUEUED)]
-        if gone:
-            self._drop(gone)
-
-    def _drop(self, job_ids) -> None:
-        """Forget jobs sent ahead (not submitted by the driver) and every job sent ahead
-        after them; release the claims the driver does not hold."""
-        stack, release = list(job_ids), []
-        state = self.driver.sched.state if self.driver is not None else None
-        while stack:
-            jid = stack.pop()
-            a = self.ahead.pop(jid, None)
-            if a is None:
-                continue
-            self._room(a)
-            if a.outcomes is None:
-                self._void(jid, a.engine)
-            else:
-                self._stale(a.engine, jid)
-            if state is None or state(jid) != QUEUED:  # else the driver claimed it too
-                release.append(jid)
-            stack.extend(self.users.pop(jid, ()))
-        if release and self.driver is not None:
-            self.driver.store.release(release)
-
-    def _room(self, a: _Ahead) -> None:
-        """A job sent ahead is decided or dropped: its engine may take another."""
-        engine = self.engines.get(a.engine)
-        if engine is not None:
-            engine.ahead.discard(a.job_id)
-        if self._deferred:
-            self._frontier.update(self._deferred)
-            self._deferred.clear()
-
-    def _void(self, jid: str, identity: bytes) -> None:
-        """Its instance on its engine (sent ahead) is dropped: taken out if not sent or not
-        started, else its outcome is ignored."""
-        engine = self.engines.get(identity)
-        if engine is None:
+    def send_ahead(self, job: RemoteJob, place: bytes, behind: tuple[str, ...]) -> None:
+        engine = self.engines.get(place)
+        if engine is None or not engine.ready:  # it died meanwhile
+            self._out.append(Requeue([job.job_id]))
             return
-        engine.ahead.discard(jid)
+        job.after = behind
+        self.after[job.job_id] = behind
+        engine.outbox.append(job)
+        self._place(engine, job)
+        self.sent_ahead += 1
+
+    def drop(self, job_ids: list[str]) -> None:
+        """Each instance is taken out if not sent, told to its engine if not ended there
+        (its outcome is then ignored); a result it made is not reported durable."""
+        for jid in job_ids:
+            self.after.pop(jid, None)
+            for engine in list(self.engines.values()):
+                self._void(jid, engine)
+                if engine.undurable.pop(jid, None) is not None:
+                    engine.stale_durable.add(jid)
+
+    def _void(self, jid: str, engine: Engine) -> None:
         for i, job in enumerate(engine.outbox):
             if job.job_id == jid:
                 del engine.outbox[i]
                 return
-        if jid in engine.queue:
+        if jid in engine.queue and jid not in engine.void:
             engine.void.add(jid)
             self._send(engine, "drop", json.dumps({"jobs": [jid]}).encode())
 
-    def _stale(self, identity: bytes, jid: str) -> None:
-        """A result of ``jid`` that is not reported: a notice that its file is on disk is
-        not about the next one."""
-        engine = self.engines.get(identity)
-        if engine is not None and engine.undurable.pop(jid, None) is not None:
-            engine.stale_durable.add(jid)
-
-    def _outcome(self, jid: str, outcomes: list, consumed: dict | None, out: list) -> None:
-        """An engine's outcome of a job: reported, or held (sent ahead, not decided)."""
-        a = self.ahead.get(jid)
-        if a is not None:  # reported once the driver submits it
-            a.outcomes, a.consumed = outcomes, consumed or {}
-            return
-        a = self.adopted.pop(jid, None)
-        if a is not None:
-            a.outcomes, a.consumed = outcomes, consumed or {}
-            if not self._report_adopted(a, out):
-                out.append(Requeue([jid]))
-            return
-        out.extend(outcomes)
+    def _outcome(self, jid: str, outcome, consumed: dict | None, out: list) -> None:
+        if self.after.pop(jid, None) is not None:
+            outcome.consumed = consumed or {}
+        out.append(outcome)
 
     def _not_run(self, jid: str, out: list, lost: DependencyLost | None = None) -> None:
         """The engine did not run the job (an input of it failed or was unreadable)."""
-        if jid in self.ahead:
-            self._drop([jid])
-            return
-        if self.adopted.pop(jid, None) is not None and lost is None:
-            self._drop(self.users.pop(jid, ()))
-            out.append(Requeue([jid]))
-            return
         if lost is not None:
+            self.after.pop(jid, None)
             out.append(lost)
+        elif self.after.pop(jid, None) is not None:
+            out.append(Requeue([jid]))
 
     # -- messages -------------------------------------------------------------------------
 
-    def _send(self, engine: _Engine, kind: str, *payloads: bytes) -> bool:
+    def _send(self, engine: Engine, kind: str, *payloads: bytes) -> bool:
         """False when the engine cannot be reached (it died): it is buried at once."""
         try:
             self.socket.send_multipart([engine.identity, *self.signer.frames(kind, *payloads)])
@@ -650,7 +409,7 @@ class EnginePool:
         if kind == "hello":
             engine.ready = True
             self._failed_starts = 0
-            engine.log_from = _size(engine.log)
+            engine.log_from = log_size(engine.log)
         elif kind == "done":
             job_id = meta["job_id"]
             void = self._finished(engine, job_id, out)
@@ -671,7 +430,7 @@ class EnginePool:
                 engine.undurable[job_id] = stored.file
             durable = meta["durable"]
             if not void:
-                self._outcome(job_id, [stored], meta.get("consumed"), out)
+                self._outcome(job_id, stored, meta.get("consumed"), out)
             elif job_id in durable:
                 durable = [j for j in durable if j != job_id]
             if durable:  # notices ride on results: after this one's own
@@ -691,7 +450,7 @@ class EnginePool:
             raised = JobRaised(job_id, meta["error"], meta["traceback"], payloads[1].decode(),
                                payloads[2].decode(),
                                Timing(**meta["timing"]) if meta["timing"] else Timing())
-            self._outcome(job_id, [raised], meta.get("consumed"), out)
+            self._outcome(job_id, raised, meta.get("consumed"), out)
         elif kind == "lost":
             if not self._finished(engine, meta["job_id"], out):
                 self._not_run(meta["job_id"], out,
@@ -712,19 +471,14 @@ class EnginePool:
             if job_id in engine.queue:
                 self._finished(engine, job_id, out)
             engine.asked_back = None
-            self._drop(self.users.pop(job_id, ()))  # they were to take it from that engine
             out.append(Requeue([job_id]))
 
-    def _durable(self, engine: _Engine, job_ids: list[str], out: list) -> None:
+    def _durable(self, engine: Engine, job_ids: list[str], out: list) -> None:
         forward = []
         for job_id in job_ids:
             engine.undurable.pop(job_id, None)
             if job_id in engine.stale_durable:  # a result that was not reported
                 engine.stale_durable.discard(job_id)
-                continue
-            ahead = self.ahead.get(job_id)
-            if ahead is not None and ahead.outcomes is not None:
-                ahead.durable = True  # reported with its outcome, if it is adopted
                 continue
             forward.append(job_id)
         if forward:
@@ -734,29 +488,21 @@ class EnginePool:
         mean = self.job_seconds
         self.job_seconds = seconds if mean is None else 0.8 * mean + 0.2 * seconds
 
-    def _head_started(self, engine: _Engine, out: list) -> None:
-        """A job reached the head of its engine's queue: the engine runs it now. Reported
-        ``Started`` (held, for a job sent ahead that the driver has not submitted yet)."""
+    def _head_started(self, engine: Engine, out: list) -> None:
+        """A job reached the head of its engine's queue: the engine runs it now."""
         if not engine.queue:
             return
         jid = engine.queue[0]
         if jid in engine.void:
             return  # a dropped instance: it does not count
-        started = Started(jid, f"engine {engine.pid}", time.time())
-        a = self.ahead.get(jid)
-        if a is not None:
-            a.started = started
-        else:
-            out.append(started)
+        out.append(Started(jid, f"engine {engine.pid}", time.time()))
 
-    def _finished(self, engine: _Engine, job_id: str, out: list) -> bool:
+    def _finished(self, engine: Engine, job_id: str, out: list) -> bool:
         """The job left the engine's queue. True if that was a dropped instance of it
         (always the first of that id in the queue): its outcome is ignored."""
         void = job_id in engine.void
         if void:
             engine.void.discard(job_id)
-        elif engine.ahead:
-            engine.ahead.discard(job_id)
         if engine.queue and engine.queue[0] == job_id:
             engine.queue.popleft()
             engine.head_since = time.monotonic()
@@ -789,36 +535,28 @@ class EnginePool:
                 jobs, engine.outbox = engine.outbox, []
                 self._unsent(jobs, out)
             running = self._running_job(engine)
-            death = f"engine {engine.pid} died while running it: {_death(code)}"
-            stderr = _tail(engine.log, engine.log_from) if running else ""
+            death = f"engine {engine.pid} died while running it: {how_ended(code)}"
+            stderr = log_tail(engine.log, engine.log_from) if running else ""
             if not engine.ready and code >= 0:  # it exited before it connected
                 self._failed_starts += 1
                 if self._failed_starts >= 2 * self.n + 3:
-                    cannot_start = (engine, code, _tail(engine.log, 0))
+                    cannot_start = (engine, code, log_tail(engine.log, 0))
             self._forget_files(engine)
-            again, drop, void = [], [], set(engine.void)
+            again, void = [], set(engine.void)
             for jid in engine.queue:
                 if jid in void:  # dropped already: its outcome does not count
                     void.discard(jid)
                     continue
-                a = self.ahead.get(jid)
-                if a is not None:  # not decided yet
-                    if jid == running and self._crash_ahead(a, engine, death, stderr):
-                        continue
-                    drop.append(jid)
-                    continue
-                self.adopted.pop(jid, None)
                 if jid == running:
-                    out.append(JobRaised(jid, death, "", "", stderr,
-                                         Timing(engine=f"engine {engine.pid}")))
+                    raised = JobRaised(jid, death, "", "", stderr,
+                                       Timing(engine=f"engine {engine.pid}"))
+                    self._outcome(jid, raised, self._took(jid, engine), out)
                 else:
                     # It did not run, or its outcome never left the engine: again.
+                    self.after.pop(jid, None)
                     again.append(jid)
             for jid in [j for j, (i, _) in self.made_here.items() if i == engine.identity]:
                 del self.made_here[jid]
-            for jid in again:
-                self._drop(self.users.pop(jid, ()))
-            self._drop(drop)
             if again:
                 out.append(Requeue(again))
             self._spawn()
@@ -827,9 +565,9 @@ class EnginePool:
             engine, code, stderr = cannot_start
             said = f"; its stderr ends with:\n{stderr.rstrip()}" if stderr.strip() else ""
             raise NbmakeError(f"engines cannot start: the last {2 * self.n + 3} exited before "
-                              f"they connected (engine {engine.pid} {_death(code)}){said}")
+                              f"they connected (engine {engine.pid} {how_ended(code)}){said}")
 
-    def _forget_files(self, engine: _Engine) -> None:
+    def _forget_files(self, engine: Engine) -> None:
         """A dead engine's log and running file: read, no longer needed."""
         for path in (engine.log, self._running_file(engine.identity)):
             try:
@@ -837,47 +575,13 @@ class EnginePool:
             except OSError:
                 pass
 
-    def _crash_ahead(self, a: _Ahead, engine: _Engine, death: str, stderr: str) -> bool:
-        """A job sent ahead crashed its engine: its failure is held like an outcome, if
-        the results it took are known (every input's result reached the kernel)."""
+    def _took(self, jid: str, engine: Engine) -> dict | None:
+        """The results a job sent ahead that crashed its engine took: the ones this engine
+        made of its inputs (an input it did not make: none)."""
         consumed = {}
-        for dep in a.after:
+        for dep in self.after.get(jid, ()):
             made = self.made_here.get(dep)
             if made is None or made[0] != engine.identity:
-                return False
+                return None
             consumed[dep] = made[1]
-        a.outcomes = [JobRaised(a.job_id, death, "", "", stderr,
-                                Timing(engine=f"engine {engine.pid}"))]
-        a.consumed = consumed
-        return True
-
-
-def _size(path: str) -> int:
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return 0
-
-
-def _tail(path: str, start: int, limit: int = TAIL_BYTES) -> str:
-    """The end of an engine's log from ``start``: at most ``limit`` bytes, whole lines."""
-    try:
-        with open(path, "rb") as f:
-            size = f.seek(0, os.SEEK_END)
-            at = max(start, size - limit)
-            f.seek(at)
-            data = f.read(limit)
-    except OSError:
-        return ""
-    if at > start:  # cut: from the first whole line
-        data = data[data.find(b"\n") + 1:]
-    return data.decode("utf-8", "replace")
-
-
-def _death(code: int) -> str:
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exited with code {code}"
+        return consumed

@@ -80,3 +80,100 @@ def test_an_outcome_counts_only_if_it_took_what_the_core_recorded():
     assert not consumed_as_decided({"a": "s1", "b": "s2"}, {"a": "s1", "b": "other"})
     assert not consumed_as_decided({"a": "s1"}, {}), "an input it did not report taking"
     assert consumed_as_decided({}, {})
+
+
+# -- the kernel's side: stimuli in, instructions out (Ahead) -----------------------------------
+
+from nbmake_ext.core.ahead import Ahead, DropAhead, SendAhead  # noqa: E402
+
+
+def chain(n, per_place=2, records=None, forced=None):
+    specs = [spec("j0")] + [spec(f"j{i}", [f"j{i - 1}"]) for i in range(1, n)]
+    _, sched = started(specs, records, forced)
+    return sched, Ahead(sched, per_place)
+
+
+def test_a_chain_goes_ahead_behind_the_place_making_its_head_two_links_at_most():
+    sched, ahead = chain(5)
+    ahead.handed("j0")
+    assert ahead.plan({"j0": "E1"}.get) == [SendAhead("j1", "E1", ("j0",)),
+                                             SendAhead("j2", "E1", ("j1",))]
+    assert ahead.plan({"j0": "E1"}.get) == [], "j3 waits for room on E1"
+    for jid in ("j1", "j2"):
+        ahead.sent_with(jid, {})
+    sched.handle(ev.Succeeded("j0", "r0"))
+    assert sched.state("j1") == "queued"
+    assert ahead.adopt("j1", {"j0": "s0"}) is None
+    assert ahead.plan({}.get) == [SendAhead("j3", "E1", ("j2",))], "room again on E1"
+    assert ahead.ended("j1", {"j0": "s0"}) is None, "it took what the core recorded"
+
+
+def test_room_bounds_what_is_planned_and_the_rest_waits_on_the_frontier():
+    sched, ahead = chain(4, per_place=100)
+    ahead.handed("j0")
+    assert ahead.plan({"j0": "C"}.get, room=1) == [SendAhead("j1", "C", ("j0",))]
+    assert ahead.plan({}.get, room=5) == [SendAhead("j2", "C", ("j1",)),
+                                          SendAhead("j3", "C", ("j2",))]
+
+
+def test_a_failed_input_drops_every_job_sent_ahead_behind_it_and_releases_their_claims():
+    sched, ahead = chain(4)
+    ahead.handed("j0")
+    ahead.plan({"j0": "E1"}.get)
+    assert ahead.settle() is None, "nothing decided yet"
+    sched.handle(ev.Failed("j0", "ValueError"))
+    assert sched.state("j1") == "blocked"
+    assert ahead.settle() == DropAhead(("j2", "j1"), ("j2", "j1"))
+    assert ahead.held == {} and ahead.plan({"j0": "E1"}.get) == []
+
+
+def test_other_stored_inputs_than_recorded_drop_it_but_keep_its_claim():
+    sched, ahead = chain(3)
+    ahead.handed("j0")
+    ahead.plan({"j0": "E1"}.get)
+    ahead.sent_with("j1", {})
+    ahead.sent_with("j2", {})
+    sched.handle(ev.Succeeded("j0", "r0"))
+    # j1 was sent behind j0 and with no stored input: what the core records for j0 does
+    # not matter here; a stored input it was given with another checksum does
+    ahead.held["j1"].stored = {"x": "old"}
+    assert ahead.adopt("j1", {"j0": "s0", "x": "new"}) == DropAhead(("j1", "j2"), ("j2",))
+
+
+def test_an_outcome_on_other_results_runs_again_and_drops_what_followed():
+    sched, ahead = chain(3)
+    ahead.handed("j0")
+    ahead.plan({"j0": "E1"}.get)
+    sched.handle(ev.Succeeded("j0", "r0"))
+    assert ahead.adopt("j1", {"j0": "s0"}) is None
+    assert ahead.ended("j1", {"j0": "elsewhere"}) == DropAhead(("j1", "j2"), ("j2",))
+
+
+def test_a_handed_back_input_drops_what_was_sent_behind_it():
+    sched, ahead = chain(3)
+    ahead.handed("j0")
+    ahead.plan({"j0": "E1"}.get)
+    assert ahead.requeued("j0") == DropAhead(("j1", "j2"), ("j1", "j2"))
+    assert ahead.requeued("j0") is None
+
+
+def test_the_end_of_a_run_drops_all_and_releases_only_the_undecided():
+    sched, ahead = chain(3)
+    ahead.handed("j0")
+    ahead.plan({"j0": "E1"}.get)
+    sched.handle(ev.Succeeded("j0", "r0"))
+    ahead.adopt("j1", {"j0": "s0"})
+    assert ahead.stop() == DropAhead(("j1", "j2"), ("j2",))
+    assert ahead.held == {} and not ahead.frontier
+
+
+def test_planning_keeps_the_rules_of_place_ahead():
+    _, sched = started([spec("a"), spec("x"), spec("b", ["a", "x"]), spec("p", dynamic=True),
+                        spec("d", ["p"])])
+    ahead = Ahead(sched, 2)
+    for jid in ("a", "x", "p"):
+        ahead.handed(jid)
+    assert ahead.plan({"a": "E1", "x": "E2", "p": "E1"}.get) == [], \
+        "two places; a dynamic input"
+    ahead.handed("a")
+    assert ahead.plan({"a": "E1", "x": "E1"}.get) == [SendAhead("b", "E1", ("a", "x"))]

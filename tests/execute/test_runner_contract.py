@@ -88,7 +88,7 @@ class ScriptedRunner:
         self.log = log
         self.submitted: list[str] = []
 
-    def attach(self, driver) -> None:
+    def attach(self) -> None:
         self.log.append(("attach",))
 
     def detach(self) -> None:
@@ -104,8 +104,14 @@ class ScriptedRunner:
     def busy(self) -> bool:
         return bool(self.queue)
 
-    def holds(self, job_id: str) -> bool:
-        return False
+    def send_ahead(self, job, place, behind) -> None:
+        raise AssertionError("runs_ahead is False")
+
+    def drop(self, job_ids: list[str]) -> None:
+        pass
+
+    def place_of(self, job_id: str) -> None:
+        return None
 
     def submit(self, job: Call) -> None:
         runs = self.script.get(job.job_id)

@@ -1,0 +1,211 @@
+"""``parmake --dask``, the worker's side: what a Dask task runs (one job), the output
+capture per thread, and what a worker keeps between tasks (functions, recent values).
+The kernel's side is dask.py; the two share only the shape of a task's outcome (``_task``
+returns it, ``_unpack`` reads it)."""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+import sys
+import threading
+import time
+from typing import Any
+
+from ..registration import install_sources
+from ..store import blobs
+from .outcomes import ChildSpec
+from .values_cache import ByteLRU
+
+_local = threading.local()
+_install_lock = threading.Lock()
+
+
+class _Router(io.TextIOBase):
+    """sys.stdout/sys.stderr on a worker: a job's thread writes to its own buffer, every
+    other thread to the original stream."""
+
+    def __init__(self, original, name: str):
+        self._original = original
+        self._name = name
+
+    def write(self, text: str) -> int:
+        buf = getattr(_local, self._name, None)
+        if buf is not None:
+            return buf.write(text)
+        return self._original.write(text)
+
+    def flush(self) -> None:
+        if getattr(_local, self._name, None) is None:
+            self._original.flush()
+
+    def writable(self) -> bool:
+        return True
+
+    def __getattr__(self, name: str) -> Any:  # fileno, encoding, isatty, ...
+        return getattr(self._original, name)
+
+
+def _install_capture() -> None:
+    if isinstance(sys.stdout, _Router) and isinstance(sys.stderr, _Router):
+        return
+    with _install_lock:
+        if not isinstance(sys.stdout, _Router):
+            sys.stdout = _Router(sys.stdout, "out")
+        if not isinstance(sys.stderr, _Router):
+            sys.stderr = _Router(sys.stderr, "err")
+
+
+class _WorkerCache:
+    """Per worker process: unpickled functions, and values made or read lately (so a
+    chain on one worker does not unpickle its inputs again)."""
+
+    def __init__(self, budget: int = 128 << 20):
+        self.lock = threading.Lock()
+        self.functions: dict[str, Any] = {}
+        self.values = ByteLRU(budget, threadsafe=True)  # keyed by (job id, result checksum)
+
+    def function(self, key: str, bundle: bytes) -> Any:
+        """``bundle``: the function's pickle and the json of its code files that exist only
+        in the kernel (installed in linecache here)."""
+        func = self.functions.get(key)
+        if func is None:
+            blob, sources = pickle.loads(bundle)
+            install_sources(json.loads(sources))
+            func = pickle.loads(blob)
+            with self.lock:
+                if len(self.functions) > 1000:
+                    self.functions.clear()
+                self.functions[key] = func
+        return func
+
+    def value(self, job_id: str, checksum: str, data: bytes) -> Any:
+        """``data``: stored bytes, or the outcome of the dependency's task in this run (a
+        job sent ahead learns its input's checksum from it)."""
+        outcome = _unpack(data)  # ("ok", data, result_fp, checksum, ...) or None
+        if outcome is not None:
+            if outcome[0] != "ok":
+                raise _InputFailed(job_id)
+            data, checksum = outcome[1], outcome[3]
+        key = (job_id, checksum)
+        found, value = self.values.get(key)
+        if found:
+            return value
+        value = pickle.loads(data)
+        self.values.put(key, value, len(data))
+        return value
+
+
+_cache = _WorkerCache()
+
+
+class _InputFailed(Exception):
+    """An input of a job sent ahead did not succeed: the job does not run (the kernel
+    blocks it)."""
+
+
+# What a task returns: its outcome tuple, pickled, after this prefix. One bytes object is
+# what Dask moves cheapest (it serializes each item of a tuple apart), and the prefix tells
+# a dependent's task an input made in this run from a stored result (a pickle: b"\x80...").
+OUTCOME = b"nbmake-outcome\x00"
+
+
+def _task(*args) -> bytes:
+    return OUTCOME + pickle.dumps(_run_job(*args), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _unpack(data: bytes) -> tuple | None:
+    """The outcome a task returned, or None for other bytes (a stored result)."""
+    if not data.startswith(OUTCOME):
+        return None
+    return pickle.loads(memoryview(data)[len(OUTCOME):])
+
+
+def _run_job(key: str, job_id: str, func_key: str, func_blob: bytes, payload: bytes,
+             dynamic: bool, dep_ids: tuple, dep_sums: tuple, topic: str, inputs: list) -> tuple:
+    """One job, on a Dask worker. Returns ("ok", data, result_fp, checksum, out, err,
+    timing), ("dynamic", template, children, out, err, timing) or ("raised", error,
+    traceback, out, err, timing). Never raises: a job's failure is a result."""
+    from distributed import get_worker
+
+    from ..fingerprint import digest
+    from ..promise import resolve
+    from ..store.store import dumps_value
+    from .inkernel import error_line, format_job_traceback
+    from .loading import ArgumentsUnloadable, load_arguments
+
+    worker = get_worker()
+    where = worker.address
+    try:
+        if topic:
+            worker.log_event(topic, [key, where])
+    except Exception:  # noqa: BLE001 - only used to tell queued from started
+        pass
+    started = time.time()
+    try:
+        func = _cache.function(func_key, func_blob)
+        args, kwargs = load_arguments(payload, f"worker {where}")
+        values = {d: _cache.value(d, s, x) for d, s, x in zip(dep_ids, dep_sums, inputs)}
+        args = resolve(args, values.__getitem__)
+        kwargs = resolve(kwargs, values.__getitem__)
+    except _InputFailed as exc:
+        return ("raised", f"its input {exc} did not succeed", "", "", "",
+                (started, started, 0.0, 0.0, where, 0))
+    except ArgumentsUnloadable as exc:
+        return ("raised", exc.message, exc.traceback, "", "",
+                (started, started, 0.0, 0.0, where, 0))
+    except LookupError as exc:  # a %%comp output its cell did not bind
+        return ("raised", str(exc), "", "", "", (started, started, 0.0, 0.0, where, 0))
+    except Exception as exc:  # noqa: BLE001 - e.g. a module the worker cannot import
+        return ("raised", f"cannot load the job on worker {where}: {error_line(exc)}",
+                format_job_traceback(exc), "", "", (started, started, 0.0, 0.0, where, 0))
+
+    _install_capture()
+    out, err = io.StringIO(), io.StringIO()
+    children: list = []
+    if dynamic:
+        from .dynamic import DynamicContext
+
+        args = (DynamicContext(job_id, lambda child: children.append(_child(child))), *args)
+    t0, c0 = time.perf_counter(), time.thread_time()
+    _local.out, _local.err = out, err
+    try:
+        value = func(*args, **kwargs)
+        failure = None
+    except BaseException as exc:  # noqa: BLE001 - a job's failure is its result
+        failure = exc
+    finally:
+        _local.out = _local.err = None
+    duration = time.perf_counter() - t0
+    timing = (started, started + duration, duration, time.thread_time() - c0, where,
+              threading.get_ident())
+    stdout, stderr = out.getvalue(), err.getvalue()
+    if failure is not None:
+        return ("raised", error_line(failure), format_job_traceback(failure), stdout, stderr,
+                timing)
+    try:
+        if dynamic:
+            return ("dynamic", dumps_value(value), children, stdout, stderr, timing)
+        data = dumps_value(value)
+        result_fp = digest(value)
+    except Exception as exc:  # noqa: BLE001 - the job fails with that message
+        return ("raised", f"its result cannot be pickled: {exc}", "", stdout, stderr, timing)
+    checksum = blobs.checksum(data)
+    _cache.values.put((job_id, checksum), value, len(data))
+    return ("ok", data, result_fp, checksum, stdout, stderr, timing)
+
+
+def _child(child: ChildSpec) -> tuple[bytes, bytes, bytes, bytes]:
+    """A child a dynamic job defined, as it travels: its spec without the live call, the
+    function's and the arguments' pickles, and its notebook lines (function_sources). An
+    unpicklable one fails the parent there and then, as on engines."""
+    from dataclasses import replace
+
+    from ..registration import function_blob, function_sources, payload
+
+    spec = child.spec
+    _, blob = function_blob(spec)
+    bare = replace(spec, func=None, args=(), kwargs={})
+    return (pickle.dumps(bare, protocol=pickle.HIGHEST_PROTOCOL), blob, payload(spec),
+            function_sources(spec))
