@@ -197,6 +197,7 @@ class Context:
 
     def _load(self) -> None:
         self._stored_mark = self.store.activity()  # before the read: see Driver._reread
+        self._stored = {}  # the old snapshot goes before the new one is read, not after
         self._stored = self.store.snapshot()
         self._loaded = True
         specs = self.graph.specs
@@ -270,6 +271,9 @@ class Context:
             report = driver.run()
         finally:
             self._loaded = False
+            # The scheduler calls back into its driver: without breaking that cycle, what
+            # they hold per job stays in memory until a full garbage collection.
+            driver.sched._arg_fps = driver.sched._since_failure = None
             if report is None:  # interrupted or broken: still say how far it got
                 report = RunReport(command, interrupted=True)
                 driver.count(report)
