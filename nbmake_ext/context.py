@@ -495,12 +495,13 @@ class Context:
     def state_of(self, job_id: str) -> str:
         if job_id in self.graph:
             self._refresh_code([job_id])
-        if not self._loaded or job_id in self._pending:
+        just_read = not self._loaded or job_id in self._pending
+        if just_read:
             self.sync()
         self._require(job_id)
-        # Another process may have made it since: reread the job and its dependencies.
         ids = [job_id, *self.graph.specs[job_id].deps]
-        self._stored.update(self.store.snapshot_of(ids))
+        if not just_read:  # another process may have made it since: reread the job and its deps
+            self._stored.update(self.store.snapshot_of(ids))
         results = {j: st.record.result_fp for j in ids
                    if (st := self._stored.get(j)) is not None and st.record is not None
                    and st.record.present}
