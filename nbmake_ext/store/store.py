@@ -174,9 +174,16 @@ class Store:
     # One row per job, its outcome joined (a job without one is todo, never forced). Read
     # as a stream: no list of 100,000 rows is ever held, and each row's strings are freed
     # before the next row's are made.
-    _ROWS = "SELECT j.job_id, j.function, j.parent, j.dynamic, j.code_fp, j.args_fp, j.deps," \
-        " j.def_fp, j.func_key, COALESCE(o.state, 'todo'), COALESCE(o.forced, 0)," \
-        " o.r_code_fp, o.r_args_fp, o.r_dep_fps, o.r_result_fp, o.r_file, o.error," \
+    # Where a column holds what another one of the row does (the code and arguments a
+    # result was made from are mostly the job's own) or the text most rows hold, SQLite
+    # gives 1 instead (never a text of these columns), which costs no new string.
+    _ROWS = "SELECT j.job_id, j.function, j.parent, j.dynamic, j.code_fp, j.args_fp," \
+        " CASE j.deps WHEN '[]' THEN 1 ELSE j.deps END, j.def_fp, j.func_key," \
+        " COALESCE(o.state, 'todo'), COALESCE(o.forced, 0)," \
+        " CASE WHEN o.r_code_fp = j.code_fp THEN 1 ELSE o.r_code_fp END," \
+        " CASE WHEN o.r_args_fp = j.args_fp THEN 1 ELSE o.r_args_fp END," \
+        " CASE o.r_dep_fps WHEN '{}' THEN 1 ELSE o.r_dep_fps END, o.r_result_fp," \
+        " CASE o.r_file WHEN ':db' THEN 1 ELSE o.r_file END, o.error," \
         " o.blocked_by, o.duration, o.ended, o.r_checksum, o.r_size, o.r_mtime" \
         " FROM jobs AS j LEFT JOIN outcomes AS o ON o.job_id = j.job_id"
 
@@ -230,18 +237,21 @@ class Store:
              state, forced, r_code_fp, r_args_fp, r_dep_fps, r_result_fp, r_file, error,
              blocked_by, duration, ended, r_checksum, r_size, r_mtime) in rows:
             code_fp = share(code_fp, code_fp)
+            if deps == 1:
+                deps = "[]"
+            if r_file == 1:
+                r_file = INLINE
             record = None
             if r_result_fp is not None:
                 present = jid in inflight or (r_file is not None and (
                     is_inline(r_file) or self._intact(jid, r_file, stamp_of(r_file),
                                                       (r_size, r_mtime))))
-                r_code_fp = code_fp if r_code_fp == code_fp else share(r_code_fp, r_code_fp)
+                r_code_fp = code_fp if r_code_fp == 1 else share(r_code_fp, r_code_fp)
                 parts = code_parts.get(r_code_fp)
                 if parts is None:
                     parts = code_parts[r_code_fp] = _Parts(self, _CODE_PARTS, r_code_fp)
-                record = RunRecord(r_code_fp, parts,
-                                   args_fp if r_args_fp == args_fp else r_args_fp,
-                                   _loads(r_dep_fps), r_result_fp,
+                record = RunRecord(r_code_fp, parts, args_fp if r_args_fp == 1 else r_args_fp,
+                                   _loads("{}" if r_dep_fps == 1 else r_dep_fps), r_result_fp,
                                    _Parts(self, _ARG_FPS, jid), present=present)
             out[jid] = StoredJob(jid, record, share(state, state), FORCED_REASONS.get(forced),
                                  error, blocked_by, duration,
