@@ -198,6 +198,7 @@ class Context:
 
     def _load(self) -> None:
         self._stored_mark = self.store.activity()  # before the read: see Driver._reread
+        self._stored = {}  # the old snapshot goes before the new one is read, not after
         self._stored = self.store.snapshot()
         self._loaded = True
         specs = self.graph.specs
@@ -271,6 +272,9 @@ class Context:
             report = driver.run()
         finally:
             self._loaded = False
+            # The scheduler calls back into its driver: without breaking that cycle, what
+            # they hold per job stays in memory until a full garbage collection.
+            driver.sched._arg_fps = driver.sched._since_failure = None
             if report is None:  # interrupted or broken: still say how far it got
                 report = RunReport(command, interrupted=True)
                 driver.count(report)
@@ -492,12 +496,13 @@ class Context:
     def state_of(self, job_id: str) -> str:
         if job_id in self.graph:
             self._refresh_code([job_id])
-        if not self._loaded or job_id in self._pending:
+        just_read = not self._loaded or job_id in self._pending
+        if just_read:
             self.sync()
         self._require(job_id)
-        # Another process may have made it since: reread the job and its dependencies.
         ids = [job_id, *self.graph.specs[job_id].deps]
-        self._stored.update(self.store.snapshot_of(ids))
+        if not just_read:  # another process may have made it since: reread the job and its deps
+            self._stored.update(self.store.snapshot_of(ids))
         results = {j: st.record.result_fp for j in ids
                    if (st := self._stored.get(j)) is not None and st.record is not None
                    and st.record.present}

@@ -60,7 +60,12 @@ def make_spec(func: Any, args: tuple, kwargs: dict, job_id: str | None = None,
     jid = job_id or default_job_id(name, label, args_fp, parent)
     code = code or code_of(func)
     return JobSpec(jid, label, code.digest, code.parts, args_fp, deps, parent, dynamic,
-                   func, args, kwargs)
+                   func, args, kwargs or _NO_KWARGS)
+
+
+# The keyword arguments of every job called without any (never changed: read, pickled
+# and unpacked only): one dict, not one per job.
+_NO_KWARGS: dict = {}
 
 
 def code_of(func: Any) -> CodeFingerprint:

@@ -100,8 +100,15 @@ class Graph:
     def dependents(self) -> dict[str, list[str]]:
         rev: dict[str, list[str]] = {}
         for spec in self.specs.values():
-            for dep in spec.deps:
-                rev.setdefault(dep, []).append(spec.job_id)
+            deps = spec.deps
+            if deps:  # most jobs of a large graph have none
+                jid = spec.job_id
+                for dep in deps:
+                    users = rev.get(dep)
+                    if users is None:
+                        rev[dep] = [jid]
+                    else:
+                        users.append(jid)
         return rev
 
     def upstream(self, job_ids: Iterable[str]) -> set[str]:

@@ -380,3 +380,31 @@ def test_results_checksummed_by_an_earlier_version_still_read_and_are_still_chec
     with pytest.raises(ResultUnavailable, match="corrupt"):
         store.load_result("a")
     store.close()
+
+
+def test_snapshot_rows_read_back_as_written_one_object_per_repeated_text(tmp_path):
+    """A large store's snapshot keeps one object per text that its rows repeat; what is
+    read back is the same (values, not identity, are the contract elsewhere)."""
+    store = Store(tmp_path / "s")
+    define(store, spec("a"), spec("b"), spec("c", deps=["a", "b"]), spec("todo"))
+    store.record_success("a", record("fa"), dumps_value(1), {"duration": 0.5}, ("", ""))
+    store.record_success("b", record("fb"), dumps_value(2), {}, ("", ""))
+    other = RunRecord("old code", {"m.f": "old"}, "old args", {"a": "fa", "b": "fb"}, "fc")
+    store.record_success("c", other, dumps_value(3), {}, ("", ""))
+    store.flush()
+    for snap in (store.snapshot(), store.snapshot_of(["a", "b", "c", "todo", "a"])):
+        a, b, c, todo = snap["a"], snap["b"], snap["c"], snap["todo"]
+        assert not hasattr(a, "__dict__")
+        assert (a.state, a.forced, a.record.code_fp, a.record.args_fp, a.record.dep_fps,
+                a.record.result_fp, a.record.present, a.duration) \
+            == ("done", None, "code", "args", {}, "fa", True, 0.5)
+        assert a.state is b.state and a.spec.function is b.spec.function
+        assert a.record.code_fp is b.record.code_fp and a.record.args_fp is a.spec.args_fp
+        assert (c.record.code_fp, c.record.args_fp, c.record.dep_fps) \
+            == ("old code", "old args", {"a": "fa", "b": "fb"})
+        assert c.spec.deps == ("a", "b") and a.spec.deps == ()
+        assert dict(c.record.code_parts()) == {"m.f": "old"}
+        assert (todo.state, todo.forced, todo.record) == ("todo", None, None)
+        assert a.same_definition(spec("a")) and not a.same_definition(spec("a", deps=["b"]))
+        assert c.same_definition(spec("c", deps=["a", "b"]))
+    store.close()
