@@ -42,7 +42,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Hashable, Protocol, runtime_checkable
 
-from .outcomes import Call, Outcome, RemoteJob
+from ..shared.outcomes import Call, Outcome, RemoteJob
 
 
 @dataclass(frozen=True, slots=True)

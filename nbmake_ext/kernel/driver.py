@@ -24,15 +24,15 @@ from ..errors import InternalError, InvalidJob
 from ..fingerprint import Unpicklable, digest
 from ..promise import resolve
 from ..registration import arg_fingerprints, function_blob, function_sources, payload
+from ..shared.outcomes import (Call, ChildSpec, DependencyLost, Durable, JobRaised, JobReturned,
+                               JobStored, Outcome, RemoteJob, Requeue, Started, Timing)
+from ..shared.values_cache import ByteLRU
 from ..store import ResultUnavailable, Store, StoredJob
 from ..store.store import FORCED_UNFINISHED, dumps_value
 from ..store import blobs
 from ..store.results import INLINE, ResultReader
 from .observer import NoObserver, Observer
-from .outcomes import (Call, ChildSpec, DependencyLost, Durable, JobRaised, JobReturned,
-                       JobStored, Outcome, RemoteJob, Requeue, Started, Timing)
 from .runner import Runner
-from .values_cache import ByteLRU
 
 ELSEWHERE_POLL = 0.2
 # Jobs are claimed just before they start, a few at a time when they are short: enough to

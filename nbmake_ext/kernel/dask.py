@@ -41,7 +41,7 @@ tasks and finished tasks into the outcomes engines report.
 - When a worker dies, the results it held are let go of (dependents then get them from
   the store); a result Dask still needed for a task already sent is computed again by Dask.
 
-What a task runs on a worker is in dask_worker.py.
+What a task runs on a worker is in nbmake_ext/dask_worker/task.py.
 """
 
 from __future__ import annotations
@@ -58,14 +58,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..dask_worker.task import _task, _unpack
 from ..errors import NbmakeError
+from ..shared.outcomes import (ChildSpec, DependencyLost, Durable, JobRaised, JobReturned,
+                               JobStored, RemoteJob, Requeue, Started, Timing)
+from ..shared.values_cache import ByteLRU
 from ..store import blobs
 from ..store.results import INLINE_MAX, ResultReader
-from .dask_worker import _task, _unpack
-from .outcomes import (ChildSpec, DependencyLost, Durable, JobRaised, JobReturned, JobStored,
-                       RemoteJob, Requeue, Started, Timing)
 from .runner import Capabilities
-from .values_cache import ByteLRU
 
 INSTALL_HINT = 'parmake --dask needs the Dask distributed package: pip install "nbmake-ext[dask]"'
 

@@ -34,13 +34,12 @@ from pathlib import Path
 import zmq
 
 from ..errors import NbmakeError
+from ..shared.outcomes import (ChildSpec, DependencyLost, Durable, JobRaised, JobReturned,
+                               JobStored, RemoteJob, Requeue, Started, Timing)
+from ..shared.wire import Signer, Verifier, decode_running, new_key
 from ..store import blobs
-from .engine import decode_running
 from .engine_proc import Engine, how_ended, log_size, log_tail
-from .outcomes import (ChildSpec, DependencyLost, Durable, JobRaised, JobReturned, JobStored,
-                       RemoteJob, Requeue, Started, Timing)
 from .runner import Capabilities
-from .wire import Signer, Verifier, new_key
 
 DEPTH = 2
 MAX_DEPTH = 32
@@ -104,7 +103,7 @@ class EnginePool:
         log_path = os.path.join(self._dir, f"{identity.decode()}.log")
         log = open(log_path, "ab")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "nbmake_ext.execute.engine"], stdin=subprocess.PIPE,
+            [sys.executable, "-m", "nbmake_ext.engine"], stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL, stderr=log, start_new_session=True, cwd=os.getcwd())
         log.close()
         config = {"endpoint": self.endpoint, "key": self._key_hex, "identity": identity.decode(),
