@@ -1,7 +1,7 @@
 """``parmake --dask``, the worker's side: what a Dask task runs (one job), the output
 capture per thread, and what a worker keeps between tasks (functions, recent values).
-The kernel's side is kernel/dask.py; the two share only the shape of a task's outcome (``_task``
-returns it, ``_unpack`` reads it)."""
+The kernel's side is kernel/dask.py; the two share only the shape of a task's outcome
+(``_task`` returns it, ``_unpack`` reads it)."""
 
 from __future__ import annotations
 
