@@ -607,7 +607,7 @@ def compute_time(shape: str, n: int, mb: int) -> float:
 
 SITECUSTOMIZE = """
 import os, sys
-if "nbmake_ext.execute.engine" in sys.orig_argv:
+if "nbmake_ext.engine" in sys.orig_argv:
     import atexit, cProfile
     _prof = cProfile.Profile()
     _prof.enable()
@@ -1028,7 +1028,7 @@ def spy_summary(raw: str, rate: float, top: int) -> None:
             if not procs or not rest or not rest[0].startswith("thread "):
                 continue
             pid, _, cmd = procs[-1][len("process "):].partition(":")
-            role = "engine" if "execute.engine" in cmd else "kernel"
+            role = "engine" if "nbmake_ext.engine" in cmd else "kernel"
             head, frames = rest[0], rest[1:]  # "thread (TID): NAME"
             tid, _, name = head[len("thread ("):].partition(")")
             names = [short(f).split(" (")[0] for f in frames]

@@ -108,7 +108,7 @@ def main() -> int:
     import dask
     import distributed
 
-    from nbmake_ext.execute import dask as nbdask
+    from nbmake_ext.kernel import dask as nbdask
 
     init = nbdask.DaskRunner.__init__
 

@@ -18,9 +18,9 @@ from .core.states import ALL, STATE_WORDS, STATES, public_state
 from .core.states import restorable as can_restore
 from .commands import engine_count
 from .errors import InvalidJob, JobFailed, JobsFailed, NbmakeError, NotDone, UnknownTarget
-from .execute.driver import Driver, RunReport
-from .execute.inkernel import InKernelRunner
-from .execute.observer import Observer
+from .kernel.driver import Driver, RunReport
+from .kernel.inkernel import InKernelRunner
+from .kernel.observer import Observer
 from .promise import Promise
 from .registration import arg_fingerprints, code_of, function_blob, make_spec, payload
 from .store import ResultUnavailable, Store, StoredJob
@@ -227,7 +227,7 @@ class Context:
         self.sync()
         ids = self._select(targets)
         if dask is not None:
-            from .execute.dask import DaskRunner
+            from .kernel.dask import DaskRunner
 
             runner = DaskRunner(dask, self.store.path, n=n, durable=self.store.durable)
             try:
@@ -237,7 +237,7 @@ class Context:
         return self._run(ids, self._engines(n), "parmake", observer=observer)
 
     def _engines(self, n: int | None):
-        from .execute.pool import EnginePool
+        from .kernel.pool import EnginePool
 
         n = n or os.cpu_count() or 1
         if self._pool is None:

@@ -4,6 +4,11 @@
 event goes through ``handle(event)`` and returns more actions. A job is decided only when
 all its dependencies are final in this run, so an upstream that re-runs to an equal result
 leaves its dependents up to date (early cutoff). No I/O happens here.
+
+Here: setting up the needed jobs, decisions, results. A failure and what it blocks (and
+reopens): scheduler_failures.py; dynamic jobs' children: scheduler_dynamic.py; the checks
+of every move and the invariants: scheduler_checks.py (mixins of ``Scheduler``). The
+states and the transition table: states.py.
 """
 
 from __future__ import annotations
@@ -15,32 +20,19 @@ from typing import Callable, Iterable, Mapping
 from ..errors import InternalError
 from . import signature
 from .events import (
-    Action, Block, ChildDefined, Complete, Event, Fail, Failed, Forget, Reconsider, ResultLost,
-    Returned, Run, Skip, Succeeded,
+    Action, ChildDefined, Event, Failed, Reconsider, ResultLost, Returned, Run, Skip,
+    Succeeded,
 )
 from .graph import Graph
 from .jobspec import RunRecord
+from .scheduler_checks import STORY, Checks, _describe  # noqa: F401 - STORY: read by tests
+from .scheduler_dynamic import DynamicJobs
+from .scheduler_failures import Failures
 # The per-run statuses of a needed job and the legal moves between them (runners read the
 # statuses from here too).
 from .states import (
-    BLOCKED, DONE, FAILED, FINAL, LEGAL, OK, QUEUED, RETURNED, SKIPPED, WAITING, legal_from,
+    BLOCKED, DONE, FAILED, FINAL, LEGAL, OK, QUEUED, RETURNED, SKIPPED, WAITING,
 )
-
-#: How many moves of each job a validating scheduler remembers, for its error messages.
-STORY = 12
-
-
-def _describe(event: Event) -> str:
-    """An event in a few words, for a job's story."""
-    kind = type(event)
-    if kind is ChildDefined:
-        return f"ChildDefined({event.spec.job_id})"
-    if kind is ResultLost:
-        return f"ResultLost({event.job_id}, for {event.consumer})"
-    if kind is Reconsider:
-        return f"Reconsider({event.job_id}, last {event.last})"
-    return f"{kind.__name__}({getattr(event, 'job_id', '?')})"
-
 
 def _gate(parent: str) -> str:
     # The dependency a stored child has on its dynamic parent being decided first.
@@ -57,7 +49,7 @@ class Summary:
     restored: int = 0         # up to date again after a failed (or blocked) last run
 
 
-class Scheduler:
+class Scheduler(Checks, DynamicJobs, Failures):
     """Decides, for one make, which jobs run, which are up to date, which are blocked.
 
     It owns changes to ``graph`` during the run (dynamic children added and forgotten).
@@ -440,170 +432,7 @@ class Scheduler:
             if self.status[jid] == WAITING and not self.waiting_on[jid]:
                 self._decide(jid)
 
-    # -- dynamic jobs ---------------------------------------------------------------------
-
-    def _on_child(self, spec) -> None:
-        parent = spec.parent
-        self._expect(parent, QUEUED)
-        self._defined.setdefault(parent, set()).add(spec.job_id)
-        outcome = self.graph.add(spec)
-        jid = spec.job_id
-        for dep in spec.deps:
-            dependents = self._dependents.setdefault(dep, [])
-            if jid not in dependents:
-                dependents.append(jid)
-        state = self.status.get(jid)
-        if state is None:
-            self._include([jid])
-        elif state == WAITING or outcome != "same":
-            if state == RETURNED or state == QUEUED and jid in self._started:
-                raise InternalError(f"child {jid!r} redefined while it runs")
-            root = None
-            if state in (FAILED, BLOCKED):
-                root = self._root(jid)
-                self.unsettled[jid] = state  # up to date again: its result is taken back
-                self._started.discard(jid)
-            self._set(jid, WAITING)
-            reopened = self._reopen(jid, root) if root is not None else []
-            self._include([d for d in spec.deps if d not in self.status])
-            self._init_waiting(jid)
-            if self.status[jid] == WAITING and not self.waiting_on[jid]:
-                self._decide(jid)
-            for k in reopened:  # (each waits for jid, through the others: none is ready)
-                if self.status[k] == WAITING and not self.waiting_on[k]:
-                    self._decide(k)
-
-    def _on_returned(self, jid: str) -> None:
-        self._expect_move(jid, RETURNED)
-        defined = self._defined.get(jid, set())
-        gone = [c for c in self.graph.children(jid) if c not in defined]
-        if gone:
-            removed: list[str] = []
-            for child in gone:
-                removed += self.graph.remove(child)
-            for r in removed:
-                if self._story is not None and r in self.status:
-                    self._tell(r, self.status[r], None)
-                self.status.pop(r, None)
-                self.waiting_on.pop(r, None)
-                self.results.pop(r, None)
-                self.active.discard(r)
-            self._out.append(Forget(tuple(removed)))
-        self._set(jid, RETURNED)
-        self._check_complete(jid)
-
-    def _check_complete(self, jid: str) -> None:
-        if jid in self._completing:
-            return
-        children = self.graph.children(jid)
-        states = [self.status.get(c) for c in children]
-        if any(s not in FINAL for s in states):
-            return
-        bad = [c for c, s in zip(children, states) if s in (FAILED, BLOCKED)]
-        if bad:
-            self._fail(jid, f"child {bad[0]} failed" if self.status[bad[0]] == FAILED
-                       else f"child {bad[0]} is blocked by {self.blocked_by[bad[0]]}")
-            self._out.append(Fail(jid, self.errors[jid]))
-        else:
-            self._completing.add(jid)
-            self._out.append(Complete(jid))
-
-    # -- failures -------------------------------------------------------------------------
-
-    def _fail(self, jid: str, error: str) -> None:
-        self._set(jid, FAILED)
-        self.errors[jid] = error
-        self._block_downstream(jid, jid)
-        parent = self.graph.specs[jid].parent
-        if parent is not None and self.status.get(parent) == RETURNED:
-            self._check_complete(parent)
-
-    def _block(self, jid: str, root: str) -> None:
-        self._mark_blocked(jid, root)
-        self._block_downstream(jid, root)
-
-    def _mark_blocked(self, jid: str, root: str) -> None:
-        self._set(jid, BLOCKED)
-        self.blocked_by[jid] = root
-        self.waiting_on.pop(jid, None)
-        self._out.append(Block(jid, root))
-
-    def _block_downstream(self, jid: str, root: str) -> None:
-        """Everything waiting below ``jid`` is blocked by ``root`` (a worklist: chains of
-        any length)."""
-        status, specs = self.status, self.graph.specs
-        stack = [jid]
-        parents = []
-        while stack:
-            spec = specs[stack.pop()]
-            below = list(self._dependents.get(spec.job_id, ()))
-            if spec.dynamic:
-                below += self.graph.children(spec.job_id)
-            for k in below:
-                if status.get(k) == WAITING:
-                    self._mark_blocked(k, root)
-                    stack.append(k)
-                    if specs[k].parent is not None:
-                        parents.append(specs[k].parent)
-        own_parent = specs[jid].parent
-        for parent in [own_parent, *parents] if own_parent else parents:
-            if self.status.get(parent) == RETURNED:
-                self._check_complete(parent)
-
-    def _reopen(self, jid: str, root: str) -> list[str]:
-        """``jid``, failed or blocked by ``root``, waits again (redefined): what it blocked,
-        transitively, with that root, waits again too, for its inputs to be final. Not what
-        another input, failed or blocked by the same root, still blocks."""
-        status, specs, blocked_by = self.status, self.graph.specs, self.blocked_by
-        found: dict[str, None] = {}  # insertion-ordered: downstream of jid, blocked by root
-        stack = [jid]
-        while stack:
-            spec = specs[stack.pop()]
-            below = list(self._dependents.get(spec.job_id, ()))
-            if spec.dynamic:
-                below += self.graph.children(spec.job_id)
-            for k in below:
-                if k not in found and status.get(k) == BLOCKED and blocked_by.get(k) == root:
-                    found[k] = None
-                    stack.append(k)
-        kept = True
-        while kept:  # until nothing more stays blocked
-            kept = False
-            for k in list(found):
-                for i in self._upstream(specs[k], self._defined):
-                    if i != jid and i not in found and status.get(i) in (FAILED, BLOCKED) \
-                            and self._root(i) == root:
-                        del found[k]
-                        kept = True
-                        break
-        for k in found:
-            self._set(k, WAITING)
-            self.waiting_on[k] = set()
-            self.unsettled[k] = BLOCKED  # up to date again: its result is taken back
-            del blocked_by[k]
-        for k in found:
-            if status[k] == WAITING:  # (not when blocked again, by another root, meanwhile)
-                self._init_waiting(k)
-        return list(found)
-
-    def _root(self, jid: str) -> str:
-        return jid if self.status.get(jid) == FAILED else self.blocked_by.get(jid, jid)
-
-    # -- checks ---------------------------------------------------------------------------
-
-    def _expect(self, jid: str | None, *allowed: str) -> None:
-        if self.status.get(jid) not in allowed:
-            raise InternalError(
-                f"job {jid!r} is {self.status.get(jid)!r} here, expected one of {allowed} "
-                f"({self._told(jid)})"
-            )
-
-    def _expect_move(self, jid: str, new: str) -> None:
-        """An event is about to move ``jid`` to ``new``: raise now, before anything
-        changes, when the table does not allow it."""
-        old = self.status.get(jid)
-        if (old, new) not in LEGAL:
-            self._illegal(jid, old, new)
+    # -- moves ----------------------------------------------------------------------------
 
     def _set(self, jid: str, s: str) -> None:
         status = self.status
@@ -618,48 +447,6 @@ class Scheduler:
         else:
             self.active.discard(jid)
 
-    def _tell(self, jid: str, old: str | None, new: str | None) -> None:
-        story = self._story[jid] if jid in self._story else \
-            self._story.setdefault(jid, deque(maxlen=STORY))
-        story.append(f"{old or 'new'} -> {new or 'forgotten'} ({self._cause})")
-
-    def story(self, jid: str) -> list[str]:
-        """The recent moves of ``jid`` and what caused each (kept with validate=True)."""
-        return list(self._story.get(jid, ())) if self._story is not None else []
-
-    def _told(self, jid: str | None) -> str:
-        if self._story is None:
-            return "its story is kept with validate=True only"
-        return f"on {self._cause}; its story: " + ("; ".join(self.story(jid)) or "nothing yet")
-
-    def _illegal(self, jid: str, old: str | None, new: str) -> None:
-        allowed = ", ".join(legal_from(old)) or "nothing"
-        raise InternalError(
-            f"job {jid!r}: illegal move {old or 'new'} -> {new}, from {old or 'new'} it may "
-            f"only go to {allowed} ({self._told(jid)})"
-        )
-
     def _flush(self) -> list[Action]:
         out, self._out = self._out, []
         return out
-
-    def check(self) -> None:
-        """Invariants, switched on by tests (``validate=True``) after every event."""
-        specs = self.graph.specs
-        for jid, s in self.status.items():
-            spec = specs[jid]
-            if s == WAITING:
-                waits = self.waiting_on[jid]
-                assert waits, f"{jid} waits on nothing"
-                for d in spec.deps:
-                    ds = self.status.get(d)
-                    assert ds not in (FAILED, BLOCKED), f"{jid} waits but {d} is {ds}"
-            if s == QUEUED and jid not in self._started:
-                for d in spec.deps:
-                    assert self.status.get(d) in OK, f"{jid} is {s} but dependency {d} is not done"
-            if s == BLOCKED:
-                root = self.blocked_by[jid]
-                assert self.status.get(root) == FAILED, f"{jid} blocked by {root} which did not fail"
-        if self.finished:
-            stuck = [j for j, s in self.status.items() if s == WAITING]
-            assert not stuck, f"finished with waiting jobs: {stuck[:5]}"

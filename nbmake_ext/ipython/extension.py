@@ -9,7 +9,7 @@ from IPython.display import display
 from ..context import Context, current_context, set_current_context
 from ..commands import takes_targets, targets_of
 from ..errors import JobsFailed, NotDone
-from ..execute.dynamic import DynamicContext
+from ..shared.dynamic import DynamicContext
 from ..promise import resolve
 from ..store import ResultUnavailable
 from ..ui import views

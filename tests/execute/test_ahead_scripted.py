@@ -8,8 +8,8 @@ from __future__ import annotations
 import pickle
 
 from nbmake_ext import Context
-from nbmake_ext.execute.outcomes import JobRaised, JobStored, Requeue, Started, Timing
-from nbmake_ext.execute.runner import Capabilities
+from nbmake_ext.shared.outcomes import JobRaised, JobStored, Requeue, Started, Timing
+from nbmake_ext.kernel.runner import Capabilities
 from nbmake_ext.fingerprint import digest
 from nbmake_ext.store import blobs
 

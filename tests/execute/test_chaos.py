@@ -28,7 +28,7 @@ from enginejobs.support import *  # noqa: E402,F401,F403
 from enginejobs.support import guarded, is_engine, wait_ready  # noqa: E402
 
 from nbmake_ext import Context, JobsFailed  # noqa: E402
-from nbmake_ext.execute.pool import EnginePool  # noqa: E402
+from nbmake_ext.kernel.pool import EnginePool  # noqa: E402
 
 DEATH = re.compile(r"^engine (\d+) died while running it: killed by SIGKILL")
 

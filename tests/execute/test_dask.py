@@ -491,7 +491,7 @@ def test_asking_the_cluster_its_size_does_not_deadlock_with_tasks_ending(client,
     the client's event loop; that loop takes the runner's condition to report a task that
     ended. Asked while holding that condition, it deadlocked (about 1 fan-out of 1000
     jobs in 12 never returned). Here it asks at every poll."""
-    from nbmake_ext.execute import dask as nbdask
+    from nbmake_ext.kernel import dask as nbdask
 
     monkeypatch.setattr(nbdask, "REFRESH", 0.0)
     for attempt in range(3):
@@ -508,7 +508,7 @@ def test_tasks_whose_end_is_never_reported_are_taken_up_after_a_quiet_while(clie
     """A make must not wait for ever: if tasks end without the runner being told (here:
     the first graph's futures are never followed), a while without news makes it look
     at its futures itself."""
-    from nbmake_ext.execute import dask as nbdask
+    from nbmake_ext.kernel import dask as nbdask
 
     monkeypatch.setattr(nbdask, "QUIET", 1.0)
     add_callback = client.loop.add_callback

@@ -35,8 +35,8 @@ from enginejobs import jobs as J  # noqa: E402
 from enginejobs.support import *  # noqa: E402,F401,F403
 from enginejobs.support import ENGINE_MODULE, PYTHON, guarded  # noqa: E402
 
-from nbmake_ext.execute import wire  # noqa: E402
-from nbmake_ext.execute.wire import KEY_BYTES, Signer, Verifier  # noqa: E402
+from nbmake_ext.shared import wire  # noqa: E402
+from nbmake_ext.shared.wire import KEY_BYTES, Signer, Verifier  # noqa: E402
 
 
 class Evil:

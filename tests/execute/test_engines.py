@@ -557,7 +557,7 @@ def test_an_error_inside_parmake_leaves_no_job_running(make_ctx, lab, monkeypatc
     """Something breaks in the run loop while a job runs on an engine: the error reaches
     the caller, the running job goes back to todo (stopped on its engine), what finished
     stays done, and nothing is left ``running`` in the store, for this context or another."""
-    from nbmake_ext.execute.pool import EnginePool
+    from nbmake_ext.kernel.pool import EnginePool
 
     ctx = make_ctx()
     ctx.comp(J.work, lab, "first", job_id="first")
@@ -736,8 +736,8 @@ def test_ctrl_c_while_outcomes_are_recorded_keeps_every_job_that_ended(make_ctx,
     outcomes after that one are recorded all the same. Two jobs run at once, and the
     engines' outcomes are held back here until both have ended, so that they do arrive
     together."""
-    from nbmake_ext.execute import driver as driver_module
-    from nbmake_ext.execute.pool import EnginePool
+    from nbmake_ext.kernel import driver as driver_module
+    from nbmake_ext.kernel.pool import EnginePool
 
     ctx = make_ctx()
     a = ctx.comp(J.rendezvous, lab, "a", "b", job_id="a")

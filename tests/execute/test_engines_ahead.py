@@ -30,7 +30,7 @@ from enginejobs.support import *  # noqa: E402,F401,F403
 from enginejobs.support import guarded, is_engine, wait_ready, wait_until  # noqa: E402
 
 from nbmake_ext import JobsFailed  # noqa: E402
-from nbmake_ext.execute.driver import Driver  # noqa: E402
+from nbmake_ext.kernel.driver import Driver  # noqa: E402
 
 
 def states(ctx) -> dict[str, str]:

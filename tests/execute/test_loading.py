@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from enginejobs.jobs import LoadsNowhere  # noqa: E402
 
-from nbmake_ext.execute.loading import ArgumentsUnloadable, load_arguments  # noqa: E402
+from nbmake_ext.shared.loading import ArgumentsUnloadable, load_arguments  # noqa: E402
 
 
 class NoState:

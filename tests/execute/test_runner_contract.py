@@ -12,13 +12,13 @@ from collections import deque
 import pytest
 
 from nbmake_ext import Context, JobsFailed
-from nbmake_ext.execute import driver as driver_module
-from nbmake_ext.execute.dask import DaskRunner
-from nbmake_ext.execute.inkernel import InKernelRunner
-from nbmake_ext.execute.outcomes import (Call, JobRaised, JobReturned, Requeue, Started,
+from nbmake_ext.kernel import driver as driver_module
+from nbmake_ext.kernel.dask import DaskRunner
+from nbmake_ext.kernel.inkernel import InKernelRunner
+from nbmake_ext.shared.outcomes import (Call, JobRaised, JobReturned, Requeue, Started,
                                          Timing)
-from nbmake_ext.execute.pool import EnginePool
-from nbmake_ext.execute.runner import Capabilities, Runner
+from nbmake_ext.kernel.pool import EnginePool
+from nbmake_ext.kernel.runner import Capabilities, Runner
 
 RUNNERS = [InKernelRunner, EnginePool, DaskRunner]
 MEMBERS = sorted(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 
-from nbmake_ext.execute.values_cache import ByteLRU
+from nbmake_ext.shared.values_cache import ByteLRU
 
 
 def test_keeps_values_within_the_budget_least_recently_used_out_first():

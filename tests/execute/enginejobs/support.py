@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from nbmake_ext import Context
-from nbmake_ext.execute.pool import EnginePool
+from nbmake_ext.kernel.pool import EnginePool
 
 EXEC_DIR = str(Path(__file__).resolve().parent.parent)   # tests/execute: holds enginejobs
-ENGINE_MODULE = "nbmake_ext.execute.engine"
+ENGINE_MODULE = "nbmake_ext.engine"
 PYTHON = sys.executable
 
 __all__ = ["engine_env", "engine_leaks", "lab", "make_ctx", "EXEC_DIR", "ENGINE_MODULE",

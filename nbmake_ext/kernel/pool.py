@@ -14,6 +14,8 @@ an engine (``place_of``: the engine making a job's result, or holding the one it
 engine takes their values from its own memory, skips the job if one of them failed there,
 and says which results it took). Such a job is never moved to another engine by
 rebalancing; it counts in its engine's load (other jobs go to other engines first).
+
+When an engine dies: engine_deaths.py. An engine's state and remains: engine_proc.py.
 """
 
 from __future__ import annotations
@@ -33,26 +35,23 @@ from pathlib import Path
 
 import zmq
 
-from ..errors import NbmakeError
-from ..store import blobs
-from .engine import decode_running
-from .engine_proc import Engine, how_ended, log_size, log_tail
-from .outcomes import (ChildSpec, DependencyLost, Durable, JobRaised, JobReturned, JobStored,
-                       RemoteJob, Requeue, Started, Timing)
+from ..shared.outcomes import (ChildSpec, DependencyLost, Durable, JobRaised, JobReturned,
+                               JobStored, RemoteJob, Requeue, Started, Timing)
+from ..shared.wire import Signer, Verifier, new_key
+from .engine_deaths import EngineDeaths
+from .engine_proc import Engine, log_size
 from .runner import Capabilities
-from .wire import Signer, Verifier, new_key
 
 DEPTH = 2
 MAX_DEPTH = 32
 QUEUE_SECONDS = 0.005  # work queued per engine when jobs are short (fewer round trips)
-DEATH_GRACE_MS = 20   # wait for a dead engine's last messages
 CHECK_EVERY = 0.02     # seconds between looks for dead engines outside ``poll``
 STEAL_AFTER = 0.1  # seconds a job must have run before the one behind it moves elsewhere
 NOBLOCK = int(zmq.NOBLOCK)
 AHEAD_MAX = 2      # jobs sent ahead (not decided yet) per engine at once
 
 
-class EnginePool:
+class EnginePool(EngineDeaths):
     """Runs jobs on engine processes. A job is ``Started`` when it reaches the head of its
     engine's queue: an engine runs its jobs in the order received, one at a time."""
 
@@ -104,7 +103,7 @@ class EnginePool:
         log_path = os.path.join(self._dir, f"{identity.decode()}.log")
         log = open(log_path, "ab")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "nbmake_ext.execute.engine"], stdin=subprocess.PIPE,
+            [sys.executable, "-m", "nbmake_ext.engine"], stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL, stderr=log, start_new_session=True, cwd=os.getcwd())
         log.close()
         config = {"endpoint": self.endpoint, "key": self._key_hex, "identity": identity.decode(),
@@ -122,14 +121,6 @@ class EnginePool:
 
     def _running_file(self, identity: bytes) -> str:
         return os.path.join(self._dir, f"{identity.decode()}.run")
-
-    def _running_job(self, engine: Engine) -> str:
-        """The job a dead engine was running ("" if it was between jobs)."""
-        try:
-            with open(self._running_file(engine.identity), "rb") as f:
-                return decode_running(f.read())
-        except FileNotFoundError:
-            return ""
 
     def _stop(self, engine: Engine) -> None:
         self.engines.pop(engine.identity, None)
@@ -512,76 +503,3 @@ class EnginePool:
         if engine.asked_back == job_id:
             engine.asked_back = None
         return void
-
-    def _check_engines(self, out: list) -> None:
-        self._checked = time.monotonic()
-        dead = [(e, code) for e in self.engines.values() if (code := e.proc.poll()) is not None]
-        if dead:
-            # What a dead engine said before it died counts: a result it sent just before
-            # a job of it crashed must not be blamed for the crash. Its last bytes may
-            # still be on their way through ZeroMQ's I/O thread.
-            self.socket.poll(DEATH_GRACE_MS)
-            self._drain(out)
-        cannot_start = None
-        for engine, code in dead:
-            if self.engines.pop(engine.identity, None) is None:
-                continue  # buried meanwhile (a send to it failed while draining)
-            if engine.undurable:
-                # Its results are whole files; it died before saying they were on disk:
-                # flush them from here, so their records are committed.
-                blobs.make_durable(self.store_path / "results", list(engine.undurable.values()))
-                self._durable(engine, list(engine.undurable), out)
-            if engine.outbox:
-                jobs, engine.outbox = engine.outbox, []
-                self._unsent(jobs, out)
-            running = self._running_job(engine)
-            death = f"engine {engine.pid} died while running it: {how_ended(code)}"
-            stderr = log_tail(engine.log, engine.log_from) if running else ""
-            if not engine.ready and code >= 0:  # it exited before it connected
-                self._failed_starts += 1
-                if self._failed_starts >= 2 * self.n + 3:
-                    cannot_start = (engine, code, log_tail(engine.log, 0))
-            self._forget_files(engine)
-            again, void = [], set(engine.void)
-            for jid in engine.queue:
-                if jid in void:  # dropped already: its outcome does not count
-                    void.discard(jid)
-                    continue
-                if jid == running:
-                    raised = JobRaised(jid, death, "", "", stderr,
-                                       Timing(engine=f"engine {engine.pid}"))
-                    self._outcome(jid, raised, self._took(jid, engine), out)
-                else:
-                    # It did not run, or its outcome never left the engine: again.
-                    self.after.pop(jid, None)
-                    again.append(jid)
-            for jid in [j for j, (i, _) in self.made_here.items() if i == engine.identity]:
-                del self.made_here[jid]
-            if again:
-                out.append(Requeue(again))
-            self._spawn()
-        if cannot_start is not None:
-            self._failed_starts = 0  # a later make tries again
-            engine, code, stderr = cannot_start
-            said = f"; its stderr ends with:\n{stderr.rstrip()}" if stderr.strip() else ""
-            raise NbmakeError(f"engines cannot start: the last {2 * self.n + 3} exited before "
-                              f"they connected (engine {engine.pid} {how_ended(code)}){said}")
-
-    def _forget_files(self, engine: Engine) -> None:
-        """A dead engine's log and running file: read, no longer needed."""
-        for path in (engine.log, self._running_file(engine.identity)):
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
-
-    def _took(self, jid: str, engine: Engine) -> dict | None:
-        """The results a job sent ahead that crashed its engine took: the ones this engine
-        made of its inputs (an input it did not make: none)."""
-        consumed = {}
-        for dep in self.after.get(jid, ()):
-            made = self.made_here.get(dep)
-            if made is None or made[0] != engine.identity:
-                return None
-            consumed[dep] = made[1]
-        return consumed

@@ -102,3 +102,18 @@ class Verifier:
     def forget(self, peer: bytes) -> None:
         """A peer restarted under the same identity: its numbering starts again."""
         self._last.pop(peer, None)
+
+
+# The engine's "running" file: the id of the job it runs now, read by the kernel when
+# the engine dies (which job it took down with it).
+
+def encode_running(job_id: str) -> bytes:
+    data = job_id.encode("utf-8", "surrogatepass")
+    return len(data).to_bytes(4, "big") + data
+
+
+def decode_running(data: bytes) -> str:
+    """The job id ``encode_running`` wrote ("" for none; the file may hold a longer
+    older id after it)."""
+    size = int.from_bytes(data[:4], "big")
+    return data[4:4 + size].decode("utf-8", "surrogatepass") if len(data) >= 4 + size else ""

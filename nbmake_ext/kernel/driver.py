@@ -1,38 +1,38 @@
 """The one run loop: scheduler actions -> claims and a runner -> outcomes -> store + events.
 
 It runs in the calling thread (the thread that executes the notebook cell), so display
-updates and Ctrl-C behave as the kernel expects.
+updates and Ctrl-C behave as the kernel expects. This module holds the loop, the claims
+and what a job is handed over as; recording.py what is done with its outcomes,
+sending_ahead.py the sending of jobs ahead (both mixins of ``Driver``).
 """
 
 from __future__ import annotations
 
-import functools
 import pickle
 import time
 import warnings
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from ..core import events as ev
-from ..core import signature
-from ..core.ahead import Ahead, DropAhead
+from ..core.ahead import Ahead
 from ..core.graph import Graph
 from ..core.jobspec import RunRecord
 from ..core.scheduler import QUEUED, Scheduler
-from ..errors import InternalError, InvalidJob
-from ..fingerprint import Unpicklable, digest
+from ..errors import InternalError
 from ..promise import resolve
-from ..registration import arg_fingerprints, function_blob, function_sources, payload
+from ..registration import function_blob, function_sources, payload
+from ..shared.outcomes import (Call, Durable, JobRaised, JobReturned, JobStored, Outcome,
+                               RemoteJob)
+from ..shared.values_cache import ByteLRU
 from ..store import ResultUnavailable, Store, StoredJob
-from ..store.store import FORCED_UNFINISHED, dumps_value
 from ..store import blobs
-from ..store.results import INLINE, ResultReader
+from ..store.results import ResultReader
 from .observer import NoObserver, Observer
-from .outcomes import (Call, ChildSpec, DependencyLost, Durable, JobRaised, JobReturned,
-                       JobStored, Outcome, RemoteJob, Requeue, Started, Timing)
+from .recording import Recording
 from .runner import Runner
-from .values_cache import ByteLRU
+from .sending_ahead import SendAhead
 
 ELSEWHERE_POLL = 0.2
 # Jobs are claimed just before they start, a few at a time when they are short: enough to
@@ -41,7 +41,6 @@ ELSEWHERE_POLL = 0.2
 CLAIM_AHEAD_SECONDS = 0.01
 CLAIM_AHEAD_MAX = 64
 VALUES_BYTES = 256 << 20  # results of this run kept in memory for their dependents
-LOOK_EVERY = 0.2  # seconds between looks for jobs sent ahead that the core decided otherwise
 
 
 @dataclass
@@ -76,7 +75,7 @@ class _Lost(Exception):
         self.job_id, self.why = job_id, why
 
 
-class Driver:
+class Driver(Recording, SendAhead):
     def __init__(self, store: Store, graph: Graph, stored: dict[str, StoredJob],
                  targets: list[str], runner: Runner, *, forced: dict[str, str] | None = None,
                  command: str = "make", validate: bool = False,
@@ -490,313 +489,12 @@ class Driver:
         except ResultUnavailable as exc:
             raise _Lost(job_id, str(exc)) from None
 
-    # -- sending ahead --------------------------------------------------------------------
-    # A waiting job that will run whatever its inputs bring goes to the place making its
-    # inputs, right behind them, before the core decides it (core/ahead.py decides which
-    # and where; README "Engines").
-
-    def _send_ahead(self) -> None:
-        ahead = self.ahead
-        if ahead.held and time.monotonic() - self._looked_at > LOOK_EVERY:
-            self._looked_at = time.monotonic()
-            self._drop_ahead(ahead.settle())
-        if not ahead.frontier:
-            return
-        room = None
-        if self.runner.capabilities.ahead_takes_slots:
-            room = self.runner.free_slots()
-            if room <= 0:
-                return
-        plan = ahead.plan(self.runner.place_of, room)
-        if not plan:
-            return
-        mine, _ = self.store.claim([p.job_id for p in plan])
-        mine = set(mine)
-        skip: set[str] = set()
-        for p in plan:
-            jid = p.job_id
-            if jid in skip:
-                continue
-            job = None
-            if jid in mine:  # else another process runs it: the run loop waits for that
-                try:
-                    job = self.describe(jid)
-                except Exception:  # noqa: BLE001 - met again once the core decides it
-                    pass
-            if job is None:
-                drop = ahead.not_sent(jid)
-                skip.update(drop.job_ids)
-                self.store.release([j for j in drop.release if j in mine])
-                continue
-            for dep in p.behind:  # its place has them; an older stored result is not wanted
-                job.deps.pop(dep, None)
-                job.inline.pop(dep, None)
-            job.after = p.behind
-            ahead.sent_with(jid, {d: where[1] for d, where in job.deps.items()})
-            self.runner.send_ahead(job, p.place, p.behind)
-
-    def _drop_ahead(self, drop: DropAhead | None) -> None:
-        if drop is None or not drop.job_ids:
-            return
-        for jid in drop.job_ids:
-            self._early.pop(jid, None)
-        self.runner.drop(list(drop.job_ids))
-        if drop.release:
-            self.store.release(list(drop.release))
-
-    def _adopt(self, job: RemoteJob) -> bool:
-        """The core decided Run for a job sent ahead: its outcomes (held here, or to come)
-        count from now on. False: it was given other stored inputs than the core recorded;
-        it is sent again (with its definition)."""
-        jid = job.job_id
-        drop = self.ahead.adopt(jid, {d: where[1] for d, where in job.deps.items()})
-        if drop is None:
-            self._replay.extend(self._early.pop(jid, ()))
-            return True
-        self._drop_ahead(drop)
-        try:
-            job.func_key, job.func_blob, job.payload, job.sources = self._definition(jid)
-        except Exception as exc:  # noqa: BLE001
-            self._fail(jid, f"cannot load the job's definition: {exc!r}", "", None)
-            return True
-        return False
-
-    def _sort_ahead(self, outcomes: list[Outcome]) -> list[Outcome]:
-        """Outcomes of undecided jobs sent ahead are held until the core decides them; an
-        adopted one's outcome counts only if it took the results the core recorded."""
-        ahead, out = self.ahead, []
-        for o in outcomes:
-            kind = type(o)
-            if kind is Durable or kind is Requeue:
-                ids = [j for j in o.job_ids if ahead.waiting(j)]
-                if not ids:
-                    out.append(o)
-                    continue
-                rest = [j for j in o.job_ids if j not in ids]
-                for jid in ids:
-                    if kind is Durable:
-                        self._early.setdefault(jid, []).append(Durable([jid]))
-                    else:  # it did not run at its place: dropped
-                        self._drop_ahead(ahead.requeued(jid))
-                if rest:
-                    out.append(kind(rest))
-                continue
-            if kind is ChildSpec:
-                out.append(o)
-                continue
-            jid = o.job_id
-            held = ahead.held.get(jid)
-            if held is None:
-                out.append(o)
-            elif held.expected is None:  # undecided
-                if kind is DependencyLost:
-                    self._drop_ahead(ahead.requeued(jid))
-                else:
-                    self._early.setdefault(jid, []).append(o)
-            elif kind is JobStored or kind is JobRaised:
-                drop = ahead.ended(jid, o.consumed)
-                if drop is None:
-                    out.append(o)
-                else:  # it took other results than the core recorded: it runs again
-                    self._drop_ahead(drop)
-                    out.append(Requeue([jid]))
-            elif kind is DependencyLost:
-                self._drop_ahead(ahead.requeued(jid))
-                out.append(o)
-            else:
-                out.append(o)
-        return out
-
-    # -- outcomes from the runner ---------------------------------------------------------
-
-    def _handle(self, outcomes: list[Outcome]) -> None:
-        if self.ahead is not None and self.ahead.held:
-            outcomes = self._sort_ahead(outcomes)
-        children = [o for o in outcomes if type(o) is ChildSpec]
-        if children:
-            self._define_children(children)
-        # Ctrl-C may stop this loop anywhere (the store holds it back while it commits, and
-        # raises it after): the outcomes not reached yet are recorded by _put_back.
-        self._unhandled = unhandled = deque(outcomes)
-        while unhandled:
-            outcome = unhandled.popleft()
-            kind = type(outcome)
-            if kind is Started:
-                if outcome.job_id in self.running:  # (not if it ended or went back meanwhile)
-                    self.tell(outcome.job_id, "running",
-                              {"reasons": list(self.sched.reasons.get(outcome.job_id, ())),
-                               "engine": outcome.where})
-                continue
-            if kind is JobReturned or kind is JobStored:
-                seconds = outcome.timing.duration or 0.0
-                mean = self._mean_seconds
-                self._mean_seconds = seconds if mean is None else 0.8 * mean + 0.2 * seconds
-            if kind is JobReturned:
-                jid = outcome.job_id
-                if jid in self.bad_children:
-                    self._fail(jid, self.bad_children.pop(jid), "", outcome)
-                elif self.graph.specs[jid].dynamic:
-                    self.templates[jid] = outcome
-                    self._apply(self.sched.handle(ev.Returned(jid)))
-                else:
-                    self._persist(jid, outcome.value, outcome)
-            elif kind is JobRaised:
-                self._fail(outcome.job_id, outcome.error, outcome.traceback, outcome)
-            elif kind is JobStored:
-                self._stored_by_engine(outcome)
-            elif kind is Durable:
-                self._commit_durable(outcome.job_ids)
-            elif kind is Requeue:
-                for jid in outcome.job_ids:
-                    if self.ahead is not None:  # what was sent ahead behind it
-                        self._drop_ahead(self.ahead.requeued(jid))
-                    self.running.pop(jid, None)
-                    self.claimed.appendleft(jid)
-            elif kind is DependencyLost:
-                self.running.pop(outcome.job_id, None)
-                self._result_lost(outcome.dependency, outcome.job_id, outcome.why)
-
-    def _define_children(self, children: list[ChildSpec]) -> None:
-        parents = {c.spec.parent for c in children} - self._redefining
-        if parents:
-            # Its old result no longer matches the children in the store until it finishes.
-            self.store.set_forced(parents, FORCED_UNFINISHED)
-            self._redefining |= parents
-        entries = []
-        for child in children:
-            spec = child.spec
-            self.lagging.discard(spec.job_id)
-            try:
-                if child.func_blob is None:
-                    key, blob = function_blob(spec)
-                    data = payload(spec)
-                else:
-                    key, blob, data = _blob_key(child.func_blob), child.func_blob, child.payload
-                    self.child_calls[spec.job_id] = (key, blob, data, child.sources)
-                self._apply(self.sched.handle(ev.ChildDefined(spec)))
-                if self.sched.state(spec.job_id) in ("waiting", "queued"):
-                    self.tell(spec.job_id, "todo", {"parent": spec.parent, "deps": list(spec.deps),
-                                                    "function": spec.function})
-            except InvalidJob as exc:
-                self.bad_children.setdefault(spec.parent, f"defined an invalid child: {exc}")
-                continue
-            entries.append((spec, key, blob, data))
-        self.store.define(entries)
-
-    def _persist(self, jid: str, value: Any, out: JobReturned) -> None:
-        consumed, args, kwargs = self.running.pop(jid, ({}, (), {}))
-        spec = self.graph.specs[jid]
-        try:
-            data = dumps_value(value)
-            result_fp = digest(value)
-        except (Unpicklable, Exception) as exc:  # noqa: BLE001
-            self._fail(jid, f"its result cannot be pickled: {exc}", "", out)
-            return
-        record = RunRecord(spec.code_fp, spec.code_parts, spec.args_fp, consumed, result_fp,
-                           _lazy_arg_fps(args, kwargs))
-        timing = out.timing.as_dict(self.sched.reasons.get(jid, ()))
-        if self.remote:  # engines will read it: write it before anyone is told
-            sum_ = blobs.checksum(data)
-            name = blobs.file_name(jid, sum_)
-            stamp = blobs.write_atomic(self.store.results_dir, name, data,
-                                       durable=self.store.durable)
-            self.locations[jid] = (name, sum_)
-            self.store.record_stored(jid, record, name, sum_, stamp, timing,
-                                     (out.stdout, out.stderr))
-        else:
-            self.store.record_success(jid, record, data, timing, (out.stdout, out.stderr))
-        self.values.put(jid, value, len(data))
-        self.sched.records[jid] = record
-        self._apply(self.sched.handle(ev.Succeeded(jid, result_fp)))
-        self.tell(jid, "done", _info(out.timing, out.stdout, out.stderr))
-
-    def _stored_by_engine(self, out: JobStored) -> None:
-        jid = out.job_id
-        consumed, args, kwargs = self.running.pop(jid, ({}, (), {}))
-        spec = self.graph.specs[jid]
-        record = RunRecord(spec.code_fp, spec.code_parts, spec.args_fp, consumed, out.result_fp,
-                           _lazy_arg_fps(args, kwargs) if spec.func is not None else {})
-        timing = out.timing.as_dict(self.sched.reasons.get(jid, ()))
-        logs = (out.stdout, out.stderr)
-        if out.data is not None:  # a small result: the store writes its file
-            self.store.record_success(jid, record, out.data, timing, logs)
-            name = INLINE if len(out.data) <= self.store.inline_max \
-                else blobs.file_name(jid, out.checksum)
-            self.locations[jid] = (name, out.checksum)
-        else:
-            self.locations[jid] = (out.file, out.checksum)
-            self.pending_durable[jid] = (record, out.file, out.checksum, out.stamp, timing, logs)
-        self.sched.records[jid] = record
-        self._apply(self.sched.handle(ev.Succeeded(jid, out.result_fp)))
-        self.tell(jid, "done", _info(out.timing, out.stdout, out.stderr))
-
-    def _commit_durable(self, job_ids: list[str]) -> None:
-        for jid in job_ids:
-            pending = self.pending_durable.pop(jid, None)
-            if pending is not None:
-                self.store.record_stored(jid, *pending)
-
-    def _fail(self, jid: str, error: str, tb: str, out: JobReturned | JobRaised | None) -> None:
-        self.running.pop(jid, None)
-        self._record_failure(jid, error, tb, out)
-        self._apply(self.sched.handle(ev.Failed(jid, error)))
-
-    def _record_failure(self, jid: str, error: str, tb: str,
-                        out: JobReturned | JobRaised | None) -> None:
-        timing = out.timing if out is not None else Timing()
-        logs = (out.stdout, out.stderr) if out is not None else ("", "")
-        self.store.record_failure(jid, error, tb, timing.as_dict(self.sched.reasons.get(jid, ())),
-                                  logs, self.graph.specs.get(jid))
-        self.tell(jid, "failed", {**_info(timing, *logs), "error": error, "traceback": tb})
-
-    def _since_failure(self, jid: str) -> list[str]:
-        """What changed in the job since the definition whose run failed."""
-        try:
-            row = self.store.details(jid)
-        except Exception:  # noqa: BLE001 - only used to word a reason
-            return []
-        return signature.since_failure(self.graph.specs[jid], row.get("f_code_fp"),
-                                       row.get("f_code_parts"), row.get("f_args_fp"))
-
-    def _current_arg_fps(self, jid: str) -> dict[str, str]:
-        spec = self.graph.specs[jid]
-        try:
-            if spec.func is not None:
-                return arg_fingerprints(spec.args, spec.kwargs)
-            _, args, kwargs = self.store.load_call(jid)
-            return arg_fingerprints(args, kwargs)
-        except Exception:  # noqa: BLE001 - only used to word a reason
-            return {}
-
 
 def _never(job_id: str) -> bool:
     return False
 
 
-def _info(timing: Timing, stdout: str, stderr: str) -> dict[str, Any]:
-    return {"duration": timing.duration, "engine": timing.engine, "stdout": stdout,
-            "stderr": stderr}
-
-
-_ONE_ARGUMENT = signature.one_argument("0")
 _ENDED = (JobReturned, JobStored, JobRaised)  # outcomes of jobs that finished
-
-
-def _lazy_arg_fps(args: tuple, kwargs: dict) -> Callable[[], dict[str, str]] | str:
-    """Per-argument digests, taken when the record is written (on the store's writer
-    thread) or a reason is asked for: not between a result and its dependent's start.
-    A call of one argument records only its name: when the arguments' fingerprint
-    differs, that argument changed (``signature.UNRECORDED``)."""
-    if len(args) + len(kwargs) == 1:
-        return _ONE_ARGUMENT if args else signature.one_argument(next(iter(kwargs)))
-    return functools.partial(_arg_fps_or_none, args, kwargs)
-
-
-def _arg_fps_or_none(args: tuple, kwargs: dict) -> dict[str, str]:
-    try:
-        return arg_fingerprints(args, kwargs)
-    except Exception:  # noqa: BLE001 - only used to word a reason; never stop the writer
-        return {}
 
 
 def _same_record(a: RunRecord | None, b: RunRecord | None) -> bool:
@@ -804,9 +502,3 @@ def _same_record(a: RunRecord | None, b: RunRecord | None) -> bool:
         return a is b
     return (a.result_fp == b.result_fp and a.code_fp == b.code_fp and a.args_fp == b.args_fp
             and a.present == b.present and dict(a.dep_fps) == dict(b.dep_fps))
-
-
-def _blob_key(blob: bytes) -> str:
-    import hashlib
-
-    return hashlib.blake2b(blob, digest_size=16).hexdigest()

@@ -1,10 +1,10 @@
 """An engine process: runs the jobs the kernel sends, writes their results to the store.
 
-Started by the kernel's EnginePool as ``python -m nbmake_ext.execute.engine``; it reads
+Started by the kernel's EnginePool as ``python -m nbmake_ext.engine``; it reads
 its configuration (endpoint, session key, identity, store) from stdin, never from argv,
 so the key does not show in ``ps``. It exits when its parent goes away.
 
-Protocol (all messages signed, see wire.py), kernel -> engine:
+Protocol (all messages signed, see shared/wire.py), kernel -> engine:
   ``func KEY BLOB SOURCES``  a pickled function, sent once per engine; SOURCES json
                          {file: text} of its code files that exist only in the kernel's
                          linecache (notebook cells), so tracebacks show their lines
@@ -61,14 +61,14 @@ import zmq
 from ..fingerprint import digest
 from ..promise import resolve
 from ..registration import install_sources
+from ..shared.call import error_line, format_job_traceback, run_call
+from ..shared.loading import ArgumentsUnloadable, load_arguments
+from ..shared.outcomes import Call, ChildSpec, JobRaised, JobReturned
+from ..shared.values_cache import ByteLRU
+from ..shared.wire import Signer, Verifier, encode_running
 from ..store import blobs
 from ..store.results import INLINE_MAX as RESULT_ROW_MAX, ResultReader
 from ..store.store import dumps_value
-from .inkernel import error_line, format_job_traceback, run_call
-from .loading import ArgumentsUnloadable, load_arguments
-from .outcomes import Call, ChildSpec, JobRaised, JobReturned
-from .values_cache import ByteLRU
-from .wire import Signer, Verifier
 
 # A pickled result up to this size travels in its ``done`` message (and becomes a row of
 # the store's database); a larger one is a file this engine writes.
@@ -371,18 +371,6 @@ class _Unreadable(Exception):
         self.job_id, self.why = job_id, why
 
 
-def encode_running(job_id: str) -> bytes:
-    data = job_id.encode("utf-8", "surrogatepass")
-    return len(data).to_bytes(4, "big") + data
-
-
-def decode_running(data: bytes) -> str:
-    """The job id ``encode_running`` wrote ("" for none; the file may hold a longer
-    older id after it)."""
-    size = int.from_bytes(data[:4], "big")
-    return data[4:4 + size].decode("utf-8", "surrogatepass") if len(data) >= 4 + size else ""
-
-
 def _bare(spec):
     """The spec without its live payload: that travels as its own pickles."""
     from dataclasses import replace
@@ -440,6 +428,3 @@ def main() -> None:
         engine.socket.close(0)
         engine.zmq.term()
 
-
-if __name__ == "__main__":
-    main()

@@ -29,7 +29,7 @@ Asked:
                        question rather than events: the answer changes with every job an
                        engine takes, ends, gives back or loses when it dies, which the
                        runner knows first; mirroring that in events would copy its queues.)
-Reports, from ``poll(timeout)`` (outcomes.py): ``Started`` when a job begins executing
+Reports, from ``poll(timeout)`` (shared/outcomes.py): ``Started`` when a job begins executing
 (not when it is handed over or queued), then ``JobReturned`` / ``JobStored`` /
 ``JobRaised`` (a place that died while running it is a ``JobRaised`` too), ``ChildSpec``
 (a dynamic job defined a child), ``Durable``, ``Requeue`` (handed back unrun),
@@ -42,7 +42,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Hashable, Protocol, runtime_checkable
 
-from .outcomes import Call, Outcome, RemoteJob
+from ..shared.outcomes import Call, Outcome, RemoteJob
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,6 @@
-"""Runs jobs one at a time in the calling process (``make`` and ``debug``)."""
+"""Calling a job's function in this process, wherever that is (the kernel, an engine, a
+Dask worker): its output captured, its exception turned into an error line and a traceback
+that starts at the job's own code."""
 
 from __future__ import annotations
 
@@ -7,12 +9,10 @@ import os
 import sys
 import time
 import traceback
-from collections import deque
 from typing import TextIO
 
 from .dynamic import DynamicContext
-from .outcomes import Call, JobRaised, JobReturned, Outcome, Started, Timing
-from .runner import Capabilities
+from .outcomes import Call, JobRaised, JobReturned, Outcome, Timing
 
 
 class _Tee(io.TextIOBase):
@@ -100,73 +100,3 @@ def _finish(timing: Timing, t0: float, c0: float) -> None:
     timing.duration = time.perf_counter() - t0
     timing.cpu = time.process_time() - c0
     timing.ended = timing.started + timing.duration
-
-
-class InKernelRunner:
-    """The serial runner: ``poll`` reports the next submitted job started, and the next
-    ``poll`` runs it to completion (so views show it running while it runs)."""
-
-    capabilities = Capabilities(remote=False, runs_ahead=False, holds_values=False,
-                                stops_running_jobs=True)
-    capacity = 1
-
-    def __init__(self, echo: bool = False):
-        self.echo = echo
-        self._queue: deque[Call] = deque()
-        self._started = False  # the job at the head of the queue was reported started
-
-    def attach(self) -> None:
-        pass
-
-    def detach(self) -> None:
-        pass
-
-    def send_ahead(self, job, place, behind) -> None:
-        raise NotImplementedError("the kernel runs no job ahead")  # runs_ahead is False
-
-    def drop(self, job_ids: list[str]) -> None:
-        pass
-
-    def place_of(self, job_id: str) -> None:
-        return None
-
-    def ended_before_interrupt(self) -> list[Outcome]:
-        return []  # a job ends within ``poll``: its outcome is never left behind
-
-    def has_capacity(self) -> bool:
-        return not self._queue
-
-    def free_slots(self) -> int:
-        return 0 if self._queue else 1
-
-    def submit(self, job: Call) -> None:
-        self._queue.append(job)
-
-    @property
-    def busy(self) -> bool:
-        return bool(self._queue)
-
-    def poll(self, timeout: float) -> list[Outcome]:
-        if not self._queue:
-            if timeout:
-                time.sleep(min(timeout, 0.05))
-            return []
-        call = self._queue[0]
-        if not self._started:
-            self._started = True
-            return [Started(call.job_id, "kernel", time.time())]
-        children: list[Outcome] = []
-        outcomes = run_call(call, children.append, self.echo)
-        self._queue.popleft()
-        self._started = False
-        return children + outcomes
-
-    def interrupt(self) -> list[str]:
-        """Jobs that were running and go back to their earlier state."""
-        ids = [c.job_id for c in self._queue]
-        self._queue.clear()
-        self._started = False
-        return ids
-
-    def close(self) -> None:
-        pass

@@ -14,7 +14,7 @@ import io
 import pickle
 from typing import Any
 
-from .inkernel import error_line, format_job_traceback
+from .call import error_line, format_job_traceback
 
 
 class ArgumentsUnloadable(Exception):

@@ -41,7 +41,9 @@ tasks and finished tasks into the outcomes engines report.
 - When a worker dies, the results it held are let go of (dependents then get them from
   the store); a result Dask still needed for a task already sent is computed again by Dask.
 
-What a task runs on a worker is in dask_worker.py.
+What a task runs on a worker is in nbmake_ext/dask_worker/task.py. Here: the runner and
+what it sends; dask_fetch.py what comes back (the fetcher thread); dask_cluster.py
+connecting to the cluster and the "started" event topic.
 """
 
 from __future__ import annotations
@@ -58,16 +60,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import NbmakeError
+from ..dask_worker.task import _task
+from ..shared.outcomes import DependencyLost, Durable, JobRaised, JobStored, RemoteJob, Requeue
+from ..shared.values_cache import ByteLRU
 from ..store import blobs
-from ..store.results import INLINE_MAX, ResultReader
-from .dask_worker import _task, _unpack
-from .outcomes import (ChildSpec, DependencyLost, Durable, JobRaised, JobReturned, JobStored,
-                       RemoteJob, Requeue, Started, Timing)
+from ..store.results import ResultReader
+from .dask_cluster import TOPIC, connect, import_distributed, listen, stop_listening
+from .dask_fetch import ComingBack, _file_of
 from .runner import Capabilities
-from .values_cache import ByteLRU
-
-INSTALL_HINT = 'parmake --dask needs the Dask distributed package: pip install "nbmake-ext[dask]"'
 
 PER_THREAD = 64           # jobs in Dask at once per worker thread (Dask queues them) ...
 MIN_WINDOW = 256          # ... and at least this many
@@ -75,45 +75,10 @@ SEND_AS_DATA = 1 << 20    # inputs (results, payloads, functions) this large are
 HOLD_BYTES = 2 << 30      # results kept on the cluster for their dependents (then: the store)
 REFRESH = 2.0             # seconds between looks at the cluster's size
 COALESCE = 0.05           # seconds the run loop sleeps while Dask has a backlog
-ATTEMPTS = 2              # a job queued on a worker that died is sent again, once
 QUIET = 30.0              # seconds without an ended task before the futures are looked at
 
-
-TOPIC = "nbmake-started"
 _warned_retries = False
-_listeners: dict[str, Any] = {}     # run nonce -> its runner's _on_started
-_subscribed: set[str] = set()       # ids of the clients that route TOPIC to them
 
-
-def _route(event) -> None:
-    try:
-        _, (key, address) = event
-        nonce = key.rsplit("-", 2)[-2]
-    except (TypeError, ValueError, IndexError):
-        return  # not one of ours
-    listener = _listeners.get(nonce)
-    if listener is not None:
-        listener(key, address)
-
-
-def _listen(client, nonce: str, listener) -> None:
-    """One subscription per client (a client keeps one handler per topic), routed to the
-    runner of each run by the nonce in the task's key."""
-    _listeners[nonce] = listener
-    if client.id not in _subscribed:
-        client.subscribe_topic(TOPIC, _route)
-        _subscribed.add(client.id)
-
-
-def _distributed():
-    try:
-        import distributed
-    except ImportError:
-        raise NbmakeError(INSTALL_HINT) from None
-    return distributed
-
-
-# -- the kernel's side ----------------------------------------------------------------------
 
 @dataclass(slots=True)
 class _InFlight:
@@ -126,26 +91,7 @@ class _InFlight:
     made: tuple = ()        # (sent ahead) inputs from tasks of this run: (dep, its task's key)
 
 
-def _connect(dask: Any, distributed) -> tuple[Any, bool]:
-    """(client, whether this runner made it and must close it)."""
-    if isinstance(dask, distributed.Client):
-        return dask, False
-    if hasattr(dask, "scheduler_address"):  # a cluster object: LocalCluster, SLURMCluster...
-        address = dask.scheduler_address
-    elif isinstance(dask, str) and dask.strip():
-        address = dask.strip()
-    else:
-        raise NbmakeError(f"dask= takes a scheduler address (tcp://host:8786), a "
-                          f"distributed.Client or a cluster, not {dask!r}")
-    try:
-        client = distributed.Client(address, set_as_default=False)
-    except (OSError, TimeoutError, ValueError) as exc:
-        raise NbmakeError(f"cannot reach the Dask scheduler at {address}: "
-                          f"{type(exc).__name__}: {exc}") from None
-    return client, True
-
-
-class DaskRunner:
+class DaskRunner(ComingBack):
     """A runner for the driver on a Dask cluster (``parmake --dask``).
 
     Threads: the caller's (the driver's loop) submits and turns ended tasks into outcomes;
@@ -161,11 +107,11 @@ class DaskRunner:
 
     def __init__(self, dask: Any, store_path: str | os.PathLike, n: int | None = None, *,
                  durable: bool = True, hold_bytes: int = HOLD_BYTES):
-        distributed = _distributed()
+        distributed = import_distributed()
         self._KilledWorker = distributed.KilledWorker
         from dask.task_spec import List, Task, TaskRef
         self._Task, self._TaskRef, self._List = Task, TaskRef, List
-        self.client, self._own_client = _connect(dask, distributed)
+        self.client, self._own_client = connect(dask, distributed)
         self.results_dir = Path(store_path) / "results"
         self.reader = ResultReader(store_path)
         self.n = n if n and n > 0 else None
@@ -201,7 +147,7 @@ class DaskRunner:
         self._synced: deque = deque()             # job ids whose result files are on disk
         self._fetcher = ThreadPoolExecutor(1, thread_name_prefix="nbmake-dask-fetch")
         try:
-            _listen(self.client, self.nonce, self._on_started)
+            listen(self.client, self.nonce, self._on_started)
         except Exception:
             self.close()
             raise
@@ -444,7 +390,7 @@ class DaskRunner:
             self._forget()
             if futures:
                 self.client.cancel(futures)
-            _listeners.pop(self.nonce, None)
+            stop_listening(self.nonce)
         except Exception:  # noqa: BLE001 - closing must not hide the run's outcome
             pass
         finally:
@@ -535,179 +481,3 @@ class DaskRunner:
             if job_id is not None:
                 self.inflight[job_id].future = future
         self.client.loop.add_callback(self.ended.update, futures)
-
-    # -- what comes back ------------------------------------------------------------------
-
-    def _on_started(self, key: str, address: str) -> None:
-        """On the client's event loop, for every task of this run that starts."""
-        self.started[key] = address
-        self._began.append((key, address, time.time()))
-
-    def _report_started(self, out: list) -> None:
-        """``Started`` for the tasks that began since the last poll (and still run in
-        Dask)."""
-        began = self._began
-        for _ in range(len(began)):
-            key, address, at = began.popleft()
-            job_id = self.by_key.get(key)
-            if job_id is None:
-                continue  # ended already, or cancelled
-            out.append(Started(job_id, f"worker {address}", at))
-
-    def _ended(self, done: list, out: list) -> None:
-        finished = []
-        for future in done:
-            job_id = self.by_key.pop(future.key, None)
-            if job_id is None:
-                continue  # cancelled by an interrupt or a drop, or sent again
-            task = self.inflight[job_id]
-            if future.status == "finished":
-                self.started.pop(task.key, None)
-                finished.append(task)
-            else:
-                del self.inflight[job_id]
-                self._failed(task, out)
-        if finished:
-            with self._cond:
-                self._to_fetch.extend(finished)
-                if self._fetch_idle:
-                    self._fetch_idle = False
-                    self._fetcher.submit(self._fetch_all)
-
-    def _failed(self, task: _InFlight, out: list) -> None:
-        """The task erred in Dask (its worker died, ...) or was cancelled by someone else.
-        A job sent ahead that did not kill its worker is handed back (an input of it was
-        lost?): the run loop decides again."""
-        future = task.future
-        started_on = self.started.pop(task.key, None)
-        if future.status == "error":
-            exc = future.exception()
-            if isinstance(exc, self._KilledWorker):
-                worker = getattr(exc.last_worker, "address", None) or str(exc.last_worker)
-                self._lost_inputs()
-                if started_on is None and (task.ahead or task.attempt < ATTEMPTS):
-                    out.append(Requeue([task.job_id]))  # only queued there: it never ran
-                    return
-                out.append(JobRaised(task.job_id, f"worker {worker} died while running it: "
-                                     f"KilledWorker: {exc}", "", "", "", Timing(engine=worker),
-                                     self._consumed(task) if task.ahead else None))
-                return
-            if task.ahead:
-                out.append(Requeue([task.job_id]))
-                return
-            out.append(JobRaised(task.job_id, f"Dask could not run it: {type(exc).__name__}: "
-                                 f"{exc}", _format_tb(exc, future.traceback()), "", "",
-                                 Timing(engine=started_on or "dask")))
-            return
-        # Cancelled, not by us: e.g. an input of it (scattered data) was lost with a worker.
-        self._lost_inputs()
-        if task.ahead or task.attempt < ATTEMPTS:
-            out.append(Requeue([task.job_id]))
-        else:
-            out.append(JobRaised(task.job_id, "Dask cancelled it (an input was lost with its "
-                                 "worker?)", "", "", "", Timing(engine=started_on or "dask")))
-
-    def _fetch_all(self) -> None:
-        """The fetcher thread: everything that ended meanwhile, in one gather each time."""
-        while True:
-            with self._cond:
-                tasks = list(self._to_fetch)
-                self._to_fetch.clear()
-                if not tasks or self._stopped:
-                    self._fetch_idle = True
-                    return
-            try:
-                self._fetch(tasks)
-            except BaseException:
-                with self._cond:
-                    self._fetch_idle = True
-                raise
-
-    def _fetch(self, tasks: list[_InFlight]) -> None:
-        """Gather results, write their files, make the batch durable."""
-        try:
-            results = self.client.gather([t.future for t in tasks])
-        except Exception:  # noqa: BLE001 - one of them was lost meanwhile: one at a time
-            results = []
-            for task in tasks:
-                try:
-                    results.append(task.future.result())
-                except Exception as exc:  # noqa: BLE001
-                    results.append(("raised", f"its result was lost on the cluster: "
-                                    f"{type(exc).__name__}: {exc}", "", "", "",
-                                    (0.0, 0.0, 0.0, 0.0, "dask", 0)))
-        written = []
-        for task, result in zip(tasks, results):
-            if self._stopped:
-                return
-            item = self._outcomes(task, result)
-            if _file_of(item):
-                written.append((task.job_id, _file_of(item)))
-            with self._cond:
-                self._fetched.append(item)
-                self._cond.notify()
-        if not written:
-            return
-        try:
-            if self.durable:
-                blobs.make_durable(self.results_dir, [name for _, name in written])
-        finally:
-            with self._cond:
-                self._synced.extend(job_id for job_id, _ in written)
-                self._cond.notify()
-
-    def _outcomes(self, task: _InFlight, result: tuple) -> tuple:
-        """(task, outcomes, checksum of a stored result or "", its size)."""
-        job_id = task.job_id
-        if isinstance(result, bytes):
-            result = _unpack(result)
-        kind = result[0]
-        if kind == "dynamic":
-            _, template, children, stdout, stderr, timing = result
-            outcomes = [ChildSpec(pickle.loads(body), blob, data, sources)
-                        for body, blob, data, sources in children]
-            outcomes.append(JobReturned(job_id, pickle.loads(template), stdout, stderr,
-                                        Timing(*timing[:5])))
-            return task, outcomes, "", 0
-        if kind != "ok":
-            _, error, tb, stdout, stderr, timing = result
-            return task, [JobRaised(job_id, error, tb, stdout, stderr, Timing(*timing[:5]))], \
-                "", 0
-        _, data, result_fp, worker_sum, stdout, stderr, timing = result
-        timing = Timing(*timing[:5])
-        sum_ = blobs.checksum(data)
-        if sum_ != worker_sum:
-            return task, [JobRaised(job_id, "its result was damaged on its way from the worker "
-                                    "(checksum mismatch)", "", stdout, stderr, timing)], "", 0
-        if len(data) <= INLINE_MAX:  # a row of the store's database, which the store writes
-            return task, [JobStored(job_id, result_fp, "", sum_, (0, 0), timing, stdout, stderr,
-                                    data)], sum_, len(data)
-        name = blobs.file_name(job_id, sum_)
-        try:
-            stamp = blobs.write_atomic(self.results_dir, name, data, durable=False)
-        except OSError as exc:
-            return task, [JobRaised(job_id, f"could not store the result: {exc}", "", stdout,
-                                    stderr, timing)], "", 0
-        return task, [JobStored(job_id, result_fp, name, sum_, stamp, timing, stdout, stderr)], \
-            sum_, len(data)
-
-    def _lost_inputs(self) -> None:
-        """A worker died: results and functions it held are gone from the cluster. Let
-        Dask forget them rather than compute them again; dependents get the stored files."""
-        self.held.clear()
-        self.functions.clear()
-
-
-def _file_of(item: tuple) -> str:
-    """The result file a fetched task's outcome wrote ("" for none: failed, dynamic, or a
-    small result the store keeps as a row)."""
-    return item[1][0].file if item[2] else ""
-
-
-def _format_tb(exc: BaseException, tb) -> str:
-    import traceback
-
-    try:
-        return "".join(traceback.format_exception(type(exc), exc, tb))
-    except Exception:  # noqa: BLE001
-        return ""

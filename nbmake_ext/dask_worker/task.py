@@ -1,7 +1,7 @@
 """``parmake --dask``, the worker's side: what a Dask task runs (one job), the output
 capture per thread, and what a worker keeps between tasks (functions, recent values).
-The kernel's side is dask.py; the two share only the shape of a task's outcome (``_task``
-returns it, ``_unpack`` reads it)."""
+The kernel's side is kernel/dask.py; the two share only the shape of a task's outcome
+(``_task`` returns it, ``_unpack`` reads it)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import time
 from typing import Any
 
 from ..registration import install_sources
+from ..shared.outcomes import ChildSpec
+from ..shared.values_cache import ByteLRU
 from ..store import blobs
-from .outcomes import ChildSpec
-from .values_cache import ByteLRU
 
 _local = threading.local()
 _install_lock = threading.Lock()
@@ -131,9 +131,9 @@ def _run_job(key: str, job_id: str, func_key: str, func_blob: bytes, payload: by
 
     from ..fingerprint import digest
     from ..promise import resolve
+    from ..shared.call import error_line, format_job_traceback
+    from ..shared.loading import ArgumentsUnloadable, load_arguments
     from ..store.store import dumps_value
-    from .inkernel import error_line, format_job_traceback
-    from .loading import ArgumentsUnloadable, load_arguments
 
     worker = get_worker()
     where = worker.address
@@ -165,7 +165,7 @@ def _run_job(key: str, job_id: str, func_key: str, func_blob: bytes, payload: by
     out, err = io.StringIO(), io.StringIO()
     children: list = []
     if dynamic:
-        from .dynamic import DynamicContext
+        from ..shared.dynamic import DynamicContext
 
         args = (DynamicContext(job_id, lambda child: children.append(_child(child))), *args)
     t0, c0 = time.perf_counter(), time.thread_time()

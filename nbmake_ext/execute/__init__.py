@@ -1,1 +1,0 @@
-"""Running jobs: the driver loop and its runners (in the kernel, engines, Dask)."""

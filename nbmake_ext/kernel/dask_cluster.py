@@ -1,0 +1,67 @@
+"""``parmake --dask``, reaching the cluster from the kernel: importing ``distributed`` (or
+saying how to install it), connecting (a scheduler address, a Client or a cluster object),
+and the event topic on which tasks say they started, routed to the runner of each run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import NbmakeError
+
+INSTALL_HINT = 'parmake --dask needs the Dask distributed package: pip install "nbmake-ext[dask]"'
+
+TOPIC = "nbmake-started"
+_listeners: dict[str, Any] = {}     # run nonce -> its runner's _on_started
+_subscribed: set[str] = set()       # ids of the clients that route TOPIC to them
+
+
+def _route(event) -> None:
+    try:
+        _, (key, address) = event
+        nonce = key.rsplit("-", 2)[-2]
+    except (TypeError, ValueError, IndexError):
+        return  # not one of ours
+    listener = _listeners.get(nonce)
+    if listener is not None:
+        listener(key, address)
+
+
+def listen(client, nonce: str, listener) -> None:
+    """One subscription per client (a client keeps one handler per topic), routed to the
+    runner of each run by the nonce in the task's key."""
+    _listeners[nonce] = listener
+    if client.id not in _subscribed:
+        client.subscribe_topic(TOPIC, _route)
+        _subscribed.add(client.id)
+
+
+def import_distributed():
+    try:
+        import distributed
+    except ImportError:
+        raise NbmakeError(INSTALL_HINT) from None
+    return distributed
+
+
+def stop_listening(nonce: str) -> None:
+    _listeners.pop(nonce, None)
+
+
+def connect(dask: Any, distributed) -> tuple[Any, bool]:
+    """(client, whether this runner made it and must close it)."""
+    if isinstance(dask, distributed.Client):
+        return dask, False
+    if hasattr(dask, "scheduler_address"):  # a cluster object: LocalCluster, SLURMCluster...
+        address = dask.scheduler_address
+    elif isinstance(dask, str) and dask.strip():
+        address = dask.strip()
+    else:
+        raise NbmakeError(f"dask= takes a scheduler address (tcp://host:8786), a "
+                          f"distributed.Client or a cluster, not {dask!r}")
+    try:
+        client = distributed.Client(address, set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise NbmakeError(f"cannot reach the Dask scheduler at {address}: "
+                          f"{type(exc).__name__}: {exc}") from None
+    return client, True

@@ -1,0 +1,220 @@
+"""Recording outcomes, the run loop's part: what a runner reports (results, failures,
+dynamic children, results made durable, jobs handed back) goes to the store, the core's
+scheduler and the views; and the two questions the scheduler asks to word why a job
+runs again (``_since_failure``, ``_current_arg_fps``), answered from the store.
+
+A mixin of ``Driver``: it uses the run loop's state (``self.sched``, ``self.store``,
+``self.running``...).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import deque
+from typing import Any, Callable
+
+from ..core import events as ev
+from ..core import signature
+from ..core.jobspec import RunRecord
+from ..errors import InvalidJob
+from ..fingerprint import Unpicklable, digest
+from ..registration import arg_fingerprints, function_blob, payload
+from ..shared.outcomes import (ChildSpec, DependencyLost, Durable, JobRaised, JobReturned,
+                               JobStored, Outcome, Requeue, Started, Timing)
+from ..store import blobs
+from ..store.results import INLINE
+from ..store.store import FORCED_UNFINISHED, dumps_value
+
+
+class Recording:
+    def _handle(self, outcomes: list[Outcome]) -> None:
+        if self.ahead is not None and self.ahead.held:
+            outcomes = self._sort_ahead(outcomes)
+        children = [o for o in outcomes if type(o) is ChildSpec]
+        if children:
+            self._define_children(children)
+        # Ctrl-C may stop this loop anywhere (the store holds it back while it commits, and
+        # raises it after): the outcomes not reached yet are recorded by _put_back.
+        self._unhandled = unhandled = deque(outcomes)
+        while unhandled:
+            outcome = unhandled.popleft()
+            kind = type(outcome)
+            if kind is Started:
+                if outcome.job_id in self.running:  # (not if it ended or went back meanwhile)
+                    self.tell(outcome.job_id, "running",
+                              {"reasons": list(self.sched.reasons.get(outcome.job_id, ())),
+                               "engine": outcome.where})
+                continue
+            if kind is JobReturned or kind is JobStored:
+                seconds = outcome.timing.duration or 0.0
+                mean = self._mean_seconds
+                self._mean_seconds = seconds if mean is None else 0.8 * mean + 0.2 * seconds
+            if kind is JobReturned:
+                jid = outcome.job_id
+                if jid in self.bad_children:
+                    self._fail(jid, self.bad_children.pop(jid), "", outcome)
+                elif self.graph.specs[jid].dynamic:
+                    self.templates[jid] = outcome
+                    self._apply(self.sched.handle(ev.Returned(jid)))
+                else:
+                    self._persist(jid, outcome.value, outcome)
+            elif kind is JobRaised:
+                self._fail(outcome.job_id, outcome.error, outcome.traceback, outcome)
+            elif kind is JobStored:
+                self._stored_by_engine(outcome)
+            elif kind is Durable:
+                self._commit_durable(outcome.job_ids)
+            elif kind is Requeue:
+                for jid in outcome.job_ids:
+                    if self.ahead is not None:  # what was sent ahead behind it
+                        self._drop_ahead(self.ahead.requeued(jid))
+                    self.running.pop(jid, None)
+                    self.claimed.appendleft(jid)
+            elif kind is DependencyLost:
+                self.running.pop(outcome.job_id, None)
+                self._result_lost(outcome.dependency, outcome.job_id, outcome.why)
+
+    def _define_children(self, children: list[ChildSpec]) -> None:
+        parents = {c.spec.parent for c in children} - self._redefining
+        if parents:
+            # Its old result no longer matches the children in the store until it finishes.
+            self.store.set_forced(parents, FORCED_UNFINISHED)
+            self._redefining |= parents
+        entries = []
+        for child in children:
+            spec = child.spec
+            self.lagging.discard(spec.job_id)
+            try:
+                if child.func_blob is None:
+                    key, blob = function_blob(spec)
+                    data = payload(spec)
+                else:
+                    key, blob, data = _blob_key(child.func_blob), child.func_blob, child.payload
+                    self.child_calls[spec.job_id] = (key, blob, data, child.sources)
+                self._apply(self.sched.handle(ev.ChildDefined(spec)))
+                if self.sched.state(spec.job_id) in ("waiting", "queued"):
+                    self.tell(spec.job_id, "todo", {"parent": spec.parent, "deps": list(spec.deps),
+                                                    "function": spec.function})
+            except InvalidJob as exc:
+                self.bad_children.setdefault(spec.parent, f"defined an invalid child: {exc}")
+                continue
+            entries.append((spec, key, blob, data))
+        self.store.define(entries)
+
+    def _persist(self, jid: str, value: Any, out: JobReturned) -> None:
+        consumed, args, kwargs = self.running.pop(jid, ({}, (), {}))
+        spec = self.graph.specs[jid]
+        try:
+            data = dumps_value(value)
+            result_fp = digest(value)
+        except (Unpicklable, Exception) as exc:  # noqa: BLE001
+            self._fail(jid, f"its result cannot be pickled: {exc}", "", out)
+            return
+        record = RunRecord(spec.code_fp, spec.code_parts, spec.args_fp, consumed, result_fp,
+                           _lazy_arg_fps(args, kwargs))
+        timing = out.timing.as_dict(self.sched.reasons.get(jid, ()))
+        if self.remote:  # engines will read it: write it before anyone is told
+            sum_ = blobs.checksum(data)
+            name = blobs.file_name(jid, sum_)
+            stamp = blobs.write_atomic(self.store.results_dir, name, data,
+                                       durable=self.store.durable)
+            self.locations[jid] = (name, sum_)
+            self.store.record_stored(jid, record, name, sum_, stamp, timing,
+                                     (out.stdout, out.stderr))
+        else:
+            self.store.record_success(jid, record, data, timing, (out.stdout, out.stderr))
+        self.values.put(jid, value, len(data))
+        self.sched.records[jid] = record
+        self._apply(self.sched.handle(ev.Succeeded(jid, result_fp)))
+        self.tell(jid, "done", _info(out.timing, out.stdout, out.stderr))
+
+    def _stored_by_engine(self, out: JobStored) -> None:
+        jid = out.job_id
+        consumed, args, kwargs = self.running.pop(jid, ({}, (), {}))
+        spec = self.graph.specs[jid]
+        record = RunRecord(spec.code_fp, spec.code_parts, spec.args_fp, consumed, out.result_fp,
+                           _lazy_arg_fps(args, kwargs) if spec.func is not None else {})
+        timing = out.timing.as_dict(self.sched.reasons.get(jid, ()))
+        logs = (out.stdout, out.stderr)
+        if out.data is not None:  # a small result: the store writes its file
+            self.store.record_success(jid, record, out.data, timing, logs)
+            name = INLINE if len(out.data) <= self.store.inline_max \
+                else blobs.file_name(jid, out.checksum)
+            self.locations[jid] = (name, out.checksum)
+        else:
+            self.locations[jid] = (out.file, out.checksum)
+            self.pending_durable[jid] = (record, out.file, out.checksum, out.stamp, timing, logs)
+        self.sched.records[jid] = record
+        self._apply(self.sched.handle(ev.Succeeded(jid, out.result_fp)))
+        self.tell(jid, "done", _info(out.timing, out.stdout, out.stderr))
+
+    def _commit_durable(self, job_ids: list[str]) -> None:
+        for jid in job_ids:
+            pending = self.pending_durable.pop(jid, None)
+            if pending is not None:
+                self.store.record_stored(jid, *pending)
+
+    def _fail(self, jid: str, error: str, tb: str, out: JobReturned | JobRaised | None) -> None:
+        self.running.pop(jid, None)
+        self._record_failure(jid, error, tb, out)
+        self._apply(self.sched.handle(ev.Failed(jid, error)))
+
+    def _record_failure(self, jid: str, error: str, tb: str,
+                        out: JobReturned | JobRaised | None) -> None:
+        timing = out.timing if out is not None else Timing()
+        logs = (out.stdout, out.stderr) if out is not None else ("", "")
+        self.store.record_failure(jid, error, tb, timing.as_dict(self.sched.reasons.get(jid, ())),
+                                  logs, self.graph.specs.get(jid))
+        self.tell(jid, "failed", {**_info(timing, *logs), "error": error, "traceback": tb})
+
+    # -- reasons, asked by the scheduler ------------------------------------------------
+
+    def _since_failure(self, jid: str) -> list[str]:
+        """What changed in the job since the definition whose run failed."""
+        try:
+            row = self.store.details(jid)
+        except Exception:  # noqa: BLE001 - only used to word a reason
+            return []
+        return signature.since_failure(self.graph.specs[jid], row.get("f_code_fp"),
+                                       row.get("f_code_parts"), row.get("f_args_fp"))
+
+    def _current_arg_fps(self, jid: str) -> dict[str, str]:
+        spec = self.graph.specs[jid]
+        try:
+            if spec.func is not None:
+                return arg_fingerprints(spec.args, spec.kwargs)
+            _, args, kwargs = self.store.load_call(jid)
+            return arg_fingerprints(args, kwargs)
+        except Exception:  # noqa: BLE001 - only used to word a reason
+            return {}
+
+
+def _info(timing: Timing, stdout: str, stderr: str) -> dict[str, Any]:
+    return {"duration": timing.duration, "engine": timing.engine, "stdout": stdout,
+            "stderr": stderr}
+
+
+_ONE_ARGUMENT = signature.one_argument("0")
+
+
+def _lazy_arg_fps(args: tuple, kwargs: dict) -> Callable[[], dict[str, str]] | str:
+    """Per-argument digests, taken when the record is written (on the store's writer
+    thread) or a reason is asked for: not between a result and its dependent's start.
+    A call of one argument records only its name: when the arguments' fingerprint
+    differs, that argument changed (``signature.UNRECORDED``)."""
+    if len(args) + len(kwargs) == 1:
+        return _ONE_ARGUMENT if args else signature.one_argument(next(iter(kwargs)))
+    return functools.partial(_arg_fps_or_none, args, kwargs)
+
+
+def _arg_fps_or_none(args: tuple, kwargs: dict) -> dict[str, str]:
+    try:
+        return arg_fingerprints(args, kwargs)
+    except Exception:  # noqa: BLE001 - only used to word a reason; never stop the writer
+        return {}
+
+
+def _blob_key(blob: bytes) -> str:
+    import hashlib
+
+    return hashlib.blake2b(blob, digest_size=16).hexdigest()
