@@ -272,9 +272,6 @@ class Context:
             report = driver.run()
         finally:
             self._loaded = False
-            # The scheduler calls back into its driver: without breaking that cycle, what
-            # they hold per job stays in memory until a full garbage collection.
-            driver.sched._arg_fps = driver.sched._since_failure = None
             if report is None:  # interrupted or broken: still say how far it got
                 report = RunReport(command, interrupted=True)
                 driver.count(report)

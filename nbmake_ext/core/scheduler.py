@@ -107,6 +107,12 @@ class Scheduler(Checks, DynamicJobs, Failures):
 
     # -- public ---------------------------------------------------------------------------
 
+    def detach(self) -> None:
+        """The run is over: let go of the callbacks that word reasons (they hold the run
+        loop, which holds this scheduler: a cycle that would keep every job's state until a
+        full garbage collection)."""
+        self._arg_fps = self._since_failure = None
+
     def start(self) -> list[Action]:
         self._include(self.targets, sweep=True)
         return self._flush()

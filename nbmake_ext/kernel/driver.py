@@ -173,6 +173,7 @@ class Driver(Recording, SendAhead):
             self.store.flush()
             self.count(report)
             report.seconds = time.perf_counter() - t0
+            self.sched.detach()
         return report
 
     def count(self, report: RunReport) -> None:
