@@ -644,7 +644,7 @@ class MakeFuzz(RuleBasedStateMachine):
                 plan.value[jid] = m.records[jid].value
         recorded = m.apply(plan, ran, interrupt - 1 if interrupted else None, adopt)
         self.events(name, plan, ran, interrupted)
-        for jid in plan.rerun_corrupt:
+        for jid in plan.rerun_corrupt | plan.may_rerun:  # (a child its parent read: may_rerun)
             rec = m.records.get(jid)
             if rec is None or not rec.corrupt:
                 continue

@@ -453,3 +453,30 @@ def test_a_lost_result_whose_own_input_is_lost_waits_for_it(nb, first):
         warnings.simplefilter("ignore")
         nb.ctx.make()
     assert [nb.ctx.result_of(j) for j in "ABCD"] == [2, 4, 7, 1]
+
+
+# --- "corrupt-dynamic-interrupted" (a gap of the model: the product was right) ---------------
+
+
+def test_interrupt_while_the_corrupt_child_of_a_corrupt_dynamic_job_is_remade(nb):
+    """A dynamic job's result is whole only once its children's results are read: found
+    corrupt with its child's, it runs again, finds the child's corrupt too, and is interrupted
+    while the child runs again. Neither finished, and their old results are known to be
+    unreadable: both are `todo` (not `done`), and the next make completes them."""
+    nb.cell("STOP = []\ndef g(x):\n    if STOP:\n        raise KeyboardInterrupt\n    return x + 1\n")
+    nb.cell("def parent(ctx, x):\n    return [ctx.comp(g, x, job_id='c0')]\n")
+    nb.cell("def use(p):\n    return p[0] * 10\n")
+    nb.cell("P = comp_dynamic(parent, 1, job_id='P')\ncomp(use, P, job_id='U')")
+    nb.ctx.make()
+    nb.corrupt_keeping_stamp("P")        # found when U is remade and reads it
+    nb.corrupt_keeping_stamp("c0")       # found when the new P completes and reads it
+    nb.ns["STOP"].append(1)              # Ctrl-C as c0 runs again
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(KeyboardInterrupt):
+            nb.ctx.remake("U")
+        states = {r.job_id: r.state for r in nb.ctx.ls()}
+        assert states == {"P": "todo", "c0": "todo", "U": "stale"}
+        nb.ns["STOP"].clear()
+        nb.ctx.make()
+    assert [nb.ctx.result_of(j) for j in ("c0", "P", "U")] == [2, [2], 20]

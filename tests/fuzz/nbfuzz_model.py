@@ -531,6 +531,8 @@ class Model:
             s = p.specs[j]
             if j in p.rerun_corrupt:
                 t = t_run(j)
+                if s.dynamic:  # its result is whole once its children's are read again
+                    t = max([t] + [time(c.jid) for c in p.defined.get(j, [])])
             elif o == SKIP:
                 t = max([time(d) for d in s.deps] + [-1.0])
                 par = p.gate.get(j)
