@@ -38,8 +38,10 @@ def test_a_result_is_committed_soon_while_the_make_is_busy_elsewhere(tmp_path):
     assert store.claim(["a"])[0] == ["a"]
     store.record_success("a", record(), dumps_value(1), {}, ("", ""))
     deadline = time.monotonic() + 5
-    while "a" not in committed(store) and time.monotonic() < deadline:
-        time.sleep(0.005)  # the make's thread "runs a long job", never calling flush
+    # The make's thread "runs a long job", never calling flush. The writer's thread commits,
+    # then lets the claim go: wait for both (the second a moment after the first).
+    while ("a" not in committed(store) or store._claims.held) and time.monotonic() < deadline:
+        time.sleep(0.005)
     assert "a" in committed(store)
     assert not store._claims.held  # and the claim went with the commit
     store.close()
