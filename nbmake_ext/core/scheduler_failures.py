@@ -29,6 +29,14 @@ class Failures:
         self.waiting_on.pop(jid, None)
         self._out.append(Block(jid, root))
 
+    def _below(self, spec) -> list[str]:
+        """What a failure of ``spec``'s job reaches: its dependents and, for a dynamic job,
+        its children."""
+        below = list(self._dependents.get(spec.job_id, ()))
+        if spec.dynamic:
+            below += self.graph.children(spec.job_id)
+        return below
+
     def _block_downstream(self, jid: str, root: str) -> None:
         """Everything waiting below ``jid`` is blocked by ``root`` (a worklist: chains of
         any length)."""
@@ -36,10 +44,7 @@ class Failures:
         stack = [jid]
         parents = []
         while stack:
-            spec = specs[stack.pop()]
-            below = list(self._dependents.get(spec.job_id, ()))
-            if spec.dynamic:
-                below += self.graph.children(spec.job_id)
+            below = self._below(specs[stack.pop()])
             for k in below:
                 if status.get(k) == WAITING:
                     self._mark_blocked(k, root)
@@ -59,10 +64,7 @@ class Failures:
         found: dict[str, None] = {}  # insertion-ordered: downstream of jid, blocked by root
         stack = [jid]
         while stack:
-            spec = specs[stack.pop()]
-            below = list(self._dependents.get(spec.job_id, ()))
-            if spec.dynamic:
-                below += self.graph.children(spec.job_id)
+            below = self._below(specs[stack.pop()])
             for k in below:
                 if k not in found and status.get(k) == BLOCKED and blocked_by.get(k) == root:
                     found[k] = None
