@@ -40,6 +40,8 @@ engine -> kernel:
   ``dropped META``       job ids of the jobs a ``cancel`` dropped
   ``durable META``       job ids whose result files are now on disk (sent alone only
                          when no ``done`` is about to carry them)
+  ``many *MESSAGES``     outcomes of short jobs sent together, each packed as a body
+                         (``kind``, META, payloads: see shared/wire.py), in order
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ import queue
 import signal
 import sys
 import threading
+import time
 from collections import OrderedDict, deque
 from pathlib import Path
 from typing import Any
@@ -65,9 +68,11 @@ from ..shared.call import error_line, format_job_traceback, run_call
 from ..shared.loading import ArgumentsUnloadable, load_arguments
 from ..shared.outcomes import Call, ChildSpec, JobRaised, JobReturned
 from ..shared.values_cache import ByteLRU
-from ..shared.wire import Signer, Verifier, encode_running
+from ..shared.wire import Signer, Verifier
+from .outbox import Outbox
 from ..store import blobs
-from ..store.results import INLINE_MAX as RESULT_ROW_MAX, ResultReader
+from ..store.results import INLINE, INLINE_MAX as RESULT_ROW_MAX, ResultReader
+from .running_mark import RunningMark
 from ..store.store import dumps_value
 
 # A pickled result up to this size travels in its ``done`` message (and becomes a row of
@@ -77,6 +82,8 @@ INLINE_MAX = RESULT_ROW_MAX
 
 VALUES_BYTES = 128 << 20  # values this engine made or read lately (a chain skips the disk)
 MADE_KEPT = 64  # jobs whose outcome this engine remembers for jobs sent after them
+LOOK_EVERY = 0.0005  # seconds between looks for messages while jobs are queued
+PREFETCH_FROM = 8  # inputs from which a job's small results are read in one query
 
 
 class Engine:
@@ -87,6 +94,7 @@ class Engine:
         self.reader = ResultReader(config["store"])
         self.durable = config.get("durable", True)
         self.signer, self.verifier = Signer(key), Verifier(key)
+        self.outbox = Outbox(self.signer, self._send_frames)
         self.zmq = zmq.Context()
         self.socket = self.zmq.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.IDENTITY, self.identity)
@@ -109,11 +117,18 @@ class Engine:
         self.made: OrderedDict[str, tuple[str, str, bytes | None]] = OrderedDict()
         # Which job runs now, written where the kernel reads it if this process dies: a
         # message sent just before a crash may never leave, a write to a file always does.
-        self._running_fd = os.open(config["running_file"], os.O_WRONLY | os.O_CREAT, 0o600) \
+        self._running = RunningMark(config["running_file"]) \
             if config.get("running_file") else None
+        self.where = f"engine {os.getpid()}"
 
     def send(self, kind: str, meta: dict | None = None, *payloads: bytes) -> None:
-        frames = self.signer.frames(kind, json.dumps(meta or {}).encode(), *payloads)
+        self.outbox.send(kind, meta, *payloads)
+
+    def send_outcome(self, kind: str, meta: dict, *payloads: bytes) -> None:
+        """A job's outcome: it may travel with the next ones (outbox.py)."""
+        self.outbox.send(kind, meta, *payloads, outcome=True)
+
+    def _send_frames(self, frames: list) -> None:
         self.socket.send_multipart(frames, copy=False)
 
     # -- the loop -------------------------------------------------------------------------
@@ -122,15 +137,27 @@ class Engine:
         self.send("hello", {"pid": os.getpid()})
         poller = zmq.Poller()
         poller.register(self.socket, zmq.POLLIN)
+        polled = 0.0
         while True:
             # Idle with files still being flushed: look again soon to report them.
             timeout = 0 if self.queue else 2 if self.unsynced else 50
-            if poller.poll(timeout):
-                while self.socket.poll(0):
-                    if not self.receive(self.socket.recv_multipart()):
-                        return
+            if timeout:
+                self.outbox.flush()  # nothing more to run: what waits goes now
+            now = time.perf_counter()
+            # Between short queued jobs, the kernel's messages are looked for now and then.
+            if timeout or now - polled >= LOOK_EVERY:
+                polled = now
+                if poller.poll(timeout):
+                    while self.socket.poll(0):
+                        if not self.receive(self.socket.recv_multipart()):
+                            self.outbox.flush()
+                            return
             if self.queue:
-                self.run(*self.queue.popleft())
+                job = self.queue.popleft()
+                self.outbox.before_job(job[0]["func_key"])
+                started = time.perf_counter()
+                self.run(*job)
+                self.outbox.ran(job[0]["func_key"], time.perf_counter() - started)
             elif self.synced:
                 self.send("durable", {"jobs": self.take_synced()})
 
@@ -204,7 +231,7 @@ class Engine:
         for dep in meta["after"]:
             made = self.made.get(dep)
             if made is None:
-                self.send("skipped", {"job_id": meta["job_id"], "dep": dep})
+                self.send_outcome("skipped", {"job_id": meta["job_id"], "dep": dep})
                 return None
             checksum, file, data = made
             deps[dep] = [file, checksum]
@@ -214,13 +241,15 @@ class Engine:
         return {**meta, "deps": deps, "consumed": consumed}
 
     def _mark_running(self, job_id: str) -> None:
-        if self._running_fd is not None:
-            os.pwrite(self._running_fd, encode_running(job_id), 0)
+        if self._running is not None:
+            self._running.set(job_id)
 
     def _run(self, meta: dict, payload: bytes, inline: dict[str, bytes]) -> None:
         job_id = meta["job_id"]
         self._deps, self._inline = meta["deps"], inline
-        where = f"engine {os.getpid()}"
+        where = self.where
+        if len(meta["deps"]) > PREFETCH_FROM:
+            self._prefetch(meta["deps"], inline)
         try:
             args, kwargs = load_arguments(payload, where)
             args = resolve(args, self._load)
@@ -255,10 +284,10 @@ class Engine:
         consumed = meta.get("consumed")
         for outcome in outcomes:
             if isinstance(outcome, JobRaised):
-                self.send("failed", {"job_id": job_id, "error": outcome.error,
-                                     "traceback": outcome.traceback,
-                                     "timing": _timing(outcome), "consumed": consumed},
-                          outcome.stdout.encode(), outcome.stderr.encode())
+                self.send_outcome("failed", {"job_id": job_id, "error": outcome.error,
+                                             "traceback": outcome.traceback,
+                                             "timing": _timing(outcome), "consumed": consumed},
+                                  outcome.stdout.encode(), outcome.stderr.encode())
             elif isinstance(outcome, JobReturned):
                 self._returned(job_id, outcome, meta["dynamic"], consumed)
 
@@ -288,7 +317,7 @@ class Engine:
             meta["consumed"] = consumed
         if len(data) <= INLINE_MAX:  # the kernel stores it: no file, no flush here
             self._made(job_id, sum_, "", data)
-            self.send("done", meta, *text, data)
+            self.send_outcome("done", meta, *text, data)
             return
         name = blobs.file_name(job_id, sum_)
         try:
@@ -305,7 +334,7 @@ class Engine:
             self.to_sync.put((job_id, name))
         else:
             meta["durable"].append(job_id)
-        self.send("done", meta, *text)
+        self.send_outcome("done", meta, *text)
 
     def _sync_loop(self) -> None:
         """Flush written files in batches (one syncfs for many), then report them."""
@@ -332,6 +361,18 @@ class Engine:
         body = pickle.dumps(_bare(spec), protocol=pickle.HIGHEST_PROTOCOL)
         # The notebook lines its parent brought: the engine that runs the child needs them too.
         self.send("child", {"func_key": key}, body, blob, payload(spec), function_sources(spec))
+
+    def _prefetch(self, deps: dict, inline: dict[str, bytes]) -> None:
+        """A job of many inputs: the small results it needs from the store's database,
+        read together (they then travel as if the kernel had sent them)."""
+        wanted = {job_id: checksum for job_id, (file, checksum) in deps.items()
+                  if file == INLINE and job_id not in inline
+                  and not self.values.get((job_id, checksum))[0]}
+        if wanted:
+            try:
+                inline.update(self.reader.read_rows(wanted))
+            except Exception:  # noqa: BLE001 - each is then read alone, and fails alone
+                pass
 
     def _function(self, key: str) -> Any:
         func = self.functions.get(key)

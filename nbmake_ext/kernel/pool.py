@@ -37,7 +37,7 @@ import zmq
 
 from ..shared.outcomes import (ChildSpec, DependencyLost, Durable, JobRaised, JobReturned,
                                JobStored, RemoteJob, Requeue, Started, Timing)
-from ..shared.wire import Signer, Verifier, new_key
+from ..shared.wire import Signer, Verifier, new_key, unpack
 from .engine_deaths import EngineDeaths
 from .engine_proc import Engine, log_size
 from .runner import Capabilities
@@ -396,6 +396,16 @@ class EnginePool(EngineDeaths):
         if engine is None or opened is None:
             return  # unknown peer, unsigned, forged or replayed: dropped, never unpickled
         kind, payloads = opened
+        if kind == "many":  # outcomes of short jobs, sent together (engine/outbox.py)
+            for body in payloads:
+                parts = unpack(body)
+                if parts is not None:
+                    self._message(engine, parts[0].decode("ascii"), parts[1:], out)
+            return
+        self._message(engine, kind, payloads, out)
+
+    def _message(self, engine: Engine, kind: str, payloads: list[bytes], out: list) -> None:
+        identity = engine.identity
         meta = json.loads(payloads[0])
         if kind == "hello":
             engine.ready = True

@@ -36,7 +36,7 @@ from enginejobs.support import *  # noqa: E402,F401,F403
 from enginejobs.support import ENGINE_MODULE, PYTHON, guarded  # noqa: E402
 
 from nbmake_ext.shared import wire  # noqa: E402
-from nbmake_ext.shared.wire import KEY_BYTES, Signer, Verifier  # noqa: E402
+from nbmake_ext.shared.wire import KEY_BYTES, Signer, Verifier, unpack  # noqa: E402
 
 
 class Evil:
@@ -224,6 +224,7 @@ class _FakeKernel:
         self.router.bind(self.endpoint)
         self.identity = b"engine-under-test"
         self.verifier = Verifier(key)
+        self.pending: list[tuple[str, dict]] = []
         (store / "results").mkdir(parents=True, exist_ok=True)
         config = {"endpoint": self.endpoint, "key": key.hex(), "identity": self.identity.decode(),
                   "store": str(store), "parent": os.getpid(), "durable": False}
@@ -237,13 +238,20 @@ class _FakeKernel:
         self.router.send_multipart([self.identity, *frames])
 
     def receive(self, timeout: float = 30.0) -> tuple[str, dict]:
-        assert self.router.poll(int(timeout * 1000)), "the engine said nothing"
-        frames = self.router.recv_multipart()
-        assert frames[0] == self.identity
-        opened = self.verifier.open(frames[1:], frames[0])
-        assert opened is not None, "the engine's message does not verify"
-        kind, payloads = opened
-        return kind, json.loads(payloads[0])
+        """The engine's next message; those it sent together (``many``) one by one."""
+        if not self.pending:
+            assert self.router.poll(int(timeout * 1000)), "the engine said nothing"
+            frames = self.router.recv_multipart()
+            assert frames[0] == self.identity
+            opened = self.verifier.open(frames[1:], frames[0])
+            assert opened is not None, "the engine's message does not verify"
+            kind, payloads = opened
+            if kind != "many":
+                return kind, json.loads(payloads[0])
+            for body in payloads:
+                parts = unpack(body)
+                self.pending.append((parts[0].decode(), json.loads(parts[1])))
+        return self.pending.pop(0)
 
     def close(self) -> None:
         if self.proc.poll() is None:

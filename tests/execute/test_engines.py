@@ -115,6 +115,30 @@ def test_engines_read_inputs_a_serial_make_stored(make_ctx, lab, size):
     assert [x["inputs"] for x in got["inputs"][0]] == [["x" * size], ["x" * size]]
 
 
+@pytest.mark.timeout(90)
+def test_a_job_of_many_inputs_reads_their_rows_together_and_a_corrupt_one_is_remade(
+        make_ctx, lab):
+    # From a few inputs on, an engine reads the rows of a job's inputs in one query
+    # (engine/main.py _prefetch); a row that no longer matches its checksum is not taken
+    # from that query: read alone, it is reported lost, and its job runs again.
+    ctx = make_ctx()
+    raw = [ctx.comp(J.work, lab, f"load{i}", i, job_id=f"load{i}") for i in range(30)]
+    assert ctx.make().ran == 30
+    import sqlite3
+    with sqlite3.connect(ctx.store.path / "nbmake.db") as conn:
+        (data,) = conn.execute("SELECT data FROM results WHERE job_id='load7'").fetchone()
+        conn.execute("UPDATE results SET data=? WHERE job_id='load7'",
+                     (data.replace(b"load7", b"lxad7"),))
+    top = ctx.comp(J.work, lab, "sum", raw, job_id="sum")
+    with pytest.warns(UserWarning, match="'load7' is unreadable: checksum mismatch"):
+        guarded(ctx.parmake, n=2)
+    got = top.result()
+    assert [x["inputs"] for x in got["inputs"][0]] == [[i] for i in range(30)]
+    assert [x["name"] for x in got["inputs"][0]] == [f"load{i}" for i in range(30)]
+    assert [e for e, _, _ in J.events(lab)].count("load7-start") == 2
+    assert [e for e, _, _ in J.events(lab)].count("load8-start") == 1
+
+
 @pytest.mark.timeout(120)
 def test_n_resizes_the_pool(make_ctx, lab):
     ctx = make_ctx()
