@@ -40,8 +40,8 @@ engine -> kernel:
   ``dropped META``       job ids of the jobs a ``cancel`` dropped
   ``durable META``       job ids whose result files are now on disk (sent alone only
                          when no ``done`` is about to carry them)
-  ``many *MESSAGES``     outcomes of short jobs sent together, each packed as a body
-                         (``kind``, META, payloads: see shared/wire.py), in order
+  ``many INDEX *PAYLOADS``  outcomes of short jobs sent together, in order: INDEX json
+                         [[kind, META, number of payloads], ...], then their payloads
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ class Engine:
                             return
             if self.queue:
                 job = self.queue.popleft()
-                self.outbox.before_job(job[0]["func_key"])
+                self.outbox.before_job(job[0]["func_key"], len(self.queue))
                 started = time.perf_counter()
                 self.run(*job)
                 self.outbox.ran(job[0]["func_key"], time.perf_counter() - started)

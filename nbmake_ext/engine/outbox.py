@@ -2,8 +2,8 @@
 
 Thousands of trivial jobs a second would otherwise cost one signed message each, on both
 sides (a send, a wake-up, a receive, a signature). Outcomes wait here while the engine runs
-the next job of its queue only when that job is known to be short: its function took less
-than ``SHORT`` the last time here. So a result waits at most about that long behind a short
+the next job of its queue only when that job is known to be short (its function took less
+than ``SHORT`` the last time here) and more are queued behind it. So a result waits at most about that long behind a short
 job, and never behind a long or unknown one (the kernel is told before such a job starts).
 Anything else the engine says (a child, an answer to the kernel) goes at once, after
 whatever waits, so the kernel sees every message in the order the engine produced it.
@@ -15,49 +15,56 @@ import json
 import time
 from typing import Callable
 
-from ..shared.wire import Signer, pack
+from ..shared.wire import Signer
 
 SHORT = 0.0005   # seconds: a job faster than this lets the outcomes before it wait
 MAX_WAIT = 0.002  # seconds: the oldest waiting outcome goes before the next job after that
 MAX_KEPT = 64     # outcomes per message
+BUSY = 4          # queued jobs from which outcomes may wait (fewer: the kernel waits on them)
 
 
 class Outbox:
     def __init__(self, signer: Signer, send_frames: Callable[[list], None]):
         self._signer = signer
         self._send_frames = send_frames
-        self._waiting: list[bytes] = []  # packed sub-messages: header kind, then payloads
+        self._waiting: list[tuple[str, dict, tuple]] = []  # kind, meta, payloads
         self._since = 0.0
         self._seconds: dict[str, float] = {}  # function key -> its last duration here
 
     def send(self, kind: str, meta: dict | None, *payloads: bytes, outcome: bool = False) -> None:
         """``outcome``: a job's result, which may wait for the next ones."""
-        meta_bytes = json.dumps(meta or {}).encode()
         if outcome:
             if not self._waiting:
                 self._since = time.monotonic()
-            self._waiting.append(pack(kind.encode(), (meta_bytes, *payloads)))
+            self._waiting.append((kind, meta, payloads))
             if len(self._waiting) >= MAX_KEPT:
                 self.flush()
             return
         self.flush()
-        self._send_frames(self._signer.frames(kind, meta_bytes, *payloads))
+        self._send_frames(self._signer.frames(kind, json.dumps(meta or {}).encode(), *payloads))
 
     def flush(self) -> None:
+        """What waits, in one message: ``many INDEX *PAYLOADS``, INDEX a json list of
+        [kind, meta, number of payloads], the payloads of each in turn."""
         waiting = self._waiting
         if not waiting:
             return
         self._waiting = []
-        self._send_frames(self._signer.frames("many", *waiting))
+        index = json.dumps([[kind, meta, len(payloads)] for kind, meta, payloads in waiting])
+        frames = [payload for _, _, payloads in waiting for payload in payloads]
+        self._send_frames(self._signer.frames("many", index.encode(), *frames))
 
     def ran(self, func_key: str, seconds: float) -> None:
         self._seconds[func_key] = seconds
 
-    def before_job(self, func_key: str) -> None:
-        """The engine is about to run a job of this function: what waits goes first,
-        unless the job is short and the oldest outcome has not waited long."""
+    def before_job(self, func_key: str, queued: int) -> None:
+        """The engine is about to run a job of this function, with ``queued`` more behind
+        it: what waits goes first, unless the job is short, the oldest outcome has not
+        waited long, and the engine has work enough that the kernel is not waiting for
+        these outcomes to send more (a chain's next link waits on each one)."""
         if not self._waiting:
             return
         last = self._seconds.get(func_key)
-        if last is None or last >= SHORT or time.monotonic() - self._since >= MAX_WAIT:
+        if last is None or last >= SHORT or queued < BUSY \
+                or time.monotonic() - self._since >= MAX_WAIT:
             self.flush()

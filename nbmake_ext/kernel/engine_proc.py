@@ -27,6 +27,7 @@ class Engine:
     asked_back: str | None = None                  # a job we asked it to give back
     void: set = field(default_factory=set)         # dropped here: their outcome is ignored
     stale_durable: set = field(default_factory=set)  # a notice to ignore (a void result's)
+    batching: bool = False                         # reading outcomes it sent together
 
     @property
     def pid(self) -> int:

@@ -37,7 +37,7 @@ import zmq
 
 from ..shared.outcomes import (ChildSpec, DependencyLost, Durable, JobRaised, JobReturned,
                                JobStored, RemoteJob, Requeue, Started, Timing)
-from ..shared.wire import Signer, Verifier, new_key, unpack
+from ..shared.wire import Signer, Verifier, new_key
 from .engine_deaths import EngineDeaths
 from .engine_proc import Engine, log_size
 from .runner import Capabilities
@@ -231,7 +231,9 @@ class EnginePool(EngineDeaths):
     def poll(self, timeout: float) -> list:
         self._send_jobs()
         out, self._out = self._out, []
-        self._check_engines(out)
+        # Before a wait, and every CHECK_EVERY while busy (a look is two system calls).
+        if timeout > CHECK_EVERY or time.monotonic() - self._checked > CHECK_EVERY:
+            self._check_engines(out)
         if self.socket.poll(int(timeout * 1000) if not out else 0):
             self._drain(out)
         self._balance()
@@ -397,16 +399,22 @@ class EnginePool(EngineDeaths):
             return  # unknown peer, unsigned, forged or replayed: dropped, never unpickled
         kind, payloads = opened
         if kind == "many":  # outcomes of short jobs, sent together (engine/outbox.py)
-            for body in payloads:
-                parts = unpack(body)
-                if parts is not None:
-                    self._message(engine, parts[0].decode("ascii"), parts[1:], out)
+            # Only the job at the head of the queue after them has started: the ones that
+            # started and ended between two messages are not said to have started.
+            at, engine.batching = 1, True
+            try:
+                for kind, meta, count in json.loads(payloads[0]):
+                    self._message(engine, kind, meta, payloads[at:at + count], out)
+                    at += count
+            finally:
+                engine.batching = False
+            self._head_started(engine, out)
             return
-        self._message(engine, kind, payloads, out)
+        self._message(engine, kind, json.loads(payloads[0]), payloads[1:], out)
 
-    def _message(self, engine: Engine, kind: str, payloads: list[bytes], out: list) -> None:
+    def _message(self, engine: Engine, kind: str, meta: dict, payloads: list[bytes],
+                 out: list) -> None:
         identity = engine.identity
-        meta = json.loads(payloads[0])
         if kind == "hello":
             engine.ready = True
             self._failed_starts = 0
@@ -421,9 +429,9 @@ class EnginePool(EngineDeaths):
             self._mean_duration(timing.duration)
             stored = JobStored(job_id, meta["result_fp"], meta.get("file", ""), meta["checksum"],
                                tuple(meta.get("stamp", (0, 0))), timing,
-                               payloads[1].decode(), payloads[2].decode())
-            if len(payloads) > 3:
-                stored.data = payloads[3]
+                               payloads[0].decode(), payloads[1].decode())
+            if len(payloads) > 2:
+                stored.data = payloads[2]
             elif void:
                 if job_id not in meta["durable"]:
                     engine.stale_durable.add(job_id)
@@ -438,8 +446,8 @@ class EnginePool(EngineDeaths):
                 self._durable(engine, durable, out)
         elif kind == "returned":
             if not self._finished(engine, meta["job_id"], out):
-                out.append(JobReturned(meta["job_id"], pickle.loads(payloads[1]),
-                                       payloads[2].decode(), payloads[3].decode(),
+                out.append(JobReturned(meta["job_id"], pickle.loads(payloads[0]),
+                                       payloads[1].decode(), payloads[2].decode(),
                                        Timing(**meta["timing"])))
         elif kind == "failed":
             job_id = meta["job_id"]
@@ -448,8 +456,8 @@ class EnginePool(EngineDeaths):
             if meta.get("interrupted") and self._interrupting:
                 self._not_run(job_id, out)
                 return
-            raised = JobRaised(job_id, meta["error"], meta["traceback"], payloads[1].decode(),
-                               payloads[2].decode(),
+            raised = JobRaised(job_id, meta["error"], meta["traceback"], payloads[0].decode(),
+                               payloads[1].decode(),
                                Timing(**meta["timing"]) if meta["timing"] else Timing())
             self._outcome(job_id, raised, meta.get("consumed"), out)
         elif kind == "lost":
@@ -460,8 +468,8 @@ class EnginePool(EngineDeaths):
             if not self._finished(engine, meta["job_id"], out):
                 self._not_run(meta["job_id"], out)
         elif kind == "child":
-            spec = pickle.loads(payloads[1])
-            out.append(ChildSpec(spec, payloads[2], payloads[3], payloads[4]))
+            spec = pickle.loads(payloads[0])
+            out.append(ChildSpec(spec, payloads[1], payloads[2], payloads[3]))
         elif kind == "durable":
             self._durable(engine, meta["jobs"], out)
         elif kind == "dropped":  # an interrupt's, or jobs sent ahead that were dropped
@@ -491,7 +499,7 @@ class EnginePool(EngineDeaths):
 
     def _head_started(self, engine: Engine, out: list) -> None:
         """A job reached the head of its engine's queue: the engine runs it now."""
-        if not engine.queue:
+        if not engine.queue or engine.batching:
             return
         jid = engine.queue[0]
         if jid in engine.void:

@@ -137,7 +137,7 @@ class Recording:
         timing = out.timing.as_dict(self.sched.reasons.get(jid, ()))
         logs = (out.stdout, out.stderr)
         if out.data is not None:  # a small result: the store writes its file
-            self.store.record_success(jid, record, out.data, timing, logs)
+            self.store.record_success(jid, record, out.data, timing, logs, out.checksum)
             name = INLINE if len(out.data) <= self.store.inline_max \
                 else blobs.file_name(jid, out.checksum)
             self.locations[jid] = (name, out.checksum)

@@ -19,12 +19,13 @@ class _Recording:
     """The ``record_*`` methods of ``Store``."""
 
     def record_success(self, job_id: str, record: RunRecord, data: bytes, timing: dict,
-                       logs: tuple[str, str]) -> None:
+                       logs: tuple[str, str], checksum: str = "") -> None:
         """Store a result: the writer thread writes it (a row, or a file made durable
-        first), then commits the record (and only then releases this store's claim)."""
+        first), then commits the record (and only then releases this store's claim).
+        ``checksum``: the data's, if known already."""
         self._inflight[job_id] = data
         if len(data) <= self.inline_max:
-            self.writer.db(Result(job_id, record, INLINE, blobs.checksum(data),
+            self.writer.db(Result(job_id, record, INLINE, checksum or blobs.checksum(data),
                                   (len(data), 0), timing, logs, data, made_here=True),
                            len(data))
             return

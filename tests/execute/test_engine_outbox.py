@@ -14,7 +14,7 @@ import time
 from nbmake_ext.engine import outbox as O
 from nbmake_ext.engine.outbox import Outbox
 from nbmake_ext.engine.running_mark import RunningMark
-from nbmake_ext.shared.wire import Signer, Verifier, decode_running, unpack
+from nbmake_ext.shared.wire import Signer, Verifier, decode_running
 
 KEY = b"k" * 32
 
@@ -29,8 +29,9 @@ class Kernel:
     def __call__(self, frames: list) -> None:
         kind, payloads = self.verifier.open(frames)
         if kind == "many":
-            parts = [unpack(body) for body in payloads]
-            self.messages.append([(p[0].decode(), json.loads(p[1])) for p in parts])
+            index = json.loads(payloads[0])
+            assert sum(count for _, _, count in index) == len(payloads) - 1
+            self.messages.append([(kind, meta) for kind, meta, _ in index])
         else:
             self.messages.append([(kind, json.loads(payloads[0]))])
 
@@ -43,7 +44,7 @@ def test_outcomes_of_short_jobs_travel_together_and_in_order():
     box = Outbox(Signer(KEY), kernel)
     box.ran("quick", 0.00001)
     for i in range(5):
-        box.before_job("quick")
+        box.before_job("quick", 10)
         box.send("done", {"job_id": f"j{i}"}, b"", b"", outcome=True)
     assert kernel.messages == []  # short jobs follow: nothing sent yet
     box.send("child", {"job_id": "c"})  # anything else goes at once, after what waits
@@ -57,11 +58,14 @@ def test_an_outcome_never_waits_behind_a_long_or_unknown_job():
     box.ran("quick", 0.00001)
     box.ran("slow", 2.0)
     box.send("done", {"job_id": "a"}, outcome=True)
-    box.before_job("slow")
+    box.before_job("slow", 10)
     assert kernel.said() == ["a"]
     box.send("done", {"job_id": "b"}, outcome=True)
-    box.before_job("never-ran-here")
+    box.before_job("never-ran-here", 10)
     assert kernel.said() == ["a", "b"]
+    box.send("done", {"job_id": "c"}, outcome=True)
+    box.before_job("quick", O.BUSY - 1)  # few jobs left: the kernel may be waiting on it
+    assert kernel.said() == ["a", "b", "c"]
 
 
 def test_an_outcome_waits_at_most_max_wait_and_a_message_holds_at_most_max_kept():
@@ -70,7 +74,7 @@ def test_an_outcome_waits_at_most_max_wait_and_a_message_holds_at_most_max_kept(
     box.ran("quick", 0.00001)
     box.send("done", {"job_id": "old"}, outcome=True)
     time.sleep(O.MAX_WAIT * 2)
-    box.before_job("quick")
+    box.before_job("quick", 10)
     assert kernel.said() == ["old"]
     for i in range(O.MAX_KEPT):
         box.send("done", {"job_id": f"j{i}"}, outcome=True)

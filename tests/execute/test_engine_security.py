@@ -36,7 +36,7 @@ from enginejobs.support import *  # noqa: E402,F401,F403
 from enginejobs.support import ENGINE_MODULE, PYTHON, guarded  # noqa: E402
 
 from nbmake_ext.shared import wire  # noqa: E402
-from nbmake_ext.shared.wire import KEY_BYTES, Signer, Verifier, unpack  # noqa: E402
+from nbmake_ext.shared.wire import KEY_BYTES, Signer, Verifier  # noqa: E402
 
 
 class Evil:
@@ -248,9 +248,7 @@ class _FakeKernel:
             kind, payloads = opened
             if kind != "many":
                 return kind, json.loads(payloads[0])
-            for body in payloads:
-                parts = unpack(body)
-                self.pending.append((parts[0].decode(), json.loads(parts[1])))
+            self.pending += [(kind, meta) for kind, meta, _ in json.loads(payloads[0])]
         return self.pending.pop(0)
 
     def close(self) -> None:
