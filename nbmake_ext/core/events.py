@@ -92,6 +92,16 @@ class Fail:
 
 
 @dataclass(frozen=True, slots=True)
+class Retry:
+    """A job failed and may run again (``job_retries``): its ``attempt`` (2, 3, ...) runs
+    as soon as it can; ``error`` is the failure of the attempt before."""
+
+    job_id: str
+    attempt: int
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
 class Complete:
     """Every child of a dynamic job is done: resolve its returned value and store it."""
 
@@ -105,4 +115,4 @@ class Forget:
     job_ids: tuple[str, ...] = field(default=())
 
 
-Action = Run | Skip | Block | Fail | Complete | Forget
+Action = Run | Skip | Block | Fail | Retry | Complete | Forget

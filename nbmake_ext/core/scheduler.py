@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Mapping
 from ..errors import InternalError
 from . import signature
 from .events import (
-    Action, ChildDefined, Event, Failed, Reconsider, ResultLost, Returned, Run, Skip,
+    Action, ChildDefined, Event, Failed, Reconsider, ResultLost, Retry, Returned, Run, Skip,
     Succeeded,
 )
 from .graph import Graph
@@ -103,6 +103,7 @@ class Scheduler(Checks, DynamicJobs, Failures):
         self.reasons: dict[str, tuple[str, ...]] = {}
         self._dependents: dict[str, list[str]] = graph.dependents()
         self._defined: dict[str, set[str]] = {}  # dynamic parent -> children defined this run
+        self.attempts: dict[str, int] = {}  # job -> its attempts so far, once it was retried
         self._out: list[Action] = []
 
     # -- public ---------------------------------------------------------------------------
@@ -124,8 +125,9 @@ class Scheduler(Checks, DynamicJobs, Failures):
         if kind is Succeeded:
             self._on_succeeded(event.job_id, event.result_fp)
         elif kind is Failed:
-            self._expect_move(event.job_id, FAILED)
-            self._fail(event.job_id, event.error)
+            if not self._retry(event.job_id, event.error):
+                self._expect_move(event.job_id, FAILED)
+                self._fail(event.job_id, event.error)
         elif kind is Returned:
             self._on_returned(event.job_id)
         elif kind is ChildDefined:
@@ -386,6 +388,21 @@ class Scheduler(Checks, DynamicJobs, Failures):
     def started(self, jid: str) -> None:
         """The driver handed ``jid`` to a runner: its inputs are loaded (or being loaded)."""
         self._started.add(jid)
+
+    def _retry(self, jid: str, error: str) -> bool:
+        """A running job failed: True (and Retry emitted) if it has attempts left. Not a
+        dynamic job that defined children in this run (they were made by the attempt that
+        failed), nor one that already returned."""
+        if self.status.get(jid) != QUEUED or self._defined.get(jid):
+            return False
+        made = self.attempts.get(jid, 1)
+        if made > self.graph.specs[jid].options.retries:
+            return False
+        self.attempts[jid] = made + 1
+        self._set(jid, QUEUED)
+        self._started.discard(jid)
+        self._out.append(Retry(jid, made + 1, error))
+        return True
 
     # -- for runners that send jobs ahead (parmake --dask) --------------------------------
 

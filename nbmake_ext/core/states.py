@@ -88,7 +88,8 @@ TRANSITIONS: dict[tuple[Status | None, Status], str] = {
     (WAITING, SKIPPED): "its inputs are final and it is up to date",
     (WAITING, BLOCKED): "a dependency (or its dynamic parent) failed or is blocked",
     (WAITING, WAITING): "a dynamic child redefined before it was decided",
-    (QUEUED, QUEUED): "reconsidered after another process changed its record: runs still",
+    (QUEUED, QUEUED): "reconsidered after another process changed its record: runs still; "
+                      "or failed with attempts left (job_retries): runs again",
     (QUEUED, SKIPPED): "reconsidered after another process made it: up to date",
     (QUEUED, RETURNED): "a dynamic job returned: waits for its children",
     (QUEUED, DONE): "succeeded",

@@ -268,7 +268,8 @@ class Engine:
                                  f"engine {os.getpid()}: {type(exc).__name__}: {exc}",
                                  "traceback": "", "timing": {}}, b"", b"")
             return
-        call = Call(job_id, func, args, kwargs, meta["dynamic"])
+        call = Call(job_id, func, args, kwargs, meta["dynamic"], meta.get("timeout"),
+                    meta.get("env"))
         self.running_job, self.interrupted = job_id, False
         try:
             # A KeyboardInterrupt the job raised itself is its failure; only the kernel's
@@ -422,7 +423,7 @@ def _bare(spec):
 def _timing(out) -> dict:
     t = out.timing
     return {"started": t.started, "ended": t.ended, "duration": t.duration, "cpu": t.cpu,
-            "engine": t.engine}
+            "engine": t.engine, "peak_rss": t.peak_rss}
 
 
 def _watch_parent(parent: int, deathsig: bool) -> None:

@@ -11,6 +11,7 @@ import time
 
 from ..errors import NbmakeError
 from ..shared.outcomes import JobRaised, Requeue, Timing
+from ..shared.limits import timed_out_message
 from ..shared.wire import decode_running
 from ..store import blobs
 from .engine_proc import Engine, how_ended, log_tail
@@ -42,6 +43,10 @@ class EngineDeaths:
                 self._unsent(jobs, out)
             running = self._running_job(engine)
             death = f"engine {engine.pid} died while running it: {how_ended(code)}"
+            if engine.timed_out is not None and engine.timed_out in engine.queue:
+                running = engine.timed_out  # killed for it (its mark may not be written yet)
+                death = (f"{timed_out_message(engine.timeouts.get(running, 0))} (it did not "
+                         f"stop: engine {engine.pid} was killed)")
             stderr = log_tail(engine.log, engine.log_from) if running else ""
             if not engine.ready and code >= 0:  # it exited before it connected
                 self._failed_starts += 1

@@ -28,6 +28,8 @@ class Engine:
     void: set = field(default_factory=set)         # dropped here: their outcome is ignored
     stale_durable: set = field(default_factory=set)  # a notice to ignore (a void result's)
     batching: bool = False                         # reading outcomes it sent together
+    timeouts: dict = field(default_factory=dict)   # job id -> its job_timeout, in seconds
+    timed_out: str | None = None                   # the job it was killed for: too long
 
     @property
     def pid(self) -> int:

@@ -49,6 +49,7 @@ CHECK_EVERY = 0.02     # seconds between looks for dead engines outside ``poll``
 STEAL_AFTER = 0.1  # seconds a job must have run before the one behind it moves elsewhere
 NOBLOCK = int(zmq.NOBLOCK)
 AHEAD_MAX = 2      # jobs sent ahead (not decided yet) per engine at once
+KILL_AFTER = 0.25  # seconds past a job's timeout before its engine is killed
 
 
 class EnginePool(EngineDeaths):
@@ -202,6 +203,11 @@ class EnginePool(EngineDeaths):
                         "dynamic": job.dynamic, "deps": job.deps, "inline": list(job.inline)}
                 if job.after:
                     meta["after"] = job.after
+                if job.timeout:
+                    meta["timeout"] = job.timeout
+                    engine.timeouts[job.job_id] = job.timeout
+                if job.env:
+                    meta["env"] = job.env
                 metas.append(meta)
                 frames += [job.payload, *job.inline.values()]
             if not self._send(engine, "jobs", json.dumps(metas).encode(), *frames):
@@ -233,6 +239,7 @@ class EnginePool(EngineDeaths):
         out, self._out = self._out, []
         # Before a wait, and every CHECK_EVERY while busy (a look is two system calls).
         if timeout > CHECK_EVERY or time.monotonic() - self._checked > CHECK_EVERY:
+            self._stop_overdue()
             self._check_engines(out)
         if self.socket.poll(int(timeout * 1000) if not out else 0):
             self._drain(out)
@@ -267,6 +274,21 @@ class EnginePool(EngineDeaths):
                 if jid is not None:
                     engine.asked_back = jid
                     self._send(engine, "give_back", json.dumps({"job_id": jid}).encode())
+
+    def _stop_overdue(self) -> None:
+        """A job past its timeout that its engine's alarm did not stop (it does not return
+        to Python, or blocks the signal): its engine is killed; the death is reported as
+        the timeout (engine_deaths.py) and a new engine takes its place."""
+        now = time.monotonic()
+        for engine in self.engines.values():
+            if not engine.timeouts or not engine.queue or engine.timed_out is not None:
+                continue
+            head = engine.queue[0]
+            limit = engine.timeouts.get(head)
+            if limit is not None and head not in engine.void \
+                    and now - engine.head_since > limit + KILL_AFTER:
+                engine.timed_out = head
+                engine.proc.kill()
 
     def _movable(self, engine: Engine, jid: str) -> bool:
         return jid not in self.after and jid not in engine.void
@@ -512,6 +534,8 @@ class EnginePool(EngineDeaths):
         void = job_id in engine.void
         if void:
             engine.void.discard(job_id)
+        if engine.timeouts:
+            engine.timeouts.pop(job_id, None)
         if engine.queue and engine.queue[0] == job_id:
             engine.queue.popleft()
             engine.head_since = time.monotonic()

@@ -54,6 +54,7 @@ class Recording:
                 if jid in self.bad_children:
                     self._fail(jid, self.bad_children.pop(jid), "", outcome)
                 elif self.graph.specs[jid].dynamic:
+                    self._release_held(jid)  # it returned: it holds nothing now
                     self.templates[jid] = outcome
                     self._apply(self.sched.handle(ev.Returned(jid)))
                 else:
@@ -68,10 +69,10 @@ class Recording:
                 for jid in outcome.job_ids:
                     if self.ahead is not None:  # what was sent ahead behind it
                         self._drop_ahead(self.ahead.requeued(jid))
-                    self.running.pop(jid, None)
+                    self._left(jid)
                     self.claimed.appendleft(jid)
             elif kind is DependencyLost:
-                self.running.pop(outcome.job_id, None)
+                self._left(outcome.job_id)
                 self._result_lost(outcome.dependency, outcome.job_id, outcome.why)
 
     def _define_children(self, children: list[ChildSpec]) -> None:
@@ -102,7 +103,7 @@ class Recording:
         self.store.define(entries)
 
     def _persist(self, jid: str, value: Any, out: JobReturned) -> None:
-        consumed, args, kwargs = self.running.pop(jid, ({}, (), {}))
+        consumed, args, kwargs = self._left(jid) or ({}, (), {})
         spec = self.graph.specs[jid]
         try:
             data = dumps_value(value)
@@ -112,7 +113,7 @@ class Recording:
             return
         record = RunRecord(spec.code_fp, spec.code_parts, spec.args_fp, consumed, result_fp,
                            _lazy_arg_fps(args, kwargs))
-        timing = out.timing.as_dict(self.sched.reasons.get(jid, ()))
+        timing = self._timing(jid, out.timing)
         if self.remote:  # engines will read it: write it before anyone is told
             sum_ = blobs.checksum(data)
             name = blobs.file_name(jid, sum_)
@@ -130,11 +131,11 @@ class Recording:
 
     def _stored_by_engine(self, out: JobStored) -> None:
         jid = out.job_id
-        consumed, args, kwargs = self.running.pop(jid, ({}, (), {}))
+        consumed, args, kwargs = self._left(jid) or ({}, (), {})
         spec = self.graph.specs[jid]
         record = RunRecord(spec.code_fp, spec.code_parts, spec.args_fp, consumed, out.result_fp,
                            _lazy_arg_fps(args, kwargs) if spec.func is not None else {})
-        timing = out.timing.as_dict(self.sched.reasons.get(jid, ()))
+        timing = self._timing(jid, out.timing)
         logs = (out.stdout, out.stderr)
         if out.data is not None:  # a small result: the store writes its file
             self.store.record_success(jid, record, out.data, timing, logs, out.checksum)
@@ -155,16 +156,54 @@ class Recording:
                 self.store.record_stored(jid, *pending)
 
     def _fail(self, jid: str, error: str, tb: str, out: JobReturned | JobRaised | None) -> None:
-        self.running.pop(jid, None)
+        self._left(jid)
+        actions = self.sched.handle(ev.Failed(jid, error))
+        if actions and type(actions[0]) is ev.Retry:
+            self._attempt_failed(actions[0], tb, out)
+            self._apply(actions[1:])
+            return
         self._record_failure(jid, error, tb, out)
-        self._apply(self.sched.handle(ev.Failed(jid, error)))
+        self._apply(actions)
+
+    def _attempt_failed(self, retry: ev.Retry, tb: str,
+                        out: JobReturned | JobRaised | None) -> None:
+        """An attempt failed and the job runs again (job_retries): the attempt is kept, to
+        be recorded with the job's last one; the job keeps its claim and queues again."""
+        jid = retry.job_id
+        timing = out.timing if out is not None else Timing()
+        self.attempts.setdefault(jid, []).append(
+            {"attempt": retry.attempt - 1, "error": retry.error, "traceback": tb,
+             **timing.as_dict()})
+        self.claimed.append(jid)
+        state = "stale" if self.sched.records.get(jid) is not None else "todo"
+        self.tell(jid, state, {"attempt": retry.attempt, "error": retry.error})
+
+    def _left(self, jid: str):
+        """The job no longer runs (it ended, or went back): what it held is let go."""
+        self._release_held(jid)
+        return self.running.pop(jid, None)
+
+    def _release_held(self, jid: str) -> None:
+        """The resources the job held are free again: the jobs that waited for them may
+        start (they keep their claims, first in line)."""
+        if self.holdings is not None and self.holdings.give_back(jid) and self.deferred:
+            self.claimed.extendleft(reversed(self.deferred))
+            self.deferred.clear()
+
+    def _timing(self, jid: str, timing: Timing) -> dict:
+        """The record of the job's last attempt, with its earlier ones (job_retries)."""
+        record = timing.as_dict(self.sched.reasons.get(jid, ()))
+        earlier = self.attempts.pop(jid, None)
+        if earlier:
+            record["attempts"] = earlier
+        return record
 
     def _record_failure(self, jid: str, error: str, tb: str,
                         out: JobReturned | JobRaised | None) -> None:
         timing = out.timing if out is not None else Timing()
         logs = (out.stdout, out.stderr) if out is not None else ("", "")
-        self.store.record_failure(jid, error, tb, timing.as_dict(self.sched.reasons.get(jid, ())),
-                                  logs, self.graph.specs.get(jid))
+        self.store.record_failure(jid, error, tb, self._timing(jid, timing), logs,
+                                  self.graph.specs.get(jid))
         self.tell(jid, "failed", {**_info(timing, *logs), "error": error, "traceback": tb})
 
     # -- reasons, asked by the scheduler ------------------------------------------------

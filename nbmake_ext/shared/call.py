@@ -12,6 +12,7 @@ import traceback
 from typing import TextIO
 
 from .dynamic import DynamicContext
+from .limits import JobTimedOut, environment, peak_memory, time_limit, timed_out_message
 from .outcomes import Call, JobRaised, JobReturned, Outcome, Timing
 
 
@@ -76,8 +77,13 @@ def run_call(call: Call, sink, echo: bool = False, engine: str = "kernel",
         args = (DynamicContext(call.job_id, sink), *args)
     saved = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = out, err
+    peak_memory.reset()
     try:
-        value = call.func(*args, **call.kwargs)
+        with environment(call.env), time_limit(call.timeout):
+            value = call.func(*args, **call.kwargs)
+    except JobTimedOut as exc:
+        return [_raised(call, exc, out, err, timing, t0, c0,
+                        error=timed_out_message(call.timeout or 0))]
     except (KeyboardInterrupt, SystemExit) as exc:
         if isinstance(exc, SystemExit) or (interrupted is not None and not interrupted()):
             return [_raised(call, exc, out, err, timing, t0, c0)]
@@ -90,9 +96,9 @@ def run_call(call: Call, sink, echo: bool = False, engine: str = "kernel",
     return [JobReturned(call.job_id, value, out.getvalue(), err.getvalue(), timing)]
 
 
-def _raised(call, exc, out, err, timing, t0, c0) -> JobRaised:
+def _raised(call, exc, out, err, timing, t0, c0, error: str = "") -> JobRaised:
     _finish(timing, t0, c0)
-    return JobRaised(call.job_id, error_line(exc), format_job_traceback(exc),
+    return JobRaised(call.job_id, error or error_line(exc), format_job_traceback(exc),
                      out.getvalue(), err.getvalue(), timing)
 
 
@@ -100,3 +106,4 @@ def _finish(timing: Timing, t0: float, c0: float) -> None:
     timing.duration = time.perf_counter() - t0
     timing.cpu = time.process_time() - c0
     timing.ended = timing.started + timing.duration
+    timing.peak_rss = peak_memory.peak()

@@ -18,6 +18,8 @@ class Call:
     args: tuple
     kwargs: dict
     dynamic: bool
+    timeout: float | None = None  # seconds (job_timeout)
+    env: dict[str, str] | None = None  # set while it runs (the GPUs it holds)
 
 
 @dataclass(slots=True)
@@ -27,10 +29,12 @@ class Timing:
     duration: float = 0.0
     cpu: float = 0.0
     engine: str = "kernel"
+    peak_rss: int = 0  # bytes: the most resident memory its process had while it ran
 
     def as_dict(self, reasons: tuple[str, ...] = ()) -> dict:
         return {"started": self.started, "ended": self.ended, "duration": self.duration,
-                "cpu": self.cpu, "engine": self.engine, "reasons": reasons}
+                "cpu": self.cpu, "engine": self.engine, "reasons": reasons,
+                "peak_rss": self.peak_rss}
 
 
 @dataclass(slots=True)
@@ -90,6 +94,9 @@ class RemoteJob:
     inline: dict[str, bytes] = field(default_factory=dict)  # results not in a file yet
     sources: bytes = b"{}"   # json {file: text}: the function's code only the kernel has
     after: tuple[str, ...] = ()  # (sent ahead) inputs its engine makes just before it
+    timeout: float | None = None  # seconds (job_timeout)
+    env: dict[str, str] | None = None  # set while it runs (the GPUs it holds)
+    resources: dict[str, float] | None = None  # what it holds while it runs (job_resources)
 
 
 @dataclass(slots=True)
