@@ -11,18 +11,20 @@ import dataclasses
 import os
 import weakref
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 from .core.graph import Graph
 from .core.jobspec import JobSpec
+from .core.options import parse_totals
 from .commands import engine_count
 from .errors import InvalidJob, JobsFailed, NbmakeError, UnknownTarget
 from .kernel.driver import Driver, RunReport
 from .kernel.inkernel import InKernelRunner
+from .kernel.machine import machine_totals
 from .kernel.observer import Observer
 from .promise import Promise
 from .queries import Details, JobRow, Queries  # noqa: F401  (JobRow, Details: re-exported)
-from .registration import code_of, function_blob, make_spec, payload
+from .registration import code_of, comp_spec, function_blob, payload
 from .store import Store, StoredJob
 
 DEFAULT_STORE = ".nbmake"
@@ -51,6 +53,8 @@ class Context(Queries):
         self.report: Callable[[str], None] = print
         self.validate = False  # scheduler self-checks after every event (tests switch it on)
         self._pool = None  # engines, started by the first parmake
+        # The resource totals of the latest parmake (core/options.py Totals), None before.
+        self.resource_totals: Mapping[str, float] | None = None
         self._closed = False
         _open_contexts.add(self)
 
@@ -60,27 +64,35 @@ class Context(Queries):
     # -- defining jobs --------------------------------------------------------------------
 
     def comp(self, func: Any, /, *args: Any, job_id: str | None = None, **kwargs: Any) -> Promise:
-        """Register ``func(*args, **kwargs)`` as a job; runs nothing. Returns its Promise."""
-        return self.register(make_spec(func, args, kwargs, job_id))
+        """Register ``func(*args, **kwargs)`` as a job; runs nothing. Returns its Promise.
+
+        Keywords that start with ``job_`` are the job's options, not the function's:
+        ``job_timeout=SECONDS``, ``job_retries=N``, ``job_resources={"gpus": 1, "mem":
+        "8GB", ...}`` (README, "Job options"). They are not part of its signature:
+        changing one never makes the job run again."""
+        return self.register(comp_spec(func, args, kwargs, job_id))
 
     def comp_dynamic(self, func: Any, /, *args: Any, job_id: str | None = None,
                      **kwargs: Any) -> Promise:
         """Like ``comp``, but ``func`` receives a context first and may define more jobs."""
-        return self.register(make_spec(func, args, kwargs, job_id, dynamic=True))
+        return self.register(comp_spec(func, args, kwargs, job_id, dynamic=True))
 
     def register(self, spec: JobSpec) -> Promise:
         """Register a job from its definition (``comp`` builds one with ``make_spec``;
         ``%%comp`` cells build their own). Runs nothing; recorded in the store at the next
         command, or at the end of the notebook cell."""
         function_blob(spec)  # an unpicklable function is an error now, not at make time
+        old = self.graph.specs.get(spec.job_id)
         try:
             outcome = self.graph.add(spec)
         except InvalidJob:
             if self._loaded or not any(d not in self.graph for d in spec.deps):
                 raise
             self._load()  # the dependency may be a stored job this process has not seen
+            old = self.graph.specs.get(spec.job_id)
             outcome = self.graph.add(spec)
-        if outcome != "same":
+        if outcome != "same" or old.options is not spec.options and old.options != spec.options:
+            # (the same definition with other options: stored anew, and nothing runs again)
             self._pending[spec.job_id] = spec
         self._registered[spec.job_id] = None
         return Promise(spec.job_id, self)
@@ -176,29 +188,42 @@ class Context(Queries):
         return self._run(ids, InKernelRunner(echo=echo), "make", observer=observer)
 
     def parmake(self, *targets: str, n: int | None = None, echo: bool = False,
-                dask: Any = None, observer: Observer | None = None) -> RunReport:
+                dask: Any = None, observer: Observer | None = None,
+                resources: Mapping[str, float | str] | None = None) -> RunReport:
         """Like make, on ``n`` engine processes (default: the number of CPUs). Engines start
         on first use and are reused by later parmakes. ``dask`` (a scheduler address or a
         ``distributed.Client``) runs the jobs on that Dask cluster instead. ``n`` must be
-        a whole number >= 1 (``BadUsage``, a ValueError, before anything runs)."""
+        a whole number >= 1 (``BadUsage``, a ValueError, before anything runs).
+
+        ``resources`` sets totals of the amounts the jobs running at once may hold
+        (``{"gpus": 2, "licence": 3, "mem": "64GB"}``); those it does not set are
+        ``cpus`` the number of engines, ``mem`` the machine's memory, ``gpus`` the GPUs
+        the kernel can see, any other 1. A name or an amount it cannot take is
+        ``BadUsage`` before anything runs."""
         if n is not None:
             n = engine_count(n, word=False)
+        given = parse_totals(resources)
         self.sync()
         ids = self._select(targets)
         if dask is not None:
             from .kernel.dask import DaskRunner
 
+            # A cluster's workers declare what they have: only the totals given count.
+            self.resource_totals = dict(given)
             runner = DaskRunner(dask, self.store.path, n=n, durable=self.store.durable)
             try:
-                return self._run(ids, runner, "parmake", observer=observer)
+                return self._run(ids, runner, "parmake", observer=observer,
+                                 resources=self.resource_totals)
             finally:
                 runner.close()
-        return self._run(ids, self._engines(n), "parmake", observer=observer)
+        n = n or os.cpu_count() or 1
+        self.resource_totals = machine_totals(n, given)
+        return self._run(ids, self._engines(n), "parmake", observer=observer,
+                         resources=self.resource_totals)
 
-    def _engines(self, n: int | None):
+    def _engines(self, n: int):
         from .kernel.pool import EnginePool
 
-        n = n or os.cpu_count() or 1
         if self._pool is None:
             self._pool = EnginePool(self.store.path, n, durable=self.store.durable)
         else:
@@ -220,12 +245,14 @@ class Context(Queries):
                          forced=dict.fromkeys(ids, "forced by remake"), observer=observer)
 
     def _run(self, ids: list[str], runner, command: str, forced: dict[str, str] | None = None,
-             observer: Observer | None = None) -> RunReport:
+             observer: Observer | None = None,
+             resources: Mapping[str, float] | None = None) -> RunReport:
         stored = self._stored
         forced = {**{j: st.forced for j, st in stored.items() if st.forced}, **(forced or {})}
         driver = Driver(self.store, self.graph, dict(stored), ids, runner, forced=forced,
                         command=command, validate=self.validate, observer=observer,
-                        lagging=self._lagging, read_at=self._stored_mark)
+                        lagging=self._lagging, read_at=self._stored_mark,
+                        resources=resources)
         report: RunReport | None = None
         try:
             report = driver.run()
@@ -305,10 +332,12 @@ def set_current_context(ctx: Context | None) -> None:
 
 
 def comp(func: Any, /, *args: Any, job_id: str | None = None, **kwargs: Any) -> Promise:
+    """``Context.comp`` on the current context (options ``job_timeout=``, ... included)."""
     return current_context().comp(func, *args, job_id=job_id, **kwargs)
 
 
 def comp_dynamic(func: Any, /, *args: Any, job_id: str | None = None, **kwargs: Any) -> Promise:
+    """``Context.comp_dynamic`` on the current context."""
     return current_context().comp_dynamic(func, *args, job_id=job_id, **kwargs)
 
 

@@ -61,6 +61,9 @@ class Details:
     stdout: str
     stderr: str
     reasons_last_run: list[str] = field(default_factory=list)
+    # the options that are set: "timeout" (seconds), "retries", "resources" ({name: amount},
+    # mem in bytes); empty when none is
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 class Queries:
@@ -114,7 +117,10 @@ class Queries:
         return {j: self._why(j, states, results) for j in job_ids}
 
     def definition(self, job_id: str) -> JobSpec:
-        """The job's definition as this context knows it."""
+        """The job's definition as this context knows it (its ``options`` included),
+        or as the store does when this context did not define it."""
+        if job_id not in self.graph:
+            self.sync()
         self._require(job_id)
         return self.graph.specs[job_id]
 
@@ -242,6 +248,7 @@ class Queries:
             else row.get("blocked_by"), traceback=row.get("traceback") or "",
             stdout=row.get("stdout") or "", stderr=row.get("stderr") or "",
             reasons_last_run=json.loads(row["reasons"]) if row.get("reasons") else [],
+            options=spec.options.as_dict(),
         )
 
     def stats(self, *targets: str) -> dict[str, dict]:
