@@ -26,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for cmd in COMMANDS.values():
         p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help,
-                           epilog="example:\n  " + cmd.example.replace("\n", "\n  "),
+                           epilog="example:\n  " + cmd.example.replace("\n", "\n  ")
+                           + (f"\n\n{cmd.notes}" if cmd.notes else ""),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         add_arguments(p, cmd)
     return parser

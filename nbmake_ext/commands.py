@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from .core.options import totals_from_text
 from .errors import BadUsage
 from .ui import text
 
@@ -23,6 +24,7 @@ class Arg:
     nargs: str | None = None
     action: str | None = None
     type_: type | None = None
+    metavar: str | None = None
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class Command:
     render: Callable[[Any, argparse.Namespace], str]
     args: tuple[Arg, ...] = field(default=())
     own_magic: bool = False         # also a line magic of its own (%make)
+    notes: str = ""                 # more for its help (%make?, nbmake make -h)
 
 
 TARGETS = Arg(("targets",), "job ids, shell-style globs (draw*), state words (todo stale "
@@ -103,9 +106,15 @@ def _observer(ns: argparse.Namespace) -> Any:
     return getattr(ns, "observer", None)  # the notebook's job board, when it shows one
 
 
+def parmake_resources(ns: argparse.Namespace) -> dict[str, float]:
+    """The totals ``--resources gpus=2,licence=3`` sets; ``BadUsage`` naming the culprit."""
+    return totals_from_text(getattr(ns, "resources", None))
+
+
 def _parmake(ctx: Any, ns: argparse.Namespace) -> Any:
     n, _ = parmake_words(ns)
-    return ctx.parmake(*targets_of("parmake", ns), n=n, dask=ns.dask, observer=_observer(ns))
+    return ctx.parmake(*targets_of("parmake", ns), n=n, dask=ns.dask, observer=_observer(ns),
+                       resources=parmake_resources(ns))
 
 
 def _show(ctx: Any, ns: argparse.Namespace) -> Any:
@@ -120,6 +129,17 @@ def _render_show(board: Any, ns: argparse.Namespace) -> str:
     return views.board_text(board)
 
 
+JOB_OPTIONS = """\
+Job options (keywords of comp and comp_dynamic; they never make a job run again):
+  job_timeout=SECONDS     a job still running after that long is stopped and failed
+  job_retries=N           a job that raises, or whose engine dies, runs up to N more times
+  job_resources={"cpus": 2, "mem": "8GB", "gpus": 1, "licence": 1}
+                          amounts the job holds while it runs; parmake starts a job only
+                          while what the running jobs hold fits in its totals
+                          (parmake --resources gpus=2,licence=3)
+In a %%comp cell they are flags: %%comp fit --timeout 600 --retries 2 --mem 8GB --gpus 1
+--cpus 2 --resource licence=1. Memory: 8GB, 512MB (decimal), 1.5GiB (binary) or bytes."""
+
 COMMANDS: dict[str, Command] = {c.name: c for c in [
     Command("make", "run every job the targets need that is not up to date, one at a time",
             "make            # in a notebook its own jobs; in a shell every job\n"
@@ -127,15 +147,20 @@ COMMANDS: dict[str, Command] = {c.name: c for c in [
             "make report     # what 'report' needs\nmake 'fit-*' failed",
             lambda ctx, ns: ctx.make(*targets_of("make", ns), echo=ns.echo,
                                      observer=_observer(ns)), _report,
-            (TARGETS, ECHO), True),
+            (TARGETS, ECHO), True, JOB_OPTIONS),
     Command("parmake", "the same as make, on N engine processes (default: one per CPU)",
             "parmake 8            # 8 engines\nparmake n=4 'fit-*'\n"
+            "parmake 8 --resources gpus=2,licence=3\n"
             "parmake --dask tcp://10.0.0.5:8786",
             _parmake, _report,
             (Arg(("targets",), "[N | n=N] (N a whole number >= 1), then targets: "
                  + TARGETS.help, nargs="*"), Arg(("-n",), "number of engines", type_=int),
              Arg(("--dask",), "run on the Dask distributed cluster at this scheduler address "
-                 "(tcp://host:8786) instead of local engines")), True),
+                 "(tcp://host:8786) instead of local engines"),
+             Arg(("--resources",), "NAME=AMOUNT,...: totals of the resources the jobs "
+                 "running at once may hold (gpus=2,licence=3,mem=64GB); unset: cpus = the "
+                 "number of engines, mem = the machine's memory, gpus = the GPUs the kernel "
+                 "can see, any other name 1", metavar="NAME=AMOUNT,...")), True, JOB_OPTIONS),
     Command("remake", "force the targets to run again, then make what depends on them",
             "remake 'draw*'",
             lambda ctx, ns: ctx.remake(*ns.targets, echo=ns.echo, observer=_observer(ns)), _report,
@@ -173,6 +198,8 @@ def argparse_kwargs(arg: Arg) -> dict[str, Any]:
         kwargs["action"] = arg.action
     if arg.type_ is not None:
         kwargs["type"] = arg.type_
+    if arg.metavar is not None:
+        kwargs["metavar"] = arg.metavar
     return kwargs
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import cloudpickle
 
 from .core.jobspec import JobSpec, default_job_id
+from .core.options import NO_OPTIONS, JobOptions, parse_options, split_options
 from .errors import InvalidJob
 from .fingerprint import CodeFingerprint, Unpicklable, code_fingerprint, function_label, scan_args
 
@@ -42,9 +43,12 @@ def _label(func: Any) -> tuple[str, str]:
 
 def make_spec(func: Any, args: tuple, kwargs: dict, job_id: str | None = None,
               parent: str | None = None, dynamic: bool = False, *,
-              code: CodeFingerprint | None = None, label: str | None = None) -> JobSpec:
+              code: CodeFingerprint | None = None, label: str | None = None,
+              options: dict[str, Any] | JobOptions | None = None) -> JobSpec:
     """``code`` and ``label`` replace the function's own fingerprint and name (a
-    ``%%comp`` cell's code is its cell, not the runner that executes it)."""
+    ``%%comp`` cell's code is its cell, not the runner that executes it). ``options``:
+    the ``job_`` keywords of ``comp`` (``options.split_options`` takes them out of the
+    function's), checked once the job's id is known, or ``JobOptions`` already made."""
     if not callable(func):
         raise InvalidJob(job_id or "?", f"{func!r} is not callable; comp() takes a function first")
     if job_id is not None and (not isinstance(job_id, str) or not job_id.strip()):
@@ -58,9 +62,21 @@ def make_spec(func: Any, args: tuple, kwargs: dict, job_id: str | None = None,
     except Unpicklable as exc:
         raise InvalidJob(job_id or f"{name}(...)", str(exc)) from None
     jid = job_id or default_job_id(name, label, args_fp, parent)
+    if options is not None and not isinstance(options, JobOptions):
+        options = parse_options(jid, options)
     code = code or code_of(func)
     return JobSpec(jid, label, code.digest, code.parts, args_fp, deps, parent, dynamic,
-                   func, args, kwargs or _NO_KWARGS)
+                   func, args, kwargs or _NO_KWARGS, options=options or NO_OPTIONS)
+
+
+def comp_spec(func: Any, args: tuple, kwargs: dict, job_id: str | None = None,
+              parent: str | None = None, dynamic: bool = False) -> JobSpec:
+    """``make_spec`` for ``comp`` and ``comp_dynamic``: their keywords that start with
+    ``job_`` are the job's options, and never reach the function."""
+    options = None
+    if kwargs:
+        kwargs, options = split_options(kwargs)
+    return make_spec(func, args, kwargs, job_id, parent, dynamic, options=options)
 
 
 # The keyword arguments of every job called without any (never changed: read, pickled

@@ -223,6 +223,34 @@ CASES = [
     Case("unknown job nested in a dict key",
          lambda c, t: c.comp(identity, {Promise("nope"): 1}, job_id="needs-nope"),
          InvalidJob, ["'needs-nope'", "unknown job 'nope'"]),
+    # -- job options (keywords starting with job_) -------------------------------------------
+    Case("job_timeout=-1", lambda c, t: c.comp(load, 1, job_timeout=-1),
+         InvalidJob, ["'load-", "job_timeout=-1", "seconds > 0"]),
+    Case("job_timeout=0 with an id", lambda c, t: c.comp(load, 1, job_id="slow", job_timeout=0),
+         InvalidJob, ["'slow'", "job_timeout=0", "seconds > 0"]),
+    Case("job_timeout as text", lambda c, t: c.comp(load, 1, job_timeout="10m"),
+         InvalidJob, ["'load-", "job_timeout='10m'"]),
+    Case("job_retries=-1", lambda c, t: c.comp(load, 1, job_retries=-1),
+         InvalidJob, ["'load-", "job_retries=-1", "whole number >= 0"]),
+    Case("job_retries=True", lambda c, t: c.comp(load, 1, job_retries=True),
+         InvalidJob, ["job_retries=True", "whole number >= 0"]),
+    Case("job_retries=1.5", lambda c, t: c.comp_dynamic(load, job_id="dyn", job_retries=1.5),
+         InvalidJob, ["'dyn'", "job_retries=1.5"]),
+    Case("negative resource", lambda c, t: c.comp(load, 1, job_resources={"gpus": -1}),
+         InvalidJob, ["'load-", "job_resources=", "'gpus'", "-1"]),
+    Case("memory that is no size", lambda c, t: c.comp(load, 1, job_resources={"mem": "lots"}),
+         InvalidJob, ["'load-", "'mem'", "'lots'", "8GB"]),
+    Case("resources not a dict", lambda c, t: c.comp(load, 1, job_resources=["gpus"]),
+         InvalidJob, ["'load-", "job_resources=['gpus']", "dict"]),
+    Case("unknown job_ keyword", lambda c, t: c.comp(load, 1, job_xyz=1),
+         InvalidJob, ["'load-", "unknown keyword job_xyz", "job_timeout, job_retries, "
+                                                             "job_resources"]),
+    Case("unknown job_ keyword to comp_dynamic",
+         lambda c, t: c.comp_dynamic(load, job_id="dyn", job_priority=1),
+         InvalidJob, ["'dyn'", "unknown keyword job_priority"]),
+    Case("bad option redefining a made job",
+         lambda c, t: c.comp(load, 7, job_id="keeper", job_timeout=-5),
+         InvalidJob, ["'keeper'", "job_timeout=-5"]),
     # -- commands ---------------------------------------------------------------------------
     Case("make an unknown job", lambda c, t: c.make("nope"), UnknownTarget, ["'nope'"]),
     Case("make: suggestion for a typo", lambda c, t: c.make("keepr"), UnknownTarget,
@@ -252,6 +280,16 @@ CASES = [
     *[Case(f"ctx.parmake(n={n!r})", lambda c, t, n=n: c.parmake(n=n), BadUsage,
            ["whole number >= 1", repr(n)])
       for n in [0, -3, 1.5, "2", True]],
+    # -- parmake --resources NAME=AMOUNT,...: amounts >= 0 -----------------------------------
+    *[Case(f"parmake --resources {text}",
+           lambda c, t, w=text: _parmake_line(c, "--resources", w, "1"),
+           BadUsage, ["resources", bad])
+      for text, bad in [("licence=x", "'x'"), ("gpus", "NAME=AMOUNT"), ("gpus=-1", "'-1'"),
+                        ("mem=lots", "'lots'"), ("a b=1", "resource name")]],
+    *[Case(f"ctx.parmake(resources={value!r})",
+           lambda c, t, v=value: c.parmake(n=1, resources=v), BadUsage, ["resources", bad])
+      for value, bad in [({"licence": "x"}, "'x'"), ({"gpus": -1}, "-1"),
+                         ({"mem": "lots"}, "'lots'"), ("gpus=2", "'gpus=2'")]],
     # -- stores that cannot be written ------------------------------------------------------
     Case("store path under a file", lambda c, t: Context(t / "plain-file" / "s"),
          StoreError, ["cannot open the store", "plain-file"], setup=lambda c, t: _file(t)),

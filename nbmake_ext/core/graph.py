@@ -33,11 +33,14 @@ class Graph:
         return self.specs[job_id]
 
     def add(self, spec: JobSpec) -> AddOutcome:
-        """Add or redefine a job. Same definition: a no-op. Raises InvalidJob on a cycle."""
+        """Add or redefine a job. Same definition: a no-op, but for new options (they are
+        not part of the definition: the job keeps its result). Raises InvalidJob on a
+        cycle."""
         old = self.specs.get(spec.job_id)
         if old is not None and old.def_fp == spec.def_fp and old.deps == spec.deps:
-            if spec.func is not None and old.func is None:
-                self.specs[spec.job_id] = spec  # keep the richer in-process definition
+            if spec.func is not None and old.func is None or (
+                    old.options is not spec.options and old.options != spec.options):
+                self.specs[spec.job_id] = spec  # the richer in-process definition; options
             return "same"
         if spec.job_id in spec.deps:
             raise InvalidJob(spec.job_id, "depends on itself")

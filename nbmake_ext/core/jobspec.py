@@ -6,6 +6,8 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from .options import NO_OPTIONS, JobOptions
+
 
 def short_hash(*parts: str, n: int = 8) -> str:
     h = hashlib.blake2b(digest_size=16)
@@ -23,7 +25,9 @@ def default_job_id(name: str, function_label: str, args_fp: str, parent: str | N
 @dataclass(slots=True)
 class JobSpec:
     """One job's definition. The core reads only the fingerprint fields; the payload
-    (``func``, ``args``, ``kwargs``) rides along for the runners."""
+    (``func``, ``args``, ``kwargs``) rides along for the runners, and so do the
+    ``options`` (timeout, retries, resources), which are not part of ``def_fp``: changing
+    them never makes a job run again."""
 
     job_id: str
     function: str                     # "module.qualname", for display and `stats`
@@ -37,6 +41,7 @@ class JobSpec:
     args: tuple = ()
     kwargs: dict = field(default_factory=dict)
     def_fp: str = ""
+    options: JobOptions = NO_OPTIONS
 
     def __post_init__(self) -> None:
         if not self.def_fp:

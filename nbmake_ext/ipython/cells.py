@@ -7,6 +7,7 @@ import builtins
 from typing import Any
 
 from ..context import Context
+from ..core.options import NO_OPTIONS, JobOptions
 from ..errors import InvalidJob
 from ..fingerprint import cell_fingerprint
 from ..promise import Promise
@@ -36,8 +37,9 @@ class Cells:
 
     # -- defining -----------------------------------------------------------------------
 
-    def define(self, job_id: str | None, source: str) -> str:
-        """Register the cell as a job, then bind its outputs. Returns the job id."""
+    def define(self, job_id: str | None, source: str, options: JobOptions = NO_OPTIONS) -> str:
+        """Register the cell as a job (with ``options``: its ``%%comp`` flags), then bind
+        its outputs. Returns the job id."""
         try:
             compile(source, "<%%comp>", "exec")  # also what parses but cannot run: `return`
             names = cellcode.analyse(source)
@@ -54,7 +56,7 @@ class Cells:
             if not isinstance(value, Promise):
                 captured[name] = value
         spec = make_spec(CellJob(job_id, source, names.outputs, captured), (), inputs, job_id,
-                         label="cell")
+                         label="cell", options=options)
         self.ctx.register(spec)
         for name, owner in list(self.owner.items()):
             if owner == job_id and name not in names.outputs:

@@ -7,6 +7,7 @@ kernel's session.
 
 from __future__ import annotations
 
+import argparse
 import inspect
 import shlex
 from typing import TYPE_CHECKING
@@ -16,7 +17,11 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.display import display
 
-from ..commands import BOARD_COMMANDS, COMMANDS, Command, argparse_kwargs, parmake_words
+from ..commands import (BOARD_COMMANDS, COMMANDS, Command, argparse_kwargs, parmake_resources,
+                        parmake_words)
+from ..core.options import (CPUS, GPUS, MEM, NO_OPTIONS, JobOptions, OptionError,
+                            amount_from_text, assignment, parse_size, retries_from_text,
+                            timeout_from_text)
 from ..errors import BadUsage
 from ..ui import views
 
@@ -40,6 +45,8 @@ def _build_magic(command: Command, run):
     magic.__name__ = command.name
     magic.__doc__ = (f"{command.help}.\n\nExample::\n\n    %"
                      + command.example.replace("\n", "\n    %") + "\n")
+    if command.notes:
+        magic.__doc__ += "\n" + command.notes + "\n"
     for arg in reversed(command.args):
         magic = magic_arguments.argument(*arg.flags, **argparse_kwargs(arg))(magic)
     return magic_arguments.magic_arguments()(magic)
@@ -60,7 +67,7 @@ def _usage(command: Command) -> str:
     for arg in sorted(command.args, key=lambda a: not a.flags[0].startswith("-")):
         name = arg.flags[0]
         if name.startswith("-"):
-            value = "" if arg.action else f" {name.lstrip('-').upper()}"
+            value = "" if arg.action else f" {arg.metavar or name.lstrip('-').upper()}"
             words.append(f"[{name}{value}]")
         elif arg.nargs == "*":
             words.append(f"[{name.upper()} ...]")
@@ -79,6 +86,23 @@ def _nbmake_doc() -> str:
             "Commands::\n\n" + "\n".join(lines) + "\n\nExample::\n\n"
             "    %nbmake ls failed\n    %nbmake why report\n    %nbmake details fit-3\n"
             "    %nbmake store /data/project/.nbmake\n")
+
+
+def _flag(parse):
+    """An argparse type from a parser of core/options.py: its complaint names the flag."""
+
+    def convert(text: str):
+        try:
+            return parse(text)
+        except OptionError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = parse.__name__
+    return convert
+
+
+def _amount(name: str):
+    return _flag(lambda text: amount_from_text(name, text))
 
 
 @magics_class
@@ -127,6 +151,7 @@ class NbmakeMagics(Magics):
         if command.name == "parmake":
             try:
                 parmake_words(args)  # `%parmake 0`: a usage error before anything runs
+                parmake_resources(args)
             except BadUsage as exc:
                 raise UsageError(str(exc)) from None
         self.session.choose_scope(command, args)
@@ -144,20 +169,64 @@ class NbmakeMagics(Magics):
             display(view)
         return None
 
+    @magic_arguments.magic_arguments(name="%comp")  # the usage line reads %%comp
+    @magic_arguments.argument("job_id", nargs="?", metavar="JOB_ID",
+                              help="the job's id (default: cell- and the names it binds)")
+    @magic_arguments.argument("--timeout", metavar="SECONDS", type=_flag(timeout_from_text),
+                              help="stop the job and fail it if it runs longer than this")
+    @magic_arguments.argument("--retries", metavar="N", type=_flag(retries_from_text),
+                              help="run it up to N more times when it raises or its "
+                                   "engine dies")
+    @magic_arguments.argument("--mem", metavar="SIZE", type=_flag(parse_size),
+                              help="memory it holds while it runs: 8GB, 512MB (decimal), "
+                                   "1.5GiB (binary) or bytes")
+    @magic_arguments.argument("--gpus", metavar="N", type=_amount(GPUS),
+                              help="GPUs it holds while it runs")
+    @magic_arguments.argument("--cpus", metavar="N", type=_amount(CPUS),
+                              help="CPUs it holds while it runs")
+    @magic_arguments.argument("--resource", metavar="NAME=AMOUNT", action="append",
+                              type=_flag(assignment), default=[],
+                              help="an amount of any resource it holds while it runs "
+                                   "(licence=1); repeat for more")
     @cell_magic
     def comp(self, line: str, cell: str):
         """Make this cell a job: its outputs are the names it binds, its inputs the names
         it reads (outputs of other %%comp cells and Promises are dependencies; other
         values are captured). The cell runs at the next make; until then its outputs
-        are Promises, after it they are the values.
+        are Promises, after it they are the values. The flags are the job's options
+        (never a reason to run it again): what ``job_timeout``, ``job_retries`` and
+        ``job_resources`` are to ``comp``.
 
         Example::
 
-            %%comp fit
+            %%comp fit --timeout 600 --retries 2 --mem 8GB --gpus 1
             model = fit(data, alpha)
             score = evaluate(model)
         """
-        words = line.split()
-        if len(words) > 1:
-            raise UsageError(f"usage: %%comp [JOB_ID] (one word, got {line.strip()!r})")
-        self.session.cells.define(words[0] if words else None, cell)
+        job_id, options = comp_flags(self.comp, line)
+        self.session.cells.define(job_id, cell, options)
+
+
+def comp_flags(magic, line: str) -> tuple[str | None, JobOptions]:
+    """The job id and the options of a ``%%comp`` line; ``UsageError`` naming a bad flag."""
+    try:
+        words = shlex.split(line)
+    except ValueError as exc:
+        raise UsageError(f"{exc}: {line}") from None
+    args, extra = magic.parser.parse_known_args(words)
+    if extra:
+        if any(w.startswith("-") for w in extra):
+            raise UsageError(f"%%comp: unrecognized arguments: {' '.join(extra)} (flags: "
+                             "--timeout --retries --mem --gpus --cpus --resource)")
+        raise UsageError(f"usage: %%comp [JOB_ID] [--timeout SECONDS] ... (one word for "
+                         f"the id, got {line.strip()!r})")
+    resources: dict[str, float] = {}
+    given = [(MEM, args.mem), (GPUS, args.gpus), (CPUS, args.cpus), *args.resource]
+    for name, amount in given:
+        if amount is None:
+            continue
+        if name in resources:
+            raise UsageError(f"%%comp: the resource {name!r} is given twice")
+        resources[name] = amount
+    options = JobOptions(args.timeout, args.retries or 0, dict(sorted(resources.items())))
+    return args.job_id, options if options else NO_OPTIONS

@@ -13,7 +13,7 @@ import time
 import warnings
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 from ..core import events as ev
 from ..core.ahead import Ahead
@@ -80,8 +80,11 @@ class Driver(Recording, SendAhead):
                  targets: list[str], runner: Runner, *, forced: dict[str, str] | None = None,
                  command: str = "make", validate: bool = False,
                  observer: Observer | None = None, lagging: set[str] | None = None,
-                 read_at: tuple | None = None):
+                 read_at: tuple | None = None, resources: Mapping[str, float] | None = None):
         self.store = store
+        # What the jobs running at once may hold in all (a parmake's totals, see
+        # core/options.py; a name missing from a Totals has 1); None: no limit (make).
+        self.resource_totals = resources
         # When ``stored`` was read (Store.activity): until another store opens, what this
         # make claims cannot have changed since, and needs no second look.
         self.read_at = read_at

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ..promise import Promise
-from ..registration import make_spec
+from ..registration import comp_spec
 from .outcomes import ChildSpec
 
 
@@ -18,6 +18,7 @@ class DynamicContext:
         self._sink = sink
 
     def comp(self, func: Any, /, *args: Any, job_id: str | None = None, **kwargs: Any) -> Promise:
+        """As ``comp`` in a notebook, options (``job_timeout=``, ...) included."""
         return self._define(func, args, kwargs, job_id, dynamic=False)
 
     def comp_dynamic(self, func: Any, /, *args: Any, job_id: str | None = None,
@@ -25,7 +26,7 @@ class DynamicContext:
         return self._define(func, args, kwargs, job_id, dynamic=True)
 
     def _define(self, func, args, kwargs, job_id, dynamic) -> Promise:
-        spec = make_spec(func, args, kwargs, job_id, parent=self.job_id, dynamic=dynamic)
+        spec = comp_spec(func, args, kwargs, job_id, parent=self.job_id, dynamic=dynamic)
         self._sink(ChildSpec(spec))
         return Promise(spec.job_id)
 

@@ -6,7 +6,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 
 JOBS = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -19,7 +19,8 @@ CREATE TABLE IF NOT EXISTS jobs (
   deps        TEXT NOT NULL,            -- json list of job ids
   def_fp      TEXT NOT NULL,
   func_key    TEXT,                     -- -> functions
-  payload     BLOB                      -- pickled (args, kwargs)
+  payload     BLOB,                     -- the pickled args and kwargs
+  options     TEXT                      -- json of its options (core/options.py), NULL: none
 )"""
 
 SCHEMA = JOBS + """;
@@ -53,6 +54,7 @@ CREATE TABLE IF NOT EXISTS results (job_id TEXT PRIMARY KEY, data BLOB NOT NULL)
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 """
 
+# The columns of a definition in every version (options came with version 3).
 DEFINITION = ("job_id", "function", "parent", "dynamic", "code_fp", "args_fp", "deps",
               "def_fp", "func_key", "payload")
 OUTCOME = ("state", "forced", "r_code_fp", "r_args_fp", "r_arg_fps", "r_dep_fps",
@@ -100,7 +102,10 @@ def init_schema(conn: sqlite3.Connection) -> None:
         row = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
         version = row[0] if row else SCHEMA_VERSION
         if version == "1":
-            _from_version_1(conn)
+            _from_version_1(conn)  # makes the jobs table of the latest version
+            version = SCHEMA_VERSION
+        if version == "2":
+            _from_version_2(conn)
             version = SCHEMA_VERSION
         conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (version,))
     except BaseException:
@@ -139,3 +144,8 @@ def _from_version_1(conn: sqlite3.Connection) -> None:
     conn.execute(f"INSERT INTO jobs ({', '.join(DEFINITION)})"
                  f" SELECT {', '.join(map(column, DEFINITION))} FROM jobs_version_1")
     conn.execute("DROP TABLE jobs_version_1")
+
+
+def _from_version_2(conn: sqlite3.Connection) -> None:
+    """Version 2 had no job options: every job it holds has none (NULL)."""
+    conn.execute("ALTER TABLE jobs ADD COLUMN options TEXT")

@@ -8,6 +8,8 @@ import sqlite3
 from typing import Any, Callable
 
 from ..core.jobspec import JobSpec, RunRecord
+from ..core.options import NO_OPTIONS
+from ..core.options import to_json as options_json
 from ..errors import StoreError
 from . import blobs
 from .parts import _Parts
@@ -186,14 +188,16 @@ def _write_definitions(conn: sqlite3.Connection,
     _remember_code(conn, {s.code_fp: s.code_parts for s, _, _, _ in entries})
     conn.executemany(
         "INSERT INTO jobs (job_id, function, parent, dynamic, code_fp,"
-        " args_fp, deps, def_fp, func_key, payload) VALUES (?,?,?,?,?,?,?,?,?,?)"
+        " args_fp, deps, def_fp, func_key, payload, options) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
         " ON CONFLICT(job_id) DO UPDATE SET function=excluded.function,"
         " parent=excluded.parent, dynamic=excluded.dynamic, code_fp=excluded.code_fp,"
         " args_fp=excluded.args_fp, deps=excluded.deps,"
-        " def_fp=excluded.def_fp, func_key=excluded.func_key, payload=excluded.payload",
+        " def_fp=excluded.def_fp, func_key=excluded.func_key, payload=excluded.payload,"
+        " options=excluded.options",
         [(s.job_id, s.function, s.parent, int(s.dynamic), s.code_fp, s.args_fp,
           json.dumps(list(s.deps)) if s.deps else "[]",
-          s.def_fp, key, payload) for s, key, _, payload in entries],
+          s.def_fp, key, payload, None if s.options is NO_OPTIONS else options_json(s.options))
+         for s, key, _, payload in entries],
     )
 
 

@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterable, Iterator
 import cloudpickle
 
 from ..core.jobspec import JobSpec, RunRecord
+from ..core.options import NO_OPTIONS, from_json
 from ..errors import NotDone, StoreError
 from . import blobs, db
 from .results import INLINE, INLINE_MAX, checked_row, is_inline
@@ -59,7 +60,8 @@ class StoredJob:
 
     __slots__ = ("job_id", "record", "state", "forced", "error", "blocked_by", "duration",
                  "func_key", "ended", "r_file", "r_checksum", "_function", "_parent",
-                 "_dynamic", "_code_fp", "_args_fp", "_deps", "_def_fp", "_spec", "_store")
+                 "_dynamic", "_code_fp", "_args_fp", "_deps", "_def_fp", "_options", "_spec",
+                 "_store")
 
     def __init__(self, job_id, record, state, forced, error, blocked_by, duration, func_key,
                  ended, r_file, r_checksum, row, store):
@@ -67,12 +69,18 @@ class StoredJob:
         self.error, self.blocked_by, self.duration = error, blocked_by, duration
         self.func_key, self.ended, self.r_file, self.r_checksum = func_key, ended, r_file, r_checksum
         (self._function, self._parent, self._dynamic, self._code_fp, self._args_fp,
-         self._deps, self._def_fp) = row
+         self._deps, self._def_fp, self._options) = row
         self._spec, self._store = None, store
 
     def same_definition(self, spec: JobSpec) -> bool:
-        """Whether ``spec`` is what is stored (without building the stored JobSpec)."""
+        """Whether ``spec`` is what is stored (without building the stored JobSpec),
+        options included."""
         if self._def_fp != spec.def_fp or self.func_key is None:
+            return False
+        if spec.options is NO_OPTIONS:
+            if self._options is not None:
+                return False
+        elif from_json(self._options) != spec.options:
             return False
         deps = self._deps
         if deps == "[]":  # most jobs: no dependency, nothing to decode
@@ -85,7 +93,7 @@ class StoredJob:
             self._spec = JobSpec(self.job_id, self._function, self._code_fp,
                                  _Parts(self._store, _CODE_PARTS, self._code_fp), self._args_fp,
                                  tuple(_loads(self._deps)), self._parent, bool(self._dynamic),
-                                 def_fp=self._def_fp)
+                                 def_fp=self._def_fp, options=from_json(self._options))
         return self._spec
 
 
@@ -165,7 +173,7 @@ class Store(_Recording):
         " CASE WHEN o.r_args_fp = j.args_fp THEN 1 ELSE o.r_args_fp END," \
         " CASE o.r_dep_fps WHEN '{}' THEN 1 ELSE o.r_dep_fps END, o.r_result_fp," \
         " CASE o.r_file WHEN ':db' THEN 1 ELSE o.r_file END, o.error," \
-        " o.blocked_by, o.duration, o.ended, o.r_checksum, o.r_size, o.r_mtime" \
+        " o.blocked_by, o.duration, o.ended, o.r_checksum, o.r_size, o.r_mtime, j.options" \
         " FROM jobs AS j LEFT JOIN outcomes AS o ON o.job_id = j.job_id"
 
     def snapshot(self) -> dict[str, StoredJob]:
@@ -216,7 +224,7 @@ class Store(_Recording):
         code_parts: dict[str, _Parts] = {}
         for (jid, function, parent, dynamic, code_fp, args_fp, deps, def_fp, func_key,
              state, forced, r_code_fp, r_args_fp, r_dep_fps, r_result_fp, r_file, error,
-             blocked_by, duration, ended, r_checksum, r_size, r_mtime) in rows:
+             blocked_by, duration, ended, r_checksum, r_size, r_mtime, options) in rows:
             code_fp = share(code_fp, code_fp)
             if deps == 1:
                 deps = "[]"
@@ -239,7 +247,8 @@ class Store(_Recording):
                                  share(func_key, func_key), ended, share(r_file, r_file),
                                  r_checksum,
                                  (share(function, function), share(parent, parent), dynamic,
-                                  code_fp, args_fp, share(deps, deps), def_fp), self)
+                                  code_fp, args_fp, share(deps, deps), def_fp,
+                                  share(options, options)), self)
         return out
 
     def details(self, job_id: str) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any, Iterable, Sequence
 
+from ..core.options import JobOptions, describe
 from ..core.states import STATES
 
 
@@ -64,6 +65,13 @@ def render_why(job_id: str, reasons: list[str]) -> str:
     return "\n".join([f"{job_id} is not up to date:"] + [f"  - {r}" for r in reasons])
 
 
+def options_lines(d: Any) -> list[tuple[str, str]]:
+    """(label, text) of each option of a job's ``details`` that is set."""
+    given = getattr(d, "options", None) or {}
+    return describe(JobOptions(given.get("timeout"), given.get("retries", 0),
+                               given.get("resources") or {}))
+
+
 def render_details(d: Any) -> str:
     lines = [
         f"job        {d.job_id}",
@@ -76,6 +84,8 @@ def render_details(d: Any) -> str:
         lines.append(f"children   {', '.join(d.children)}")
     lines.append(f"depends on {', '.join(d.dependencies) or '-'}")
     lines.append(f"needed by  {', '.join(d.dependents) or '-'}")
+    for label, value in options_lines(d):
+        lines.append(f"{label:<10} {value}")
     if d.started:
         lines.append(f"last run   {when(d.started)}, took {seconds(d.duration)}"
                      f" (cpu {seconds(d.cpu)}) on {d.engine or 'kernel'}")

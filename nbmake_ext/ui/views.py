@@ -77,6 +77,7 @@ def details_view(d: Any) -> View:
     fields += [("depends on", escape(", ".join(d.dependencies) or "-")),
                ("needed by", escape(", ".join(d.dependents) or "-")),
                ("why", escape("; ".join(d.why) or "up to date"))]
+    fields += [(label, escape(value)) for label, value in text.options_lines(d)]
     if d.started:
         fields.append(("last run", f"{text.when(d.started)}, {text.seconds(d.duration)}"
                                    f" on {escape(d.engine or 'kernel')}"))

@@ -294,6 +294,48 @@ def test_printed_output_goes_to_the_jobs_log(nb):
     assert "--- stdout\nhello from the cell" in details
 
 
+def test_comp_flags_are_options_shown_by_details_and_never_a_reason_to_run(nb):
+    nb.ok(HELPERS)
+    nb.ok("%%comp --timeout 5 --retries 1 --mem 1GB\nlogged('x')\nx = 6 * 7")
+    details = nb.ok("%nbmake details cell-x").text
+    assert "\ntimeout    5 s\n" in details and "\nretries    1\n" in details
+    assert "\nresources  mem=1 GB\n" in details
+    assert summary(nb.ok("%make")).startswith("make: 1 done")
+    # other flags: recorded, and the job stays up to date
+    nb.ok("%%comp --timeout 60 --gpus 1 --resource licence=2\nlogged('x')\nx = 6 * 7")
+    assert summary(nb.ok("%make")).startswith("make: 0 done, 1 up to date")
+    assert runs(nb) == ["x"] and nb.ok("x").value == "42"
+    details = nb.ok("%nbmake details cell-x").text
+    assert "\ntimeout    60 s\n" in details and "retries" not in details
+    assert "\nresources  gpus=1, licence=2\n" in details
+    options = nb.ok("current_context().details('cell-x').options").value
+    assert options == "{'timeout': 60.0, 'resources': {'gpus': 1, 'licence': 2}}"
+
+
+@pytest.mark.parametrize("flags, shown", [
+    ("--timeout soon", "argument --timeout: needs a number of seconds > 0, not 'soon'"),
+    ("--mem lots", "argument --mem: needs an amount of memory"),
+    ("--resource licence", "argument --resource: needs NAME=AMOUNT, not 'licence'"),
+    ("--priority 3", "unrecognized arguments: --priority"),
+])
+def test_a_bad_comp_flag_is_a_usage_error_naming_it(nb, flags, shown):
+    reply = nb.fails(f"%%comp {flags}\ny = 1")
+    assert "UsageError" in reply.text and shown in reply.text, reply
+    assert "no jobs" in nb.ok("%nbmake ls").text
+
+
+def test_parmake_takes_resource_totals(nb):
+    nb.ok(HELPERS + "a = comp(double, 1, job_id='a', job_resources={'licence': 1})")
+    reply = nb.fails("%parmake 2 --resources licence=x")
+    assert "UsageError: parmake --resources licence=x: licence: needs a number >= 0, " \
+           "not 'x'" in reply.text, reply
+    assert runs(nb) == [] and "todo" in nb.ok("%nbmake ls a").text
+    reply = nb.ok("%parmake 2 --resources licence=3")
+    assert re.search(r"^parmake: 1 done", reply.text, re.M), reply
+    totals = nb.ok("t = current_context().resource_totals\n(t['cpus'], t['licence'])").value
+    assert totals == "(2, 3)"
+
+
 def test_edited_cell_redefines_the_job_and_why_says_what_changed(nb):
     nb.ok(HELPERS + "k = 2\ndef helper(v):\n    return v * 3")
     cell = "%%comp\nlogged('r')\nr = helper(k) + {}"

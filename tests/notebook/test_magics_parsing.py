@@ -15,7 +15,8 @@ from IPython.testing.globalipapp import start_ipython
 from nbmake_ext import current_context
 from nbmake_ext.commands import COMMANDS
 from nbmake_ext.ipython import extension
-from nbmake_ext.ipython.magics import NbmakeMagics, parse
+from nbmake_ext.core.options import NO_OPTIONS, JobOptions
+from nbmake_ext.ipython.magics import NbmakeMagics, comp_flags, parse
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -89,6 +90,98 @@ def test_parmake_reads_n_and_targets(ip, line, n, targets):
 def test_comp_takes_one_job_id(ip):
     with pytest.raises(UsageError, match="one word"):
         ip.run_cell_magic("comp", "two words", "x = 1")
+
+
+@pytest.mark.parametrize("line, job_id, options", [
+    ("", None, JobOptions()),
+    ("fit", "fit", JobOptions()),
+    ("fit --timeout 600 --retries 2 --mem 8GB --gpus 1 --cpus 2 --resource licence=1",
+     "fit", JobOptions(600.0, 2, {"cpus": 2, "gpus": 1, "licence": 1, "mem": 8 * 10**9})),
+    ("--timeout 0.5 x", "x", JobOptions(0.5)),
+    ("--mem 1.5GiB --resource a=1 --resource b=0.5", None,
+     JobOptions(None, 0, {"a": 1, "b": 0.5, "mem": 3 * 2**29})),
+    ("--retries 0 --timeout 5", None, JobOptions(5.0)),
+])
+def test_comp_flags_are_the_jobs_options(ip, line, job_id, options):
+    got = comp_flags(ip.find_cell_magic("comp"), line)
+    assert got == (job_id, options)
+    if not options:
+        assert got[1] is NO_OPTIONS
+
+
+@pytest.mark.parametrize("line, fragments", [
+    ("--timeout -1", ["--timeout", "seconds > 0", "'-1'"]),
+    ("--timeout abc", ["--timeout", "'abc'"]),
+    ("--timeout", ["--timeout", "expected one argument"]),
+    ("--retries 1.5", ["--retries", "whole number >= 0", "'1.5'"]),
+    ("--retries -2", ["--retries", "'-2'"]),
+    ("--mem lots", ["--mem", "8GB", "'lots'"]),
+    ("--gpus x", ["--gpus", "'x'"]),
+    ("--cpus -1", ["--cpus", "'-1'"]),
+    ("--resource licence", ["--resource", "NAME=AMOUNT", "'licence'"]),
+    ("--resource licence=x", ["--resource", "licence", "'x'"]),
+    ("--resource mem=1GB --mem 2GB", ["'mem'", "twice"]),
+    ("fit --bogus 3", ["unrecognized arguments: --bogus"]),
+    ("fit 'unclosed", ["No closing quotation"]),
+])
+def test_bad_comp_flags_are_usage_errors_naming_the_flag(ip, line, fragments):
+    ctx = current_context()
+    before = set(ctx.graph.specs)
+    with pytest.raises(UsageError) as info:
+        ip.run_cell_magic("comp", line, "flagged = 1")
+    for fragment in fragments:
+        assert fragment in str(info.value), (fragment, str(info.value))
+    assert set(ctx.graph.specs) == before  # nothing was defined
+
+
+def test_comp_flags_reach_the_job(ip):
+    ip.run_cell_magic("comp", "flagged-job --timeout 5 --retries 1 --mem 1GB", "flagged = 2")
+    ctx = current_context()
+    assert ctx.definition("flagged-job").options == JobOptions(5.0, 1, {"mem": 10**9})
+    ip.run_cell_magic("comp", "flagged-job", "flagged = 2")  # the same job, no options now
+    assert ctx.definition("flagged-job").options is NO_OPTIONS
+
+
+@pytest.mark.parametrize("line, resources", [
+    ("2 --resources licence=3", {"licence": 3}),
+    ("--resources gpus=2,licence=3,mem=64GB 8 fit", {"gpus": 2, "licence": 3, "mem": 64 * 10**9}),
+    ("8", {}),
+])
+def test_parmake_reads_resource_totals(ip, line, resources):
+    from nbmake_ext.commands import parmake_resources
+
+    assert parmake_resources(parse(ip.find_line_magic("parmake"), line)) == resources
+
+
+@pytest.mark.parametrize("line, bad", [
+    ("2 --resources licence=x", "'x'"), ("2 --resources gpus", "NAME=AMOUNT"),
+    ("--resources gpus=-1 2", "'-1'"), ("2 --resources", "expected one argument"),
+])
+def test_parmake_bad_resources_are_a_usage_error(ip, line, bad):
+    ctx = current_context()
+    ctx.comp(abs, -1, job_id="parmake-victim")
+    with pytest.raises(UsageError, match="resources") as info:
+        ip.run_line_magic("parmake", line)
+    assert bad in str(info.value)
+    assert ctx._pool is None and ctx.state_of("parmake-victim") == "todo"  # nothing ran
+
+
+@pytest.mark.parametrize("name", ["make", "parmake"])
+def test_help_of_make_and_parmake_tells_the_job_options(ip, name):
+    doc = ip.find_line_magic(name).__doc__
+    for word in ("job_timeout=SECONDS", "job_retries=N", "job_resources=", "--timeout 600",
+                 "--retries 2", "--mem 8GB", "--resource licence=1", "1.5GiB",
+                 "parmake --resources gpus=2,licence=3"):
+        assert word in doc, word
+    if name == "parmake":
+        assert "--resources NAME=AMOUNT,..." in doc
+        assert "cpus = the number of engines" in " ".join(doc.split())
+
+
+def test_comp_help_lists_its_flags(ip):
+    doc = ip.find_cell_magic("comp").__doc__
+    assert "%%comp [--timeout SECONDS] [--retries N] [--mem SIZE]" in doc
+    assert "--resource" in doc and "repeat for more" in doc
 
 
 OWN_MAGICS = sorted(n for n, c in COMMANDS.items() if c.own_magic)

@@ -7,7 +7,8 @@ import warnings
 
 import pytest
 
-from nbmake_ext import Context, JobsFailed
+from nbmake_ext import Context, JobsFailed, Promise
+from nbmake_ext.core.options import JobOptions
 from nbmake_ext.store import db
 
 CALLS: list[int] = []
@@ -108,7 +109,47 @@ def test_a_version_1_store_keeps_its_results_states_and_reasons(tmp_path, lackin
         assert sorted(CALLS) == [-1, 5]  # the failed job and the forced one, nothing else
     conn = sqlite3.connect(path / "nbmake.db")
     try:
-        assert conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone() == ("2",)
+        assert conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone() == (
+            db.SCHEMA_VERSION,)
+    finally:
+        conn.close()
+
+
+def as_version_2(path) -> None:
+    """Rewrite a store as version 2 wrote it: definitions without options."""
+    conn = sqlite3.connect(path / "nbmake.db", isolation_level=None)
+    try:
+        conn.execute("ALTER TABLE jobs DROP COLUMN options")
+        conn.execute("UPDATE meta SET value='2' WHERE key='schema'")
+    finally:
+        conn.close()
+
+
+def test_a_version_2_store_opens_with_no_options_and_takes_new_ones(tmp_path):
+    path = tmp_path / "store"
+    with Context(path) as ctx:
+        top, _ = graph(ctx)
+        with pytest.raises(JobsFailed):
+            ctx.make()
+        before = {r.job_id: r.state for r in ctx.ls()}
+    as_version_2(path)
+    CALLS.clear()
+
+    with Context(path) as ctx:
+        assert {r.job_id: r.state for r in ctx.ls()} == before
+        assert ctx.definition("sq1").options == JobOptions()
+        ctx.comp(square, 1, job_id="sq1", job_timeout=30, job_resources={"mem": "1GB"})
+        ctx.make("sq1")
+        assert CALLS == []  # options are no reason to run again
+        assert ctx.details("sq1").options == {"timeout": 30, "resources": {"mem": 10**9}}
+    with Context(path) as ctx:
+        assert ctx.definition("sq1").options == JobOptions(30, 0, {"mem": 10**9})
+        assert ctx.definition("sq2").options == JobOptions()
+        assert Promise("total", ctx).result() == 1 + 4 + 9
+    conn = sqlite3.connect(path / "nbmake.db")
+    try:
+        assert conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone() == ("3",)
+        assert conn.execute("SELECT options FROM jobs WHERE job_id='sq2'").fetchone() == (None,)
     finally:
         conn.close()
 
