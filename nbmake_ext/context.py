@@ -208,12 +208,12 @@ class Context(Queries):
         if dask is not None:
             from .kernel.dask import DaskRunner
 
-            # A cluster's workers declare what they have: only the totals given count.
+            # A cluster's workers declare what they have: Dask shares it out (a job's
+            # resources are its task's), not this kernel.
             self.resource_totals = dict(given)
             runner = DaskRunner(dask, self.store.path, n=n, durable=self.store.durable)
             try:
-                return self._run(ids, runner, "parmake", observer=observer,
-                                 resources=self.resource_totals)
+                return self._run(ids, runner, "parmake", observer=observer)
             finally:
                 runner.close()
         n = n or os.cpu_count() or 1

@@ -64,6 +64,10 @@ class Details:
     # the options that are set: "timeout" (seconds), "retries", "resources" ({name: amount},
     # mem in bytes); empty when none is
     options: dict[str, Any] = field(default_factory=dict)
+    peak_rss: int | None = None  # bytes: the peak resident memory of its process in its last run
+    # the failed attempts before its last one (job_retries), oldest first: attempt, error,
+    # traceback, started, ended, duration, engine, peak_rss
+    attempts: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Queries:
@@ -248,7 +252,8 @@ class Queries:
             else row.get("blocked_by"), traceback=row.get("traceback") or "",
             stdout=row.get("stdout") or "", stderr=row.get("stderr") or "",
             reasons_last_run=json.loads(row["reasons"]) if row.get("reasons") else [],
-            options=spec.options.as_dict(),
+            options=spec.options.as_dict(), peak_rss=row.get("peak_rss"),
+            attempts=json.loads(row["attempts"]) if row.get("attempts") else [],
         )
 
     def stats(self, *targets: str) -> dict[str, dict]:

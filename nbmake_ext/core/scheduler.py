@@ -411,12 +411,15 @@ class Scheduler(Checks, DynamicJobs, Failures):
         stored result of it can turn out up to date (none, forced, missing, or made from
         other code, arguments or dependencies), so there is no early cutoff to wait for.
         A runner may send it ahead, chained to its inputs; it is still decided (Run, Block)
-        only once they are final. Not a dynamic child still waiting for its parent."""
+        only once they are final. Not a dynamic child still waiting for its parent, nor a
+        job that holds resources."""
         if self.status.get(jid) != WAITING:
             return False
         gate = _gate("")
         if any(w.startswith(gate) for w in self.waiting_on[jid]):
             return False
+        if self.graph.specs[jid].options.resources:
+            return False  # it starts only once what it holds fits: never ahead of time
         record = self.records.get(jid)
         if record is None or self.forced.get(jid) or not record.present:
             return True

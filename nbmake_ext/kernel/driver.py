@@ -19,6 +19,7 @@ from ..core import events as ev
 from ..core.ahead import Ahead
 from ..core.graph import Graph
 from ..core.jobspec import RunRecord
+from ..core.resources import Holdings
 from ..core.scheduler import QUEUED, Scheduler
 from ..errors import InternalError
 from ..promise import resolve
@@ -29,6 +30,7 @@ from ..shared.values_cache import ByteLRU
 from ..store import ResultUnavailable, Store, StoredJob
 from ..store import blobs
 from ..store.results import ResultReader
+from .machine import gpu_devices
 from .observer import NoObserver, Observer
 from .recording import Recording
 from .runner import Runner
@@ -85,6 +87,9 @@ class Driver(Recording, SendAhead):
         # What the jobs running at once may hold in all (a parmake's totals, see
         # core/options.py; a name missing from a Totals has 1); None: no limit (make).
         self.resource_totals = resources
+        self.holdings = Holdings(resources, gpu_devices()) if resources is not None else None
+        self.deferred: deque[str] = deque()  # claimed, waiting for resources to start
+        self.attempts: dict[str, list[dict]] = {}  # failed attempts of jobs retried
         # When ``stored`` was read (Store.activity): until another store opens, what this
         # make claims cannot have changed since, and needs no second look.
         self.read_at = read_at
@@ -210,7 +215,7 @@ class Driver(Recording, SendAhead):
                 warnings.warn(f"nbmake: results that ended as the run was interrupted were not "
                               f"recorded: {exc!r}", RuntimeWarning, stacklevel=2)
         stopped |= set(self.running) | set(self.claimed)
-        stopped |= set(self.ready) | set(self.templates)
+        stopped |= set(self.ready) | set(self.templates) | set(self.deferred)
         if self.ahead is not None:  # their claims, also of those that ended already
             stopped |= set(self.ahead.held)
             self.ahead.held.clear()
@@ -280,8 +285,13 @@ class Driver(Recording, SendAhead):
             if self.sched.state(jid) != QUEUED or jid in self.running:
                 continue
             held = ahead is not None and ahead.waiting(jid)
-            call = self._prepare(jid)
-            if call is not None:
+            env = self._hold_resources(jid) if self.holdings is not None else None
+            if env is False:
+                continue
+            call = self._prepare(jid, env)
+            if call is None:
+                self._release_held(jid)
+            else:
                 # Handed over, maybe queued behind others: "running" once it starts (Started).
                 self.sched.started(jid)
                 if held and self._adopt(call):
@@ -376,13 +386,35 @@ class Driver(Recording, SendAhead):
         self.tell(jid, "failed", {"error": error})
         return True
 
-    def _prepare(self, jid: str) -> Call | RemoteJob | None:
+    def _hold_resources(self, jid: str) -> dict[str, str] | None | bool:
+        """The job's resources, held for it if they fit now: the environment it runs with
+        (its GPUs), or None. False if it does not start now: it waits for others to
+        let go of what it needs, or it asks for more than a total and failed."""
+        need = self.graph.specs[jid].options.resources
+        if not need:
+            return None
+        holdings = self.holdings
+        over = holdings.over_total(need)
+        if over is not None:
+            self._fail(jid, over, "", None)
+            return False
+        if not holdings.fits(need):
+            self.deferred.append(jid)
+            return False
+        devices = holdings.take(jid, need)
+        return {"CUDA_VISIBLE_DEVICES": ",".join(devices)} if devices else None
+
+    def _prepare(self, jid: str, env: dict[str, str] | None = None) -> Call | RemoteJob | None:
         spec = self.graph.specs[jid]
         if jid in self.lagging:
             self.lagging.discard(jid)
             self.store.define([(spec, *function_blob(spec), payload(spec))])
         if self.remote:
-            return self._prepare_remote(jid, spec)
+            job = self._prepare_remote(jid, spec)
+            if job is not None and spec.options:
+                job.timeout, job.env = spec.options.timeout, env
+                job.resources = dict(spec.options.resources) or None
+            return job
         try:
             if spec.func is not None:
                 func, args, kwargs = spec.func, spec.args, spec.kwargs
@@ -403,7 +435,7 @@ class Driver(Recording, SendAhead):
             return None
         results = self.sched.results
         self.running[jid] = ({d: results[d] for d in spec.deps}, args, kwargs)
-        return Call(jid, func, r_args, r_kwargs, spec.dynamic)
+        return Call(jid, func, r_args, r_kwargs, spec.dynamic, spec.options.timeout, env)
 
     def _prepare_remote(self, jid: str, spec) -> RemoteJob | None:
         """Engines get bytes and the places of their inputs; no value is loaded here. A job
@@ -445,7 +477,8 @@ class Driver(Recording, SendAhead):
                 if pending is not None:
                     inline[dep] = pending
         key, blob, data, sources = self._definition(jid)
-        return RemoteJob(jid, key, blob, data, deps, spec.dynamic, inline, sources)
+        return RemoteJob(jid, key, blob, data, deps, spec.dynamic, inline, sources,
+                         timeout=spec.options.timeout)
 
     def _definition(self, jid: str) -> tuple[str, bytes, bytes, bytes]:
         """(function key, function pickle, arguments pickle, function sources) of a job, as

@@ -59,8 +59,7 @@ class EngineDeaths:
                     void.discard(jid)
                     continue
                 if jid == running:
-                    raised = JobRaised(jid, death, "", "", stderr,
-                                       Timing(engine=f"engine {engine.pid}"))
+                    raised = JobRaised(jid, death, "", "", stderr, _timing_of_head(engine))
                     self._outcome(jid, raised, self._took(jid, engine), out)
                 else:
                     # It did not run, or its outcome never left the engine: again.
@@ -104,3 +103,10 @@ class EngineDeaths:
                 return decode_running(f.read())
         except FileNotFoundError:
             return ""
+
+
+def _timing_of_head(engine: Engine) -> Timing:
+    """The timing of the job at the head of a dead engine's queue, as far as the kernel
+    saw it: from when it reached the head to now."""
+    now, ran = time.time(), max(0.0, time.monotonic() - engine.head_since)
+    return Timing(started=now - ran, ended=now, duration=ran, engine=f"engine {engine.pid}")

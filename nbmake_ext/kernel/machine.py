@@ -32,6 +32,16 @@ def cuda_devices(value: str) -> int:
     return count
 
 
+def gpu_devices() -> list[str]:
+    """The ids of the GPUs the kernel can see, as ``CUDA_VISIBLE_DEVICES`` names them (a
+    job holding GPUs is given some of these); empty when it is not set (a job's devices
+    are then numbered from 0)."""
+    value = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if value is None:
+        return []
+    return [entry.strip() for entry in value.split(",")][:cuda_devices(value)]
+
+
 def visible_gpus() -> int:
     """The GPUs the kernel can see: the devices ``$CUDA_VISIBLE_DEVICES`` names when it is
     set, else those ``nvidia-smi -L`` lists, else none."""

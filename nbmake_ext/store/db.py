@@ -6,7 +6,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 
 JOBS = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -39,6 +39,8 @@ CREATE TABLE IF NOT EXISTS outcomes (
   -- the last attempt
   started REAL, ended REAL, duration REAL, cpu REAL, engine TEXT,
   error TEXT, blocked_by TEXT, reasons TEXT,
+  peak_rss INTEGER,                     -- bytes
+  attempts TEXT,                        -- json: the failed attempts before it (job_retries)
   -- the definition the last failed attempt ran, so `why` can say what changed since
   f_code_fp TEXT, f_args_fp TEXT
 );
@@ -60,7 +62,7 @@ DEFINITION = ("job_id", "function", "parent", "dynamic", "code_fp", "args_fp", "
 OUTCOME = ("state", "forced", "r_code_fp", "r_args_fp", "r_arg_fps", "r_dep_fps",
            "r_result_fp", "r_file", "r_checksum", "r_size", "r_mtime", "started", "ended",
            "duration", "cpu", "engine", "error", "blocked_by", "reasons", "f_code_fp",
-           "f_args_fp")
+           "f_args_fp")  # (the columns version 1 had; peak_rss and attempts came in 4)
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -106,6 +108,9 @@ def init_schema(conn: sqlite3.Connection) -> None:
             version = SCHEMA_VERSION
         if version == "2":
             _from_version_2(conn)
+            version = "3"
+        if version == "3":
+            _from_version_3(conn)
             version = SCHEMA_VERSION
         conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (version,))
     except BaseException:
@@ -149,3 +154,11 @@ def _from_version_1(conn: sqlite3.Connection) -> None:
 def _from_version_2(conn: sqlite3.Connection) -> None:
     """Version 2 had no job options: every job it holds has none (NULL)."""
     conn.execute("ALTER TABLE jobs ADD COLUMN options TEXT")
+
+
+def _from_version_3(conn: sqlite3.Connection) -> None:
+    """Version 3 kept no peak memory nor earlier attempts of a job's last run."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(outcomes)")}
+    for column, kind in (("peak_rss", "INTEGER"), ("attempts", "TEXT")):
+        if column not in have:
+            conn.execute(f"ALTER TABLE outcomes ADD COLUMN {column} {kind}")

@@ -85,7 +85,8 @@ class _Recording:
              r.stamp[0], r.stamp[1], r.timing.get("started"), r.timing.get("ended"),
              r.timing.get("duration"), r.timing.get("cpu"), r.timing.get("engine"),
              shared(tuple(r.timing.get("reasons", ())),
-                    lambda: json.dumps(list(r.timing.get("reasons", ())))))
+                    lambda: json.dumps(list(r.timing.get("reasons", ())))),
+             r.timing.get("peak_rss"), _attempts_json(r.timing))
             for r in last.values()])
         _insert_rows(conn, "INSERT OR REPLACE INTO logs VALUES", 4,
                      [(j, *r.logs, "") for j, r in last.items() if r.logs[0] or r.logs[1]])
@@ -140,7 +141,8 @@ class _Recording:
             job_id, timing.get("started"), timing.get("ended"), timing.get("duration"),
             timing.get("cpu"), timing.get("engine"), error,
             json.dumps(list(timing.get("reasons", ()))),
-            spec.code_fp if spec else None, spec.args_fp if spec else None)])
+            spec.code_fp if spec else None, spec.args_fp if spec else None,
+            timing.get("peak_rss"), _attempts_json(timing))])
         _write_logs(conn, job_id, logs[0], logs[1], traceback)
         return lambda: self._claims.release(job_id)
 
@@ -220,10 +222,16 @@ def _parts_json(parts: Any, conn: sqlite3.Connection) -> str:
 _DONE = {"state": "'done'", "forced": "0", "error": "NULL", "blocked_by": "NULL"}
 _FAILED = {"state": "'failed'", "blocked_by": "NULL"}
 _FAILURE_COLUMNS = ("started", "ended", "duration", "cpu", "engine", "error", "reasons",
-                    "f_code_fp", "f_args_fp")
+                    "f_code_fp", "f_args_fp", "peak_rss", "attempts")
 _RESULT_COLUMNS = ("r_code_fp", "r_args_fp", "r_arg_fps", "r_dep_fps",
                    "r_result_fp", "r_file", "r_checksum", "r_size", "r_mtime", "started",
-                   "ended", "duration", "cpu", "engine", "reasons")
+                   "ended", "duration", "cpu", "engine", "reasons", "peak_rss", "attempts")
+
+
+def _attempts_json(timing: dict) -> str | None:
+    """The failed attempts before this one (job_retries), or None: most jobs have none."""
+    earlier = timing.get("attempts")
+    return json.dumps(earlier) if earlier else None
 
 
 # Many rows per statement: the sqlite3 module lets other threads run during every step of

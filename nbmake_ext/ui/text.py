@@ -72,6 +72,33 @@ def options_lines(d: Any) -> list[tuple[str, str]]:
                                given.get("resources") or {}))
 
 
+def size(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def memory_note(peak_rss: int | None) -> str:
+    return f", peak memory {size(peak_rss)}" if peak_rss else ""
+
+
+def attempt_lines(d: Any) -> list[str]:
+    """One line per attempt of the job's last run, when it had more than one: the failed
+    ones (job_retries), then the last."""
+    earlier = getattr(d, "attempts", None) or []
+    if not earlier:
+        return []
+    lines = [f"{a['attempt']}. {when(a['started']) if a.get('started') else '-'}, "
+             f"{seconds(a.get('duration') or 0)} on {a.get('engine') or 'kernel'}: "
+             f"{a.get('error') or 'failed'}" for a in earlier]
+    last = d.error or "succeeded"
+    lines.append(f"{len(earlier) + 1}. {when(d.started) if d.started else '-'}, "
+                 f"{seconds(d.duration or 0)} on {d.engine or 'kernel'}: {last}")
+    return lines
+
+
 def render_details(d: Any) -> str:
     lines = [
         f"job        {d.job_id}",
@@ -88,7 +115,9 @@ def render_details(d: Any) -> str:
         lines.append(f"{label:<10} {value}")
     if d.started:
         lines.append(f"last run   {when(d.started)}, took {seconds(d.duration)}"
-                     f" (cpu {seconds(d.cpu)}) on {d.engine or 'kernel'}")
+                     f" (cpu {seconds(d.cpu)}{memory_note(d.peak_rss)}) on {d.engine or 'kernel'}")
+    for k, line in enumerate(attempt_lines(d)):
+        lines.append(f"{'attempts' if k == 0 else '':<10} {line}")
     if d.reasons_last_run:
         lines.append(f"ran because {'; '.join(d.reasons_last_run)}")
     lines.append("why        " + ("; ".join(d.why) if d.why else "up to date"))

@@ -80,7 +80,11 @@ def details_view(d: Any) -> View:
     fields += [(label, escape(value)) for label, value in text.options_lines(d)]
     if d.started:
         fields.append(("last run", f"{text.when(d.started)}, {text.seconds(d.duration)}"
+                                   f"{escape(text.memory_note(d.peak_rss))}"
                                    f" on {escape(d.engine or 'kernel')}"))
+    attempts = text.attempt_lines(d)
+    if attempts:
+        fields.append(("attempts", "<br>".join(escape(line) for line in attempts)))
     if d.error:
         fields.append(("error", f'<b style="color:{COLOURS["failed"]}">{escape(d.error)}</b>'))
     if d.blocked_by:

@@ -28,7 +28,40 @@ START = "start"
 
 # name -> (jobs, records, targets, options, steps); a step is (event or START, actions,
 # statuses after it: {job: status}, only the jobs listed).
+def retrying(job_spec, retries):
+    """``job_spec`` with ``job_retries=retries``."""
+    from dataclasses import replace
+    from nbmake_ext.core.options import JobOptions
+    return replace(job_spec, options=JobOptions(retries=retries))
+
+
 SCENARIOS = {
+    "a job with retries runs again until its attempts are spent": (
+        [retrying(spec("a"), 2), spec("b", ["a"])], {}, ["b"], {},
+        [
+            (START, [ev.Run("a", ("never ran",))], {"a": QUEUED, "b": WAITING}),
+            (ev.Failed("a", "e1"), [ev.Retry("a", 2, "e1")], {"a": QUEUED, "b": WAITING}),
+            (ev.Failed("a", "e2"), [ev.Retry("a", 3, "e2")], {"a": QUEUED, "b": WAITING}),
+            (ev.Failed("a", "e3"), [ev.Block("b", "a")], {"a": FAILED, "b": BLOCKED}),
+        ],
+    ),
+    "a retried job that succeeds lets its dependents run": (
+        [retrying(spec("a"), 1), spec("b", ["a"])], {}, ["b"], {},
+        [
+            (START, [ev.Run("a", ("never ran",))], {"a": QUEUED}),
+            (ev.Failed("a", "e1"), [ev.Retry("a", 2, "e1")], {"a": QUEUED}),
+            (ev.Succeeded("a", "ra"), [ev.Run("b", ("never ran",))], {"a": DONE, "b": QUEUED}),
+            (ev.Succeeded("b", "rb"), [], {"b": DONE}),
+        ],
+    ),
+    "a dynamic job that defined children is not retried": (
+        [retrying(spec("p", dynamic=True), 3)], {}, ["p"], {},
+        [
+            (START, [ev.Run("p", ("never ran",))], {"p": QUEUED}),
+            (ev.ChildDefined(spec("k", parent="p")), [], {"p": QUEUED, "k": WAITING}),
+            (ev.Failed("p", "boom"), [ev.Block("k", "p")], {"p": FAILED, "k": BLOCKED}),
+        ],
+    ),
     "chain with early cutoff": (
         [spec("a", code="c2"), spec("b", ["a"]), spec("c", ["b"]), spec("d", ["c"])],
         {"a": rec("a"), "b": rec("b", {"a": "ra"}), "c": rec("c", {"b": "rb"}),

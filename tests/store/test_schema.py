@@ -120,6 +120,8 @@ def as_version_2(path) -> None:
     conn = sqlite3.connect(path / "nbmake.db", isolation_level=None)
     try:
         conn.execute("ALTER TABLE jobs DROP COLUMN options")
+        conn.execute("ALTER TABLE outcomes DROP COLUMN peak_rss")
+        conn.execute("ALTER TABLE outcomes DROP COLUMN attempts")
         conn.execute("UPDATE meta SET value='2' WHERE key='schema'")
     finally:
         conn.close()
@@ -148,8 +150,37 @@ def test_a_version_2_store_opens_with_no_options_and_takes_new_ones(tmp_path):
         assert Promise("total", ctx).result() == 1 + 4 + 9
     conn = sqlite3.connect(path / "nbmake.db")
     try:
-        assert conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone() == ("3",)
+        assert conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone() == (
+            db.SCHEMA_VERSION,)
         assert conn.execute("SELECT options FROM jobs WHERE job_id='sq2'").fetchone() == (None,)
+    finally:
+        conn.close()
+
+
+def test_a_version_3_store_opens_and_keeps_peak_memory_and_attempts_from_then_on(tmp_path):
+    path = tmp_path / "store"
+    with Context(path) as ctx:
+        top, _ = graph(ctx)
+        with pytest.raises(JobsFailed):
+            ctx.make()
+        before = {r.job_id: r.state for r in ctx.ls()}
+    conn = sqlite3.connect(path / "nbmake.db", isolation_level=None)
+    conn.execute("ALTER TABLE outcomes DROP COLUMN peak_rss")
+    conn.execute("ALTER TABLE outcomes DROP COLUMN attempts")
+    conn.execute("UPDATE meta SET value='3' WHERE key='schema'")
+    conn.close()
+    CALLS.clear()
+    with Context(path) as ctx:
+        assert {r.job_id: r.state for r in ctx.ls()} == before
+        assert Promise("total", ctx).result() == 1 + 4 + 9
+        ctx.comp(square, 5, job_id="sq5")
+        ctx.make("sq5")
+        assert CALLS == [5]
+        assert ctx.details("sq5").peak_rss > 0
+    conn = sqlite3.connect(path / "nbmake.db")
+    try:
+        assert conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone() == (
+            db.SCHEMA_VERSION,)
     finally:
         conn.close()
 
