@@ -58,8 +58,10 @@ SCENARIOS = {
         [retrying(spec("p", dynamic=True), 3)], {}, ["p"], {},
         [
             (START, [ev.Run("p", ("never ran",))], {"p": QUEUED}),
-            (ev.ChildDefined(spec("k", parent="p")), [], {"p": QUEUED, "k": WAITING}),
-            (ev.Failed("p", "boom"), [ev.Block("k", "p")], {"p": FAILED, "k": BLOCKED}),
+            (ev.ChildDefined(spec("k", parent="p")), [ev.Run("k", ("never ran",))],
+             {"p": QUEUED, "k": QUEUED}),
+            (ev.Failed("p", "boom"), [], {"p": FAILED, "k": QUEUED}),
+            (ev.Succeeded("k", "rk"), [], {"k": DONE}),
         ],
     ),
     "chain with early cutoff": (
