@@ -65,6 +65,7 @@ from ..fingerprint import digest
 from ..promise import resolve
 from ..registration import install_sources
 from ..shared.call import error_line, format_job_traceback, run_call
+from ..shared.limits import own_alarm
 from ..shared.loading import ArgumentsUnloadable, load_arguments
 from ..shared.outcomes import Call, ChildSpec, JobRaised, JobReturned
 from ..shared.values_cache import ByteLRU
@@ -452,6 +453,7 @@ def main() -> None:
     # A crash in C code (a segfault...) dumps the Python stacks to stderr: the kernel
     # keeps the end of it with the job that was running.
     faulthandler.enable(all_threads=False)
+    own_alarm()  # jobs' time limits (shared/limits.py)
     config = json.loads(sys.stdin.readline())
     _watch_parent(config["parent"], config.get("deathsig", False))
     engine = Engine(config)

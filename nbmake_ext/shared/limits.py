@@ -26,6 +26,8 @@ import threading
 from contextlib import contextmanager
 from typing import Iterator
 
+import _signal  # the functions of ``signal`` without its enum conversions (per job)
+
 
 class JobTimedOut(BaseException):
     """Raised inside a job at its timeout. A BaseException: ``except Exception`` in the
@@ -36,31 +38,72 @@ def timed_out_message(seconds: float) -> str:
     return f"timed out after {seconds:g} s"
 
 
-@contextmanager
-def time_limit(seconds: float | None) -> Iterator[None]:
-    if not seconds:
-        yield
-        return
-    if threading.current_thread() is threading.main_thread():
-        with _alarm(seconds):
-            yield
-    else:
-        with _async_raise_after(seconds):
-            yield
+class time_limit:
+    """``with time_limit(seconds):`` raises JobTimedOut inside the block at ``seconds``
+    (None or 0: no limit). A class, not a generator: it is entered once per job."""
+
+    __slots__ = ("seconds", "_inner")
+
+    def __init__(self, seconds: float | None):
+        self.seconds = seconds
+        self._inner = None
+
+    def __enter__(self) -> None:
+        if not self.seconds:
+            return
+        if threading.current_thread() is threading.main_thread():
+            self._inner = _Alarm(self.seconds)
+        else:
+            self._inner = _async_raise_after(self.seconds)
+        self._inner.__enter__()
+
+    def __exit__(self, *exc) -> None:
+        if self._inner is not None:
+            self._inner.__exit__(*exc)
 
 
-@contextmanager
-def _alarm(seconds: float) -> Iterator[None]:
-    def on_alarm(signum, frame):
-        raise JobTimedOut(timed_out_message(seconds))
+_OWN_ALARM = False  # this process's SIGALRM is ours for good (an engine's)
 
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+
+def own_alarm() -> None:
+    """A process that runs only jobs (an engine) keeps the alarm's handler installed: a
+    job's limit then costs two system calls, not four."""
+    global _OWN_ALARM
+    _signal.signal(signal.SIGALRM, _on_alarm)
+    _OWN_ALARM = True
+
+
+_limit: float = 0.0  # the limit of the job the alarm is for
+
+
+def _on_alarm(signum, frame):
+    if _limit:
+        raise JobTimedOut(timed_out_message(_limit))
+
+
+class _Alarm:
+    """SIGALRM at the limit (the main thread only), its handler raising JobTimedOut; the
+    handler there before is put back after, unless this process owns the alarm."""
+
+    __slots__ = ("seconds", "_previous")
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self._previous = None
+
+    def __enter__(self) -> None:
+        global _limit
+        _limit = self.seconds
+        if not _OWN_ALARM:
+            self._previous = _signal.signal(signal.SIGALRM, _on_alarm)
+        _signal.setitimer(signal.ITIMER_REAL, self.seconds)
+
+    def __exit__(self, *exc) -> None:
+        global _limit
+        _signal.setitimer(signal.ITIMER_REAL, 0)
+        _limit = 0.0
+        if not _OWN_ALARM:
+            _signal.signal(signal.SIGALRM, self._previous)
 
 
 @contextmanager
@@ -89,18 +132,23 @@ def _async_raise_after(seconds: float) -> Iterator[None]:
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(target), None)
 
 
-@contextmanager
-def environment(env: dict[str, str] | None) -> Iterator[None]:
-    """``env`` set in os.environ while the job runs, as it was afterwards."""
-    if not env:
-        yield
-        return
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
+class environment:
+    """``with environment(env):`` sets ``env`` in os.environ while the job runs, and puts
+    back what was there after (None or empty: nothing)."""
+
+    __slots__ = ("env", "_saved")
+
+    def __init__(self, env: dict[str, str] | None):
+        self.env = env
+        self._saved: dict[str, str | None] = {}
+
+    def __enter__(self) -> None:
+        if self.env:
+            self._saved = {name: os.environ.get(name) for name in self.env}
+            os.environ.update(self.env)
+
+    def __exit__(self, *exc) -> None:
+        for name, value in self._saved.items():
             if value is None:
                 os.environ.pop(name, None)
             else:

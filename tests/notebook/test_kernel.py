@@ -336,6 +336,23 @@ def test_parmake_takes_resource_totals(nb):
     assert totals == "(2, 3)"
 
 
+def test_a_job_past_its_timeout_in_the_kernel_is_stopped_and_the_kernel_goes_on(nb):
+    # The kernel's own make runs the job in the kernel's main thread: its time limit is an
+    # alarm there, which stops it without harm to the kernel.
+    nb.ok(HELPERS + "import time\ndef hang():\n    logged('hang')\n    time.sleep(3600)\n"
+          "h = comp(hang, job_id='hang', job_timeout=1, job_retries=1)\n"
+          "ok = comp(double, 4, job_id='ok')")
+    reply = nb.fails("%make")
+    assert summary(reply).startswith("make: 1 done, 1 failed")
+    details = nb.ok("%nbmake details hang").text
+    assert "\nerror      timed out after 1 s\n" in details, details
+    assert "attempts   1. " in details and "2. " in details
+    assert sorted(runs(nb)) == ["double-4", "hang", "hang"]
+    assert nb.ok("import signal\nsignal.getsignal(signal.SIGALRM) == signal.SIG_DFL").value \
+        == "True"
+    assert nb.ok("6 * 7").value == "42"
+
+
 def test_edited_cell_redefines_the_job_and_why_says_what_changed(nb):
     nb.ok(HELPERS + "k = 2\ndef helper(v):\n    return v * 3")
     cell = "%%comp\nlogged('r')\nr = helper(k) + {}"
