@@ -156,6 +156,7 @@ _NORMALISE: list[tuple[re.Pattern, str]] = [
     (ANSI, ""),
     (re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"), "<TIME>"),
     (re.compile(r"\b\d+(\.\d+)?(ms|s|min)\b"), "<T>"),
+    (re.compile(r"peak memory \d+(\.\d+)? [kMGT]?B"), "peak memory <M>"),
     (re.compile(r"/tmp/ipykernel_\d+/\d+\.py"), "<cell>"),
     (re.compile(r"0x[0-9a-f]+"), "0x?"),
     (re.compile(r"^[ \t]*[~^]+[ \t]*\n", re.M), ""),  # carets under a traceback line
