@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import logging
 import os
-import warnings
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +26,8 @@ from .registration import arg_fingerprints, code_of, function_blob, make_spec, p
 from .store import ResultUnavailable, Store, StoredJob
 
 DEFAULT_STORE = ".nbmake"
+
+logger = logging.getLogger(__name__)
 
 
 def default_store_path() -> Path:
@@ -512,8 +514,7 @@ class Context:
                 return self.store.load_result(job_id)
             except ResultUnavailable as exc:
                 # SPEC 9: not done any more, and it runs again at the next make.
-                warnings.warn(f"{exc}; the job will run again at the next make", UserWarning,
-                              stacklevel=3)
+                logger.warning("%s; the job will run again at the next make", exc)
                 self.store.mark_unreadable(job_id)
                 self.store.flush()
                 raise ResultUnavailable(f"{exc}; run make to compute it again") from None
