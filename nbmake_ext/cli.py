@@ -5,7 +5,9 @@ Exit codes: 0 done; 1 a target failed or is blocked; 2 bad usage (unknown target
 
 What a command prints (the summary line of a make, tables, reasons) is its output. What the
 library says along the way goes through ``logging`` (loggers under ``nbmake_ext``): warnings
-by default, ``-v`` adds what it does (engines replaced...), ``-vv`` the details.
+by default, ``-v`` adds what it does (engines replaced...), ``-vv`` the details. On a
+terminal, make, parmake and remake show a live progress line on stderr while they run
+(``ui/progress_line.py``; off with ``--no-progress`` or ``NBMAKE_PROGRESS=0``).
 """
 
 from __future__ import annotations
@@ -45,10 +47,14 @@ def _console_options(parser: argparse.ArgumentParser, default: object) -> None:
     parser.add_argument("-v", "--verbose", action="count", default=default,
                         help="say more on stderr: -v what nbmake does (engines replaced, "
                              "...), -vv the details")
+    parser.add_argument("--no-progress", action="store_true", default=default,
+                        help="no live progress line on the terminal during make, parmake, "
+                             "remake (also: NBMAKE_PROGRESS=0)")
 
 
 class _Stderr(logging.StreamHandler):
-    """Writes to ``sys.stderr`` as it is at each record (it may be redirected meanwhile)."""
+    """Writes to ``sys.stderr`` as it is at each record (the live line redirects it while
+    it shows, so that records print above it)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -125,6 +131,7 @@ def _main(args: argparse.Namespace) -> int:
     except NbmakeError as exc:
         print(f"nbmake: {exc}", file=sys.stderr)
         return 2
+    ctx.progress = not getattr(args, "no_progress", False)
     try:
         result = command.run(ctx, args)
         out = command.render(result, args)

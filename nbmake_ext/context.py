@@ -93,6 +93,10 @@ class Context:
         self._loaded = False
         self.report: Callable[[str], None] = print
         self.validate = False  # scheduler self-checks after every event (tests switch it on)
+        # A live progress line on stderr during make/parmake/remake when no observer is
+        # given, where stderr is a terminal and $NBMAKE_PROGRESS is not 0
+        # (ui/progress_line.py); False: never.
+        self.progress = True
         self._pool = None  # engines, started by the first parmake
         self._closed = False
         _open_contexts.add(self)
@@ -266,13 +270,29 @@ class Context:
              observer: Observer | None = None) -> RunReport:
         stored = self._stored
         forced = {**{j: st.forced for j, st in stored.items() if st.forced}, **(forced or {})}
+        if observer is None:
+            observer = self._progress_line()
         driver = Driver(self.store, self.graph, dict(stored), ids, runner, forced=forced,
                         command=command, validate=self.validate, observer=observer,
                         lagging=self._lagging, read_at=self._stored_mark)
         report: RunReport | None = None
+        # Observers that follow the run as a whole (kernel/observer.py, RunObserver).
+        started = getattr(observer, "run_started", None)
+        ended = getattr(observer, "run_ended", None)
         try:
+            if started is not None:
+                sched = driver.sched
+                try:
+                    started(command, lambda: len(sched.status))
+                except Exception:  # noqa: BLE001 - a view must not stop the run
+                    logger.debug("the run's observer failed to start", exc_info=True)
             report = driver.run()
         finally:
+            if ended is not None:
+                try:
+                    ended()  # before the summary line
+                except Exception:  # noqa: BLE001 - a view must not hide the run's outcome
+                    logger.debug("the run's observer failed to end", exc_info=True)
             self._loaded = False
             if report is None:  # interrupted or broken: still say how far it got
                 report = RunReport(command, interrupted=True)
@@ -287,6 +307,14 @@ class Context:
             raise JobsFailed(roots, blocked_targets,
                              {j: self.store.logs(j)[2] for j in list(roots)[:3]})
         return report
+
+    def _progress_line(self) -> Observer | None:
+        """The live line of a run that has no observer, where it belongs (``progress``)."""
+        if not self.progress:
+            return None
+        from .ui import progress_line
+
+        return progress_line.ProgressLine() if progress_line.wanted() else None
 
     # -- cleaning -------------------------------------------------------------------------
 
