@@ -32,22 +32,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--store", metavar="DIR",
                         help="the store directory (default: $NBMAKE_STORE or ./.nbmake)")
     parser.add_argument("--version", action="version", version=f"nbmake {__version__}")
-    _console_options(parser, argparse.SUPPRESS)
+    _console_options(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for cmd in COMMANDS.values():
         p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help,
                            epilog="example:\n  " + cmd.example.replace("\n", "\n  "),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         add_arguments(p, cmd)
-        _console_options(p, argparse.SUPPRESS)  # also after the command: `nbmake make -v`
+        _console_options(p)  # also after the command: `nbmake make -v`
     return parser
 
 
-def _console_options(parser: argparse.ArgumentParser, default: object) -> None:
-    parser.add_argument("-v", "--verbose", action="count", default=default,
+def _console_options(parser: argparse.ArgumentParser) -> None:
+    # No defaults: where they are not given, the namespace has no attribute (the one given
+    # before the command is not undone by the command's parser).
+    parser.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
                         help="say more on stderr: -v what nbmake does (engines replaced, "
                              "...), -vv the details")
-    parser.add_argument("--no-progress", action="store_true", default=default,
+    parser.add_argument("--no-progress", action="store_true", default=argparse.SUPPRESS,
                         help="no live progress line on the terminal during make, parmake, "
                              "remake (also: NBMAKE_PROGRESS=0)")
 
@@ -56,11 +58,8 @@ class _Stderr(logging.StreamHandler):
     """Writes to ``sys.stderr`` as it is at each record (the live line redirects it while
     it shows, so that records print above it)."""
 
-    def __init__(self) -> None:
-        super().__init__()
-
     @property  # type: ignore[override]
-    def stream(self):  # noqa: D102
+    def stream(self):
         return sys.stderr
 
     @stream.setter
