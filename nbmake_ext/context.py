@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import logging
 import os
 import weakref
 from pathlib import Path
@@ -28,6 +29,8 @@ from .registration import code_of, comp_spec, function_blob, payload
 from .store import Store, StoredJob
 
 DEFAULT_STORE = ".nbmake"
+
+logger = logging.getLogger(__name__)
 
 
 def default_store_path() -> Path:
@@ -52,6 +55,10 @@ class Context(Queries):
         self._loaded = False
         self.report: Callable[[str], None] = print
         self.validate = False  # scheduler self-checks after every event (tests switch it on)
+        # A live progress line on stderr during make/parmake/remake when no observer is
+        # given, where stderr is a terminal and $NBMAKE_PROGRESS is not 0
+        # (ui/progress_line.py); False: never.
+        self.progress = True
         self._pool = None  # engines, started by the first parmake
         # The resource totals of the latest parmake (core/options.py Totals), None before.
         self.resource_totals: Mapping[str, float] | None = None
@@ -249,14 +256,30 @@ class Context(Queries):
              resources: Mapping[str, float] | None = None) -> RunReport:
         stored = self._stored
         forced = {**{j: st.forced for j, st in stored.items() if st.forced}, **(forced or {})}
+        if observer is None:
+            observer = self._progress_line()
         driver = Driver(self.store, self.graph, dict(stored), ids, runner, forced=forced,
                         command=command, validate=self.validate, observer=observer,
                         lagging=self._lagging, read_at=self._stored_mark,
                         resources=resources)
         report: RunReport | None = None
+        # Observers that follow the run as a whole (kernel/observer.py, RunObserver).
+        started = getattr(observer, "run_started", None)
+        ended = getattr(observer, "run_ended", None)
         try:
+            if started is not None:
+                sched = driver.sched
+                try:
+                    started(command, lambda: len(sched.status))
+                except Exception:  # noqa: BLE001 - a view must not stop the run
+                    logger.debug("the run's observer failed to start", exc_info=True)
             report = driver.run()
         finally:
+            if ended is not None:
+                try:
+                    ended()  # before the summary line
+                except Exception:  # noqa: BLE001 - a view must not hide the run's outcome
+                    logger.debug("the run's observer failed to end", exc_info=True)
             self._loaded = False
             if report is None:  # interrupted or broken: still say how far it got
                 report = RunReport(command, interrupted=True)
@@ -271,6 +294,14 @@ class Context(Queries):
             raise JobsFailed(roots, blocked_targets,
                              {j: self.store.logs(j)[2] for j in list(roots)[:3]})
         return report
+
+    def _progress_line(self) -> Observer | None:
+        """The live line of a run that has no observer, where it belongs (``progress``)."""
+        if not self.progress:
+            return None
+        from .ui import progress_line
+
+        return progress_line.ProgressLine() if progress_line.wanted() else None
 
     # -- cleaning -------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ the context holds, after ``sync`` has recorded what was registered.
 from __future__ import annotations
 
 import json
-import warnings
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -20,6 +20,8 @@ from .core.states import restorable as can_restore
 from .errors import JobFailed, NotDone, UnknownTarget
 from .registration import arg_fingerprints
 from .store import ResultUnavailable, Store, StoredJob
+
+logger = logging.getLogger("nbmake_ext.context")
 
 
 @dataclass(frozen=True)
@@ -293,8 +295,7 @@ class Queries:
                 return self.store.load_result(job_id)
             except ResultUnavailable as exc:
                 # SPEC 9: not done any more, and it runs again at the next make.
-                warnings.warn(f"{exc}; the job will run again at the next make", UserWarning,
-                              stacklevel=3)
+                logger.warning("%s; the job will run again at the next make", exc)
                 self.store.mark_unreadable(job_id)
                 self.store.flush()
                 raise ResultUnavailable(f"{exc}; run make to compute it again") from None

@@ -17,7 +17,6 @@ import shutil
 import sys
 import tempfile
 import threading
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -30,6 +29,7 @@ from nbmake_ext import (
 )
 from nbmake_ext.errors import BadUsage
 from contexts import new_context
+import logcheck
 
 CALLS: list[tuple] = []
 FLAGS: dict[str, bool] = {}
@@ -374,7 +374,7 @@ def test_read_only_store_as_another_user(tmp_path, keeper, ctx, store_path):
         assert lines[0].startswith("StoreError: cannot open the store") and "new" in lines[0]
         assert lines[1].startswith("StoreError: cannot open the store") and "existing" in lines[1]
         # nothing of the existing store was lost
-        with pytest.warns(UserWarning, match="readable by other users"):
+        with logcheck.warns("readable by other users"):
             again = new_context(existing)
         try:
             assert Promise("made", again).result() == 10
@@ -392,9 +392,9 @@ def _open_as_nobody(path: Path) -> str:
     if pid == 0:  # the child: never returns
         os.close(r)
         try:
-            import warnings
+            import logging
 
-            warnings.simplefilter("ignore")
+            logging.disable(logging.CRITICAL)  # the store is readable by others: it warns
             os.setgid(65534)
             os.setuid(65534)
             try:
@@ -529,21 +529,21 @@ def test_missing_result_file_runs_the_job_again(ctx, files, keeper, store_path):
     b = ctx.comp(process, a)
     ctx.make()
     _result_file(ctx, a.job_id).unlink()
-    with pytest.warns(UserWarning, match="missing"):  # each command that reads the store
+    with logcheck.warns("missing"):  # each command that reads the store
         assert a.state == "todo"
-    with pytest.warns(UserWarning, match="missing"):
+    with logcheck.warns("missing"):
         assert "result file missing or corrupt" in ctx.why(a.job_id)
     CALLS.clear()
-    with pytest.warns(UserWarning, match="missing"):
+    with logcheck.warns("missing"):
         ctx.make()
     assert CALLS == [("load", 1)]  # equal result: b is not re-run
     assert a.result() == 10 and b.result() == 11
     # missing, and needed by a dependent that runs
     _result_file(ctx, a.job_id).unlink()
-    with pytest.warns(UserWarning, match="missing"):
+    with logcheck.warns("missing"):
         ctx.clean(b.job_id)
     CALLS.clear()
-    with pytest.warns(UserWarning, match="missing"):
+    with logcheck.warns("missing"):
         ctx.make()
     assert CALLS == [("load", 1), ("process", 10)]
     assert b.result() == 11
@@ -554,7 +554,7 @@ def test_missing_result_file_warns(ctx, files):
     a = ctx.comp(load, 1)
     ctx.make()
     _result_file(ctx, a.job_id).unlink()
-    with pytest.warns(UserWarning, match=a.job_id):
+    with logcheck.warns(a.job_id):
         ctx.make()
     assert a.result() == 10
 
@@ -565,7 +565,7 @@ def test_corrupt_result_file_is_not_done_and_runs_again(ctx, files, keeper, stor
     _corrupt(_result_file(ctx, a.job_id))
     CALLS.clear()
     try:
-        with pytest.warns(UserWarning, match="corrupt"):
+        with logcheck.warns("corrupt"):
             ctx.make()
         assert CALLS == [("load", 1)]
         assert a.state == "done" and a.result() == 10
@@ -579,7 +579,7 @@ def test_corrupt_result_read_is_an_nbmake_error(ctx, inline):
     a = ctx.comp(load, 1)
     ctx.make()
     _corrupt_result(ctx, a.job_id)
-    with pytest.raises((NbmakeError, NotDone)), pytest.warns(UserWarning, match="corrupt"):
+    with pytest.raises((NbmakeError, NotDone)), logcheck.warns("corrupt"):
         a.result()
 
 
@@ -593,11 +593,10 @@ def test_corrupt_result_needed_by_a_dependent_is_remade_with_a_warning(store_pat
         b = ctx.comp(process, a)
         ctx.make()
         _corrupt_result(ctx, a.job_id)
-        with warnings.catch_warnings():  # a corrupt file may be noticed here already
-            warnings.simplefilter("ignore")
+        with logcheck.library_warnings():  # a corrupt file may be noticed here already
             ctx.clean(b.job_id)
         CALLS.clear()
-        with pytest.warns(UserWarning, match="corrupt"):
+        with logcheck.warns("corrupt"):
             ctx.make()
         assert sorted(CALLS) == [("load", 1), ("process", 10)]
         assert a.result() == 10 and b.result() == 11

@@ -16,13 +16,14 @@ import os
 import subprocess
 import sys
 import textwrap
-import warnings
 from pathlib import Path
 
 import pytest
 
 from nbmake_ext import Context, JobsFailed, NotDone
 from nbmake_ext.fingerprint import set_tracked_root
+
+import logcheck
 
 _serial = itertools.count()
 
@@ -191,18 +192,17 @@ def test_corrupt_child_result_is_remade(nb):
     nb.cell("comp_dynamic(parent, 1, job_id='P')")
     nb.ctx.make()
     nb.corrupt_keeping_stamp("c0")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with logcheck.library_warnings() as caught:
         nb.ctx.remake("P")                 # JobsFailed: "the result of its child c0 is unavailable"
         nb.ctx.make()                      # and again at every later make
     assert nb.ctx.result_of("P") == [2]
-    assert any("c0" in str(w.message) for w in caught)  # SPEC 9: with a warning
+    assert any("c0" in m for m in logcheck.messages(caught))  # SPEC 9: with a warning
 
 
 # --- "corrupt-remade" -------------------------------------------------------------------------
 
 _CORRUPT_DEPENDENCY = """
-import hashlib, os, sys, tempfile, warnings, linecache
+import hashlib, logging, os, sys, tempfile, linecache
 from pathlib import Path
 from nbmake_ext import Context
 from nbmake_ext.fingerprint import set_tracked_root
@@ -213,7 +213,7 @@ def cell(src, n=[0]):
     fn = f"/tmp/ipykernel_regress_sub/{n[0]}.py"
     linecache.cache[fn] = (len(src), None, src.splitlines(True), fn)
     exec(compile(src, fn, "exec"), ns)
-warnings.simplefilter("ignore")
+logging.disable(logging.WARNING)  # the corrupt result is found, and said so
 bad = []
 for attempt in range(10):
     store = Path(tempfile.mkdtemp()) / "store"
@@ -316,11 +316,10 @@ def test_two_dependents_of_a_corrupt_result(nb):
     nb.corrupt_keeping_stamp("F")
     nb.cell("def h(a, k):\n    return a + k + 100\n")   # both dependents must run, and read F
     nb.cell(jobs)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with logcheck.library_warnings() as caught:
         nb.ctx.make()                                        # AssertionError: H2 is queued ...
     assert [nb.ctx.result_of(j) for j in ("F", "H1", "H2")] == [2, 103, 104]
-    assert len(caught) == 1, [str(w.message) for w in caught]  # F was lost once
+    assert len(caught) == 1, logcheck.messages(caught)  # F was lost once
 
 
 # --- "interrupt-leaks-claim" -----------------------------------------------------------
@@ -336,8 +335,7 @@ def test_interrupt_while_a_corrupt_dependency_is_remade(nb):
     nb.cell("def h(a):\n    return a + 2\n")
     nb.cell(jobs)
     nb.ns["STOP"].append(1)                       # Ctrl-C while F is remade for H
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with logcheck.library_warnings():
         with pytest.raises(KeyboardInterrupt):
             nb.ctx.make()
         states = {r.job_id: r.state for r in nb.ctx.ls()}
@@ -388,8 +386,7 @@ def test_waiting_dependent_of_a_corrupt_result(nb):
     nb.result_file("G").unlink()              # G runs again, so H waits for G ...
     nb.cell("def a(v):\n    return v + 2\n")  # ... while A runs and finds F unreadable
     nb.cell(jobs)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with logcheck.library_warnings():
         nb.ctx.make()                          # AssertionError: H is queued but dependency F ...
     assert [nb.ctx.result_of(j) for j in ("A", "G", "H")] == [4, 10, 12]
 
@@ -449,8 +446,7 @@ def test_a_lost_result_whose_own_input_is_lost_waits_for_it(nb, first):
     for job in ("C", "D"):               # found by the make: C and D run again
         path = nb.result_file(job)
         os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with logcheck.library_warnings():
         nb.ctx.make()
     assert [nb.ctx.result_of(j) for j in "ABCD"] == [2, 4, 7, 1]
 
@@ -471,8 +467,7 @@ def test_interrupt_while_the_corrupt_child_of_a_corrupt_dynamic_job_is_remade(nb
     nb.corrupt_keeping_stamp("P")        # found when U is remade and reads it
     nb.corrupt_keeping_stamp("c0")       # found when the new P completes and reads it
     nb.ns["STOP"].append(1)              # Ctrl-C as c0 runs again
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with logcheck.library_warnings():
         with pytest.raises(KeyboardInterrupt):
             nb.ctx.remake("U")
         states = {r.job_id: r.state for r in nb.ctx.ls()}

@@ -48,12 +48,11 @@ connecting to the cluster and the "started" event topic.
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import secrets
-import sys
 import time
-import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -69,6 +68,7 @@ from .dask_cluster import TOPIC, connect, import_distributed, listen, stop_liste
 from .dask_fetch import ComingBack, _file_of
 from .runner import Capabilities
 
+logger = logging.getLogger(__name__)
 PER_THREAD = 64           # jobs in Dask at once per worker thread (Dask queues them) ...
 MIN_WINDOW = 256          # ... and at least this many
 SEND_AS_DATA = 1 << 20    # inputs (results, payloads, functions) this large are scattered
@@ -285,8 +285,8 @@ class DaskRunner(ComingBack):
         over = [t.future for t in self.inflight.values()
                 if t.future is not None and t.key in self.by_key and t.future.done()]
         if over:
-            warnings.warn(f"nbmake: {len(over)} Dask task(s) had ended without being "
-                          f"reported; taken up now", RuntimeWarning, stacklevel=2)
+            logger.warning("%d Dask task(s) had ended without being reported; taken up now",
+                           len(over))
         return over
 
     def _report(self, item: tuple, out: list) -> None:
@@ -374,13 +374,13 @@ class DaskRunner(ComingBack):
             try:
                 self.client.cancel(futures)
             except Exception as exc:  # noqa: BLE001 - the interrupt must reach the user
-                print(f"nbmake: could not cancel the Dask tasks: {exc}", file=sys.stderr)
+                logger.warning("could not cancel the Dask tasks: %s", exc)
         if running:
             names = ", ".join(f"{j} (on {w})" for j, w in running[:5])
             more = f" and {len(running) - 5} more" if len(running) > 5 else ""
-            print(f"nbmake: Dask cannot stop a task that already started: {names}{more} "
-                  f"will run to its end on its worker; its result is discarded. The other "
-                  f"{len(stopped) - len(running)} job(s) were cancelled.", file=sys.stderr)
+            logger.warning("Dask cannot stop a task that already started: %s%s will run to "
+                           "its end on its worker; its result is discarded. The other %d "
+                           "job(s) were cancelled.", names, more, len(stopped) - len(running))
         return stopped
 
     def close(self) -> None:
@@ -423,12 +423,11 @@ class DaskRunner(ComingBack):
             return
         if isinstance(allowed, int) and allowed > 0:
             _warned_retries = True
-            warnings.warn(
-                f"the Dask scheduler runs a task again when its worker dies (allowed-failures"
-                f" = {allowed}): a job that crashes its worker may run up to {allowed + 1} "
-                f"times before it fails. Start the scheduler with "
-                f"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=0 to fail it at once.",
-                RuntimeWarning, stacklevel=4)
+            logger.warning(
+                "the Dask scheduler runs a task again when its worker dies (allowed-failures"
+                " = %d): a job that crashes its worker may run up to %d times before it "
+                "fails. Start the scheduler with DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=0"
+                " to fail it at once.", allowed, allowed + 1)
 
     # -- sending --------------------------------------------------------------------------
 

@@ -8,9 +8,9 @@ sending_ahead.py the sending of jobs ahead (both mixins of ``Driver``).
 
 from __future__ import annotations
 
+import logging
 import pickle
 import time
-import warnings
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -43,6 +43,8 @@ ELSEWHERE_POLL = 0.2
 CLAIM_AHEAD_SECONDS = 0.01
 CLAIM_AHEAD_MAX = 64
 VALUES_BYTES = 256 << 20  # results of this run kept in memory for their dependents
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -170,8 +172,7 @@ class Driver(Recording, SendAhead):
             try:
                 self._put_back()
             except BaseException as exc:  # noqa: BLE001 - the first error is the one to see
-                warnings.warn(f"nbmake: running jobs could not all be put back: {exc!r}",
-                              RuntimeWarning, stacklevel=2)
+                logger.warning("running jobs could not all be put back: %r", exc)
             raise
         finally:
             if self.ahead is not None:  # jobs sent ahead that this run did not decide to run
@@ -201,8 +202,7 @@ class Driver(Recording, SendAhead):
         try:
             stopped = set(self.runner.interrupt())
         except Exception as exc:  # noqa: BLE001 - what this process holds is let go anyway
-            warnings.warn(f"nbmake: the running jobs could not all be stopped: {exc!r}",
-                          RuntimeWarning, stacklevel=3)
+            logger.warning("the running jobs could not all be stopped: %r", exc)
             stopped = set()
         ended = [*self._unhandled, *self._replay, *self.runner.ended_before_interrupt()]
         self._unhandled, self._replay = deque(), []
@@ -212,8 +212,8 @@ class Driver(Recording, SendAhead):
             try:
                 self._handle(ended)
             except Exception as exc:  # noqa: BLE001 - the interrupt must reach the user
-                warnings.warn(f"nbmake: results that ended as the run was interrupted were not "
-                              f"recorded: {exc!r}", RuntimeWarning, stacklevel=2)
+                logger.warning("results that ended as the run was interrupted were not "
+                               "recorded: %r", exc)
         stopped |= set(self.running) | set(self.claimed)
         stopped |= set(self.ready) | set(self.templates) | set(self.deferred)
         if self.ahead is not None:  # their claims, also of those that ended already
@@ -369,7 +369,7 @@ class Driver(Recording, SendAhead):
     def _result_lost(self, job_id: str, consumer: str, why: str) -> None:
         """A dependency's stored result is unreadable: say so, forget the file, remake it."""
         if job_id not in self.lost:  # once, however many dependents find out
-            warnings.warn(f"{why}; {job_id} will run again", UserWarning, stacklevel=3)
+            logger.warning("%s; %s will run again", why, job_id)
             self.lost.add(job_id)
             self.store.mark_unreadable(job_id)
         self.locations.pop(job_id, None)

@@ -6,6 +6,7 @@ all stop the make. A mixin of ``EnginePool`` (pool.py): it uses its state.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 
@@ -17,6 +18,8 @@ from ..store import blobs
 from .engine_proc import Engine, how_ended, log_tail
 
 DEATH_GRACE_MS = 20   # wait for a dead engine's last messages
+
+logger = logging.getLogger(__name__)
 
 
 class EngineDeaths:
@@ -69,6 +72,8 @@ class EngineDeaths:
                 del self.made_here[jid]
             if again:
                 out.append(Requeue(again))
+            logger.info("engine %d %s%s; a new engine takes its place", engine.pid,
+                        how_ended(code), f" while running {running}" if running else "")
             self._spawn()
         if cannot_start is not None:
             self._failed_starts = 0  # a later make tries again

@@ -4,11 +4,15 @@ The run loop calls ``job_changed`` for every state change, with what a click on 
 should show (error, traceback, captured output, timings, reasons), so a view never needs to
 ask the kernel while it is busy; and ``tick`` at least every ~50 ms from the thread that
 runs the cell, so a view can send its batch of changes from there.
+
+An observer that follows the run as a whole (the console's live line) also has the methods
+of ``RunObserver``: ``Context`` calls ``run_started`` once the run is set up and
+``run_ended`` when it is over, interrupted or not, before its summary line prints.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 
 class Observer(Protocol):
@@ -19,6 +23,15 @@ class Observer(Protocol):
 
     def tick(self) -> None:
         """Called often from the run loop: a chance to flush batched updates."""
+
+
+class RunObserver(Observer, Protocol):
+    def run_started(self, command: str, needed: Callable[[], int]) -> None:
+        """The run of ``command`` (make, parmake, remake) begins; ``needed()`` is how many
+        jobs it has to decide so far (more as dynamic jobs define children)."""
+
+    def run_ended(self) -> None:
+        """The run is over: take the view down (the summary line follows)."""
 
 
 class NoObserver:

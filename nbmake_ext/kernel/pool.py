@@ -21,6 +21,7 @@ When an engine dies: engine_deaths.py. An engine's state and remains: engine_pro
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pickle
 import shutil
@@ -42,6 +43,7 @@ from .engine_deaths import EngineDeaths
 from .engine_proc import Engine, log_size
 from .runner import Capabilities
 
+logger = logging.getLogger(__name__)
 DEPTH = 2
 MAX_DEPTH = 32
 QUEUE_SECONDS = 0.005  # work queued per engine when jobs are short (fewer round trips)
@@ -118,6 +120,7 @@ class EnginePool(EngineDeaths):
         except OSError:
             pass  # it died at once (killed, out of memory...): buried like any dead engine
         engine = self.engines[identity] = Engine(identity, proc, log_path)
+        logger.debug("started engine %d (%s)", proc.pid, identity.decode())
         return engine
 
     def _running_file(self, identity: bytes) -> str:
@@ -327,6 +330,8 @@ class EnginePool(EngineDeaths):
             self.poll(0.05)  # outcomes of stopped jobs are dropped: they go back
         for engine in busy:
             if engine.queue:
+                logger.info("engine %d did not stop its job within 2 s: killed, a new "
+                            "engine takes its place", engine.pid)
                 engine.proc.kill()
                 engine.proc.wait()
                 self.engines.pop(engine.identity, None)

@@ -12,12 +12,12 @@ import contextlib
 import functools
 import gc
 import json
+import logging
 import os
 import pickle
 import socket
 import sqlite3
 import threading
-import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -39,6 +39,7 @@ from .recording import (
     _write_definitions,
 )
 
+logger = logging.getLogger(__name__)
 HOST = socket.gethostname()
 
 
@@ -151,10 +152,7 @@ class Store(_Recording):
         self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.results_dir.mkdir(mode=0o700, exist_ok=True)
         if existed and self.path.stat().st_mode & 0o077:
-            warnings.warn(
-                f"the store {self.path} is readable by other users; `chmod 700` it",
-                UserWarning, stacklevel=_caller_level(),
-            )
+            logger.warning("the store %s is readable by other users; `chmod 700` it", self.path)
         if not os.access(self.path, os.W_OK):
             raise OSError(f"{self.path} is not writable")
 
@@ -199,11 +197,11 @@ class Store(_Recording):
         if name is None:
             return False
         if found is None:
-            _warn(f"the result file of {job_id!r} is missing; the job will run again")
+            logger.warning("the result file of %r is missing; the job will run again", job_id)
             return False
         if recorded[0] is not None and recorded[1] is not None and found != recorded:
-            _warn(f"the result file of {job_id!r} is corrupt (changed since it was written); "
-                  "the job will run again")
+            logger.warning("the result file of %r is corrupt (changed since it was "
+                           "written); the job will run again", job_id)
             return False
         return True
 
@@ -498,19 +496,3 @@ def _one_moment(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         yield conn
     finally:
         conn.execute("COMMIT")
-
-
-def _warn(message: str) -> None:
-    warnings.warn(message, UserWarning, stacklevel=_caller_level())
-
-
-def _caller_level() -> int:
-    """The stack level of the first frame outside nbmake_ext, so a warning points at the
-    user's line, not ours."""
-    import sys
-
-    frame, level = sys._getframe(1), 1
-    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
-    while frame is not None and frame.f_code.co_filename.startswith(package):
-        frame, level = frame.f_back, level + 1
-    return level

@@ -34,6 +34,7 @@ import dask  # noqa: E402
 import psutil  # noqa: E402
 
 from contexts import record_elsewhere_when_claimed  # noqa: E402
+import logcheck  # noqa: E402
 from nbmake_ext import Context, JobsFailed, NbmakeError  # noqa: E402
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -523,7 +524,7 @@ def test_tasks_whose_end_is_never_reported_are_taken_up_after_a_quiet_while(clie
     monkeypatch.setattr(client.loop, "add_callback", loses_the_first_graph)
     ctx = make_ctx()
     jobs = [ctx.comp(add, i, job_id=f"n{i}") for i in range(20)]
-    with pytest.warns(RuntimeWarning, match="ended without being reported"):
+    with logcheck.warns("ended without being reported"):
         report = within(60, ctx.parmake, dask=client)
     assert skipped and report.ran == 20 and not report.failed
     assert [p.result() for p in jobs] == list(range(20))
@@ -846,7 +847,7 @@ def test_console_parmake_dask(address, make_ctx, lab, tmp_path):
 
 
 @pytest.mark.timeout(120)
-def test_interrupt_cancels_queued_tasks_and_names_running_ones(client, make_ctx, lab, capfd):
+def test_interrupt_cancels_queued_tasks_and_names_running_ones(client, make_ctx, lab):
     ctx = make_ctx()
     ctx.comp(work, lab, "early", job_id="early")
     assert ctx.parmake(dask=client).ran == 1
@@ -868,7 +869,7 @@ def test_interrupt_cancels_queued_tasks_and_names_running_ones(client, make_ctx,
     thread = threading.Thread(target=interrupter, daemon=True)
     thread.start()
     try:
-        with pytest.raises(KeyboardInterrupt):
+        with pytest.raises(KeyboardInterrupt), logcheck.library_warnings() as logged:
             ctx.parmake(dask=client, n=4)
     finally:
         thread.join(70)
@@ -880,9 +881,9 @@ def test_interrupt_cancels_queued_tasks_and_names_running_ones(client, make_ctx,
             time.sleep(0.05)
         for i in range(6):
             Path(lab, f"release-h{i}").touch()  # the tasks Dask could not stop end now
-    err = capfd.readouterr().err
+    err = "\n".join(logcheck.messages(logged))
     assert len(running) == 2, running
-    assert "nbmake: Dask cannot stop a task that already started: " in err, err
+    assert "Dask cannot stop a task that already started: " in err, err
     for job in running:
         assert f"{job} (on tcp://127.0.0.1:" in err, err
     assert "will run to its end on its worker; its result is discarded. The other 2 job(s) " \

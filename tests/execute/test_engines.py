@@ -34,6 +34,7 @@ from enginejobs.support import *  # noqa: E402,F401,F403
 from enginejobs.support import (  # noqa: E402
     PYTHON, guarded, is_engine, wait_gone, wait_ready, wait_until)
 
+import logcheck  # noqa: E402
 from nbmake_ext import JobsFailed  # noqa: E402
 
 
@@ -130,7 +131,7 @@ def test_a_job_of_many_inputs_reads_their_rows_together_and_a_corrupt_one_is_rem
         conn.execute("UPDATE results SET data=? WHERE job_id='load7'",
                      (data.replace(b"load7", b"lxad7"),))
     top = ctx.comp(J.work, lab, "sum", raw, job_id="sum")
-    with pytest.warns(UserWarning, match="'load7' is unreadable: checksum mismatch"):
+    with logcheck.warns("'load7' is unreadable: checksum mismatch"):
         guarded(ctx.parmake, n=2)
     got = top.result()
     assert [x["inputs"] for x in got["inputs"][0]] == [[i] for i in range(30)]

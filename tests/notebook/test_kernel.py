@@ -451,6 +451,21 @@ def test_invalid_job_renders_one_line(nb):
         "InvalidJob: job '?': 42 is not callable; comp() takes a function first"]
 
 
+def test_a_warning_reaches_the_cell_on_stderr(nb):
+    """nbmake_ext logs its warnings; in a kernel where nothing set logging up, logging's
+    last resort prints them on stderr, which the cell shows."""
+    nb.ok(HELPERS + "current_context().store.inline_max = 0\nd = comp(double, 4, job_id='d')")
+    nb.ok("%make")
+    for path in (nb.cwd / ".nbmake" / "results").iterdir():
+        path.unlink()
+    reply = nb.ok("%make")
+    assert summary(reply).startswith("make: 1 done")
+    stderr = "".join(m["content"]["text"] for m in reply.msgs
+                     if m["msg_type"] == "stream" and m["content"]["name"] == "stderr")
+    assert "the result file of 'd' is missing; the job will run again" in stderr.splitlines()
+    assert "Warning" not in stderr
+
+
 # -- 6. debug ------------------------------------------------------------------------------
 
 def test_debug_reruns_the_failed_job_and_debug_lands_in_its_frame(nb):

@@ -11,6 +11,8 @@ from nbmake_ext import Context, JobsFailed, Promise
 from nbmake_ext.core.options import JobOptions
 from nbmake_ext.store import db
 
+import logcheck
+
 CALLS: list[int] = []
 
 # The jobs table of schema version 1: each job's outcome lived in its definition's row.
@@ -102,10 +104,11 @@ def test_a_version_1_store_keeps_its_results_states_and_reasons(tmp_path, lackin
         assert ctx.store.snapshot()["sq1"].record.code_parts() == code_parts
         assert ctx.store.snapshot()["sq1"].spec.code_parts() == code_parts
         assert ctx.why("forced") == ["forced by remake"]
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), logcheck.library_warnings() as logged:
             warnings.simplefilter("error")
             with pytest.raises(JobsFailed):
                 ctx.make()
+        assert logcheck.messages(logged) == []
         assert sorted(CALLS) == [-1, 5]  # the failed job and the forced one, nothing else
     conn = sqlite3.connect(path / "nbmake.db")
     try:

@@ -15,6 +15,8 @@ from nbmake_ext.errors import StoreError
 from nbmake_ext.store import ResultUnavailable, Store
 from nbmake_ext.store.store import dumps_value
 
+import logcheck
+
 
 def spec(job_id, deps=()):
     return JobSpec(job_id, "m.f", "code", {"m.f": "code"}, "args", tuple(deps))
@@ -39,7 +41,7 @@ def test_store_directory_is_owner_only(tmp_path):
 def test_existing_store_readable_by_others_warns(tmp_path):
     Store(tmp_path / "s").close()
     os.chmod(tmp_path / "s", 0o755)
-    with pytest.warns(UserWarning, match="readable by other users"):
+    with logcheck.warns("readable by other users"):
         Store(tmp_path / "s").close()
 
 
@@ -154,9 +156,9 @@ def test_corrupt_or_missing_result_is_detected(tmp_path):
         store.load_result("a")
     with pytest.raises(ResultUnavailable, match="missing"):
         store.load_result("b")
-    with pytest.warns(UserWarning) as caught:
+    with logcheck.library_warnings() as caught:
         snap = store.snapshot()
-    messages = " ".join(str(w.message) for w in caught)
+    messages = " ".join(logcheck.messages(caught))
     assert "'a' is corrupt" in messages and "'b' is missing" in messages
     assert not snap["a"].record.present and not snap["b"].record.present
     store.close()
