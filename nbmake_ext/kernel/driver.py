@@ -3,17 +3,17 @@
 It runs in the calling thread (the thread that executes the notebook cell), so display
 updates and Ctrl-C behave as the kernel expects. This module holds the loop, the claims
 and what a job is handed over as; recording.py what is done with its outcomes,
-sending_ahead.py the sending of jobs ahead (both mixins of ``Driver``).
+sending_ahead.py the sending of jobs ahead, handing_over.py what a job is handed to a
+runner as (mixins of ``Driver``).
 """
 
 from __future__ import annotations
 
 import logging
-import pickle
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Mapping
 
 from ..core import events as ev
 from ..core.ahead import Ahead
@@ -23,13 +23,11 @@ from ..core.resources import Holdings
 from ..core.scheduler import QUEUED, Scheduler
 from ..errors import InternalError
 from ..promise import resolve
-from ..registration import function_blob, function_sources, payload
-from ..shared.outcomes import (Call, Durable, JobRaised, JobReturned, JobStored, Outcome,
-                               RemoteJob)
+from ..shared.outcomes import Durable, JobRaised, JobReturned, JobStored, Outcome
 from ..shared.values_cache import ByteLRU
-from ..store import ResultUnavailable, Store, StoredJob
-from ..store import blobs
+from ..store import Store, StoredJob
 from ..store.results import ResultReader
+from .handing_over import HandingOver, Lost as _Lost
 from .machine import gpu_devices
 from .observer import NoObserver, Observer
 from .recording import Recording
@@ -74,12 +72,7 @@ class RunReport:
         return f"{self.command}: {', '.join(parts)} in {self.seconds:.2f}s{tail}"
 
 
-class _Lost(Exception):
-    def __init__(self, job_id: str, why: str):
-        self.job_id, self.why = job_id, why
-
-
-class Driver(Recording, SendAhead):
+class Driver(Recording, SendAhead, HandingOver):
     def __init__(self, store: Store, graph: Graph, stored: dict[str, StoredJob],
                  targets: list[str], runner: Runner, *, forced: dict[str, str] | None = None,
                  command: str = "make", validate: bool = False,
@@ -403,128 +396,6 @@ class Driver(Recording, SendAhead):
             return False
         devices = holdings.take(jid, need)
         return {"CUDA_VISIBLE_DEVICES": ",".join(devices)} if devices else None
-
-    def _prepare(self, jid: str, env: dict[str, str] | None = None) -> Call | RemoteJob | None:
-        spec = self.graph.specs[jid]
-        if jid in self.lagging:
-            self.lagging.discard(jid)
-            self.store.define([(spec, *function_blob(spec), payload(spec))])
-        if self.remote:
-            job = self._prepare_remote(jid, spec)
-            if job is not None and spec.options:
-                job.timeout, job.env = spec.options.timeout, env
-                job.resources = dict(spec.options.resources) or None
-            return job
-        try:
-            if spec.func is not None:
-                func, args, kwargs = spec.func, spec.args, spec.kwargs
-            else:
-                func, args, kwargs = self.store.load_call(jid)
-        except Exception as exc:  # noqa: BLE001 - e.g. a module the console cannot import
-            self._fail(jid, f"cannot load the job's definition: {exc!r}", "", None)
-            return None
-        try:
-            r_args = resolve(args, self._value)
-            r_kwargs = resolve(kwargs, self._value)
-        except _Lost as lost:
-            # Our claim stays; the job runs again once the dependency is remade.
-            self._result_lost(lost.job_id, jid, lost.why)
-            return None
-        except LookupError as exc:  # a %%comp output its cell did not bind
-            self._fail(jid, str(exc), "", None)
-            return None
-        results = self.sched.results
-        self.running[jid] = ({d: results[d] for d in spec.deps}, args, kwargs)
-        return Call(jid, func, r_args, r_kwargs, spec.dynamic, spec.options.timeout, env)
-
-    def _prepare_remote(self, jid: str, spec) -> RemoteJob | None:
-        """Engines get bytes and the places of their inputs; no value is loaded here. A job
-        sent ahead gets no definition: the runner has it (see ``_adopt``)."""
-        if self.ahead is not None and self.ahead.waiting(jid):
-            key, blob, data, sources = "", b"", b"", b"{}"
-        else:
-            try:
-                key, blob, data, sources = self._definition(jid)
-            except Exception as exc:  # noqa: BLE001
-                self._fail(jid, f"cannot load the job's definition: {exc!r}", "", None)
-                return None
-        args, kwargs = (spec.args, spec.kwargs) if spec.func is not None else ((), {})
-        deps, inline = {}, {}
-        for dep in spec.deps:
-            where = self._location(dep)
-            if where is None:
-                self._result_lost(dep, jid, f"the result of {dep!r} is missing")
-                return None
-            deps[dep] = where
-            pending = self.store.pending_result(dep)
-            if pending is not None:  # its file may not be written yet: it travels along
-                inline[dep] = pending
-        results = self.sched.results
-        self.running[jid] = ({d: results[d] for d in spec.deps}, args, kwargs)
-        return RemoteJob(jid, key, blob, data, deps, spec.dynamic, inline, sources)
-
-    def describe(self, jid: str) -> RemoteJob:
-        """A job as a runner would send it ahead, before it is decided: with the places of
-        those inputs that have a stored result (a runner that sends jobs ahead prefers the
-        ones it is making). Raises if the definition cannot be loaded."""
-        spec = self.graph.specs[jid]
-        deps, inline = {}, {}
-        for dep in spec.deps:
-            where = self._location(dep)
-            if where is not None:
-                deps[dep] = where
-                pending = self.store.pending_result(dep)
-                if pending is not None:
-                    inline[dep] = pending
-        key, blob, data, sources = self._definition(jid)
-        return RemoteJob(jid, key, blob, data, deps, spec.dynamic, inline, sources,
-                         timeout=spec.options.timeout)
-
-    def _definition(self, jid: str) -> tuple[str, bytes, bytes, bytes]:
-        """(function key, function pickle, arguments pickle, function sources) of a job, as
-        engines get it."""
-        spec = self.graph.specs[jid]
-        sources = b"{}"
-        if spec.func is not None:
-            key, blob = function_blob(spec)
-            sources = function_sources(spec)
-            data = payload(spec)
-        elif jid in self.child_calls:
-            key, blob, data, sources = self.child_calls[jid]
-        else:
-            key = self.stored[jid].func_key
-            blob = self._blobs.get(key) or self.store.function_blob(key)
-            data = self.store.load_payload(jid)
-        self._blobs[key] = blob
-        return key, blob, data, sources
-
-    def _location(self, job_id: str) -> tuple[str, str] | None:
-        where = self.locations.get(job_id)
-        if where is not None:
-            return where
-        st = self.stored.get(job_id)
-        if st is None or st.record is None or not st.record.present or not st.r_file \
-                or job_id in self.lost:
-            return None
-        return st.r_file, st.r_checksum
-
-    def _value(self, job_id: str) -> Any:
-        found, value = self.values.get(job_id)
-        if found:
-            return value
-        pending = self.store.pending_result(job_id)
-        if pending is not None:
-            return pickle.loads(pending)
-        where = self.locations.get(job_id)
-        if where is not None:  # made by an engine in this run; maybe not committed yet
-            try:
-                return pickle.loads(self.reader.read(job_id, *where))
-            except (OSError, blobs.CorruptResult, pickle.UnpicklingError) as exc:
-                raise _Lost(job_id, f"the result file of {job_id!r} is unreadable: {exc}") from None
-        try:
-            return self.store.load_result(job_id)
-        except ResultUnavailable as exc:
-            raise _Lost(job_id, str(exc)) from None
 
 
 def _never(job_id: str) -> bool:

@@ -15,7 +15,8 @@ engine takes their values from its own memory, skips the job if one of them fail
 and says which results it took). Such a job is never moved to another engine by
 rebalancing; it counts in its engine's load (other jobs go to other engines first).
 
-When an engine dies: engine_deaths.py. An engine's state and remains: engine_proc.py.
+What engines say: engine_messages.py. When an engine dies: engine_deaths.py. An engine's
+state and remains: engine_proc.py.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import pickle
 import shutil
 import signal
 import subprocess
@@ -36,11 +36,11 @@ from pathlib import Path
 
 import zmq
 
-from ..shared.outcomes import (ChildSpec, DependencyLost, Durable, JobRaised, JobReturned,
-                               JobStored, RemoteJob, Requeue, Started, Timing)
+from ..shared.outcomes import DependencyLost, Durable, JobRaised, JobStored, RemoteJob, Requeue
 from ..shared.wire import Signer, Verifier, new_key
 from .engine_deaths import EngineDeaths
-from .engine_proc import Engine, log_size
+from .engine_messages import EngineMessages
+from .engine_proc import Engine
 from .runner import Capabilities
 
 logger = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ AHEAD_MAX = 2      # jobs sent ahead (not decided yet) per engine at once
 KILL_AFTER = 0.25  # seconds past a job's timeout before its engine is killed
 
 
-class EnginePool(EngineDeaths):
+class EnginePool(EngineDeaths, EngineMessages):
     """Runs jobs on engine processes. A job is ``Started`` when it reaches the head of its
     engine's queue: an engine runs its jobs in the order received, one at a time."""
 
@@ -417,136 +417,3 @@ class EnginePool(EngineDeaths):
                 self._check_engines(self._out)
             return False
         return True
-
-    def _receive(self, frames: list[bytes], out: list) -> None:
-        identity, rest = frames[0], frames[1:]
-        engine = self.engines.get(identity)
-        opened = self.verifier.open(rest, identity)
-        if engine is None or opened is None:
-            return  # unknown peer, unsigned, forged or replayed: dropped, never unpickled
-        kind, payloads = opened
-        if kind == "many":  # outcomes of short jobs, sent together (engine/outbox.py)
-            # Only the job at the head of the queue after them has started: the ones that
-            # started and ended between two messages are not said to have started.
-            at, engine.batching = 1, True
-            try:
-                for kind, meta, count in json.loads(payloads[0]):
-                    self._message(engine, kind, meta, payloads[at:at + count], out)
-                    at += count
-            finally:
-                engine.batching = False
-            self._head_started(engine, out)
-            return
-        self._message(engine, kind, json.loads(payloads[0]), payloads[1:], out)
-
-    def _message(self, engine: Engine, kind: str, meta: dict, payloads: list[bytes],
-                 out: list) -> None:
-        identity = engine.identity
-        if kind == "hello":
-            engine.ready = True
-            self._failed_starts = 0
-            engine.log_from = log_size(engine.log)
-        elif kind == "done":
-            job_id = meta["job_id"]
-            void = self._finished(engine, job_id, out)
-            if not void:
-                self.produced_by[job_id] = identity
-                self.made_here[job_id] = (identity, meta["checksum"])
-            timing = Timing(**meta["timing"])
-            self._mean_duration(timing.duration)
-            stored = JobStored(job_id, meta["result_fp"], meta.get("file", ""), meta["checksum"],
-                               tuple(meta.get("stamp", (0, 0))), timing,
-                               payloads[0].decode(), payloads[1].decode())
-            if len(payloads) > 2:
-                stored.data = payloads[2]
-            elif void:
-                if job_id not in meta["durable"]:
-                    engine.stale_durable.add(job_id)
-            else:
-                engine.undurable[job_id] = stored.file
-            durable = meta["durable"]
-            if not void:
-                self._outcome(job_id, stored, meta.get("consumed"), out)
-            elif job_id in durable:
-                durable = [j for j in durable if j != job_id]
-            if durable:  # notices ride on results: after this one's own
-                self._durable(engine, durable, out)
-        elif kind == "returned":
-            if not self._finished(engine, meta["job_id"], out):
-                out.append(JobReturned(meta["job_id"], pickle.loads(payloads[0]),
-                                       payloads[1].decode(), payloads[2].decode(),
-                                       Timing(**meta["timing"])))
-        elif kind == "failed":
-            job_id = meta["job_id"]
-            if self._finished(engine, job_id, out):
-                return
-            if meta.get("interrupted") and self._interrupting:
-                self._not_run(job_id, out)
-                return
-            raised = JobRaised(job_id, meta["error"], meta["traceback"], payloads[0].decode(),
-                               payloads[1].decode(),
-                               Timing(**meta["timing"]) if meta["timing"] else Timing())
-            self._outcome(job_id, raised, meta.get("consumed"), out)
-        elif kind == "lost":
-            if not self._finished(engine, meta["job_id"], out):
-                self._not_run(meta["job_id"], out,
-                              DependencyLost(meta["job_id"], meta["dep"], meta["why"]))
-        elif kind == "skipped":  # sent ahead; an input of it did not succeed there
-            if not self._finished(engine, meta["job_id"], out):
-                self._not_run(meta["job_id"], out)
-        elif kind == "child":
-            spec = pickle.loads(payloads[0])
-            out.append(ChildSpec(spec, payloads[1], payloads[2], payloads[3]))
-        elif kind == "durable":
-            self._durable(engine, meta["jobs"], out)
-        elif kind == "dropped":  # an interrupt's, or jobs sent ahead that were dropped
-            for job_id in meta["jobs"]:
-                self._finished(engine, job_id, out)
-        elif kind == "given_back":
-            job_id = meta["job_id"]
-            if job_id in engine.queue:
-                self._finished(engine, job_id, out)
-            engine.asked_back = None
-            out.append(Requeue([job_id]))
-
-    def _durable(self, engine: Engine, job_ids: list[str], out: list) -> None:
-        forward = []
-        for job_id in job_ids:
-            engine.undurable.pop(job_id, None)
-            if job_id in engine.stale_durable:  # a result that was not reported
-                engine.stale_durable.discard(job_id)
-                continue
-            forward.append(job_id)
-        if forward:
-            out.append(Durable(forward))
-
-    def _mean_duration(self, seconds: float) -> None:
-        mean = self.job_seconds
-        self.job_seconds = seconds if mean is None else 0.8 * mean + 0.2 * seconds
-
-    def _head_started(self, engine: Engine, out: list) -> None:
-        """A job reached the head of its engine's queue: the engine runs it now."""
-        if not engine.queue or engine.batching:
-            return
-        jid = engine.queue[0]
-        if jid in engine.void:
-            return  # a dropped instance: it does not count
-        out.append(Started(jid, f"engine {engine.pid}", time.time()))
-
-    def _finished(self, engine: Engine, job_id: str, out: list) -> bool:
-        """The job left the engine's queue. True if that was a dropped instance of it
-        (always the first of that id in the queue): its outcome is ignored."""
-        void = job_id in engine.void
-        if void:
-            engine.void.discard(job_id)
-        if engine.timeouts:
-            engine.timeouts.pop(job_id, None)
-        if engine.queue and engine.queue[0] == job_id:
-            engine.queue.popleft()
-            engine.head_since = time.monotonic()
-            self._head_started(engine, out)
-        elif job_id in engine.queue:
-            engine.queue.remove(job_id)
-        if engine.asked_back == job_id:
-            engine.asked_back = None
-        return void
