@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from ..registration import install_sources
+from ..shared.limits import peak_memory, time_limit
 from ..shared.outcomes import ChildSpec
 from ..shared.values_cache import ByteLRU
 from ..store import blobs
@@ -100,6 +101,42 @@ class _WorkerCache:
 _cache = _WorkerCache()
 
 
+class _PeakWhileRunning:
+    """The peak memory of this worker process while a job ran. Jobs run in several threads
+    of one process at once: the high-water mark is reset only when no other job runs (a
+    reset would lose the peak of a job still running), so a job's peak is the process's
+    over a span that holds the job's (what the jobs beside it held counts too)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running = 0
+
+    def begin(self) -> None:
+        with self.lock:
+            self.running += 1
+            if self.running == 1:
+                peak_memory.reset()
+
+    def end(self) -> int:
+        with self.lock:
+            self.running -= 1
+            return peak_memory.peak()
+
+
+_peak = _PeakWhileRunning()
+
+# The tasks of nbmake running in this process: key -> time.monotonic() when it started.
+_running: dict[str, float] = {}
+
+
+def running_for() -> dict[str, float]:
+    """(Run on each worker by the kernel: ``Client.run``.) How long each task of nbmake
+    running in this worker now has been running: the kernel's timeouts count from a task's
+    start, and the event that announces it may not have reached the kernel."""
+    now = time.monotonic()
+    return {k: now - t for k, t in list(_running.items())}
+
+
 class _InputFailed(Exception):
     """An input of a job sent ahead did not succeed: the job does not run (the kernel
     blocks it)."""
@@ -123,25 +160,38 @@ def _unpack(data: bytes) -> tuple | None:
 
 
 def _run_job(key: str, job_id: str, func_key: str, func_blob: bytes, payload: bytes,
-             dynamic: bool, dep_ids: tuple, dep_sums: tuple, topic: str, inputs: list) -> tuple:
+             dynamic: bool, dep_ids: tuple, dep_sums: tuple, timeout: float | None, topic: str,
+             inputs: list) -> tuple:
     """One job, on a Dask worker. Returns ("ok", data, result_fp, checksum, out, err,
     timing), ("dynamic", template, children, out, err, timing) or ("raised", error,
-    traceback, out, err, timing). Never raises: a job's failure is a result."""
+    traceback, out, err, timing); timing is (started, ended, duration, cpu, worker,
+    thread, peak memory). Never raises: a job's failure is a result."""
     from distributed import get_worker
-
-    from ..fingerprint import digest
-    from ..promise import resolve
-    from ..shared.call import error_line, format_job_traceback
-    from ..shared.loading import ArgumentsUnloadable, load_arguments
-    from ..store.store import dumps_value
 
     worker = get_worker()
     where = worker.address
+    _running[key] = time.monotonic()
     try:
         if topic:
             worker.log_event(topic, [key, where])
     except Exception:  # noqa: BLE001 - only used to tell queued from started
         pass
+    try:
+        return _run_job_here(job_id, func_key, func_blob, payload, dynamic, dep_ids, dep_sums,
+                             timeout, inputs, where)
+    finally:
+        _running.pop(key, None)
+
+
+def _run_job_here(job_id: str, func_key: str, func_blob: bytes, payload: bytes, dynamic: bool,
+                  dep_ids: tuple, dep_sums: tuple, timeout: float | None, inputs: list,
+                  where: str) -> tuple:
+    from ..fingerprint import digest
+    from ..promise import resolve
+    from ..shared.call import error_line, failure_line, format_job_traceback
+    from ..shared.loading import ArgumentsUnloadable, load_arguments
+    from ..store.store import dumps_value
+
     started = time.time()
     try:
         func = _cache.function(func_key, func_blob)
@@ -151,15 +201,15 @@ def _run_job(key: str, job_id: str, func_key: str, func_blob: bytes, payload: by
         kwargs = resolve(kwargs, values.__getitem__)
     except _InputFailed as exc:
         return ("raised", f"its input {exc} did not succeed", "", "", "",
-                (started, started, 0.0, 0.0, where, 0))
+                (started, started, 0.0, 0.0, where, 0, 0))
     except ArgumentsUnloadable as exc:
         return ("raised", exc.message, exc.traceback, "", "",
-                (started, started, 0.0, 0.0, where, 0))
+                (started, started, 0.0, 0.0, where, 0, 0))
     except LookupError as exc:  # a %%comp output its cell did not bind
-        return ("raised", str(exc), "", "", "", (started, started, 0.0, 0.0, where, 0))
+        return ("raised", str(exc), "", "", "", (started, started, 0.0, 0.0, where, 0, 0))
     except Exception as exc:  # noqa: BLE001 - e.g. a module the worker cannot import
         return ("raised", f"cannot load the job on worker {where}: {error_line(exc)}",
-                format_job_traceback(exc), "", "", (started, started, 0.0, 0.0, where, 0))
+                format_job_traceback(exc), "", "", (started, started, 0.0, 0.0, where, 0, 0))
 
     _install_capture()
     out, err = io.StringIO(), io.StringIO()
@@ -170,20 +220,23 @@ def _run_job(key: str, job_id: str, func_key: str, func_blob: bytes, payload: by
         args = (DynamicContext(job_id, lambda child: children.append(_child(child))), *args)
     t0, c0 = time.perf_counter(), time.thread_time()
     _local.out, _local.err = out, err
+    _peak.begin()
     try:
-        value = func(*args, **kwargs)
+        with time_limit(timeout):
+            value = func(*args, **kwargs)
         failure = None
     except BaseException as exc:  # noqa: BLE001 - a job's failure is its result
         failure = exc
     finally:
         _local.out = _local.err = None
+        peak = _peak.end()
     duration = time.perf_counter() - t0
     timing = (started, started + duration, duration, time.thread_time() - c0, where,
-              threading.get_ident())
+              threading.get_ident(), peak)
     stdout, stderr = out.getvalue(), err.getvalue()
     if failure is not None:
-        return ("raised", error_line(failure), format_job_traceback(failure), stdout, stderr,
-                timing)
+        return ("raised", failure_line(failure, timeout), format_job_traceback(failure), stdout,
+                stderr, timing)
     try:
         if dynamic:
             return ("dynamic", dumps_value(value), children, stdout, stderr, timing)

@@ -40,10 +40,14 @@ tasks and finished tasks into the outcomes engines report.
   stopped by Dask: it is named, runs to its end on its worker, and its result is dropped.
 - When a worker dies, the results it held are let go of (dependents then get them from
   the store); a result Dask still needed for a task already sent is computed again by Dask.
+- Job options (dask_limits.py): a job runs under its timeout on its worker, and the kernel
+  fails a task that runs past it (Dask cannot stop it: it is cancelled, its late result
+  dropped); a job's resources are its task's worker resources, and a job that no worker
+  could run fails at once; each job's peak memory is measured on its worker.
 
 What a task runs on a worker is in nbmake_ext/dask_worker/task.py. Here: the runner and
-what it sends; dask_fetch.py what comes back (the fetcher thread); dask_cluster.py
-connecting to the cluster and the "started" event topic.
+what it sends; dask_fetch.py what comes back (the fetcher thread); dask_limits.py job
+options; dask_cluster.py connecting to the cluster and the "started" event topic.
 """
 
 from __future__ import annotations
@@ -60,12 +64,14 @@ from pathlib import Path
 from typing import Any
 
 from ..dask_worker.task import _task
-from ..shared.outcomes import DependencyLost, Durable, JobRaised, JobStored, RemoteJob, Requeue
+from ..shared.outcomes import (DependencyLost, Durable, JobRaised, JobStored, RemoteJob,
+                               Requeue, Timing)
 from ..shared.values_cache import ByteLRU
 from ..store import blobs
 from ..store.results import ResultReader
 from .dask_cluster import TOPIC, connect, import_distributed, listen, stop_listening
 from .dask_fetch import ComingBack, _file_of
+from .dask_limits import DaskLimits
 from .runner import Capabilities
 
 logger = logging.getLogger(__name__)
@@ -86,12 +92,13 @@ class _InFlight:
     key: str
     future: Any
     dynamic: bool
-    attempt: int
     ahead: bool = False     # sent ahead (before the core decided it)
     made: tuple = ()        # (sent ahead) inputs from tasks of this run: (dep, its task's key)
+    timeout: float | None = None  # job_timeout
+    sent: float = 0.0       # (with a timeout) when it went to Dask (time.monotonic())
 
 
-class DaskRunner(ComingBack):
+class DaskRunner(ComingBack, DaskLimits):
     """A runner for the driver on a Dask cluster (``parmake --dask``).
 
     Threads: the caller's (the driver's loop) submits and turns ended tasks into outcomes;
@@ -123,7 +130,7 @@ class DaskRunner(ComingBack):
         self._made: dict[str, tuple[str, str]] = {}  # job -> key, checksum: result reported
         self.started: dict[str, str] = {}         # key -> worker (set on the client's loop)
         self._began: deque = deque()              # (key, worker, when): started, to report
-        self.attempts: dict[str, int] = {}
+        self.resent: dict[str, int] = {}          # job -> times sent again (see dask_fetch)
         # Futures of results made in this run, kept so dependents get them from the
         # cluster: job id -> (future, checksum); beyond the budget, the stored file's bytes.
         self.held = ByteLRU(hold_bytes, largest=hold_bytes)
@@ -146,6 +153,7 @@ class DaskRunner(ComingBack):
         self._fetched: deque = deque()            # (task, outcomes, checksum, size)
         self._synced: deque = deque()             # job ids whose result files are on disk
         self._fetcher = ThreadPoolExecutor(1, thread_name_prefix="nbmake-dask-fetch")
+        self._init_limits()
         try:
             listen(self.client, self.nonce, self._on_started)
         except Exception:
@@ -180,7 +188,12 @@ class DaskRunner(ComingBack):
 
     def submit(self, job: RemoteJob) -> None:
         """Queue the job's task; queued tasks go to Dask together at the next ``poll``
-        (one message to the scheduler for many tasks).        """
+        (one message to the scheduler for many tasks). A job that no worker could run (its
+        resources) fails at once."""
+        why = self._cannot_place(job)
+        if why is not None:
+            self.outbox.append(JobRaised(job.job_id, why, "", "", "", Timing(engine="dask")))
+            return
         try:
             inputs = [self._stored_input(dep, where, job.inline.get(dep))
                       for dep, where in job.deps.items()]
@@ -221,16 +234,15 @@ class DaskRunner(ComingBack):
                 self.functions[job.func_key] = func
         self._count += 1
         key = f"{job.job_id}-{self.nonce}-{self._count}"
-        attempt = self.attempts.get(job.job_id, 0) + 1
-        self.attempts[job.job_id] = attempt
-        task = _InFlight(job.job_id, key, None, job.dynamic, attempt, ahead)
+        task = _InFlight(job.job_id, key, None, job.dynamic, ahead, timeout=job.timeout)
+        self._ask(key, job)
         if ahead:
             task.made = tuple((d, x.key) for d, x, s in inputs if not s)
         self.inflight[job.job_id] = task
         self.by_key[key] = job.job_id
         deps, values, sums = zip(*inputs) if inputs else ((), (), ())
         self._queued.append((key, job.job_id, job.func_key, func, self._as_input(job.payload),
-                             job.dynamic, deps, sums, self.topic, list(values)))
+                             job.dynamic, deps, sums, job.timeout, self.topic, list(values)))
         if ahead:
             self._ahead_queued = True
 
@@ -259,6 +271,7 @@ class DaskRunner(ComingBack):
             done = self._look_at_futures()
         if done:
             self._ended(done, out)
+        self._check_deadlines(out)
         with self._cond:
             synced = len(self._synced)  # each of these was fetched (and is drained) before
             fetched = list(self._fetched)
@@ -324,6 +337,11 @@ class DaskRunner(ComingBack):
 
     def send_ahead(self, job: RemoteJob, place: str, behind: tuple[str, ...]) -> None:
         """Queue its task with its inputs' tasks (or their results' futures) as inputs."""
+        if self._cannot_place(job) is not None:
+            # (The core sends no job with resources ahead; were it to, one that no worker
+            # could run is not sent: it fails once the core decides it.)
+            self.outbox.append(Requeue([job.job_id]))
+            return
         inputs = []
         for dep in behind:
             task = self.inflight.get(dep)
@@ -352,6 +370,7 @@ class DaskRunner(ComingBack):
             if task is None or not task.ahead:
                 continue
             del self.inflight[jid]
+            self._untime(task.key)
             if self.by_key.pop(task.key, None) is not None and task.future is not None:
                 futures.append(task.future)
         if futures:
@@ -408,6 +427,7 @@ class DaskRunner(ComingBack):
         self._queued.clear()
         self._ahead_queued = False
         self._made.clear()
+        self._forget_limits()
 
     def _check_retries(self) -> None:
         """Dask runs a task again elsewhere when its worker dies, up to the scheduler's
@@ -474,7 +494,10 @@ class DaskRunner(ComingBack):
         self._ahead_queued = False
         Task, List = self._Task, self._List
         graph = {args[0]: Task(args[0], _task, *args[:-1], List(*args[-1])) for args in queued}
-        futures = self.client.get(graph, list(graph), sync=False)
+        tasks = [task for args in queued if (job_id := self.by_key.get(args[0])) is not None
+                 and (task := self.inflight.get(job_id)) is not None and task.key == args[0]]
+        self._timing_sent(tasks)
+        futures = self.client.get(graph, list(graph), sync=False, **self._resources_of(graph))
         for future in futures:
             job_id = self.by_key.get(future.key)
             if job_id is not None:

@@ -26,6 +26,7 @@ class ComingBack:
     def _on_started(self, key: str, address: str) -> None:
         """On the client's event loop, for every task of this run that starts."""
         self.started[key] = address
+        self._started_at(key)
         self._began.append((key, address, time.time()))
 
     def _report_started(self, out: list) -> None:
@@ -44,7 +45,8 @@ class ComingBack:
         for future in done:
             job_id = self.by_key.pop(future.key, None)
             if job_id is None:
-                continue  # cancelled by an interrupt or a drop, or sent again
+                continue  # cancelled by an interrupt, a drop or a timeout, or sent again
+            self._untime(future.key)
             task = self.inflight[job_id]
             if future.status == "finished":
                 self.started.pop(task.key, None)
@@ -70,7 +72,7 @@ class ComingBack:
             if isinstance(exc, self._KilledWorker):
                 worker = getattr(exc.last_worker, "address", None) or str(exc.last_worker)
                 self._lost_inputs()
-                if started_on is None and (task.ahead or task.attempt < ATTEMPTS):
+                if started_on is None and (task.ahead or self._send_again(task.job_id)):
                     out.append(Requeue([task.job_id]))  # only queued there: it never ran
                     return
                 out.append(JobRaised(task.job_id, f"worker {worker} died while running it: "
@@ -86,11 +88,20 @@ class ComingBack:
             return
         # Cancelled, not by us: e.g. an input of it (scattered data) was lost with a worker.
         self._lost_inputs()
-        if task.ahead or task.attempt < ATTEMPTS:
+        if task.ahead or self._send_again(task.job_id):
             out.append(Requeue([task.job_id]))
         else:
             out.append(JobRaised(task.job_id, "Dask cancelled it (an input was lost with its "
                                  "worker?)", "", "", "", Timing(engine=started_on or "dask")))
+
+    def _send_again(self, job_id: str) -> bool:
+        """Whether a job whose task did not run (lost with its worker, cancelled) is sent
+        again: once (ATTEMPTS in all). Attempts of job_retries do not count here."""
+        resent = self.resent.get(job_id, 0)
+        if resent >= ATTEMPTS - 1:
+            return False
+        self.resent[job_id] = resent + 1
+        return True
 
     def _fetch_all(self) -> None:
         """The fetcher thread: everything that ended meanwhile, in one gather each time."""
@@ -120,7 +131,7 @@ class ComingBack:
                 except Exception as exc:  # noqa: BLE001
                     results.append(("raised", f"its result was lost on the cluster: "
                                     f"{type(exc).__name__}: {exc}", "", "", "",
-                                    (0.0, 0.0, 0.0, 0.0, "dask", 0)))
+                                    (0.0, 0.0, 0.0, 0.0, "dask", 0, 0)))
         written = []
         for task, result in zip(tasks, results):
             if self._stopped:
@@ -152,14 +163,14 @@ class ComingBack:
             outcomes = [ChildSpec(pickle.loads(body), blob, data, sources)
                         for body, blob, data, sources in children]
             outcomes.append(JobReturned(job_id, pickle.loads(template), stdout, stderr,
-                                        Timing(*timing[:5])))
+                                        _timing(timing)))
             return task, outcomes, "", 0
         if kind != "ok":
             _, error, tb, stdout, stderr, timing = result
-            return task, [JobRaised(job_id, error, tb, stdout, stderr, Timing(*timing[:5]))], \
+            return task, [JobRaised(job_id, error, tb, stdout, stderr, _timing(timing))], \
                 "", 0
         _, data, result_fp, worker_sum, stdout, stderr, timing = result
-        timing = Timing(*timing[:5])
+        timing = _timing(timing)
         sum_ = blobs.checksum(data)
         if sum_ != worker_sum:
             return task, [JobRaised(job_id, "its result was damaged on its way from the worker "
@@ -181,6 +192,12 @@ class ComingBack:
         Dask forget them rather than compute them again; dependents get the stored files."""
         self.held.clear()
         self.functions.clear()
+
+
+def _timing(timing: tuple) -> Timing:
+    """A task's (started, ended, duration, cpu, worker, thread, peak memory)."""
+    started, ended, duration, cpu, where, _, peak = timing
+    return Timing(started, ended, duration, cpu, where, peak)
 
 
 def _file_of(item: tuple) -> str:

@@ -99,7 +99,8 @@ class HandingOver:
                     inline[dep] = pending
         key, blob, data, sources = self._definition(jid)
         return RemoteJob(jid, key, blob, data, deps, spec.dynamic, inline, sources,
-                         timeout=spec.options.timeout)
+                         timeout=spec.options.timeout,
+                         resources=dict(spec.options.resources) or None)
 
     def _definition(self, jid: str) -> tuple[str, bytes, bytes, bytes]:
         """(function key, function pickle, arguments pickle, function sources) of a job, as

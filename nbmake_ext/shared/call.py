@@ -63,6 +63,14 @@ def error_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
+def failure_line(exc: BaseException, timeout: float | None) -> str:
+    """The error of a job that raised ``exc``: its time limit's message if that stopped
+    it, else its exception's line."""
+    if isinstance(exc, JobTimedOut):
+        return timed_out_message(timeout or 0)
+    return error_line(exc)
+
+
 def run_call(call: Call, sink, echo: bool = False, engine: str = "kernel",
              interrupted=None) -> list[Outcome]:
     """Run one job here, capturing its output. ``sink`` receives ChildSpec outcomes of
@@ -83,7 +91,7 @@ def run_call(call: Call, sink, echo: bool = False, engine: str = "kernel",
             value = call.func(*args, **call.kwargs)
     except JobTimedOut as exc:
         return [_raised(call, exc, out, err, timing, t0, c0,
-                        error=timed_out_message(call.timeout or 0))]
+                        error=failure_line(exc, call.timeout))]
     except (KeyboardInterrupt, SystemExit) as exc:
         if isinstance(exc, SystemExit) or (interrupted is not None and not interrupted()):
             return [_raised(call, exc, out, err, timing, t0, c0)]

@@ -8,7 +8,7 @@ such as ``time.sleep``; in another thread (a Dask worker's) it is raised asynchr
 and takes effect at the job's next Python instruction. Code that never returns to Python
 (a C loop) is not stopped by either: an engine's kernel then kills the engine
 (kernel/pool.py), and on Dask the kernel fails the job at its timeout and drops its late
-result (kernel/dask.py).
+result (kernel/dask_limits.py).
 
 Peak memory: on Linux the process's high-water mark of resident memory is reset before
 the job (``/proc/self/clear_refs``) and read after it (``getrusage``): about two
