@@ -18,6 +18,8 @@ from .core.jobspec import JobSpec
 from .core.options import parse_totals
 from .commands import engine_count
 from .errors import InvalidJob, JobsFailed, NbmakeError, UnknownTarget
+from .files.fingerprints import FileState
+from .files.paths import covering, show
 from .kernel.driver import Driver, RunReport
 from .kernel.inkernel import InKernelRunner
 from .kernel.machine import machine_totals
@@ -55,6 +57,12 @@ class Context(Queries):
         self._pool = None  # engines, started by the first parmake
         # The resource totals of the latest parmake (core/options.py Totals), None before.
         self.resource_totals: Mapping[str, float] | None = None
+        # The files of jobs as the current command sees them (a cache of fingerprints by
+        # size, mtime and inode, kept in the store) and which job writes which file.
+        self.files = FileState(self.store.file_stats)
+        self._producers: dict[str, str] = {}   # declared output -> the job that writes it
+        self._dir_outputs = False  # some of them are directories
+        self._outputs_added = False  # new declared outputs: inputs are linked again at sync
         self._closed = False
         _open_contexts.add(self)
 
@@ -82,6 +90,10 @@ class Context(Queries):
         ``%%comp`` cells build their own). Runs nothing; recorded in the store at the next
         command, or at the end of the notebook cell."""
         function_blob(spec)  # an unpicklable function is an error now, not at make time
+        if spec.options.outputs:
+            self._declare_outputs(spec)
+        if spec.inputs:
+            spec = self._with_producers(spec, check=True)
         old = self.graph.specs.get(spec.job_id)
         try:
             outcome = self.graph.add(spec)
@@ -96,6 +108,79 @@ class Context(Queries):
             self._pending[spec.job_id] = spec
         self._registered[spec.job_id] = None
         return Promise(spec.job_id, self)
+
+    # -- files ----------------------------------------------------------------------------
+
+    def _declare_outputs(self, spec: JobSpec) -> None:
+        """The job writes its outputs: no other job registered here may write them."""
+        producers = self._producers
+        for path in spec.options.outputs:
+            other = producers.get(path)
+            if other is not None and other != spec.job_id and other in self._registered \
+                    and other in self.graph \
+                    and path in self.graph.specs[other].options.outputs:
+                raise InvalidJob(spec.job_id, f"its output {show(path)} is an output of job "
+                                              f"{other!r} already")
+        for path in spec.options.outputs:
+            producers[path] = spec.job_id
+            if path.endswith("/"):
+                self._dir_outputs = True
+        self._outputs_added = True
+
+    def producer_of(self, path: str) -> str | None:
+        """The job that declares ``path`` (absolute) as an output, or a directory holding
+        it; None if none does."""
+        producers = self._producers
+        if not producers:
+            return None
+        job = producers.get(path) or producers.get(path.rstrip("/") + "/")
+        if job is not None or not self._dir_outputs:
+            return job
+        parent = path.rstrip("/")
+        while True:
+            parent = os.path.dirname(parent)
+            job = producers.get(parent.rstrip("/") + "/")
+            if job is not None or parent in ("/", ""):
+                return job
+
+    def _with_producers(self, spec: JobSpec, check: bool = False) -> JobSpec:
+        """``spec`` depending on the jobs that write its input files. With ``check``, an
+        input file that does not exist and that no job writes is an error."""
+        extra: list[str] = []
+        for path in spec.inputs:
+            producer = self.producer_of(path)
+            if producer is None and check and not os.path.exists(path):
+                if not self._loaded:
+                    self._load()  # a stored job may write it
+                producer = self.producer_of(path)
+                if producer is None:
+                    raise InvalidJob(spec.job_id, f"its input file {show(path)} does not "
+                                                  f"exist (and no job writes it)")
+            if producer is not None and producer != spec.job_id and producer in self.graph \
+                    and producer not in spec.deps and producer not in extra:
+                extra.append(producer)
+        return dataclasses.replace(spec, deps=spec.deps + tuple(extra)) if extra else spec
+
+    def _link_inputs(self) -> None:
+        """Jobs registered before the job that writes one of their input files: they
+        depend on it from now on."""
+        self._outputs_added = False
+        specs = self.graph.specs
+        for jid in list(self._registered):
+            spec = specs.get(jid)
+            if spec is None or not spec.inputs:
+                continue
+            linked = self._with_producers(spec)
+            if linked is not spec:
+                self.graph.add(linked)
+                self._pending[jid] = linked
+
+    def _keep_file_stats(self) -> None:
+        """Fingerprints of files taken since last time: the store keeps them, so the next
+        command (in any process) looks at an unchanged file with one stat."""
+        rows = self.files.take_fresh()
+        if rows:
+            self.store.remember_files(rows)
 
     def own_jobs(self, needs: bool = True) -> list[str]:
         """The jobs registered through this context since it opened (``comp``,
@@ -128,6 +213,10 @@ class Context(Queries):
     def sync(self) -> None:
         """Record pending definitions in the store and reread what is stored."""
         self._refresh_code()
+        if self._outputs_added:
+            self._link_inputs()
+        self.files.moment()  # a command looks at each file afresh
+        self._keep_file_stats()
         self._load()
         stored = self._stored
         entries = []
@@ -173,10 +262,17 @@ class Context(Queries):
         self._stored = self.store.snapshot()
         self._loaded = True
         specs = self.graph.specs
+        producers = self._producers
         for jid, st in self._stored.items():
             mine = specs.get(jid)
             if mine is None or mine.func is None:
                 self.graph.put_stored(st.spec)
+            if st._options is not None and '"outputs"' in st._options \
+                    and jid not in self._registered:
+                for path in st.spec.options.outputs:  # (what this process declared wins)
+                    producers.setdefault(path, jid)
+                    if path.endswith("/"):
+                        self._dir_outputs = True
 
     # -- running --------------------------------------------------------------------------
 
@@ -252,12 +348,13 @@ class Context(Queries):
         driver = Driver(self.store, self.graph, dict(stored), ids, runner, forced=forced,
                         command=command, validate=self.validate, observer=observer,
                         lagging=self._lagging, read_at=self._stored_mark,
-                        resources=resources)
+                        resources=resources, files=self.files)
         report: RunReport | None = None
         try:
             report = driver.run()
         finally:
             self._loaded = False
+            self._keep_file_stats()
             if report is None:  # interrupted or broken: still say how far it got
                 report = RunReport(command, interrupted=True)
                 driver.count(report)
@@ -298,6 +395,7 @@ class Context(Queries):
         try:
             if self._pending:
                 self.sync()
+            self._keep_file_stats()
         finally:
             if self._pool is not None:
                 self._pool.close()

@@ -78,6 +78,7 @@ class Queries:
     _stored: dict[str, StoredJob]
     _pending: dict[str, JobSpec]
     _loaded: bool
+    files: Any  # files/fingerprints.py FileState: the files as this command sees them
 
     # and ``sync`` and ``_refresh_code``, of Context
 
@@ -158,11 +159,14 @@ class Queries:
             # A dependency with no result (cleaned) changes nothing until it is remade.
             results = {**{d: record.dep_fps[d] for d in spec.deps if d in record.dep_fps},
                        **results}
-        if not signature.is_up_to_date(spec, record, results, forced) or state in ("failed", "blocked"):
+        files = self.files
+        if not signature.is_up_to_date(spec, record, results, forced, files) \
+                or state in ("failed", "blocked"):
             arg_fps = None
             if record is not None and record.args_fp != spec.args_fp:
                 arg_fps = self._arg_fps(spec)
-            reasons = signature.reasons(spec, record, results, forced=forced, arg_fps=arg_fps)
+            reasons = signature.reasons(spec, record, results, forced=forced, arg_fps=arg_fps,
+                                        files=files)
             if state == "failed":
                 reasons = [r for r in reasons if r != "never ran"]
             out += reasons
@@ -178,13 +182,14 @@ class Queries:
         back (as make decides)."""
         st = self._stored.get(job_id)
         return st is not None and can_restore(self.graph.specs[job_id], st.state, st.record,
-                                              forced=st.forced, dep_results=results)
+                                              forced=st.forced, dep_results=results,
+                                              files=self.files)
 
     def _result_current(self, job_id: str, results: dict[str, str]) -> bool:
         """Its stored result is up to date as the store is now, whatever its last run."""
         st = self._stored.get(job_id)
         return st is not None and signature.is_current(self.graph.specs[job_id], st.record,
-                                                       results, st.forced)
+                                                       results, st.forced, self.files)
 
     def _root_failure(self, job_id: str, states: dict[str, str],
                       memo: dict[str, str | None] | None = None) -> str | None:
@@ -281,6 +286,7 @@ class Queries:
         ids = [job_id, *self.graph.specs[job_id].deps]
         if not just_read:  # another process may have made it since: reread the job and its deps
             self._stored.update(self.store.snapshot_of(ids))
+            self.files.moment()  # and its files may have changed
         results = {j: st.record.result_fp for j in ids
                    if (st := self._stored.get(j)) is not None and st.record is not None
                    and st.record.present}
@@ -319,7 +325,7 @@ class Queries:
         if st is None:
             return "running" if jid in running else "todo"
         return public_state(self.graph.specs[jid], st.state, st.record, forced=st.forced,
-                            dep_results=results, running=jid in running)
+                            dep_results=results, running=jid in running, files=self.files)
 
     def _select(self, targets: Iterable[str], states: dict[str, str] | None = None) -> list[str]:
         targets = list(targets)

@@ -19,9 +19,10 @@ from typing import Any
 import cloudpickle
 
 from .core.jobspec import JobSpec, default_job_id
-from .core.options import NO_OPTIONS, JobOptions, parse_options, split_options
+from .core.options import NO_OPTIONS, JobOptions, parse_options, split_options, with_outputs
 from .errors import InvalidJob
-from .fingerprint import CodeFingerprint, Unpicklable, code_fingerprint, function_label, scan_args
+from .files.paths import show
+from .fingerprint import CodeFingerprint, Unpicklable, code_fingerprint, function_label, scan_call
 
 # func object -> (func, label, short name); the func is held so its id is never reused.
 _labels: dict[int, tuple[Any, str, str]] = {}
@@ -48,7 +49,9 @@ def make_spec(func: Any, args: tuple, kwargs: dict, job_id: str | None = None,
     """``code`` and ``label`` replace the function's own fingerprint and name (a
     ``%%comp`` cell's code is its cell, not the runner that executes it). ``options``:
     the ``job_`` keywords of ``comp`` (``options.split_options`` takes them out of the
-    function's), checked once the job's id is known, or ``JobOptions`` already made."""
+    function's), checked once the job's id is known, or ``JobOptions`` already made.
+    ``File`` arguments are the job's input files (``JobSpec.inputs``); ``job_outputs``
+    its output files, ``{name}`` filled from ``kwargs``."""
     if not callable(func):
         raise InvalidJob(job_id or "?", f"{func!r} is not callable; comp() takes a function first")
     if job_id is not None and (not isinstance(job_id, str) or not job_id.strip()):
@@ -58,15 +61,26 @@ def make_spec(func: Any, args: tuple, kwargs: dict, job_id: str | None = None,
     else:
         label, name = _label(func)
     try:
-        args_fp, deps = scan_args(args, kwargs)
+        args_fp, deps, inputs = scan_call(args, kwargs)
     except Unpicklable as exc:
         raise InvalidJob(job_id or f"{name}(...)", str(exc)) from None
     jid = job_id or default_job_id(name, label, args_fp, parent)
     if options is not None and not isinstance(options, JobOptions):
+        outputs = options.get("job_outputs")
+        if outputs is not None:
+            options = {k: v for k, v in options.items() if k != "job_outputs"}
         options = parse_options(jid, options)
+        if outputs is not None:
+            options = with_outputs(jid, options, outputs, kwargs)
+    if options is not None and options.outputs and inputs:
+        both = set(options.outputs).intersection(inputs)
+        if both:
+            raise InvalidJob(jid, f"{show(min(both))} is both an input file and an output "
+                                  f"of the job")
     code = code or code_of(func)
     return JobSpec(jid, label, code.digest, code.parts, args_fp, deps, parent, dynamic,
-                   func, args, kwargs or _NO_KWARGS, options=options or NO_OPTIONS)
+                   func, args, kwargs or _NO_KWARGS, options=options or NO_OPTIONS,
+                   inputs=inputs)
 
 
 def comp_spec(func: Any, args: tuple, kwargs: dict, job_id: str | None = None,

@@ -22,6 +22,8 @@ from ..core.jobspec import RunRecord
 from ..core.resources import Holdings
 from ..core.scheduler import QUEUED, Scheduler
 from ..errors import InternalError
+from ..files.fingerprints import FileState
+from ..files.paths import show
 from ..promise import resolve
 from ..registration import function_blob, function_sources, payload
 from ..shared.outcomes import (Call, Durable, JobRaised, JobReturned, JobStored, Outcome,
@@ -82,8 +84,12 @@ class Driver(Recording, SendAhead):
                  targets: list[str], runner: Runner, *, forced: dict[str, str] | None = None,
                  command: str = "make", validate: bool = False,
                  observer: Observer | None = None, lagging: set[str] | None = None,
-                 read_at: tuple | None = None, resources: Mapping[str, float] | None = None):
+                 read_at: tuple | None = None, resources: Mapping[str, float] | None = None,
+                 files: FileState | None = None):
         self.store = store
+        # The files of the jobs as this make sees them (files/fingerprints.py): looked at
+        # once each, kept current as jobs write their outputs.
+        self.files = files if files is not None else FileState(store.file_stats)
         # What the jobs running at once may hold in all (a parmake's totals, see
         # core/options.py; a name missing from a Totals has 1); None: no limit (make).
         self.resource_totals = resources
@@ -106,7 +112,8 @@ class Driver(Recording, SendAhead):
         unsettled = {j: s.state for j, s in stored.items() if s.state in ("failed", "blocked")}
         self.sched = Scheduler(graph, records, targets, forced=forced,
                                arg_fps=self._current_arg_fps, validate=validate,
-                               unsettled=unsettled, since_failure=self._since_failure)
+                               unsettled=unsettled, since_failure=self._since_failure,
+                               files=self.files)
         self.ready: deque[str] = deque()
         self.claimed: deque[str] = deque()
         self.elsewhere: dict[str, str] = {}
@@ -409,11 +416,18 @@ class Driver(Recording, SendAhead):
         if jid in self.lagging:
             self.lagging.discard(jid)
             self.store.define([(spec, *function_blob(spec), payload(spec))])
+        in_fps = self._input_files(jid, spec) if spec.inputs else _NO_FILES
+        if in_fps is None:
+            return None
+        files = (spec.inputs, spec.options.outputs) \
+            if spec.inputs or spec.options.outputs else None
         if self.remote:
-            job = self._prepare_remote(jid, spec)
+            job = self._prepare_remote(jid, spec, in_fps)
             if job is not None and spec.options:
                 job.timeout, job.env = spec.options.timeout, env
                 job.resources = dict(spec.options.resources) or None
+            if job is not None:
+                job.files = files
             return job
         try:
             if spec.func is not None:
@@ -434,10 +448,23 @@ class Driver(Recording, SendAhead):
             self._fail(jid, str(exc), "", None)
             return None
         results = self.sched.results
-        self.running[jid] = ({d: results[d] for d in spec.deps}, args, kwargs)
-        return Call(jid, func, r_args, r_kwargs, spec.dynamic, spec.options.timeout, env)
+        self.running[jid] = ({d: results[d] for d in spec.deps}, args, kwargs, in_fps)
+        return Call(jid, func, r_args, r_kwargs, spec.dynamic, spec.options.timeout, env, files)
 
-    def _prepare_remote(self, jid: str, spec) -> RemoteJob | None:
+    def _input_files(self, jid: str, spec) -> dict[str, str] | None:
+        """The fingerprints of the job's input files as it starts (what its result will be
+        made from); None (and the job failed) if one is missing."""
+        files = self.files
+        out = {}
+        for path in spec.inputs:
+            fp = files(path)
+            if fp is None:
+                self._fail(jid, f"input file {show(path)} is missing", "", None)
+                return None
+            out[path] = fp
+        return out
+
+    def _prepare_remote(self, jid: str, spec, in_fps: dict[str, str]) -> RemoteJob | None:
         """Engines get bytes and the places of their inputs; no value is loaded here. A job
         sent ahead gets no definition: the runner has it (see ``_adopt``)."""
         if self.ahead is not None and self.ahead.waiting(jid):
@@ -460,7 +487,7 @@ class Driver(Recording, SendAhead):
             if pending is not None:  # its file may not be written yet: it travels along
                 inline[dep] = pending
         results = self.sched.results
-        self.running[jid] = ({d: results[d] for d in spec.deps}, args, kwargs)
+        self.running[jid] = ({d: results[d] for d in spec.deps}, args, kwargs, in_fps)
         return RemoteJob(jid, key, blob, data, deps, spec.dynamic, inline, sources)
 
     def describe(self, jid: str) -> RemoteJob:
@@ -531,6 +558,9 @@ def _never(job_id: str) -> bool:
     return False
 
 
+_NO_FILES: dict[str, str] = {}  # the input files of a job that reads none (never changed)
+
+
 _ENDED = (JobReturned, JobStored, JobRaised)  # outcomes of jobs that finished
 
 
@@ -538,4 +568,5 @@ def _same_record(a: RunRecord | None, b: RunRecord | None) -> bool:
     if a is None or b is None:
         return a is b
     return (a.result_fp == b.result_fp and a.code_fp == b.code_fp and a.args_fp == b.args_fp
-            and a.present == b.present and dict(a.dep_fps) == dict(b.dep_fps))
+            and a.present == b.present and dict(a.dep_fps) == dict(b.dep_fps)
+            and dict(a.files) == dict(b.files))

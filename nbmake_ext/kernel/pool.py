@@ -208,6 +208,8 @@ class EnginePool(EngineDeaths):
                     engine.timeouts[job.job_id] = job.timeout
                 if job.env:
                     meta["env"] = job.env
+                if job.files:
+                    meta["files"] = job.files
                 metas.append(meta)
                 frames += [job.payload, *job.inline.values()]
             if not self._send(engine, "jobs", json.dumps(metas).encode(), *frames):
@@ -451,7 +453,8 @@ class EnginePool(EngineDeaths):
             self._mean_duration(timing.duration)
             stored = JobStored(job_id, meta["result_fp"], meta.get("file", ""), meta["checksum"],
                                tuple(meta.get("stamp", (0, 0))), timing,
-                               payloads[0].decode(), payloads[1].decode())
+                               payloads[0].decode(), payloads[1].decode(),
+                               files=meta.get("files"))
             if len(payloads) > 2:
                 stored.data = payloads[2]
             elif void:
@@ -470,7 +473,7 @@ class EnginePool(EngineDeaths):
             if not self._finished(engine, meta["job_id"], out):
                 out.append(JobReturned(meta["job_id"], pickle.loads(payloads[0]),
                                        payloads[1].decode(), payloads[2].decode(),
-                                       Timing(**meta["timing"])))
+                                       Timing(**meta["timing"]), meta.get("files")))
         elif kind == "failed":
             job_id = meta["job_id"]
             if self._finished(engine, job_id, out):
