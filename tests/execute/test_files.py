@@ -305,3 +305,102 @@ def test_options_other_than_outputs_still_never_make_a_job_with_files_run(fresh,
     ctx.make()
     assert len(J.names(lab)) == 1
     assert ctx.details("w").options == {"timeout": 60, "outputs": [str(here / "a.txt")]}
+
+
+# -- dependencies through files ---------------------------------------------------------------
+
+@pytest.mark.parametrize("how", RUNNERS)
+def test_promise_outputs_make_the_producer_a_dependency_with_early_cutoff_on_content(
+        fresh, lab, here, how):
+    def define(text: str, salt: int):
+        ctx = fresh()
+        w = ctx.comp(F.write, lab, text, "mid/a.txt", salt, job_id="w",
+                     job_outputs=["mid/a.txt"])
+        u = ctx.comp(F.upper, lab, w.outputs[0], "up.txt", job_id="u",
+                     job_outputs=["up.txt"])
+        return ctx, w, u
+
+    ctx, w, u = define("abc", 0)
+    assert w.outputs == [File("mid/a.txt")] and ctx.definition("u").deps == ("w",)
+    run(ctx, how)
+    assert Path("up.txt").read_text() == "ABC" and runs(lab, "upper") == 1
+
+    ctx, w, u = define("abc", 1)  # the producer runs again, and writes the same bytes
+    assert states(ctx) == {"w": "stale", "u": "done"}
+    run(ctx, how)
+    assert runs(lab, "write-clean") == 2 and runs(lab, "upper") == 1  # early cutoff
+    ctx, w, u = define("abc", 1)
+    assert states(ctx) == {"w": "done", "u": "done"}
+
+    ctx, w, u = define("xyz", 1)  # now it writes other bytes: its consumer runs
+    run(ctx, how)
+    assert Path("up.txt").read_text() == "XYZ" and runs(lab, "upper") == 2
+    assert ctx.details("u").reasons_last_run == ["input file mid/a.txt changed"]
+
+
+@pytest.mark.parametrize("how", RUNNERS)
+def test_a_file_a_job_declares_makes_it_a_dependency_whatever_the_order(fresh, lab, here, how):
+    Path("mid").mkdir()
+    Path("mid/a.txt").write_text("old")  # there from an earlier run: no error now
+    ctx = fresh()
+    ctx.comp(F.upper, lab, File("mid/a.txt"), "up.txt", job_id="u", job_outputs=["up.txt"])
+    ctx.comp(F.write, lab, "new", "mid/a.txt", job_id="w", job_outputs=["mid/a.txt"])
+    ctx.comp(F.fill_dir, lab, "parts", 2, job_id="fill", job_outputs=["parts/"])
+    ctx.comp(F.list_dir, lab, File("parts"), job_id="ls")  # (missing, but fill writes it)
+    run(ctx, how)
+    assert ctx.definition("u").deps == ("w",) and ctx.definition("ls").deps == ("fill",)
+    assert Path("up.txt").read_text() == "NEW"
+    assert J.names(lab).index("write-clean") < J.names(lab).index("upper")
+    assert J.names(lab).index("fill") < J.names(lab).index("list")
+    ctx = fresh()  # the console, or another kernel: the links are in the store
+    assert ctx.definition("u").deps == ("w",)
+    assert states(ctx) == {"u": "done", "w": "done", "ls": "done", "fill": "done"}
+
+
+@pytest.mark.parametrize("how", RUNNERS)
+def test_pypipegraphs_30_second_summary(fresh, lab, here, how):
+    """pypipegraph's README: jobA writes sampleA.txt ("hello world"), jobB writes
+    sampleB.txt from it (", once again" appended) and depends on jobA. A
+    FileGeneratingJob runs again when its file is missing or its inputs changed."""
+    def pipeline():
+        ctx = fresh()
+        job_a = ctx.comp(F.pypipegraph_a, "sampleA.txt", job_outputs=["sampleA.txt"])
+        job_b = ctx.comp(F.pypipegraph_b, job_a.outputs[0], "sampleB.txt",
+                         job_outputs=["sampleB.txt"])
+        return ctx, job_a, job_b
+
+    ctx, job_a, job_b = pipeline()
+    assert ctx.definition(job_b.job_id).deps == (job_a.job_id,)  # jobB.depends_on(jobA)
+    report = run(ctx, how)
+    assert report.ran == 2
+    assert Path("sampleA.txt").read_text() == "hello world"
+    assert Path("sampleB.txt").read_text() == "hello world, once again"
+
+    ctx, job_a, job_b = pipeline()  # the pipegraph is done: nothing to do
+    assert run(ctx, how).ran == 0
+
+    os.remove("sampleB.txt")  # its output is missing: jobB alone runs again
+    ctx, job_a, job_b = pipeline()
+    assert ctx.why(job_b.job_id) == ["output sampleB.txt was deleted"]
+    report = run(ctx, how)
+    assert report.ran == 1 and report.skipped == 1
+    assert Path("sampleB.txt").read_text() == "hello world, once again"
+
+    os.remove("sampleA.txt")  # jobA writes the same file again: jobB's input did not change
+    ctx, job_a, job_b = pipeline()
+    report = run(ctx, how)
+    assert report.ran == 1 and Path("sampleA.txt").read_text() == "hello world"
+    assert ctx.why(job_b.job_id) == []
+
+    Path("sampleA.txt").write_text("hello")  # edited by hand: jobA writes it again ...
+    ctx, job_a, job_b = pipeline()
+    assert ctx.why(job_a.job_id) == ["output sampleA.txt was modified"]
+    assert ctx.why(job_b.job_id) == ["input file sampleA.txt changed"]
+    assert run(ctx, how).ran == 1  # ... as jobB read it: jobB is decided after jobA ran
+    assert Path("sampleA.txt").read_text() == "hello world"
+    assert ctx.why(job_b.job_id) == []
+
+    Path("sampleB.txt").write_text("hello")  # and the other way round: jobB only
+    ctx, job_a, job_b = pipeline()
+    assert run(ctx, how).ran == 1
+    assert Path("sampleB.txt").read_text() == "hello world, once again"

@@ -73,3 +73,17 @@ def fails_after_writing(lab: str, out: str) -> None:
 def copy(lab: str, src: str, dst: str) -> None:
     log(lab, "copy")
     shutil.copyfile(src, dst)
+
+
+# -- pypipegraph's "30 second summary" (its README) -------------------------------------------
+
+def pypipegraph_a(out: str) -> None:
+    with open(out, "w") as f:
+        f.write("hello world")
+
+
+def pypipegraph_b(src: str, out: str) -> None:
+    with open(src) as f:
+        text = f.read()
+    with open(out, "w") as f:
+        f.write(text + ", once again")
