@@ -26,7 +26,7 @@ from .kernel.machine import machine_totals
 from .kernel.observer import Observer
 from .promise import Promise
 from .queries import Details, JobRow, Queries  # noqa: F401  (JobRow, Details: re-exported)
-from .registration import code_of, comp_spec, function_blob, payload
+from .registration import code_of, comp_spec, function_blob, payload, shell_spec
 from .store import Store, StoredJob
 
 DEFAULT_STORE = ".nbmake"
@@ -84,6 +84,17 @@ class Context(Queries):
                      **kwargs: Any) -> Promise:
         """Like ``comp``, but ``func`` receives a context first and may define more jobs."""
         return self.register(comp_spec(func, args, kwargs, job_id, dynamic=True))
+
+    def sh(self, command: str, /, inputs: Any = None, outputs: Any = None, *,
+           job_id: str | None = None, **options: Any) -> Promise:
+        """Register a shell step: ``command`` run by ``/bin/sh`` with ``{input}``,
+        ``{inputs}``, ``{output}``, ``{outputs}`` filled in (shell-quoted paths). ``inputs``:
+        paths, ``File``s or promises (their declared outputs); ``outputs``: the paths it
+        writes. The command is its code; options as for ``comp`` (``job_timeout=`` or
+        ``timeout=``, ``retries=``, ``resources=``). Its stdout and stderr are its log;
+        a non-zero exit fails it."""
+        return self.register(shell_spec(command, inputs, outputs, job_id, options,
+                                        lambda p: Promise(p.job_id, self).outputs))
 
     def register(self, spec: JobSpec) -> Promise:
         """Register a job from its definition (``comp`` builds one with ``make_spec``;
@@ -437,6 +448,12 @@ def comp(func: Any, /, *args: Any, job_id: str | None = None, **kwargs: Any) -> 
 def comp_dynamic(func: Any, /, *args: Any, job_id: str | None = None, **kwargs: Any) -> Promise:
     """``Context.comp_dynamic`` on the current context."""
     return current_context().comp_dynamic(func, *args, job_id=job_id, **kwargs)
+
+
+def sh(command: str, /, inputs: Any = None, outputs: Any = None, *, job_id: str | None = None,
+       **options: Any) -> Promise:
+    """``Context.sh`` on the current context: a shell step."""
+    return current_context().sh(command, inputs, outputs, job_id=job_id, **options)
 
 
 @atexit.register

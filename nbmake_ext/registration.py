@@ -198,3 +198,33 @@ def arg_fingerprints(args: tuple, kwargs: dict) -> dict[str, str]:
     out = {str(i): digest(a) for i, a in enumerate(args)}
     out.update((k, digest(v)) for k, v in kwargs.items())
     return out
+
+
+def shell_spec(command: Any, inputs: Any, outputs: Any, job_id: str | None,
+               options: dict[str, Any], outputs_of: Any, parent: str | None = None) -> JobSpec:
+    """The JobSpec of ``sh(command, inputs=, outputs=, job_id=, **options)``: its function
+    a ``ShellCommand`` whose code is the command with its paths filled in, its input files
+    its argument, its outputs declared. Default id: ``sh-<8 hex>`` of its outputs (a
+    step is known by what it makes, as in make: editing its command makes it stale),
+    or, for a step without outputs, of its command and inputs."""
+    from .core.jobspec import short_hash
+    from .files.shell import (ShellCommand, format_command, input_files, output_list,
+                              shell_options)
+
+    where = job_id or "sh(...)"
+    if not isinstance(command, str) or not command.strip():
+        raise InvalidJob(where, f"sh() needs a command (a str), not {command!r}")
+    try:
+        files = input_files(inputs, outputs_of)
+        outs = output_list(outputs)
+        text = format_command(command, [str.__str__(f) for f in files], outs)
+        given = shell_options(options)
+    except (TypeError, ValueError) as exc:
+        raise InvalidJob(where, str(exc)) from None
+    jid = job_id or "sh-" + short_hash("sh", parent or "", *(outs or [command, *files]))
+    parsed = parse_options(jid, given)
+    if outs:
+        parsed = JobOptions(parsed.timeout, parsed.retries, parsed.resources, tuple(outs))
+    func = ShellCommand(text, os.getcwd(), parsed.timeout)
+    return make_spec(func, (files,), {}, jid, parent, label="sh", code=func.__nbmake_code__(),
+                     options=parsed)
