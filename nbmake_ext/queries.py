@@ -109,7 +109,9 @@ class Queries:
         return rows
 
     def why(self, job_id: str) -> list[str]:
-        """Reasons the job is not up to date, in words; empty when it is."""
+        """Reasons the job is not up to date, in words; empty when it is. ``job_id`` may
+        also name a file the job declares as an output."""
+        job_id = self.job_of(job_id)
         return self.why_many([job_id])[job_id]
 
     def why_many(self, job_ids: Iterable[str]) -> dict[str, list[str]]:
@@ -239,6 +241,9 @@ class Queries:
         return memo[job_id] or blocker(job_id)
 
     def details(self, job_id: str) -> Details:
+        """Everything about one job (``job_id`` may also name a file it declares as an
+        output)."""
+        job_id = self.job_of(job_id)
         self.sync()
         self._require(job_id)
         states = self._states()
@@ -338,6 +343,19 @@ class Queries:
     def _require(self, job_id: str) -> None:
         if job_id not in self.graph:
             raise UnknownTarget(f"no job {job_id!r}" + self.graph._suggest(job_id))
+
+    def job_of(self, name: str) -> str:
+        """The job ``name`` names: its id, or a file it declares as an output (for
+        ``why`` and ``details``); UnknownTarget if none (or several) do."""
+        if name in self.graph:
+            return name
+        self.sync()
+        if name not in self.graph:
+            writer = self.graph.writer(name)
+            if writer is not None:
+                return writer
+        self._require(name)
+        return name
 
     def _arg_fps(self, spec: JobSpec) -> dict[str, str]:
         try:

@@ -379,3 +379,45 @@ def test_dynamakes_tutorial_pattern_and_multiple_outputs(fresh, here, how, monke
     assert ctx.details("compile_object-util").reasons_last_run == ["input file util.c changed"]
     if linked:
         assert ctx.details("link").reasons_last_run == ["input file util.o changed"]
+
+
+# -- targets by file name -----------------------------------------------------------------------
+
+FIGURES = '''
+import os
+from nbmake_ext import Context
+ctx = Context(store=os.environ["NBMAKE_TEST_STORE"])
+for name in ("a", "b"):
+    ctx.sh("echo " + name + " > {output}", outputs=[f"figs/{name}.png"], job_id=f"draw-{name}")
+ctx.sh("ls {inputs} > {output}", inputs=["figs/a.png"], outputs=["index.txt"], job_id="index")
+ctx.sh("mkdir -p {output}; echo 1 > {output}/part.txt", outputs=["parts/"], job_id="parts")
+ctx.close()
+'''
+
+
+@pytest.mark.parametrize("how", ["make", "parmake 2"])
+def test_a_target_naming_a_declared_output_selects_the_job_that_writes_it(proc_lab, how):
+    tmp, log, store, env = proc_lab
+    path = pt.script(tmp / "figures.py", FIGURES)
+    assert pt.run_script(path, cwd=tmp, env=env).returncode == 0
+
+    def console(*args):
+        r = pt.console("--store", str(store), *args, cwd=tmp, env=env)
+        assert r.returncode == 0, r.stdout + r.stderr
+        return r.stdout
+
+    console(*how.split(), "figs/b.png")
+    assert (tmp / "figs/b.png").exists() and not (tmp / "figs/a.png").exists()
+    assert pt.ls_states(store, cwd=tmp, env=env) == {
+        "draw-a": "todo", "draw-b": "done", "index": "todo", "parts": "todo"}
+    console(*how.split(), "index.txt")  # and what it needs
+    assert (tmp / "figs/a.png").exists() and (tmp / "index.txt").exists()
+    console(*how.split(), str(tmp / "parts/part.txt"))  # inside a directory output, absolute
+    assert (tmp / "parts/part.txt").read_text() == "1\n"
+    assert "draw-a" in console("ls", "figs/*.png") and "draw-b" in console("ls", "figs/*.png")
+    assert "index" not in console("ls", "figs/*.png")
+    os.remove(tmp / "figs/a.png")
+    assert "output figs/a.png was deleted" in console("why", "figs/a.png")
+    assert "job        draw-a" in console("details", "figs/a.png")
+    r = pt.console("--store", str(store), "make", "figs/c.png", cwd=tmp, env=env)
+    assert r.returncode != 0 and "no job matches 'figs/c.png'" in r.stderr
