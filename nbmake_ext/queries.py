@@ -18,6 +18,7 @@ from .core.jobspec import JobSpec
 from .core.states import ALL, STATE_WORDS, STATES, public_state
 from .core.states import restorable as can_restore
 from .errors import JobFailed, NotDone, UnknownTarget
+from .files.paths import show
 from .registration import arg_fingerprints
 from .store import ResultUnavailable, Store, StoredJob
 
@@ -68,6 +69,12 @@ class Details:
     # the failed attempts before its last one (job_retries), oldest first: attempt, error,
     # traceback, started, ended, duration, engine, peak_rss
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    # its input files and its declared outputs: (path as shown, what became of it since
+    # its stored result was made: "unchanged", "changed", "missing", "not read yet";
+    # "as written", "modified", "deleted", "not written yet")
+    input_files: list[tuple[str, str]] = field(default_factory=list)
+    output_files: list[tuple[str, str]] = field(default_factory=list)
+    command: str | None = None  # a shell step's command
 
 
 class Queries:
@@ -264,7 +271,36 @@ class Queries:
             reasons_last_run=json.loads(row["reasons"]) if row.get("reasons") else [],
             options=spec.options.as_dict(), peak_rss=row.get("peak_rss"),
             attempts=json.loads(row["attempts"]) if row.get("attempts") else [],
+            **self._files_of(spec),
         )
+
+    def _files_of(self, spec: JobSpec) -> dict[str, Any]:
+        """The ``details`` of a job's files: each with what became of it since its stored
+        result was made; and a shell step's command."""
+        out: dict[str, Any] = {}
+        if spec.inputs or spec.options.outputs:
+            st = self._stored.get(spec.job_id)
+            known = st.record.files if st is not None and st.record is not None else {}
+            files = self.files
+            ins, outs = [], []
+            for path in spec.inputs:
+                now, then = files(path), known.get(path)
+                ins.append((show(path), "missing" if now is None else "not read yet"
+                            if then is None else "unchanged" if now == then else "changed"))
+            for path in spec.options.outputs:
+                now, then = files(path), known.get(path)
+                outs.append((show(path), "not written yet" if then is None else "deleted"
+                             if now is None else "as written" if now == then else "modified"))
+            out["input_files"], out["output_files"] = ins, outs
+        if spec.function == "sh":
+            func = spec.func
+            if func is None:
+                try:
+                    func = self.store.load_call(spec.job_id)[0]
+                except Exception:  # noqa: BLE001 - only shown
+                    func = None
+            out["command"] = getattr(func, "command", None)
+        return out
 
     def stats(self, *targets: str) -> dict[str, dict]:
         """Counts per state and per function of the jobs the targets select (none: all)."""

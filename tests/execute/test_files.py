@@ -404,3 +404,44 @@ def test_pypipegraphs_30_second_summary(fresh, lab, here, how):
     ctx, job_a, job_b = pipeline()
     assert run(ctx, how).ran == 1
     assert Path("sampleB.txt").read_text() == "hello world, once again"
+
+
+# -- details ----------------------------------------------------------------------------------
+
+def test_details_show_the_files_of_a_job_and_what_became_of_them(fresh, lab, here):
+    from nbmake_ext.ui import text, views
+
+    Path("in.txt").write_text("a\n")
+    ctx = fresh()
+    ctx.comp(F.upper, lab, File("in.txt"), "out/up.txt", job_id="u",
+             job_outputs=["out/up.txt"])
+    d = ctx.details("u")
+    assert d.input_files == [("in.txt", "not read yet")]
+    assert d.output_files == [("out/up.txt", "not written yet")]
+    assert d.command is None
+    ctx.make()
+    Path("in.txt").write_text("b\n")
+    os.remove("out/up.txt")
+    ctx = fresh()
+    d = ctx.details("out/up.txt")  # (a file it declares names the job too)
+    assert d.input_files == [("in.txt", "changed")]
+    assert d.output_files == [("out/up.txt", "deleted")]
+    rendered = text.render_details(d)
+    assert "inputs     in.txt (changed)" in rendered
+    assert "outputs    out/up.txt (deleted)" in rendered
+    assert "out/up.txt (deleted)" in views.details_view(d).html
+    ctx.make()
+    d = fresh().details("u")
+    assert (d.input_files, d.output_files) == ([("in.txt", "unchanged")],
+                                               [("out/up.txt", "as written")])
+
+
+def test_details_of_a_shell_step_show_its_command(fresh, lab, here):
+    from nbmake_ext.ui import text
+
+    ctx = fresh()
+    ctx.sh("echo hi > {output}", outputs=["hi.txt", "b.txt"], job_id="hi")
+    assert ctx.details("hi").command == f"echo hi > {here / 'hi.txt'}"
+    rendered = text.render_details(fresh().details("hi"))  # read from the store
+    assert f"command    echo hi > {here / 'hi.txt'}" in rendered
+    assert "outputs    hi.txt (not written yet)\n           b.txt (not written yet)" in rendered
