@@ -27,6 +27,7 @@ from typing import Any, Iterable
 
 from ..core.signature import SHELL_COMMAND
 from ..fingerprint.code import CodeFingerprint
+from ..shared.limits import JobTimedOut, timed_out_message
 from .paths import File, absolute
 
 #: Seconds between SIGTERM and SIGKILL for the process group of an interrupted shell
@@ -127,10 +128,11 @@ def run(command: str, cwd: str, timeout: float | None = None) -> None:
     proc = subprocess.Popen(command, shell=True, cwd=cwd, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True)
-    deadline = time.monotonic() + timeout + 1.0 if timeout else None
+    # (where the job's own time limit stops it, at ``timeout``, this one never comes)
+    deadline = time.monotonic() + timeout + 0.25 if timeout else None
     tail: deque[str] = deque(maxlen=TAIL_LINES)
     try:
-        _pump(proc, tail, deadline)
+        _pump(proc, tail, deadline, timeout)
         code = proc.wait()
     except BaseException as exc:
         _end_group(proc, gently=isinstance(exc, KeyboardInterrupt))
@@ -143,7 +145,8 @@ def run(command: str, cwd: str, timeout: float | None = None) -> None:
         raise CommandFailed(code, list(tail))
 
 
-def _pump(proc: subprocess.Popen, tail: deque, deadline: float | None) -> None:
+def _pump(proc: subprocess.Popen, tail: deque, deadline: float | None,
+          timeout: float | None) -> None:
     """Copy the command's stdout and stderr to this job's, until both are closed and the
     command has ended (or it has ended and what it left running holds them open)."""
     out = {proc.stdout.fileno(): (sys.stdout, codecs.getincrementaldecoder("utf-8")("replace")),
@@ -173,9 +176,7 @@ def _pump(proc: subprocess.Popen, tail: deque, deadline: float | None) -> None:
                 if not data:
                     sel.unregister(fd)
             if deadline is not None and time.monotonic() > deadline:
-                from ..shared.limits import JobTimedOut
-
-                raise JobTimedOut("the shell step ran past its time limit")
+                raise JobTimedOut(timed_out_message(timeout))
             if ended_at is None and _ended(proc):
                 ended_at = time.monotonic()
             elif ended_at is not None and time.monotonic() - ended_at > 0.2:

@@ -421,3 +421,20 @@ def test_a_target_naming_a_declared_output_selects_the_job_that_writes_it(proc_l
     assert "job        draw-a" in console("details", "figs/a.png")
     r = pt.console("--store", str(store), "make", "figs/c.png", cwd=tmp, env=env)
     assert r.returncode != 0 and "no job matches 'figs/c.png'" in r.stderr
+
+
+@pytest.mark.parametrize("how", RUNNERS)
+def test_a_dynamic_job_defines_shell_steps(fresh, here, how):
+    from enginejobs import filejobs as F
+
+    ctx = fresh()
+    top = ctx.comp_dynamic(F.shell_children, ["x", "y"], job_id="top")
+    run(ctx, how)
+    assert Path("made/x.txt").read_text() == "x\n" and Path("made/y.txt").read_text() == "y\n"
+    children = ctx.graph.children("top")
+    assert len(children) == 2 and all(ctx.definition(c).function == "sh" for c in children)
+    assert top.result() == [None, None]
+    os.remove("made/y.txt")
+    ctx = fresh()
+    ctx.comp_dynamic(F.shell_children, ["x", "y"], job_id="top")
+    assert run(ctx, how).ran == 1  # the child whose output was deleted

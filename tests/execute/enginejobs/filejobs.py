@@ -87,3 +87,9 @@ def pypipegraph_b(src: str, out: str) -> None:
         text = f.read()
     with open(out, "w") as f:
         f.write(text + ", once again")
+
+
+def shell_children(context, names: list[str]) -> list:
+    """A dynamic job whose children are shell steps, one per name."""
+    return [context.sh("echo {name} > {output}".replace("{name}", name),
+                       outputs=[f"made/{name}.txt"]) for name in names]
