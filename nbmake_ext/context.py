@@ -278,9 +278,8 @@ class Context(Queries):
             mine = specs.get(jid)
             if mine is None or mine.func is None:
                 self.graph.put_stored(st.spec)
-            if st._options is not None and '"outputs"' in st._options \
-                    and jid not in self._registered:
-                for path in st.spec.options.outputs:  # (what this process declared wins)
+            if jid not in self._registered:
+                for path in st.outputs():  # (what this process declared wins)
                     producers.setdefault(path, jid)
                     if path.endswith("/"):
                         self._dir_outputs = True

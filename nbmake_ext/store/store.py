@@ -87,6 +87,13 @@ class StoredJob:
             return not spec.deps
         return tuple(_loads(deps)) == spec.deps
 
+    def outputs(self) -> tuple[str, ...]:
+        """The files it declares as outputs (read from its options only if it has any)."""
+        options = self._options
+        if options is None or '"outputs"' not in options:
+            return ()
+        return from_json(options).outputs
+
     @property
     def spec(self) -> JobSpec:
         if self._spec is None:
@@ -324,8 +331,9 @@ class Store(_Recording):
     def file_stats(self) -> dict[str, tuple]:
         """path -> (size, mtime_ns, inode, hashed_ns, fingerprint) of every file whose
         fingerprint is cached."""
-        return {path: entry for path, *entry in self._conn.execute(
-            "SELECT path, size, mtime_ns, inode, hashed_ns, fp FROM file_stats")}
+        rows = self._conn.execute(
+            "SELECT path, size, mtime_ns, inode, hashed_ns, fp FROM file_stats").fetchall()
+        return {row[0]: row[1:] for row in rows}
 
     def remember_files(self, rows: list[tuple]) -> None:
         """Cache fingerprints of files: rows (path, size, mtime_ns, inode, hashed_ns, fp)."""
