@@ -90,6 +90,9 @@ def pypipegraph_b(src: str, out: str) -> None:
 
 
 def shell_children(context, names: list[str]) -> list:
-    """A dynamic job whose children are shell steps, one per name."""
-    return [context.sh("echo {name} > {output}".replace("{name}", name),
-                       outputs=[f"made/{name}.txt"]) for name in names]
+    """A dynamic job whose children are shell steps, one per name, and one that joins
+    their outputs (a dependency through ``promise.outputs``)."""
+    steps = [context.sh("echo {name} > {output}".replace("{name}", name),
+                        outputs=[f"made/{name}.txt"]) for name in names]
+    joined = context.sh("cat {inputs} > {output}", inputs=steps, outputs=["made/all.txt"])
+    return [*steps, joined]
