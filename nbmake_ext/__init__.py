@@ -13,12 +13,13 @@ if _os.name != "posix":  # byte-range locks (fcntl) guard the store, engines use
 
 __version__ = "0.1.0"  # the one place of the version (pyproject.toml reads it)
 
-from .context import Context, comp, comp_dynamic, current_context
+from .context import Context, comp, comp_dynamic, current_context, sh
 from .errors import InvalidJob, JobFailed, JobsFailed, NbmakeError, NotDone, StoreError, UnknownTarget
+from .files.paths import File
 from .promise import Promise
 
 __all__ = [
-    "Context", "Promise", "comp", "comp_dynamic", "current_context",
+    "Context", "Promise", "File", "comp", "comp_dynamic", "current_context", "sh",
     "NbmakeError", "JobsFailed", "JobFailed", "NotDone", "InvalidJob", "UnknownTarget",
     "StoreError",
 ]

@@ -19,13 +19,15 @@ from .core.jobspec import JobSpec
 from .core.options import parse_totals
 from .commands import engine_count
 from .errors import InvalidJob, JobsFailed, NbmakeError, UnknownTarget
+from .files.fingerprints import FileState
+from .files.paths import show
 from .kernel.driver import Driver, RunReport
 from .kernel.inkernel import InKernelRunner
 from .kernel.machine import machine_totals
 from .kernel.observer import Observer
 from .promise import Promise
 from .queries import Details, JobRow, Queries  # noqa: F401  (JobRow, Details: re-exported)
-from .registration import code_of, comp_spec, function_blob, payload
+from .registration import code_of, comp_spec, function_blob, payload, shell_spec
 from .store import Store, StoredJob
 
 DEFAULT_STORE = ".nbmake"
@@ -62,6 +64,12 @@ class Context(Queries):
         self._pool = None  # engines, started by the first parmake
         # The resource totals of the latest parmake (core/options.py Totals), None before.
         self.resource_totals: Mapping[str, float] | None = None
+        # The files of jobs as the current command sees them (a cache of fingerprints by
+        # size, mtime and inode, kept in the store) and which job writes which file.
+        self.files = FileState(self.store.file_stats)
+        self._producers: dict[str, str] = {}   # declared output -> the job that writes it
+        self._dir_outputs = False  # some of them are directories
+        self._outputs_added = False  # new declared outputs: inputs are linked again at sync
         self._closed = False
         _open_contexts.add(self)
 
@@ -84,11 +92,26 @@ class Context(Queries):
         """Like ``comp``, but ``func`` receives a context first and may define more jobs."""
         return self.register(comp_spec(func, args, kwargs, job_id, dynamic=True))
 
+    def sh(self, command: str, /, inputs: Any = None, outputs: Any = None, *,
+           job_id: str | None = None, **options: Any) -> Promise:
+        """Register a shell step: ``command`` run by ``/bin/sh`` with ``{input}``,
+        ``{inputs}``, ``{output}``, ``{outputs}`` filled in (shell-quoted paths). ``inputs``:
+        paths, ``File``s or promises (their declared outputs); ``outputs``: the paths it
+        writes. The command is its code; options as for ``comp`` (``job_timeout=`` or
+        ``timeout=``, ``retries=``, ``resources=``). Its stdout and stderr are its log;
+        a non-zero exit fails it."""
+        return self.register(shell_spec(command, inputs, outputs, job_id, options,
+                                        lambda p: Promise(p.job_id, self).outputs))
+
     def register(self, spec: JobSpec) -> Promise:
         """Register a job from its definition (``comp`` builds one with ``make_spec``;
         ``%%comp`` cells build their own). Runs nothing; recorded in the store at the next
         command, or at the end of the notebook cell."""
         function_blob(spec)  # an unpicklable function is an error now, not at make time
+        if spec.options.outputs:
+            self._declare_outputs(spec)
+        if spec.inputs:
+            spec = self._with_producers(spec, check=True)
         old = self.graph.specs.get(spec.job_id)
         try:
             outcome = self.graph.add(spec)
@@ -103,6 +126,79 @@ class Context(Queries):
             self._pending[spec.job_id] = spec
         self._registered[spec.job_id] = None
         return Promise(spec.job_id, self)
+
+    # -- files ----------------------------------------------------------------------------
+
+    def _declare_outputs(self, spec: JobSpec) -> None:
+        """The job writes its outputs: no other job registered here may write them."""
+        producers = self._producers
+        for path in spec.options.outputs:
+            other = producers.get(path)
+            if other is not None and other != spec.job_id and other in self._registered \
+                    and other in self.graph \
+                    and path in self.graph.specs[other].options.outputs:
+                raise InvalidJob(spec.job_id, f"its output {show(path)} is an output of job "
+                                              f"{other!r} already")
+        for path in spec.options.outputs:
+            producers[path] = spec.job_id
+            if path.endswith("/"):
+                self._dir_outputs = True
+        self._outputs_added = True
+
+    def producer_of(self, path: str) -> str | None:
+        """The job that declares ``path`` (absolute) as an output, or a directory holding
+        it; None if none does."""
+        producers = self._producers
+        if not producers:
+            return None
+        job = producers.get(path) or producers.get(path.rstrip("/") + "/")
+        if job is not None or not self._dir_outputs:
+            return job
+        parent = path.rstrip("/")
+        while True:
+            parent = os.path.dirname(parent)
+            job = producers.get(parent.rstrip("/") + "/")
+            if job is not None or parent in ("/", ""):
+                return job
+
+    def _with_producers(self, spec: JobSpec, check: bool = False) -> JobSpec:
+        """``spec`` depending on the jobs that write its input files. With ``check``, an
+        input file that does not exist and that no job writes is an error."""
+        extra: list[str] = []
+        for path in spec.inputs:
+            producer = self.producer_of(path)
+            if producer is None and check and not os.path.exists(path):
+                if not self._loaded:
+                    self._load()  # a stored job may write it
+                producer = self.producer_of(path)
+                if producer is None:
+                    raise InvalidJob(spec.job_id, f"its input file {show(path)} does not "
+                                                  f"exist (and no job writes it)")
+            if producer is not None and producer != spec.job_id and producer in self.graph \
+                    and producer not in spec.deps and producer not in extra:
+                extra.append(producer)
+        return dataclasses.replace(spec, deps=spec.deps + tuple(extra)) if extra else spec
+
+    def _link_inputs(self) -> None:
+        """Jobs registered before the job that writes one of their input files: they
+        depend on it from now on."""
+        self._outputs_added = False
+        specs = self.graph.specs
+        for jid in list(self._registered):
+            spec = specs.get(jid)
+            if spec is None or not spec.inputs:
+                continue
+            linked = self._with_producers(spec)
+            if linked is not spec:
+                self.graph.add(linked)
+                self._pending[jid] = linked
+
+    def _keep_file_stats(self) -> None:
+        """Fingerprints of files taken since last time: the store keeps them, so the next
+        command (in any process) looks at an unchanged file with one stat."""
+        rows = self.files.take_fresh()
+        if rows:
+            self.store.remember_files(rows)
 
     def own_jobs(self, needs: bool = True) -> list[str]:
         """The jobs registered through this context since it opened (``comp``,
@@ -135,6 +231,10 @@ class Context(Queries):
     def sync(self) -> None:
         """Record pending definitions in the store and reread what is stored."""
         self._refresh_code()
+        if self._outputs_added:
+            self._link_inputs()
+        self.files.moment()  # a command looks at each file afresh
+        self._keep_file_stats()
         self._load()
         stored = self._stored
         entries = []
@@ -180,10 +280,16 @@ class Context(Queries):
         self._stored = self.store.snapshot()
         self._loaded = True
         specs = self.graph.specs
+        producers = self._producers
         for jid, st in self._stored.items():
             mine = specs.get(jid)
             if mine is None or mine.func is None:
                 self.graph.put_stored(st.spec)
+            if jid not in self._registered:
+                for path in st.outputs():  # (what this process declared wins)
+                    producers.setdefault(path, jid)
+                    if path.endswith("/"):
+                        self._dir_outputs = True
 
     # -- running --------------------------------------------------------------------------
 
@@ -261,7 +367,7 @@ class Context(Queries):
         driver = Driver(self.store, self.graph, dict(stored), ids, runner, forced=forced,
                         command=command, validate=self.validate, observer=observer,
                         lagging=self._lagging, read_at=self._stored_mark,
-                        resources=resources)
+                        resources=resources, files=self.files)
         report: RunReport | None = None
         # Observers that follow the run as a whole (kernel/observer.py, RunObserver).
         started = getattr(observer, "run_started", None)
@@ -281,6 +387,7 @@ class Context(Queries):
                 except Exception:  # noqa: BLE001 - a view must not hide the run's outcome
                     logger.debug("the run's observer failed to end", exc_info=True)
             self._loaded = False
+            self._keep_file_stats()
             if report is None:  # interrupted or broken: still say how far it got
                 report = RunReport(command, interrupted=True)
                 driver.count(report)
@@ -329,6 +436,7 @@ class Context(Queries):
         try:
             if self._pending:
                 self.sync()
+            self._keep_file_stats()
         finally:
             if self._pool is not None:
                 self._pool.close()
@@ -370,6 +478,12 @@ def comp(func: Any, /, *args: Any, job_id: str | None = None, **kwargs: Any) -> 
 def comp_dynamic(func: Any, /, *args: Any, job_id: str | None = None, **kwargs: Any) -> Promise:
     """``Context.comp_dynamic`` on the current context."""
     return current_context().comp_dynamic(func, *args, job_id=job_id, **kwargs)
+
+
+def sh(command: str, /, inputs: Any = None, outputs: Any = None, *, job_id: str | None = None,
+       **options: Any) -> Promise:
+    """``Context.sh`` on the current context: a shell step."""
+    return current_context().sh(command, inputs, outputs, job_id=job_id, **options)
 
 
 @atexit.register

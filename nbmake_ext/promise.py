@@ -30,6 +30,15 @@ class Promise:
         value = self._ctx().result_of(self.job_id)
         return value if self.output is None else value[self.output]
 
+    @property
+    def outputs(self) -> list:
+        """``File``s of the output files the job declares (``job_outputs``, or the
+        ``outputs`` of ``sh``): passed to another job, they make this job its dependency."""
+        from .files.paths import File
+
+        spec = self._ctx().definition(self.job_id)
+        return [File(path, producer=self.job_id) for path in spec.options.outputs]
+
     def _ctx(self) -> "Context":
         if self._context is None:
             from .context import current_context

@@ -18,6 +18,7 @@ from .core.jobspec import JobSpec
 from .core.states import ALL, STATE_WORDS, STATES, public_state
 from .core.states import restorable as can_restore
 from .errors import JobFailed, NotDone, UnknownTarget
+from .files.paths import show
 from .registration import arg_fingerprints
 from .store import ResultUnavailable, Store, StoredJob
 
@@ -70,6 +71,12 @@ class Details:
     # the failed attempts before its last one (job_retries), oldest first: attempt, error,
     # traceback, started, ended, duration, engine, peak_rss
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    # its input files and its declared outputs: (path as shown, what became of it since
+    # its stored result was made: "unchanged", "changed", "missing", "not read yet";
+    # "as written", "modified", "deleted", "not written yet")
+    input_files: list[tuple[str, str]] = field(default_factory=list)
+    output_files: list[tuple[str, str]] = field(default_factory=list)
+    command: str | None = None  # a shell step's command
 
 
 class Queries:
@@ -80,6 +87,7 @@ class Queries:
     _stored: dict[str, StoredJob]
     _pending: dict[str, JobSpec]
     _loaded: bool
+    files: Any  # files/fingerprints.py FileState: the files as this command sees them
 
     # and ``sync`` and ``_refresh_code``, of Context
 
@@ -110,7 +118,9 @@ class Queries:
         return rows
 
     def why(self, job_id: str) -> list[str]:
-        """Reasons the job is not up to date, in words; empty when it is."""
+        """Reasons the job is not up to date, in words; empty when it is. ``job_id`` may
+        also name a file the job declares as an output."""
+        job_id = self.job_of(job_id)
         return self.why_many([job_id])[job_id]
 
     def why_many(self, job_ids: Iterable[str]) -> dict[str, list[str]]:
@@ -160,11 +170,14 @@ class Queries:
             # A dependency with no result (cleaned) changes nothing until it is remade.
             results = {**{d: record.dep_fps[d] for d in spec.deps if d in record.dep_fps},
                        **results}
-        if not signature.is_up_to_date(spec, record, results, forced) or state in ("failed", "blocked"):
+        files = self.files
+        if not signature.is_up_to_date(spec, record, results, forced, files) \
+                or state in ("failed", "blocked"):
             arg_fps = None
             if record is not None and record.args_fp != spec.args_fp:
                 arg_fps = self._arg_fps(spec)
-            reasons = signature.reasons(spec, record, results, forced=forced, arg_fps=arg_fps)
+            reasons = signature.reasons(spec, record, results, forced=forced, arg_fps=arg_fps,
+                                        files=files)
             if state == "failed":
                 reasons = [r for r in reasons if r != "never ran"]
             out += reasons
@@ -180,13 +193,14 @@ class Queries:
         back (as make decides)."""
         st = self._stored.get(job_id)
         return st is not None and can_restore(self.graph.specs[job_id], st.state, st.record,
-                                              forced=st.forced, dep_results=results)
+                                              forced=st.forced, dep_results=results,
+                                              files=self.files)
 
     def _result_current(self, job_id: str, results: dict[str, str]) -> bool:
         """Its stored result is up to date as the store is now, whatever its last run."""
         st = self._stored.get(job_id)
         return st is not None and signature.is_current(self.graph.specs[job_id], st.record,
-                                                       results, st.forced)
+                                                       results, st.forced, self.files)
 
     def _root_failure(self, job_id: str, states: dict[str, str],
                       memo: dict[str, str | None] | None = None) -> str | None:
@@ -236,6 +250,9 @@ class Queries:
         return memo[job_id] or blocker(job_id)
 
     def details(self, job_id: str) -> Details:
+        """Everything about one job (``job_id`` may also name a file it declares as an
+        output)."""
+        job_id = self.job_of(job_id)
         self.sync()
         self._require(job_id)
         states = self._states()
@@ -256,7 +273,36 @@ class Queries:
             reasons_last_run=json.loads(row["reasons"]) if row.get("reasons") else [],
             options=spec.options.as_dict(), peak_rss=row.get("peak_rss"),
             attempts=json.loads(row["attempts"]) if row.get("attempts") else [],
+            **self._files_of(spec),
         )
+
+    def _files_of(self, spec: JobSpec) -> dict[str, Any]:
+        """The ``details`` of a job's files: each with what became of it since its stored
+        result was made; and a shell step's command."""
+        out: dict[str, Any] = {}
+        if spec.inputs or spec.options.outputs:
+            st = self._stored.get(spec.job_id)
+            known = st.record.files if st is not None and st.record is not None else {}
+            files = self.files
+            ins, outs = [], []
+            for path in spec.inputs:
+                now, then = files(path), known.get(path)
+                ins.append((show(path), "missing" if now is None else "not read yet"
+                            if then is None else "unchanged" if now == then else "changed"))
+            for path in spec.options.outputs:
+                now, then = files(path), known.get(path)
+                outs.append((show(path), "not written yet" if then is None else "deleted"
+                             if now is None else "as written" if now == then else "modified"))
+            out["input_files"], out["output_files"] = ins, outs
+        if spec.function == "sh":
+            func = spec.func
+            if func is None:
+                try:
+                    func = self.store.load_call(spec.job_id)[0]
+                except Exception:  # noqa: BLE001 - only shown
+                    func = None
+            out["command"] = getattr(func, "command", None)
+        return out
 
     def stats(self, *targets: str) -> dict[str, dict]:
         """Counts per state and per function of the jobs the targets select (none: all)."""
@@ -283,6 +329,7 @@ class Queries:
         ids = [job_id, *self.graph.specs[job_id].deps]
         if not just_read:  # another process may have made it since: reread the job and its deps
             self._stored.update(self.store.snapshot_of(ids))
+            self.files.moment()  # and its files may have changed
         results = {j: st.record.result_fp for j in ids
                    if (st := self._stored.get(j)) is not None and st.record is not None
                    and st.record.present}
@@ -320,7 +367,7 @@ class Queries:
         if st is None:
             return "running" if jid in running else "todo"
         return public_state(self.graph.specs[jid], st.state, st.record, forced=st.forced,
-                            dep_results=results, running=jid in running)
+                            dep_results=results, running=jid in running, files=self.files)
 
     def _select(self, targets: Iterable[str], states: dict[str, str] | None = None) -> list[str]:
         targets = list(targets)
@@ -333,6 +380,19 @@ class Queries:
     def _require(self, job_id: str) -> None:
         if job_id not in self.graph:
             raise UnknownTarget(f"no job {job_id!r}" + self.graph._suggest(job_id))
+
+    def job_of(self, name: str) -> str:
+        """The job ``name`` names: its id, or a file it declares as an output (for
+        ``why`` and ``details``); UnknownTarget if none (or several) do."""
+        if name in self.graph:
+            return name
+        self.sync()
+        if name not in self.graph:
+            writer = self.graph.writer(name)
+            if writer is not None:
+                return writer
+        self._require(name)
+        return name
 
     def _arg_fps(self, spec: JobSpec) -> dict[str, str]:
         try:

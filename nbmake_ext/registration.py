@@ -19,9 +19,10 @@ from typing import Any
 import cloudpickle
 
 from .core.jobspec import JobSpec, default_job_id
-from .core.options import NO_OPTIONS, JobOptions, parse_options, split_options
+from .core.options import NO_OPTIONS, JobOptions, parse_options, split_options, with_outputs
 from .errors import InvalidJob
-from .fingerprint import CodeFingerprint, Unpicklable, code_fingerprint, function_label, scan_args
+from .files.paths import show
+from .fingerprint import CodeFingerprint, Unpicklable, code_fingerprint, function_label, scan_call
 
 # func object -> (func, label, short name); the func is held so its id is never reused.
 _labels: dict[int, tuple[Any, str, str]] = {}
@@ -48,7 +49,9 @@ def make_spec(func: Any, args: tuple, kwargs: dict, job_id: str | None = None,
     """``code`` and ``label`` replace the function's own fingerprint and name (a
     ``%%comp`` cell's code is its cell, not the runner that executes it). ``options``:
     the ``job_`` keywords of ``comp`` (``options.split_options`` takes them out of the
-    function's), checked once the job's id is known, or ``JobOptions`` already made."""
+    function's), checked once the job's id is known, or ``JobOptions`` already made.
+    ``File`` arguments are the job's input files (``JobSpec.inputs``); ``job_outputs``
+    its output files, ``{name}`` filled from ``kwargs``."""
     if not callable(func):
         raise InvalidJob(job_id or "?", f"{func!r} is not callable; comp() takes a function first")
     if job_id is not None and (not isinstance(job_id, str) or not job_id.strip()):
@@ -58,15 +61,26 @@ def make_spec(func: Any, args: tuple, kwargs: dict, job_id: str | None = None,
     else:
         label, name = _label(func)
     try:
-        args_fp, deps = scan_args(args, kwargs)
+        args_fp, deps, inputs = scan_call(args, kwargs)
     except Unpicklable as exc:
         raise InvalidJob(job_id or f"{name}(...)", str(exc)) from None
     jid = job_id or default_job_id(name, label, args_fp, parent)
     if options is not None and not isinstance(options, JobOptions):
+        outputs = options.get("job_outputs")
+        if outputs is not None:
+            options = {k: v for k, v in options.items() if k != "job_outputs"}
         options = parse_options(jid, options)
+        if outputs is not None:
+            options = with_outputs(jid, options, outputs, kwargs)
+    if options is not None and options.outputs and inputs:
+        both = set(options.outputs).intersection(inputs)
+        if both:
+            raise InvalidJob(jid, f"{show(min(both))} is both an input file and an output "
+                                  f"of the job")
     code = code or code_of(func)
     return JobSpec(jid, label, code.digest, code.parts, args_fp, deps, parent, dynamic,
-                   func, args, kwargs or _NO_KWARGS, options=options or NO_OPTIONS)
+                   func, args, kwargs or _NO_KWARGS, options=options or NO_OPTIONS,
+                   inputs=inputs)
 
 
 def comp_spec(func: Any, args: tuple, kwargs: dict, job_id: str | None = None,
@@ -184,3 +198,33 @@ def arg_fingerprints(args: tuple, kwargs: dict) -> dict[str, str]:
     out = {str(i): digest(a) for i, a in enumerate(args)}
     out.update((k, digest(v)) for k, v in kwargs.items())
     return out
+
+
+def shell_spec(command: Any, inputs: Any, outputs: Any, job_id: str | None,
+               options: dict[str, Any], outputs_of: Any, parent: str | None = None) -> JobSpec:
+    """The JobSpec of ``sh(command, inputs=, outputs=, job_id=, **options)``: its function
+    a ``ShellCommand`` whose code is the command with its paths filled in, its input files
+    its argument, its outputs declared. Default id: ``sh-<8 hex>`` of its outputs (a
+    step is known by what it makes, as in make: editing its command makes it stale),
+    or, for a step without outputs, of its command and inputs."""
+    from .core.jobspec import short_hash
+    from .files.shell import (ShellCommand, format_command, input_files, output_list,
+                              shell_options)
+
+    where = job_id or "sh(...)"
+    if not isinstance(command, str) or not command.strip():
+        raise InvalidJob(where, f"sh() needs a command (a str), not {command!r}")
+    try:
+        files = input_files(inputs, outputs_of)
+        outs = output_list(outputs)
+        text = format_command(command, [str.__str__(f) for f in files], outs)
+        given = shell_options(options)
+    except (TypeError, ValueError) as exc:
+        raise InvalidJob(where, str(exc)) from None
+    jid = job_id or "sh-" + short_hash("sh", parent or "", *(outs or [command, *files]))
+    parsed = parse_options(jid, given)
+    if outs:
+        parsed = JobOptions(parsed.timeout, parsed.retries, parsed.resources, tuple(outs))
+    func = ShellCommand(text, os.getcwd(), parsed.timeout)
+    return make_spec(func, (files,), {}, jid, parent, label="sh", code=func.__nbmake_code__(),
+                     options=parsed)

@@ -31,8 +31,8 @@ def _clean_calls():
     CALLS.clear()
 
 
-SPEC_NAMES = ["Context", "Promise", "comp", "comp_dynamic", "NbmakeError", "JobsFailed",
-              "JobFailed", "NotDone", "InvalidJob"]
+SPEC_NAMES = ["Context", "Promise", "comp", "comp_dynamic", "File", "sh", "NbmakeError",
+              "JobsFailed", "JobFailed", "NotDone", "InvalidJob"]
 
 
 @pytest.mark.parametrize("name", SPEC_NAMES)

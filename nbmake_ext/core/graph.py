@@ -183,8 +183,42 @@ class Graph:
             return [j for j in self.specs if state_of(j) == target]
         matched = fnmatch.filter(self.specs, target) if _GLOB_CHARS.intersection(target) else []
         if not matched:
+            matched = self.writers(target)
+        if not matched:
             raise UnknownTarget(f"no job matches {target!r}" + self._suggest(target))
         return matched
+
+    def writers(self, target: str) -> list[str]:
+        """The jobs that declare the file ``target`` as an output (a path relative to the
+        working directory, or absolute; a directory output holding it counts), or, for a
+        glob, any file it matches (``figs/*.png``)."""
+        from ..files.paths import absolute, covering
+
+        try:
+            path = absolute(target)
+        except (TypeError, ValueError):
+            return []
+        glob = bool(_GLOB_CHARS.intersection(target))
+        out = []
+        for jid, spec in self.specs.items():
+            outputs = spec.options.outputs
+            if not outputs:
+                continue
+            if glob:
+                if any(fnmatch.fnmatchcase(o.rstrip("/"), path.rstrip("/")) for o in outputs):
+                    out.append(jid)
+            elif covering(path, outputs) or covering(path + "/", outputs):
+                out.append(jid)
+        return out
+
+    def writer(self, target: str) -> str | None:
+        """The one job that writes the file ``target`` (see ``writers``); None if none
+        does; UnknownTarget if several do."""
+        found = self.writers(target) if not _GLOB_CHARS.intersection(target) else []
+        if len(found) > 1:
+            raise UnknownTarget(f"{target!r} is an output of {len(found)} jobs "
+                                f"({', '.join(found[:5])}): name one by its id")
+        return found[0] if found else None
 
     def _suggest(self, target: str) -> str:
         import difflib

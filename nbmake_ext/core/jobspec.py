@@ -42,6 +42,9 @@ class JobSpec:
     kwargs: dict = field(default_factory=dict)
     def_fp: str = ""
     options: JobOptions = NO_OPTIONS
+    # the files it reads (``File`` arguments): absolute paths, in the order found; their
+    # content counts in its signature (its outputs are ``options.outputs``)
+    inputs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.def_fp:
@@ -61,3 +64,5 @@ class RunRecord:
     result_fp: str
     arg_fps: Mapping[str, str] = field(default_factory=dict)  # per argument, for `why`
     present: bool = True              # False when the result file is missing or corrupt
+    # path -> content fingerprint of each input file it read and each output it wrote
+    files: Mapping[str, str] = field(default_factory=dict)

@@ -24,7 +24,7 @@ from typing import Any, Mapping
 from ..errors import BadUsage, InvalidJob
 
 #: The keywords of comp / comp_dynamic that are options (``job_id`` is the job's id).
-OPTION_KEYWORDS = ("job_timeout", "job_retries", "job_resources")
+OPTION_KEYWORDS = ("job_timeout", "job_retries", "job_resources", "job_outputs")
 RESERVED_PREFIX = "job_"
 
 #: Resources with a default total other than 1 (see ``default_totals``).
@@ -48,10 +48,13 @@ class JobOptions:
     timeout: float | None = None                  # seconds; None: no limit
     retries: int = 0                              # further attempts after a failure
     resources: Mapping[str, float] = field(default_factory=dict)
+    # the files it writes (job_outputs): absolute paths, a directory's ending in "/"
+    outputs: tuple[str, ...] = ()
 
     def __bool__(self) -> bool:
         """Whether any option is set."""
-        return self.timeout is not None or self.retries != 0 or bool(self.resources)
+        return self.timeout is not None or self.retries != 0 or bool(self.resources) \
+            or bool(self.outputs)
 
     def as_dict(self) -> dict[str, Any]:
         """The options that are set: ``timeout``, ``retries``, ``resources``."""
@@ -62,6 +65,8 @@ class JobOptions:
             out["retries"] = self.retries
         if self.resources:
             out["resources"] = dict(self.resources)
+        if self.outputs:
+            out["outputs"] = list(self.outputs)
         return out
 
 
@@ -256,6 +261,7 @@ def parse_options(job_id: str, given: Mapping[str, Any] | None) -> JobOptions:
 
 
 def _parse_options(job_id: str, given: Mapping[str, Any]) -> JobOptions:
+    # (job_outputs is read by ``with_outputs``: it needs the job's keyword arguments)
     unknown = [k for k in given if k not in OPTION_KEYWORDS]
     if unknown:
         raise InvalidJob(job_id, f"unknown keyword {unknown[0]}: keywords starting with "
@@ -308,7 +314,8 @@ def from_json(text: str | None) -> JobOptions:
     if options is None:
         data = json.loads(text)
         options = JobOptions(data.get("timeout"), data.get("retries", 0),
-                             dict(data.get("resources") or {}))
+                             dict(data.get("resources") or {}),
+                             tuple(data.get("outputs") or ()))
         if len(_read) < 10_000:
             _read[text] = options
     return options
@@ -346,6 +353,22 @@ def describe(options: JobOptions) -> list[tuple[str, str]]:
         out.append(("resources", ", ".join(f"{name}={format_amount(name, amount)}"
                                            for name, amount in options.resources.items())))
     return out
+
+
+def with_outputs(job_id: str, options: JobOptions, given: Any, kwargs: Mapping[str, Any],
+                 cwd: str | None = None) -> JobOptions:
+    """``options`` with the files of ``job_outputs=given`` (``{name}`` filled from the
+    job's keyword arguments ``kwargs``, relative paths taken from ``cwd``); ``InvalidJob``
+    naming the job and the culprit."""
+    from ..files.paths import OutputError, output_paths
+
+    try:
+        outputs = output_paths(given, kwargs, cwd)
+    except OutputError as exc:
+        raise InvalidJob(job_id, f"job_outputs: {exc}") from None
+    if not outputs:
+        return options
+    return JobOptions(options.timeout, options.retries, options.resources, outputs)
 
 
 # -- totals of a parmake ------------------------------------------------------------------

@@ -62,6 +62,10 @@ class Scheduler(Checks, DynamicJobs, Failures):
     an earlier successful run, is taken back (``Skip(job, restored=True)``). A failed one
     that runs again gives "its last run failed" as a reason, followed by what
     ``since_failure(job)`` says changed since (computed lazily) when it has no result.
+
+    ``files(path)`` is the current fingerprint of an input or output file (None: it is
+    missing): a job is up to date only if its files are as its stored result had them.
+    The driver keeps it current as jobs write their outputs.
     """
 
     def __init__(
@@ -75,8 +79,11 @@ class Scheduler(Checks, DynamicJobs, Failures):
         validate: bool = False,
         unsettled: Mapping[str, str] | None = None,
         since_failure: Callable[[str], Iterable[str]] | None = None,
+        files: signature.FileLookup | None = None,
     ):
         self.graph = graph
+        # The current fingerprints of the jobs' files (None: files are not looked at).
+        self.files = files
         self.records: dict[str, RunRecord] = dict(records)
         self.targets = list(dict.fromkeys(targets))
         self.forced = dict(forced or {})  # job -> why it must run whatever its signature
@@ -232,7 +239,7 @@ class Scheduler(Checks, DynamicJobs, Failures):
         parent) are too, dependencies first: what deciding them one by one would skip,
         without the bookkeeping (the whole of a no-op make)."""
         specs, records, results, forced = self.graph.specs, self.records, self.results, self.forced
-        status, defined = self.status, self._defined
+        status, defined, files = self.status, self._defined, self.files
         up_to_date = signature.is_up_to_date
         fresh: dict[str, bool] = {}
         order: list[str] = []
@@ -243,7 +250,7 @@ class Scheduler(Checks, DynamicJobs, Failures):
                 if not (fresh[u] if u in fresh else status.get(u) == SKIPPED):
                     ok = False
                     break
-            if ok and up_to_date(specs[jid], records.get(jid), results, forced.get(jid)):
+            if ok and up_to_date(specs[jid], records.get(jid), results, forced.get(jid), files):
                 fresh[jid] = True
                 order.append(jid)
             else:
@@ -303,14 +310,15 @@ class Scheduler(Checks, DynamicJobs, Failures):
         spec = self.graph.specs[jid]
         record = self.records.get(jid)
         forced = self.forced.get(jid)
-        if signature.is_up_to_date(spec, record, self.results, forced):
+        if signature.is_up_to_date(spec, record, self.results, forced, self.files):
             self._set(jid, SKIPPED)
             self._out.append(self._skip(jid))
             self._resolve(jid)
             return
         arg_fps = self._arg_fps(jid) if self._arg_fps and record is not None \
             and record.args_fp != spec.args_fp else None
-        why = signature.reasons(spec, record, self.results, forced=forced, arg_fps=arg_fps)
+        why = signature.reasons(spec, record, self.results, forced=forced, arg_fps=arg_fps,
+                                files=self.files)
         if self.unsettled.get(jid) == FAILED:
             # Not "never ran": it did, and failed. What changed since, when it has no
             # result to compare with.
@@ -418,12 +426,14 @@ class Scheduler(Checks, DynamicJobs, Failures):
         gate = _gate("")
         if any(w.startswith(gate) for w in self.waiting_on[jid]):
             return False
-        if self.graph.specs[jid].options.resources:
+        spec = self.graph.specs[jid]
+        if spec.options.resources:
             return False  # it starts only once what it holds fits: never ahead of time
+        if spec.inputs or spec.options.outputs:
+            return False  # its files are looked at when it is decided: never ahead of time
         record = self.records.get(jid)
         if record is None or self.forced.get(jid) or not record.present:
             return True
-        spec = self.graph.specs[jid]
         if record.code_fp != spec.code_fp or record.args_fp != spec.args_fp:
             return True
         consumed = record.dep_fps

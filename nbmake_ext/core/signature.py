@@ -8,9 +8,17 @@ equal result changes nothing downstream).
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from .jobspec import JobSpec, RunRecord
+
+#: The current content fingerprint of a file (or a directory's tree) by its absolute path,
+#: None when nothing is there: how the core asks about files (files/fingerprints.py
+#: FileState answers, looking at each file once per command).
+FileLookup = Callable[[str], "str | None"]
+
+#: The label of a shell step's code (files/shell.py): its command.
+SHELL_COMMAND = "shell command"
 
 
 def _mapping(value: Any) -> Mapping[str, str]:
@@ -40,6 +48,8 @@ def code_reasons(old: Any, new: Any) -> list[str]:
 
 
 def _changed(label: str) -> str:
+    if label == SHELL_COMMAND:
+        return "shell command changed"
     if label.startswith("global "):
         return f"global {short_label(label[7:])} changed"
     return f"code of {short_label(label)} changed"
@@ -105,6 +115,7 @@ def reasons(
     *,
     forced: str | None = None,
     arg_fps: Mapping[str, str] | None = None,
+    files: FileLookup | None = None,
 ) -> list[str]:
     """Why ``spec`` must run again; empty when its stored result is up to date.
 
@@ -112,6 +123,8 @@ def reasons(
     remake"), or None. ``dep_results`` maps each dependency to the fingerprint of its current result (None when
     it has none). ``arg_fps`` (per-argument digests of the current definition) is only
     needed to name which argument changed; it is computed lazily by the caller.
+    ``files`` gives the current fingerprints of its input and output files (None: they
+    are not looked at).
     """
     if record is None:
         return ["never ran"]
@@ -124,6 +137,8 @@ def reasons(
         out += code_reasons(record.code_parts, spec.code_parts)
     if record.args_fp != spec.args_fp:
         out += argument_reasons(record.arg_fps, arg_fps or {})
+    if files is not None and (spec.inputs or spec.options.outputs):
+        out += file_reasons(spec, record, files)
     consumed = record.dep_fps
     added, missing, changed = [], [], []
     for dep in spec.deps:
@@ -163,12 +178,59 @@ def since_failure(spec: JobSpec, failed_code_fp: str | None, failed_code_parts: 
     return out
 
 
+def show_path(path: str) -> str:
+    from ..files.paths import show
+
+    return show(path)
+
+
+def file_reasons(spec: JobSpec, record: RunRecord, files: FileLookup) -> list[str]:
+    """Which input files changed, which outputs were deleted or modified since the run
+    that made the stored result."""
+    known = record.files
+    out = []
+    for path in spec.inputs:
+        now, then = files(path), known.get(path)
+        if now is None:
+            out.append(f"input file {show_path(path)} is missing")
+        elif then is None:
+            out.append(f"new input file {show_path(path)}")
+        elif now != then:
+            out.append(f"input file {show_path(path)} changed")
+    for path in spec.options.outputs:
+        now, then = files(path), known.get(path)
+        if then is None:
+            out.append(f"new output {show_path(path)}")
+        elif now is None:
+            out.append(f"output {show_path(path)} was deleted")
+        elif now != then:
+            out.append(f"output {show_path(path)} was modified")
+    return out
+
+
+def files_current(spec: JobSpec, record: RunRecord, files: FileLookup) -> bool:
+    """Every input file as the stored result read it, every output as it wrote it."""
+    known = record.files
+    for path in spec.inputs:
+        now = files(path)
+        if now is None or now != known.get(path):
+            return False
+    for path in spec.options.outputs:
+        then = known.get(path)
+        if then is None or files(path) != then:
+            return False
+    return True
+
+
 def is_up_to_date(spec: JobSpec, record: RunRecord | None, dep_results: Mapping[str, str | None],
-                  forced: str | None = None) -> bool:
+                  forced: str | None = None, files: FileLookup | None = None) -> bool:
     """The hot path of a no-op make: the same answer as ``not reasons(...)``, faster."""
     if record is None or forced or not record.present:
         return False
     if record.code_fp != spec.code_fp or record.args_fp != spec.args_fp:
+        return False
+    if files is not None and (spec.inputs or spec.options.outputs) \
+            and not files_current(spec, record, files):
         return False
     consumed = record.dep_fps
     if len(consumed) != len(spec.deps):
@@ -181,12 +243,15 @@ def is_up_to_date(spec: JobSpec, record: RunRecord | None, dep_results: Mapping[
 
 
 def is_current(spec: JobSpec, record: RunRecord | None, dep_results: Mapping[str, str | None],
-               forced: Any = None) -> bool:
+               forced: Any = None, files: FileLookup | None = None) -> bool:
     """``is_up_to_date`` as views judge it between makes: a dependency with no current
     result (cleaned) counts as unchanged until it is made again."""
     if record is None or forced or not record.present:
         return False
     if record.code_fp != spec.code_fp or record.args_fp != spec.args_fp:
+        return False
+    if files is not None and (spec.inputs or spec.options.outputs) \
+            and not files_current(spec, record, files):
         return False
     consumed = record.dep_fps
     if len(consumed) != len(spec.deps):

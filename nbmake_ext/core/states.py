@@ -36,13 +36,14 @@ PersistedState = Literal["todo", "done", "failed", "blocked"]
 
 def public_state(spec: JobSpec, outcome: PersistedState | str | None, record: RunRecord | None,
                  *, forced: bool, dep_results: Mapping[str, str | None],
-                 running: bool) -> State:
+                 running: bool, files: signature.FileLookup | None = None) -> State:
     """The state views show for a job (SPEC 2), from what the store holds of it.
 
     ``outcome`` is its stored last outcome (None: the store does not know the job),
     ``record`` what its stored result was made from, ``forced`` whether a remake marked it
     to run again, ``dep_results`` the fingerprints of its dependencies' current results,
-    ``running`` whether a make is executing it now. ``failed`` and ``blocked`` stay until
+    ``running`` whether a make is executing it now, ``files`` the current fingerprints of
+    its files (signature.FileLookup). ``failed`` and ``blocked`` stay until
     a make reaches the job again; a result is ``stale`` when its signature changed (a
     dependency with no result, cleaned, changes nothing until it is remade)."""
     if running:
@@ -51,16 +52,17 @@ def public_state(spec: JobSpec, outcome: PersistedState | str | None, record: Ru
         return outcome
     if record is None or not record.present:
         return "todo"
-    return "done" if signature.is_current(spec, record, dep_results, forced) else "stale"
+    return "done" if signature.is_current(spec, record, dep_results, forced, files) else "stale"
 
 
 def restorable(spec: JobSpec, outcome: PersistedState | str | None, record: RunRecord | None,
-               *, forced: bool, dep_results: Mapping[str, str | None]) -> bool:
+               *, forced: bool, dep_results: Mapping[str, str | None],
+               files: signature.FileLookup | None = None) -> bool:
     """A failed or blocked job whose stored result (from an earlier successful run) is up
     to date again: the next make that reaches it takes that result back, without running
     it (what the scheduler decides: ``Skip(job, restored=True)``)."""
     return (outcome == "failed" or outcome == "blocked") \
-        and signature.is_current(spec, record, dep_results, forced)
+        and signature.is_current(spec, record, dep_results, forced, files)
 
 
 # -- per-run statuses of the scheduler --------------------------------------------------

@@ -160,12 +160,15 @@ def _unpack(data: bytes) -> tuple | None:
 
 
 def _run_job(key: str, job_id: str, func_key: str, func_blob: bytes, payload: bytes,
-             dynamic: bool, dep_ids: tuple, dep_sums: tuple, timeout: float | None, topic: str,
-             inputs: list) -> tuple:
+             dynamic: bool, dep_ids: tuple, dep_sums: tuple, timeout: float | None,
+             files: tuple | None, topic: str, inputs: list) -> tuple:
     """One job, on a Dask worker. Returns ("ok", data, result_fp, checksum, out, err,
-    timing), ("dynamic", template, children, out, err, timing) or ("raised", error,
-    traceback, out, err, timing); timing is (started, ended, duration, cpu, worker,
-    thread, peak memory). Never raises: a job's failure is a result."""
+    timing, stamps), ("dynamic", template, children, out, err, timing, stamps) or
+    ("raised", error, traceback, out, err, timing); timing is (started, ended, duration,
+    cpu, worker, thread, peak memory). Never raises: a job's failure is a result.
+    ``files``: (inputs, outputs) of a job with files (files/run.py; they must be on a file
+    system the workers share with the kernel), ``stamps`` the fingerprints of the outputs
+    it wrote (None without files)."""
     from distributed import get_worker
 
     worker = get_worker()
@@ -178,14 +181,15 @@ def _run_job(key: str, job_id: str, func_key: str, func_blob: bytes, payload: by
         pass
     try:
         return _run_job_here(job_id, func_key, func_blob, payload, dynamic, dep_ids, dep_sums,
-                             timeout, inputs, where)
+                             timeout, files, inputs, where)
     finally:
         _running.pop(key, None)
 
 
 def _run_job_here(job_id: str, func_key: str, func_blob: bytes, payload: bytes, dynamic: bool,
-                  dep_ids: tuple, dep_sums: tuple, timeout: float | None, inputs: list,
-                  where: str) -> tuple:
+                  dep_ids: tuple, dep_sums: tuple, timeout: float | None,
+                  files: tuple | None, inputs: list, where: str) -> tuple:
+    from ..files import run as job_files
     from ..fingerprint import digest
     from ..promise import resolve
     from ..shared.call import error_line, failure_line, format_job_traceback
@@ -211,6 +215,14 @@ def _run_job_here(job_id: str, func_key: str, func_blob: bytes, payload: bytes, 
         return ("raised", f"cannot load the job on worker {where}: {error_line(exc)}",
                 format_job_traceback(exc), "", "", (started, started, 0.0, 0.0, where, 0, 0))
 
+    if files is not None:
+        try:
+            job_files.before(*files)
+        except (job_files.FilesProblem, OSError) as exc:
+            error = str(exc) if isinstance(exc, job_files.FilesProblem) \
+                else f"could not prepare its files: {error_line(exc)}"
+            return ("raised", f"{error} (on worker {where})", "", "", "",
+                    (started, started, 0.0, 0.0, where, 0, 0))
     _install_capture()
     out, err = io.StringIO(), io.StringIO()
     children: list = []
@@ -234,19 +246,32 @@ def _run_job_here(job_id: str, func_key: str, func_blob: bytes, payload: bytes, 
     timing = (started, started + duration, duration, time.thread_time() - c0, where,
               threading.get_ident(), peak)
     stdout, stderr = out.getvalue(), err.getvalue()
+    stamps = None
+    if files is not None and failure is None and files[1]:
+        try:
+            stamps = job_files.after(files[1])
+        except (job_files.FilesProblem, OSError) as exc:
+            failure = exc
     if failure is not None:
+        if files is not None and files[1]:  # a failed job leaves no output behind
+            try:
+                job_files.remove(files[1])
+            except OSError:
+                pass
+        if isinstance(failure, job_files.FilesProblem):
+            return ("raised", str(failure), "", stdout, stderr, timing)
         return ("raised", failure_line(failure, timeout), format_job_traceback(failure), stdout,
                 stderr, timing)
     try:
         if dynamic:
-            return ("dynamic", dumps_value(value), children, stdout, stderr, timing)
+            return ("dynamic", dumps_value(value), children, stdout, stderr, timing, stamps)
         data = dumps_value(value)
         result_fp = digest(value)
     except Exception as exc:  # noqa: BLE001 - the job fails with that message
         return ("raised", f"its result cannot be pickled: {exc}", "", stdout, stderr, timing)
     checksum = blobs.checksum(data)
     _cache.values.put((job_id, checksum), value, len(data))
-    return ("ok", data, result_fp, checksum, stdout, stderr, timing)
+    return ("ok", data, result_fp, checksum, stdout, stderr, timing, stamps)
 
 
 def _child(child: ChildSpec) -> tuple[bytes, bytes, bytes, bytes]:

@@ -9,7 +9,9 @@ Protocol (all messages signed, see shared/wire.py), kernel -> engine:
                          {file: text} of its code files that exist only in the kernel's
                          linecache (notebook cells), so tracebacks show their lines
   ``jobs META *FRAMES``  one or more jobs: META json list of {job_id, func_key, dynamic,
-                         deps {id: [file, checksum]}, inline [dep ids], [after [dep ids]]};
+                         deps {id: [file, checksum]}, inline [dep ids], [after [dep ids]],
+                         [files [inputs, outputs]] (files/run.py: checked, removed,
+                         fingerprinted around the job)};
                          FRAMES, per job, its payload, then the pickled results of its
                          ``inline`` deps (small results the kernel holds: their files may
                          not exist yet). ``after``: a job sent ahead, before the kernel
@@ -27,7 +29,8 @@ engine -> kernel:
                          kernel knows which one is running)
   ``child META SPEC BLOB PAYLOAD``   a dynamic job defined a child (streamed at once)
   ``done META OUT ERR [DATA]``  a result: META job_id, result_fp, checksum, timing,
-                         durable [job ids whose files are now on disk]; a small result
+                         durable [job ids whose files are now on disk], [files {output:
+                         stamp} of the outputs it wrote]; a small result
                          travels as DATA (the kernel stores it), a large one is in its
                          file (META file, stamp: readable now, durable once listed)
   ``returned META TEMPLATE OUT ERR``  a dynamic job's value, which may hold child promises
@@ -269,8 +272,9 @@ class Engine:
                                  f"engine {os.getpid()}: {type(exc).__name__}: {exc}",
                                  "traceback": "", "timing": {}}, b"", b"")
             return
+        files = meta.get("files")
         call = Call(job_id, func, args, kwargs, meta["dynamic"], meta.get("timeout"),
-                    meta.get("env"))
+                    meta.get("env"), (tuple(files[0]), tuple(files[1])) if files else None)
         self.running_job, self.interrupted = job_id, False
         try:
             # A KeyboardInterrupt the job raised itself is its failure; only the kernel's
@@ -309,12 +313,17 @@ class Engine:
                                  "error": f"its result cannot be pickled: {exc}"}, *text)
             return
         if dynamic:  # the kernel resolves the children's promises, then stores it
-            self.send("returned", {"job_id": job_id, "timing": _timing(out)}, data, *text)
+            meta = {"job_id": job_id, "timing": _timing(out)}
+            if out.files is not None:
+                meta["files"] = out.files
+            self.send("returned", meta, data, *text)
             return
         sum_ = blobs.checksum(data)
         self.values.put((job_id, sum_), out.value, len(data))
         meta = {"job_id": job_id, "result_fp": result_fp, "checksum": sum_,
                 "timing": _timing(out), "durable": self.take_synced()}
+        if out.files is not None:
+            meta["files"] = out.files
         if consumed is not None:
             meta["consumed"] = consumed
         if len(data) <= INLINE_MAX:  # the kernel stores it: no file, no flush here

@@ -8,7 +8,7 @@ from .code import (
     is_tracked,
     set_tracked_root,
 )
-from .values import Unpicklable, digest, scan_args
+from .values import Unpicklable, digest, scan_args, scan_call
 
 __all__ = [
     "CodeFingerprint",
@@ -19,5 +19,6 @@ __all__ = [
     "function_label",
     "is_tracked",
     "scan_args",
+    "scan_call",
     "set_tracked_root",
 ]

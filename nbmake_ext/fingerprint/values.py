@@ -19,9 +19,10 @@ from struct import Struct
 from types import FunctionType
 from typing import Any
 
+from ..files.paths import File
 from ..promise import Promise
 
-__all__ = ["Unpicklable", "digest", "scan_args"]
+__all__ = ["Unpicklable", "digest", "scan_args", "scan_call"]
 
 _Update = Callable[[Any], object]  # hasher.update, or list.append to buffer chunks
 
@@ -74,6 +75,14 @@ def scan_args(args: tuple, kwargs: dict) -> tuple[str, tuple[str, ...]]:
     One walk does both. Promises are looked for in lists, tuples, dicts (keys and
     values), sets and frozensets, not inside other objects. kwargs order does not count.
     """
+    fp, deps, _ = scan_call(args, kwargs)
+    return fp, deps
+
+
+def scan_call(args: tuple, kwargs: dict) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    """``scan_args``, and the paths of the ``File``s nested in the arguments (found where
+    promises are; a File counts by its path: its content is the job's input file). A File
+    that knows the job that writes it adds that job to the dependencies."""
     h = blake2b(digest_size=16)
     deps: dict[str, None] = {}
     root = "args"
@@ -87,7 +96,24 @@ def scan_args(args: tuple, kwargs: dict) -> tuple[str, tuple[str, ...]]:
         raise
     except RecursionError:
         raise Unpicklable("object", "RecursionError: nested too deeply", root) from None
-    return h.hexdigest(), tuple(deps)
+    if _FILES in deps:  # (a key no job id can be: files are in the dict under it)
+        files = deps.pop(_FILES)
+        return h.hexdigest(), tuple(deps), tuple(files)
+    return h.hexdigest(), tuple(deps), ()
+
+
+_FILES = ("files",)  # where _feed keeps the paths of Files, in the deps it fills
+
+
+def _feed_file(up: _Update, f: File, deps: dict) -> None:
+    files = deps.get(_FILES)
+    if files is None:
+        files = deps[_FILES] = {}
+    files[str.__str__(f)] = None
+    producer = getattr(f, "producer", None)
+    if producer:
+        deps[producer] = None
+    up(b"F" + _enc_str(str.__str__(f)))
 
 
 # --- scalars: tag + self-delimiting payload --------------------------------------------
@@ -142,6 +168,8 @@ def _feed(up: _Update, obj: Any, deps: dict, stack: dict) -> None:
         else:
             _feed_dict(up, obj, deps, stack)
         del stack[oid]
+    elif t is File:
+        _feed_file(up, obj, deps)
     elif t is Promise:
         deps[obj.job_id] = None
         # A %%comp output promise names one value of its job's result.

@@ -242,7 +242,8 @@ class DaskRunner(ComingBack, DaskLimits):
         self.by_key[key] = job.job_id
         deps, values, sums = zip(*inputs) if inputs else ((), (), ())
         self._queued.append((key, job.job_id, job.func_key, func, self._as_input(job.payload),
-                             job.dynamic, deps, sums, job.timeout, self.topic, list(values)))
+                             job.dynamic, deps, sums, job.timeout, job.files, self.topic,
+                             list(values)))
         if ahead:
             self._ahead_queued = True
 

@@ -159,17 +159,17 @@ class ComingBack:
             result = _unpack(result)
         kind = result[0]
         if kind == "dynamic":
-            _, template, children, stdout, stderr, timing = result
+            _, template, children, stdout, stderr, timing, stamps = result
             outcomes = [ChildSpec(pickle.loads(body), blob, data, sources)
                         for body, blob, data, sources in children]
             outcomes.append(JobReturned(job_id, pickle.loads(template), stdout, stderr,
-                                        _timing(timing)))
+                                        _timing(timing), stamps))
             return task, outcomes, "", 0
         if kind != "ok":
             _, error, tb, stdout, stderr, timing = result
             return task, [JobRaised(job_id, error, tb, stdout, stderr, _timing(timing))], \
                 "", 0
-        _, data, result_fp, worker_sum, stdout, stderr, timing = result
+        _, data, result_fp, worker_sum, stdout, stderr, timing, stamps = result
         timing = _timing(timing)
         sum_ = blobs.checksum(data)
         if sum_ != worker_sum:
@@ -177,15 +177,15 @@ class ComingBack:
                                     "(checksum mismatch)", "", stdout, stderr, timing)], "", 0
         if len(data) <= INLINE_MAX:  # a row of the store's database, which the store writes
             return task, [JobStored(job_id, result_fp, "", sum_, (0, 0), timing, stdout, stderr,
-                                    data)], sum_, len(data)
+                                    data, files=stamps)], sum_, len(data)
         name = blobs.file_name(job_id, sum_)
         try:
             stamp = blobs.write_atomic(self.results_dir, name, data, durable=False)
         except OSError as exc:
             return task, [JobRaised(job_id, f"could not store the result: {exc}", "", stdout,
                                     stderr, timing)], "", 0
-        return task, [JobStored(job_id, result_fp, name, sum_, stamp, timing, stdout, stderr)], \
-            sum_, len(data)
+        return task, [JobStored(job_id, result_fp, name, sum_, stamp, timing, stdout, stderr,
+                                files=stamps)], sum_, len(data)
 
     def _lost_inputs(self) -> None:
         """A worker died: results and functions it held are gone from the cluster. Let

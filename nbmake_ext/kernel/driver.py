@@ -22,6 +22,7 @@ from ..core.jobspec import RunRecord
 from ..core.resources import Holdings
 from ..core.scheduler import QUEUED, Scheduler
 from ..errors import InternalError
+from ..files.fingerprints import FileState
 from ..promise import resolve
 from ..shared.outcomes import Durable, JobRaised, JobReturned, JobStored, Outcome
 from ..shared.values_cache import ByteLRU
@@ -77,8 +78,12 @@ class Driver(Recording, SendAhead, HandingOver):
                  targets: list[str], runner: Runner, *, forced: dict[str, str] | None = None,
                  command: str = "make", validate: bool = False,
                  observer: Observer | None = None, lagging: set[str] | None = None,
-                 read_at: tuple | None = None, resources: Mapping[str, float] | None = None):
+                 read_at: tuple | None = None, resources: Mapping[str, float] | None = None,
+                 files: FileState | None = None):
         self.store = store
+        # The files of the jobs as this make sees them (files/fingerprints.py): looked at
+        # once each, kept current as jobs write their outputs.
+        self.files = files if files is not None else FileState(store.file_stats)
         # What the jobs running at once may hold in all (a parmake's totals, see
         # core/options.py; a name missing from a Totals has 1); None: no limit (make).
         self.resource_totals = resources
@@ -101,7 +106,8 @@ class Driver(Recording, SendAhead, HandingOver):
         unsettled = {j: s.state for j, s in stored.items() if s.state in ("failed", "blocked")}
         self.sched = Scheduler(graph, records, targets, forced=forced,
                                arg_fps=self._current_arg_fps, validate=validate,
-                               unsettled=unsettled, since_failure=self._since_failure)
+                               unsettled=unsettled, since_failure=self._since_failure,
+                               files=self.files)
         self.ready: deque[str] = deque()
         self.claimed: deque[str] = deque()
         self.elsewhere: dict[str, str] = {}
@@ -409,4 +415,5 @@ def _same_record(a: RunRecord | None, b: RunRecord | None) -> bool:
     if a is None or b is None:
         return a is b
     return (a.result_fp == b.result_fp and a.code_fp == b.code_fp and a.args_fp == b.args_fp
-            and a.present == b.present and dict(a.dep_fps) == dict(b.dep_fps))
+            and a.present == b.present and dict(a.dep_fps) == dict(b.dep_fps)
+            and dict(a.files) == dict(b.files))

@@ -54,7 +54,8 @@ class EngineMessages:
             self._mean_duration(timing.duration)
             stored = JobStored(job_id, meta["result_fp"], meta.get("file", ""), meta["checksum"],
                                tuple(meta.get("stamp", (0, 0))), timing,
-                               payloads[0].decode(), payloads[1].decode())
+                               payloads[0].decode(), payloads[1].decode(),
+                               files=meta.get("files"))
             if len(payloads) > 2:
                 stored.data = payloads[2]
             elif void:
@@ -73,7 +74,7 @@ class EngineMessages:
             if not self._finished(engine, meta["job_id"], out):
                 out.append(JobReturned(meta["job_id"], pickle.loads(payloads[0]),
                                        payloads[1].decode(), payloads[2].decode(),
-                                       Timing(**meta["timing"])))
+                                       Timing(**meta["timing"]), meta.get("files")))
         elif kind == "failed":
             job_id = meta["job_id"]
             if self._finished(engine, job_id, out):

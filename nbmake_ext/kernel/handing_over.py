@@ -10,6 +10,7 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
+from ..files.paths import show
 from ..promise import resolve
 from ..registration import function_blob, function_sources, payload
 from ..shared.outcomes import Call, RemoteJob
@@ -24,17 +25,27 @@ class Lost(Exception):
         self.job_id, self.why = job_id, why
 
 
+_NO_FILES: dict[str, str] = {}  # the input files of a job that reads none (never changed)
+
+
 class HandingOver:
     def _prepare(self, jid: str, env: dict[str, str] | None = None) -> Call | RemoteJob | None:
         spec = self.graph.specs[jid]
         if jid in self.lagging:
             self.lagging.discard(jid)
             self.store.define([(spec, *function_blob(spec), payload(spec))])
+        in_fps = self._input_files(jid, spec) if spec.inputs else _NO_FILES
+        if in_fps is None:
+            return None
+        files = (spec.inputs, spec.options.outputs) \
+            if spec.inputs or spec.options.outputs else None
         if self.remote:
-            job = self._prepare_remote(jid, spec)
+            job = self._prepare_remote(jid, spec, in_fps)
             if job is not None and spec.options:
                 job.timeout, job.env = spec.options.timeout, env
                 job.resources = dict(spec.options.resources) or None
+            if job is not None:
+                job.files = files
             return job
         try:
             if spec.func is not None:
@@ -55,10 +66,23 @@ class HandingOver:
             self._fail(jid, str(exc), "", None)
             return None
         results = self.sched.results
-        self.running[jid] = ({d: results[d] for d in spec.deps}, args, kwargs)
-        return Call(jid, func, r_args, r_kwargs, spec.dynamic, spec.options.timeout, env)
+        self.running[jid] = ({d: results[d] for d in spec.deps}, args, kwargs, in_fps)
+        return Call(jid, func, r_args, r_kwargs, spec.dynamic, spec.options.timeout, env, files)
 
-    def _prepare_remote(self, jid: str, spec) -> RemoteJob | None:
+    def _input_files(self, jid: str, spec) -> dict[str, str] | None:
+        """The fingerprints of the job's input files as it starts (what its result will be
+        made from); None (and the job failed) if one is missing."""
+        files = self.files
+        out = {}
+        for path in spec.inputs:
+            fp = files(path)
+            if fp is None:
+                self._fail(jid, f"input file {show(path)} is missing", "", None)
+                return None
+            out[path] = fp
+        return out
+
+    def _prepare_remote(self, jid: str, spec, in_fps: dict[str, str]) -> RemoteJob | None:
         """Engines get bytes and the places of their inputs; no value is loaded here. A job
         sent ahead gets no definition: the runner has it (see ``_adopt``)."""
         if self.ahead is not None and self.ahead.waiting(jid):
@@ -81,7 +105,7 @@ class HandingOver:
             if pending is not None:  # its file may not be written yet: it travels along
                 inline[dep] = pending
         results = self.sched.results
-        self.running[jid] = ({d: results[d] for d in spec.deps}, args, kwargs)
+        self.running[jid] = ({d: results[d] for d in spec.deps}, args, kwargs, in_fps)
         return RemoteJob(jid, key, blob, data, deps, spec.dynamic, inline, sources)
 
     def describe(self, jid: str) -> RemoteJob:

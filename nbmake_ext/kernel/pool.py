@@ -211,6 +211,8 @@ class EnginePool(EngineDeaths, EngineMessages):
                     engine.timeouts[job.job_id] = job.timeout
                 if job.env:
                     meta["env"] = job.env
+                if job.files:
+                    meta["files"] = job.files
                 metas.append(meta)
                 frames += [job.payload, *job.inline.values()]
             if not self._send(engine, "jobs", json.dumps(metas).encode(), *frames):

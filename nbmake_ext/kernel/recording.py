@@ -17,6 +17,8 @@ from ..core import events as ev
 from ..core import signature
 from ..core.jobspec import RunRecord
 from ..errors import InvalidJob
+from ..files import run as job_files
+from ..files.paths import show
 from ..fingerprint import Unpicklable, digest
 from ..registration import arg_fingerprints, function_blob, payload
 from ..shared.outcomes import (ChildSpec, DependencyLost, Durable, JobRaised, JobReturned,
@@ -103,7 +105,7 @@ class Recording:
         self.store.define(entries)
 
     def _persist(self, jid: str, value: Any, out: JobReturned) -> None:
-        consumed, args, kwargs = self._left(jid) or ({}, (), {})
+        consumed, args, kwargs, in_fps = self._left(jid) or _NOT_RUNNING
         spec = self.graph.specs[jid]
         try:
             data = dumps_value(value)
@@ -113,6 +115,11 @@ class Recording:
             return
         record = RunRecord(spec.code_fp, spec.code_parts, spec.args_fp, consumed, result_fp,
                            _lazy_arg_fps(args, kwargs))
+        if in_fps or spec.options.outputs:
+            files = self._files_written(jid, spec, in_fps, out.files, out)
+            if files is None:
+                return
+            record.files = files
         timing = self._timing(jid, out.timing)
         if self.remote:  # engines will read it: write it before anyone is told
             sum_ = blobs.checksum(data)
@@ -131,10 +138,17 @@ class Recording:
 
     def _stored_by_engine(self, out: JobStored) -> None:
         jid = out.job_id
-        consumed, args, kwargs = self._left(jid) or ({}, (), {})
         spec = self.graph.specs[jid]
+        if spec.options.outputs or spec.inputs:
+            in_fps = self.running[jid][3] if jid in self.running else {}
+            files = self._files_written(jid, spec, in_fps, out.files, out)
+            if files is None:
+                return
+        consumed, args, kwargs, _ = self._left(jid) or _NOT_RUNNING
         record = RunRecord(spec.code_fp, spec.code_parts, spec.args_fp, consumed, out.result_fp,
                            _lazy_arg_fps(args, kwargs) if spec.func is not None else {})
+        if spec.options.outputs or spec.inputs:
+            record.files = files
         timing = self._timing(jid, out.timing)
         logs = (out.stdout, out.stderr)
         if out.data is not None:  # a small result: the store writes its file
@@ -148,6 +162,29 @@ class Recording:
         self.sched.records[jid] = record
         self._apply(self.sched.handle(ev.Succeeded(jid, out.result_fp)))
         self.tell(jid, "done", _info(out.timing, out.stdout, out.stderr))
+
+    def _files_written(self, jid: str, spec, in_fps: dict[str, str], stamps: dict | None,
+                       out) -> dict[str, str] | None:
+        """What the job's result is made from and wrote: the fingerprints of its input files
+        as it started and of its outputs as it wrote them (taken where it ran; here, if
+        its runner did not). None, and the job failed, if an output is missing."""
+        outputs = spec.options.outputs
+        if outputs and stamps is None:  # a runner that does not look at files itself
+            try:
+                stamps = job_files.after(outputs)
+            except (job_files.FilesProblem, OSError) as exc:
+                self._fail(jid, str(exc), "", out)
+                return None
+        files = dict(in_fps)
+        for path in outputs:
+            stamp = stamps.get(path)
+            if stamp is None:
+                self._fail(jid, f"it did not write its output {show(path)}", "", out)
+                return None
+            files[path] = stamp[0]
+        if stamps:
+            self.files.written(stamps)
+        return files
 
     def _commit_durable(self, job_ids: list[str]) -> None:
         for jid in job_ids:
@@ -200,6 +237,13 @@ class Recording:
 
     def _record_failure(self, jid: str, error: str, tb: str,
                         out: JobReturned | JobRaised | None) -> None:
+        outputs = self.graph.specs[jid].options.outputs if jid in self.graph.specs else ()
+        if outputs:  # (its process removed them, unless it died or the failure is ours)
+            try:
+                job_files.remove(outputs)
+            except OSError:
+                pass
+            self.files.removed(outputs)
         timing = out.timing if out is not None else Timing()
         logs = (out.stdout, out.stderr) if out is not None else ("", "")
         self.store.record_failure(jid, error, tb, self._timing(jid, timing), logs,
@@ -226,6 +270,9 @@ class Recording:
             return arg_fingerprints(args, kwargs)
         except Exception:  # noqa: BLE001 - only used to word a reason
             return {}
+
+
+_NOT_RUNNING = ({}, (), {}, {})  # what a job that is no longer running left: nothing
 
 
 def _info(timing: Timing, stdout: str, stderr: str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import time
 import traceback
 from typing import TextIO
 
+from ..files import run as job_files
 from .dynamic import DynamicContext
 from .limits import JobTimedOut, environment, peak_memory, time_limit, timed_out_message
 from .outcomes import Call, JobRaised, JobReturned, Outcome, Timing
@@ -76,13 +77,26 @@ def run_call(call: Call, sink, echo: bool = False, engine: str = "kernel",
     """Run one job here, capturing its output. ``sink`` receives ChildSpec outcomes of
     dynamic jobs. KeyboardInterrupt propagates: the caller puts the job back. With
     ``interrupted`` (a callable), only while it says the process was interrupted; a
-    KeyboardInterrupt the job raised of itself is then its failure."""
+    KeyboardInterrupt the job raised of itself is then its failure.
+
+    A job with files (``call.files``): its inputs must exist and its old outputs are
+    removed before it runs; after it returns each output must exist and is fingerprinted
+    (``JobReturned.files``); when it fails or is stopped, its outputs are removed."""
     out, err = _Tee(sys.stdout if echo else None), _Tee(sys.stderr if echo else None)
     timing = Timing(started=time.time(), engine=engine)
     t0, c0 = time.perf_counter(), time.process_time()
     args = call.args
     if call.dynamic:
         args = (DynamicContext(call.job_id, sink), *args)
+    files = call.files
+    if files is not None:
+        try:
+            job_files.before(*files)
+        except (job_files.FilesProblem, OSError) as exc:
+            _finish(timing, t0, c0)
+            return [JobRaised(call.job_id, str(exc) if isinstance(exc, job_files.FilesProblem)
+                              else f"could not prepare its files: {error_line(exc)}", "",
+                              "", "", timing)]
     saved = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = out, err
     peak_memory.reset()
@@ -90,18 +104,40 @@ def run_call(call: Call, sink, echo: bool = False, engine: str = "kernel",
         with environment(call.env), time_limit(call.timeout):
             value = call.func(*args, **call.kwargs)
     except JobTimedOut as exc:
+        _remove_outputs(files)
         return [_raised(call, exc, out, err, timing, t0, c0,
                         error=failure_line(exc, call.timeout))]
     except (KeyboardInterrupt, SystemExit) as exc:
+        _remove_outputs(files)
         if isinstance(exc, SystemExit) or (interrupted is not None and not interrupted()):
             return [_raised(call, exc, out, err, timing, t0, c0)]
         raise
     except BaseException as exc:  # noqa: BLE001 - a job's failure must never stop the make
+        _remove_outputs(files)
         return [_raised(call, exc, out, err, timing, t0, c0)]
     finally:
         sys.stdout, sys.stderr = saved
+    stamps = None
+    if files is not None and files[1]:
+        try:
+            stamps = job_files.after(files[1])
+        except (job_files.FilesProblem, OSError) as exc:
+            _remove_outputs(files)
+            _finish(timing, t0, c0)
+            error = str(exc) if isinstance(exc, job_files.FilesProblem) \
+                else f"could not fingerprint its outputs: {error_line(exc)}"
+            return [JobRaised(call.job_id, error, "", out.getvalue(), err.getvalue(), timing)]
     _finish(timing, t0, c0)
-    return [JobReturned(call.job_id, value, out.getvalue(), err.getvalue(), timing)]
+    return [JobReturned(call.job_id, value, out.getvalue(), err.getvalue(), timing, stamps)]
+
+
+def _remove_outputs(files: tuple[tuple[str, ...], tuple[str, ...]] | None) -> None:
+    """A job that failed, or was stopped, leaves no output behind."""
+    if files is not None and files[1]:
+        try:
+            job_files.remove(files[1])
+        except OSError:
+            pass
 
 
 def _raised(call, exc, out, err, timing, t0, c0, error: str = "") -> JobRaised:

@@ -20,6 +20,7 @@ class Call:
     dynamic: bool
     timeout: float | None = None  # seconds (job_timeout)
     env: dict[str, str] | None = None  # set while it runs (the GPUs it holds)
+    files: tuple[tuple[str, ...], tuple[str, ...]] | None = None  # (inputs, outputs)
 
 
 @dataclass(slots=True)
@@ -47,6 +48,7 @@ class JobReturned:
     stdout: str = ""
     stderr: str = ""
     timing: Timing = field(default_factory=Timing)
+    files: dict[str, list] | None = None  # its outputs' stamps (files/fingerprints.py)
 
 
 @dataclass(slots=True)
@@ -97,6 +99,7 @@ class RemoteJob:
     timeout: float | None = None  # seconds (job_timeout)
     env: dict[str, str] | None = None  # set while it runs (the GPUs it holds)
     resources: dict[str, float] | None = None  # what it holds while it runs (job_resources)
+    files: tuple[tuple[str, ...], tuple[str, ...]] | None = None  # (inputs, outputs)
 
 
 @dataclass(slots=True)
@@ -114,6 +117,7 @@ class JobStored:
     stderr: str = ""
     data: bytes | None = None
     consumed: dict[str, str] | None = None  # (sent ahead) checksums of the inputs it took
+    files: dict[str, list] | None = None  # its outputs' stamps (files/fingerprints.py)
 
 
 @dataclass(slots=True)

@@ -6,7 +6,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-SCHEMA_VERSION = "4"
+SCHEMA_VERSION = "5"
 
 JOBS = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -20,6 +20,7 @@ CREATE TABLE IF NOT EXISTS jobs (
   def_fp      TEXT NOT NULL,
   func_key    TEXT,                     -- -> functions
   payload     BLOB,                     -- the pickled args and kwargs
+  inputs      TEXT,                     -- json list of its input files (NULL: none)
   options     TEXT                      -- json of its options (core/options.py), NULL: none
 )"""
 
@@ -36,6 +37,7 @@ CREATE TABLE IF NOT EXISTS outcomes (
   -- the stored result, and what it was made from
   r_code_fp TEXT, r_args_fp TEXT, r_arg_fps TEXT, r_dep_fps TEXT,
   r_result_fp TEXT, r_file TEXT, r_checksum TEXT, r_size INTEGER, r_mtime INTEGER,
+  r_files TEXT,  -- json {path: fingerprint} of the files it read and wrote (NULL: none)
   -- the last attempt
   started REAL, ended REAL, duration REAL, cpu REAL, engine TEXT,
   error TEXT, blocked_by TEXT, reasons TEXT,
@@ -54,6 +56,12 @@ CREATE TABLE IF NOT EXISTS logs (
 -- small results, inline (results.py): r_file names INLINE for them
 CREATE TABLE IF NOT EXISTS results (job_id TEXT PRIMARY KEY, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+""" + """
+-- fingerprints of files by (size, mtime, inode): files/fingerprints.py FileCache
+CREATE TABLE IF NOT EXISTS file_stats (
+  path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+  inode INTEGER NOT NULL, hashed_ns INTEGER NOT NULL, fp TEXT NOT NULL
+);
 """
 
 # The columns of a definition in every version (options came with version 3).
@@ -111,6 +119,9 @@ def init_schema(conn: sqlite3.Connection) -> None:
             version = "3"
         if version == "3":
             _from_version_3(conn)
+            version = "4"
+        if version == "4":
+            _from_version_4(conn)
             version = SCHEMA_VERSION
         conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (version,))
     except BaseException:
@@ -162,3 +173,15 @@ def _from_version_3(conn: sqlite3.Connection) -> None:
     for column, kind in (("peak_rss", "INTEGER"), ("attempts", "TEXT")):
         if column not in have:
             conn.execute(f"ALTER TABLE outcomes ADD COLUMN {column} {kind}")
+
+
+def _from_version_4(conn: sqlite3.Connection) -> None:
+    """Version 4 knew no files: no job has input files, no result was made from any, and
+    no file's fingerprint is cached."""
+    for table, column in (("jobs", "inputs"), ("outcomes", "r_files")):
+        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in have:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
+    conn.execute("CREATE TABLE IF NOT EXISTS file_stats (path TEXT PRIMARY KEY,"
+                 " size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, inode INTEGER NOT NULL,"
+                 " hashed_ns INTEGER NOT NULL, fp TEXT NOT NULL)")

@@ -86,7 +86,8 @@ class _Recording:
              r.timing.get("duration"), r.timing.get("cpu"), r.timing.get("engine"),
              shared(tuple(r.timing.get("reasons", ())),
                     lambda: json.dumps(list(r.timing.get("reasons", ())))),
-             r.timing.get("peak_rss"), _attempts_json(r.timing))
+             r.timing.get("peak_rss"), _attempts_json(r.timing),
+             json.dumps(dict(r.record.files)) if r.record.files else None)
             for r in last.values()])
         _insert_rows(conn, "INSERT OR REPLACE INTO logs VALUES", 4,
                      [(j, *r.logs, "") for j, r in last.items() if r.logs[0] or r.logs[1]])
@@ -190,15 +191,17 @@ def _write_definitions(conn: sqlite3.Connection,
     _remember_code(conn, {s.code_fp: s.code_parts for s, _, _, _ in entries})
     conn.executemany(
         "INSERT INTO jobs (job_id, function, parent, dynamic, code_fp,"
-        " args_fp, deps, def_fp, func_key, payload, options) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+        " args_fp, deps, def_fp, func_key, payload, options, inputs)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
         " ON CONFLICT(job_id) DO UPDATE SET function=excluded.function,"
         " parent=excluded.parent, dynamic=excluded.dynamic, code_fp=excluded.code_fp,"
         " args_fp=excluded.args_fp, deps=excluded.deps,"
         " def_fp=excluded.def_fp, func_key=excluded.func_key, payload=excluded.payload,"
-        " options=excluded.options",
+        " options=excluded.options, inputs=excluded.inputs",
         [(s.job_id, s.function, s.parent, int(s.dynamic), s.code_fp, s.args_fp,
           json.dumps(list(s.deps)) if s.deps else "[]",
-          s.def_fp, key, payload, None if s.options is NO_OPTIONS else options_json(s.options))
+          s.def_fp, key, payload, None if s.options is NO_OPTIONS else options_json(s.options),
+          json.dumps(list(s.inputs)) if s.inputs else None)
          for s, key, _, payload in entries],
     )
 
@@ -225,7 +228,8 @@ _FAILURE_COLUMNS = ("started", "ended", "duration", "cpu", "engine", "error", "r
                     "f_code_fp", "f_args_fp", "peak_rss", "attempts")
 _RESULT_COLUMNS = ("r_code_fp", "r_args_fp", "r_arg_fps", "r_dep_fps",
                    "r_result_fp", "r_file", "r_checksum", "r_size", "r_mtime", "started",
-                   "ended", "duration", "cpu", "engine", "reasons", "peak_rss", "attempts")
+                   "ended", "duration", "cpu", "engine", "reasons", "peak_rss", "attempts",
+                   "r_files")
 
 
 def _attempts_json(timing: dict) -> str | None:

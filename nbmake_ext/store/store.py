@@ -61,8 +61,8 @@ class StoredJob:
 
     __slots__ = ("job_id", "record", "state", "forced", "error", "blocked_by", "duration",
                  "func_key", "ended", "r_file", "r_checksum", "_function", "_parent",
-                 "_dynamic", "_code_fp", "_args_fp", "_deps", "_def_fp", "_options", "_spec",
-                 "_store")
+                 "_dynamic", "_code_fp", "_args_fp", "_deps", "_def_fp", "_options", "_inputs",
+                 "_spec", "_store")
 
     def __init__(self, job_id, record, state, forced, error, blocked_by, duration, func_key,
                  ended, r_file, r_checksum, row, store):
@@ -70,7 +70,7 @@ class StoredJob:
         self.error, self.blocked_by, self.duration = error, blocked_by, duration
         self.func_key, self.ended, self.r_file, self.r_checksum = func_key, ended, r_file, r_checksum
         (self._function, self._parent, self._dynamic, self._code_fp, self._args_fp,
-         self._deps, self._def_fp, self._options) = row
+         self._deps, self._def_fp, self._options, self._inputs) = row
         self._spec, self._store = None, store
 
     def same_definition(self, spec: JobSpec) -> bool:
@@ -88,13 +88,21 @@ class StoredJob:
             return not spec.deps
         return tuple(_loads(deps)) == spec.deps
 
+    def outputs(self) -> tuple[str, ...]:
+        """The files it declares as outputs (read from its options only if it has any)."""
+        options = self._options
+        if options is None or '"outputs"' not in options:
+            return ()
+        return from_json(options).outputs
+
     @property
     def spec(self) -> JobSpec:
         if self._spec is None:
             self._spec = JobSpec(self.job_id, self._function, self._code_fp,
                                  _Parts(self._store, _CODE_PARTS, self._code_fp), self._args_fp,
                                  tuple(_loads(self._deps)), self._parent, bool(self._dynamic),
-                                 def_fp=self._def_fp, options=from_json(self._options))
+                                 def_fp=self._def_fp, options=from_json(self._options),
+                                 inputs=tuple(_loads(self._inputs)) if self._inputs else ())
         return self._spec
 
 
@@ -171,7 +179,8 @@ class Store(_Recording):
         " CASE WHEN o.r_args_fp = j.args_fp THEN 1 ELSE o.r_args_fp END," \
         " CASE o.r_dep_fps WHEN '{}' THEN 1 ELSE o.r_dep_fps END, o.r_result_fp," \
         " CASE o.r_file WHEN ':db' THEN 1 ELSE o.r_file END, o.error," \
-        " o.blocked_by, o.duration, o.ended, o.r_checksum, o.r_size, o.r_mtime, j.options" \
+        " o.blocked_by, o.duration, o.ended, o.r_checksum, o.r_size, o.r_mtime, j.options," \
+        " j.inputs, o.r_files" \
         " FROM jobs AS j LEFT JOIN outcomes AS o ON o.job_id = j.job_id"
 
     def snapshot(self) -> dict[str, StoredJob]:
@@ -222,7 +231,8 @@ class Store(_Recording):
         code_parts: dict[str, _Parts] = {}
         for (jid, function, parent, dynamic, code_fp, args_fp, deps, def_fp, func_key,
              state, forced, r_code_fp, r_args_fp, r_dep_fps, r_result_fp, r_file, error,
-             blocked_by, duration, ended, r_checksum, r_size, r_mtime, options) in rows:
+             blocked_by, duration, ended, r_checksum, r_size, r_mtime, options, inputs,
+             r_files) in rows:
             code_fp = share(code_fp, code_fp)
             if deps == 1:
                 deps = "[]"
@@ -240,13 +250,15 @@ class Store(_Recording):
                 record = RunRecord(r_code_fp, parts, args_fp if r_args_fp == 1 else r_args_fp,
                                    _loads("{}" if r_dep_fps == 1 else r_dep_fps), r_result_fp,
                                    _Parts(self, _ARG_FPS, jid), present=present)
+                if r_files is not None:
+                    record.files = json.loads(r_files)
             out[jid] = StoredJob(jid, record, share(state, state), FORCED_REASONS.get(forced),
                                  error, blocked_by, duration,
                                  share(func_key, func_key), ended, share(r_file, r_file),
                                  r_checksum,
                                  (share(function, function), share(parent, parent), dynamic,
                                   code_fp, args_fp, share(deps, deps), def_fp,
-                                  share(options, options)), self)
+                                  share(options, options), inputs), self)
         return out
 
     def details(self, job_id: str) -> dict[str, Any]:
@@ -312,6 +324,21 @@ class Store(_Recording):
             "SELECT blob FROM functions WHERE func_key=?", (func_key,)).fetchone()
         return row[0] if row else None
 
+    # -- fingerprints of files (files/fingerprints.py) -------------------------------------
+
+    def file_stats(self) -> dict[str, tuple]:
+        """path -> (size, mtime_ns, inode, hashed_ns, fingerprint) of every file whose
+        fingerprint is cached."""
+        rows = self._conn.execute(
+            "SELECT path, size, mtime_ns, inode, hashed_ns, fp FROM file_stats").fetchall()
+        return {row[0]: row[1:] for row in rows}
+
+    def remember_files(self, rows: list[tuple]) -> None:
+        """Cache fingerprints of files: rows (path, size, mtime_ns, inode, hashed_ns, fp)."""
+        if rows:
+            self.writer.db(lambda conn: conn.executemany(
+                "INSERT OR REPLACE INTO file_stats VALUES (?,?,?,?,?,?)", rows))
+
     def logs(self, job_id: str) -> tuple[str, str, str]:
         row = self._conn.execute(
             "SELECT stdout, stderr, traceback FROM logs WHERE job_id=?", (job_id,)).fetchone()
@@ -343,7 +370,8 @@ class Store(_Recording):
         self._write_now(
             "UPDATE outcomes SET state='todo', forced=0, r_code_fp=NULL,"
             " r_args_fp=NULL, r_arg_fps=NULL, r_dep_fps=NULL, r_result_fp=NULL, r_file=NULL,"
-            " r_checksum=NULL, r_size=NULL, r_mtime=NULL, error=NULL, blocked_by=NULL"
+            " r_checksum=NULL, r_size=NULL, r_mtime=NULL, error=NULL, blocked_by=NULL,"
+            " r_files=NULL"
             " WHERE job_id=?",
             [(j,) for j in ids])
         self._remove_results(ids, files)

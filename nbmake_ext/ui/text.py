@@ -99,6 +99,19 @@ def attempt_lines(d: Any) -> list[str]:
     return lines
 
 
+def file_lines(d: Any) -> list[tuple[str, str]]:
+    """(label, text) of a job's files and command in ``details``, one file a line."""
+    out = []
+    for label, files in (("inputs", getattr(d, "input_files", None)),
+                         ("outputs", getattr(d, "output_files", None))):
+        for k, (path, status) in enumerate(files or ()):
+            out.append((label if k == 0 else "", f"{path} ({status})"))
+    command = getattr(d, "command", None)
+    if command:
+        out.append(("command", command))
+    return out
+
+
 def render_details(d: Any) -> str:
     lines = [
         f"job        {d.job_id}",
@@ -111,6 +124,8 @@ def render_details(d: Any) -> str:
         lines.append(f"children   {', '.join(d.children)}")
     lines.append(f"depends on {', '.join(d.dependencies) or '-'}")
     lines.append(f"needed by  {', '.join(d.dependents) or '-'}")
+    for label, value in file_lines(d):
+        lines.append(f"{label:<10} {value}")
     for label, value in options_lines(d):
         lines.append(f"{label:<10} {value}")
     if d.started:

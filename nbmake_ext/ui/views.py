@@ -77,6 +77,13 @@ def details_view(d: Any) -> View:
     fields += [("depends on", escape(", ".join(d.dependencies) or "-")),
                ("needed by", escape(", ".join(d.dependents) or "-")),
                ("why", escape("; ".join(d.why) or "up to date"))]
+    files: list[tuple[str, str]] = []
+    for label, value in text.file_lines(d):
+        if label or not files:
+            files.append((label, escape(value)))
+        else:
+            files[-1] = (files[-1][0], files[-1][1] + "<br>" + escape(value))
+    fields += files
     fields += [(label, escape(value)) for label, value in text.options_lines(d)]
     if d.started:
         fields.append(("last run", f"{text.when(d.started)}, {text.seconds(d.duration)}"

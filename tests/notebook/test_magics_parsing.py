@@ -228,3 +228,18 @@ def test_only_the_commands_that_run_jobs_are_magics_of_their_own(ip):
 
 def test_extension_context_is_the_current_one(ip):
     assert extension._session.ctx is current_context()
+
+
+def test_a_magic_target_naming_a_declared_output_selects_its_job(ip, tmp_path):
+    from nbmake_ext import sh
+
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        sh("echo a > {output}", outputs=["figs/a.png"], job_id="magic-draw-a")
+        sh("echo b > {output}", outputs=["figs/b.png"], job_id="magic-draw-b")
+        ip.run_line_magic("make", "figs/a.png")
+        assert (tmp_path / "figs/a.png").exists() and not (tmp_path / "figs/b.png").exists()
+        assert current_context().why("figs/b.png") == ["never ran"]
+    finally:
+        os.chdir(cwd)

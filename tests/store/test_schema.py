@@ -188,6 +188,41 @@ def test_a_version_3_store_opens_and_keeps_peak_memory_and_attempts_from_then_on
         conn.close()
 
 
+def test_a_version_4_store_opens_and_takes_jobs_with_files(tmp_path, monkeypatch):
+    from nbmake_ext import File
+
+    path = tmp_path / "store"
+    with Context(path) as ctx:
+        top, _ = graph(ctx)
+        with pytest.raises(JobsFailed):
+            ctx.make()
+        before = {r.job_id: r.state for r in ctx.ls()}
+    conn = sqlite3.connect(path / "nbmake.db", isolation_level=None)
+    conn.execute("ALTER TABLE jobs DROP COLUMN inputs")
+    conn.execute("ALTER TABLE outcomes DROP COLUMN r_files")
+    conn.execute("DROP TABLE file_stats")
+    conn.execute("UPDATE meta SET value='4' WHERE key='schema'")
+    conn.close()
+    CALLS.clear()
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "n.txt").write_text("7")
+    with Context(path) as ctx:
+        assert {r.job_id: r.state for r in ctx.ls()} == before
+        assert Promise("total", ctx).result() == 1 + 4 + 9
+        ctx.comp(square, File("n.txt"), job_id="sq_file")
+        assert ctx.definition("sq_file").inputs == (str(tmp_path / "n.txt"),)
+    with Context(path) as ctx:
+        assert ctx.definition("sq_file").inputs == (str(tmp_path / "n.txt"),)
+        assert ctx.why("sq_file") == ["never ran"]
+    conn = sqlite3.connect(path / "nbmake.db")
+    try:
+        assert conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone() == (
+            db.SCHEMA_VERSION,)
+        assert conn.execute("SELECT count(*) FROM file_stats").fetchone() == (0,)
+    finally:
+        conn.close()
+
+
 def test_a_store_of_a_later_version_is_refused_untouched(tmp_path):
     path = tmp_path / "store"
     Context(path).close()
