@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import random
 import statistics
 import tempfile
 
-from nbmake_ext import Context, JobsFailed
+from nbmake_ext import Context, File, JobsFailed
 
 SENSORS = range(12)
 SITES = {"north": [0, 1, 2, 3], "south": [4, 5, 6, 7], "east": [8, 9, 10, 11]}
@@ -76,6 +77,43 @@ def report(lines: list[str]) -> str:
     return "\n".join(lines)
 
 
+COLOURS = {"north": "#1f77b4", "south": "#ff7f0e", "east": "#2ca02c"}
+
+
+def read_labels(path: str) -> dict[str, str]:
+    with open(path) as fh:
+        return dict(line.strip().split(",") for line in list(fh)[1:])
+
+
+def draw_slopes(labels: dict[str, str], fits: dict[int, dict], path: str) -> None:
+    """An SVG bar chart of the slopes, one colour per site."""
+    site_of = {s: site for site, sensors in SITES.items() for s in sensors}
+    bars = [f'<rect x="{20 * s}" y="{100 - 40 * f["slope"]:.1f}" width="16" '
+            f'height="{40 * f["slope"]:.1f}" fill="{COLOURS[site_of[s]]}"/>'
+            for s, f in fits.items() if f["n"] and f["slope"] > 0]
+    names = [f'<text x="{80 * k}" y="115" font-size="9">{labels[site]}</text>'
+             for k, site in enumerate(SITES)]
+    with open(path, "w") as fh:
+        fh.write('<svg xmlns="http://www.w3.org/2000/svg" width="240" height="120">'
+                 + "".join(bars + names) + "</svg>")
+
+
+def define_files(ctx: Context, fitter) -> object:
+    """A data file read, a figure written, a shell step on the figure."""
+    os.makedirs("data", exist_ok=True)
+    if not os.path.exists("data/sites.csv"):  # the data file, as another tool would export it
+        with open("data/sites.csv", "w") as fh:
+            fh.write("site,label\n" + "".join(f"{s},{s.title()} field\n" for s in SITES))
+    fits = {s: ctx.comp(fitter if s == BROKEN else fit,
+                        ctx.comp(drop_outliers, ctx.comp(load, s), k=3.0),
+                        job_id=f"fit-sensor{s}") for s in SENSORS}
+    labels = ctx.comp(read_labels, File("data/sites.csv"))
+    figure = ctx.comp(draw_slopes, labels, fits, "figs/slopes.svg", job_id="figure",
+                      job_outputs=["figs/slopes.svg"])
+    return ctx.sh("grep -o '<rect' {input} | wc -l > {output}", inputs=figure.outputs,
+                  outputs=["figs/bars.txt"], job_id="count-bars")
+
+
 def define(ctx: Context, fitter) -> object:
     fits = {}
     for sensor in SENSORS:
@@ -113,6 +151,12 @@ def main() -> None:
         ctx.make()
         stats = ctx.stats()
         print(f"{sum(stats['by_state'].values())} jobs:", stats["by_state"])
+
+        print("\n# files: a data file read, a figure written, a shell step (in the store's folder)")
+        os.chdir(os.path.dirname(os.path.abspath(store)))
+        define_files(ctx, fit_robust)
+        ctx.make("figs/bars.txt")
+        print("bars drawn:", open("figs/bars.txt").read().strip(), "in figs/slopes.svg")
 
 
 if __name__ == "__main__":

@@ -93,12 +93,15 @@ def test_demo_tells_its_story_and_run_all_again_runs_only_the_broken_fit(tmp_pat
     assert [m.split(" in ")[0] for m in makes(first)] == [
         "make: 35 done, 1 failed, 4 blocked, 0 up to date",
         "make: 8 done, 35 up to date",
-        "make: 0 done, 43 up to date"]
+        "make: 0 done, 43 up to date",
+        "make: 3 done, 36 up to date"]  # a data file, a figure and a shell step
     text = "\n".join(t for cell in texts(first) for t in cell)
     for shown in ["ValueError: 70 readings are NaN", "since then: now calls fit_robust",
                   "south: 4/4 sensors", "-- stdout\nmean slope over 12 sensors",
-                  "43 jobs: 43 done"]:
+                  "43 jobs: 43 done", "figs/slopes.svg (as written)"]:
         assert shown in text
+    bars = (tmp_path / "figs" / "bars.txt").read_text().strip()
+    assert int(bars) == (tmp_path / "figs" / "slopes.svg").read_text().count("<rect") > 0
 
     # Restart and Run All, on the same store: only fit-sensor7 runs, and fails again; the
     # fix takes it and what it blocked back from the store, and says so.
@@ -107,7 +110,16 @@ def test_demo_tells_its_story_and_run_all_again_runs_only_the_broken_fit(tmp_pat
     assert [m.split(" in ")[0] for m in makes(again)] == [
         "make: 0 done, 1 failed, 7 blocked, 35 up to date",
         "make: 0 done, 8 restored, 35 up to date",
-        "make: 0 done, 43 up to date"]
+        "make: 0 done, 43 up to date",
+        "make: 0 done, 39 up to date"]
+
+    # The data file edited: the jobs that read it, and only they, run again (the figure
+    # is written anew; its label changed).
+    sites = tmp_path / "data" / "sites.csv"
+    sites.write_text(sites.read_text().replace("North field", "North ridge"))
+    third = execute(source, tmp_path)
+    assert [m.split(" in ")[0] for m in makes(third)][-1] == "make: 3 done, 36 up to date"
+    assert "North ridge" in (tmp_path / "figs" / "slopes.svg").read_text()
 
 
 # -- the real command line ------------------------------------------------------------------
