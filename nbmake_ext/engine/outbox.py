@@ -50,6 +50,10 @@ class Outbox:
         if not waiting:
             return
         self._waiting = []
+        if len(waiting) == 1:  # alone: as any other message
+            kind, meta, payloads = waiting[0]
+            self._send_frames(self._signer.frames(kind, json.dumps(meta).encode(), *payloads))
+            return
         index = json.dumps([[kind, meta, len(payloads)] for kind, meta, payloads in waiting])
         frames = [payload for _, _, payloads in waiting for payload in payloads]
         self._send_frames(self._signer.frames("many", index.encode(), *frames))
