@@ -117,3 +117,23 @@ def test_filter_and_search(page):
     assert page.get_attribute(".nbm-board", "data-only") is None
     page.fill(".nbm-search", "fit-")
     page.wait_for_function("() => document.querySelector('.nbm-found').textContent === '6 found'")
+
+
+def test_batches_a_snapshot_holds_are_dropped_whatever_their_order(page):
+    """A board whose code loads after its run ended gets the run's batches (queued while
+    the code loaded) after the final snapshot: they must not undo it."""
+    board = small_board()
+    data = board.to_json()
+    open_fake_board(page, {**data, "n": 7}, run_json("make", active=False, exp=1, fin=1))
+    page.evaluate("""() => window.boardDelta({t: "delta", n: 3, j: {"load-0": {s: "r", x: {}}},
+        run: {active: true, fin: 0}})""")
+    assert cells(page)["load-0"] == "done"
+    assert page.get_attribute(".nbm-board", "data-run") == "ended"
+    # A newer batch applies; a snapshot that comes after it but is older keeps it.
+    page.evaluate("""() => window.boardDelta({t: "delta", n: 8, j: {"todo-1": {s: "d", x: {}}},
+        run: {}})""")
+    assert cells(page)["todo-1"] == "done"
+    page.evaluate("(d) => window.boardSet('data', d)", {**data, "n": 7})
+    assert cells(page)["todo-1"] == "done" and cells(page)["load-0"] == "done"
+    page.evaluate("(d) => window.boardSet('data', d)", {**data, "n": 8})
+    assert cells(page)["todo-1"] == "todo"  # this snapshot says so, and holds batch 8

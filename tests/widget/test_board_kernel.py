@@ -126,6 +126,59 @@ def test_a_make_sends_few_batches_100ms_apart_with_details(nb):
     assert run["summary"].startswith("make: 200 done, 1 failed, 1 blocked")
 
 
+def code_busy(msgs: list[dict]) -> list[str]:
+    """The values the kernel's shared BoardCode model's ``busy`` took, in order."""
+    return [m["content"]["data"]["state"]["busy"] for m in msgs if m["msg_type"] == "comm_msg"
+            and m["content"]["data"].get("method") == "update"
+            and "busy" in m["content"]["data"].get("state", {})]
+
+
+def test_batches_and_snapshots_are_numbered(nb):
+    """The front end drops a batch that its snapshot holds already, whatever the order they
+    reach it in: a batch carries its number, a snapshot the number of the last batch it
+    holds."""
+    nb.ok(JOBS.replace("range(100)", "range(30)").replace("range(100, 200)", "range(30, 60)"))
+    board = Board(nb.fails("%make").msgs)
+    numbers = [d["n"] for _, d in board.deltas]
+    assert len(numbers) >= 1 and numbers == list(range(1, len(numbers) + 1))
+    assert board.open["content"]["data"]["state"]["data"]["n"] == 0
+    assert board.state["data"]["n"] == numbers[-1]
+    assert not board.state["run"]["active"]
+    # After the snapshot, a batch (details asked for on the idle kernel) comes after it.
+    out = request(nb, board.id, {"t": "details", "job": "work-001", "re": "r1"})
+    [delta] = [m["content"]["data"]["content"] for m in out if m["msg_type"] == "comm_msg"
+               and m["content"]["data"].get("content", {}).get("t") == "delta"]
+    assert delta["n"] == numbers[-1] + 1
+
+
+def test_the_kernel_is_not_busy_once_a_command_ended_however_it_ended(nb):
+    nb.ok("from nbmake_ext import comp, current_context\n"
+          "def bad(x):\n    raise ValueError(x)\n"
+          "ok = comp(abs, -1, job_id='ok')\nno = comp(bad, 1, job_id='no')\n"
+          "ctx = current_context()")
+    ends = []
+    for cell, expect_error in [("%make ok", None), ("%make no", "JobsFailed")]:
+        reply = nb.ok(cell) if expect_error is None else nb.fails(cell)
+        ends.append((Board(reply.msgs).state["run"], code_busy(reply.msgs)))
+    # An error in the run, then one while the board reads the final states back as well.
+    nb.ok("def on_fire(*a, **k):\n    raise RuntimeError('store on fire')\n"
+          "ctx.make = on_fire")
+    reply = nb.fails("%make ok")
+    ends.append((Board(reply.msgs).state["run"], code_busy(reply.msgs)))
+    nb.ok("from nbmake_ext.ui.board import Board as B\n"
+          "reload, B.reload = B.reload, lambda self, ctx: on_fire()")
+    try:
+        reply = nb.fails("%make ok")
+    finally:
+        nb.ok("B.reload = reload\ndel ctx.make")
+    ends.append((Board(reply.msgs).state["run"], code_busy(reply.msgs)))
+    assert [run["outcome"] for run, _ in ends] == ["finished", "failed", "error", "error"]
+    for run, busy in ends:
+        assert not run["active"]
+        assert busy[-1] == "" and "make" in busy, busy
+    assert ends[2][0]["error"] == "RuntimeError: store on fire"
+
+
 def test_fallback_is_updated_to_the_final_states(nb):
     nb.ok(JOBS)
     reply = nb.fails("%make")
@@ -313,6 +366,7 @@ def test_a_long_job_in_the_kernel_shows_as_running_and_an_interrupt_ends_the_boa
     assert jobs["nap-0"] == "t" and "r" not in jobs.values()  # put back as it was
     plain = board.updated[-1]["content"]["data"]["text/plain"]
     assert plain.startswith("job board (make, interrupted in ")
+    assert code_busy(msgs)[-1] == ""
     assert [m for m in msgs if m["msg_type"] == "error"][0]["content"]["ename"] == "KeyboardInterrupt"
 
 
