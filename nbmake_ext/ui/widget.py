@@ -10,9 +10,13 @@ whose front end (``js/``, built into ``static/``) draws it.
   trait): the number of the last batch it includes. The front end drops a batch that a
   snapshot it holds already includes, whatever order they reach it in (a board whose code
   loads after its run ended must not replay the run's batches over its final snapshot).
-- When the command ends, the widget's state becomes the final snapshot (so a saved notebook
-  reopens on it) and the output's ``text/plain`` and ``text/html`` fallbacks are updated
-  (``views.board_view``: what nbconvert output, exports and GitHub show).
+- When the command ends, the widget's state becomes the final snapshot and the output is
+  updated (through its display id) to the static board (``views.board_view``), without the
+  widget's view: a saved notebook shows the board as it ended wherever no kernel runs
+  (JupyterLab, Notebook 7, nbconvert, nbviewer, GitHub), never "model not found". In the
+  live page the board's code mounts the interactive board over that static one again
+  (``js/src/mount.js``): it finds it by ``data-nbmake-board``, the board's ``_uid``.
+  ``show`` displays the static board at once, the same way.
 - Notebooks save every widget's ES module in their metadata, so a board's own ``_esm`` is a
   small loader; the board code (and its graph layout library) is held once per kernel by a
   shared ``BoardCode`` model that every board refers to.
@@ -114,6 +118,13 @@ class JobBoard(anywidget.AnyWidget):
         data["text/html"] = view.html
         return data, metadata
 
+    def static_view(self) -> views.View:
+        """The board as it stands, with no widget: what the output keeps once the command
+        ended (and what ``show`` displays). Its HTML names the board (``data-nbmake-board``)
+        so that the live page mounts the interactive board over it."""
+        view = views.board_view(self.board)
+        return views.View(view.plain, views.board_host(self._uid, view.html))
+
     def __repr__(self) -> str:
         counts = self.board.counts()
         tally = ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "no jobs"
@@ -190,9 +201,9 @@ class JobBoard(anywidget.AnyWidget):
 
     def finish(self, outcome: str, error: str = "") -> None:
         """The command ended (``finished``, ``failed``, ``interrupted`` or ``error``): the
-        final snapshot read back from the store becomes the widget's state, the output's
-        fallbacks show it, and the kernel is no longer busy, whatever fails or interrupts
-        on the way."""
+        final snapshot read back from the store becomes the widget's state, the output
+        shows the static board, and the kernel is no longer busy, whatever fails or
+        interrupts on the way."""
         try:
             if self._timer is not None:
                 self._timer.cancel()
@@ -214,10 +225,10 @@ class JobBoard(anywidget.AnyWidget):
                 board_code().busy = ""
 
     def _publish(self) -> None:
-        """The final snapshot to the browser and to the output's fallbacks."""
+        """The final snapshot to the browser, the static board to the output."""
         self._set_snapshot()
         if self.handle is not None:
-            self.handle.update(self)
+            self.handle.update(self.static_view())
 
     def set_summary(self, line: str) -> None:
         self.board.run.summary = line

@@ -75,8 +75,11 @@ class Board:
             elif data["method"] == "update":
                 self.updates.append(data["state"])
                 self.state.update(data["state"])
+        # Its output: the widget's view while a command runs, else its static board.
+        host = f'data-nbmake-board="{self.state["_uid"]}"'
         self.displays = [m for m in msgs if m["msg_type"] == "display_data"
-                         and "application/vnd.jupyter.widget-view+json" in m["content"]["data"]]
+                         and ("application/vnd.jupyter.widget-view+json" in m["content"]["data"]
+                              or host in m["content"]["data"].get("text/html", ""))]
         self.updated = [m for m in msgs if m["msg_type"] == "update_display_data"]
 
     def jobs(self, data: dict | None = None) -> dict[str, str]:
@@ -192,7 +195,11 @@ def test_fallback_is_updated_to_the_final_states(nb):
     [update] = board.updated
     assert update["content"]["transient"]["display_id"] == display_id
     data = update["content"]["data"]
-    assert data["application/vnd.jupyter.widget-view+json"]["model_id"] == board.id
+    # The static board alone: a saved notebook shows it where no kernel runs (no widget
+    # view whose model would be missing), and the live page mounts the board over it.
+    assert set(data) == {"text/plain", "text/html"}
+    assert f'<div class="nbmake-board" data-nbmake-board="{board.state["_uid"]}">' \
+        in data["text/html"]
     plain = data["text/plain"]
     assert re.match(r"job board \(make, finished with failures in [\d.]+m?s\): 202 jobs: "
                     r"200 done, 1 failed, 1 blocked", plain)
@@ -218,7 +225,9 @@ def test_show_rebuilds_the_board_from_the_store_in_a_kernel_that_registered_none
     assert len(jobs) == 202 and jobs["boom"] == "f" and jobs["after"] == "b"
     assert "ValueError: bad value 0" in board.extras("boom")["tb"]
     assert board.state["run"]["cmd"] == ""
-    plain = board.displays[0]["content"]["data"]["text/plain"]
+    [display] = board.displays
+    assert "application/vnd.jupyter.widget-view+json" not in display["content"]["data"]
+    plain = display["content"]["data"]["text/plain"]
     assert plain.startswith("job board: 202 jobs: 200 done, 1 failed, 1 blocked")
     assert "boom" in plain
 
@@ -393,7 +402,6 @@ def test_executed_notebook_keeps_the_final_fallback_and_exports_it(tmp_path, jup
     from nbclient import NotebookClient
     from nbconvert import HTMLExporter
     from nbformat.v4 import new_code_cell, new_notebook
-    from traitlets.config import Config
 
     nb = new_notebook(cells=[new_code_cell("%load_ext nbmake_ext\n" + JOBS.replace(
         "range(100)", "range(2)").replace("range(100, 200)", "range(2, 3)")),
@@ -409,19 +417,22 @@ def test_executed_notebook_keeps_the_final_fallback_and_exports_it(tmp_path, jup
         os.environ.clear()
         os.environ.update(saved)
     [board] = [o for o in nb.cells[1].outputs if o.output_type == "display_data"
-               and "application/vnd.jupyter.widget-view+json" in o.data]
+               and "data-nbmake-board" in o.data.get("text/html", "")]
+    assert "application/vnd.jupyter.widget-view+json" not in board.data
     assert board.data["text/plain"].startswith(
         "job board (make, finished with failures in ")
     assert "ValueError: bad value 0" in board.data["text/html"]
+    uid = re.search(r'data-nbmake-board="(\w+)"', board.data["text/html"]).group(1)
     state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
-    model = state[board.data["application/vnd.jupyter.widget-view+json"]["model_id"]]["state"]
+    [model] = [m["state"] for m in state.values() if m["state"].get("_uid") == uid]
     assert dict(zip(model["data"]["ids"], model["data"]["st"]))["boom"] == "f"
     assert len(model["_esm"]) < 2000  # saved with every board: the code is saved once
 
-    config = Config()
-    config.NbConvertBase.display_data_priority = ["text/html", "image/svg+xml", "image/png",
-                                                  "text/plain"]
-    html, _ = HTMLExporter(config=config).from_notebook_node(nb)
+    # nbconvert's own priorities: the static board, every job with its state.
+    html, _ = HTMLExporter().from_notebook_node(nb)
     assert "job board (make, finished with failures" in html
     assert "ValueError: bad value 0" in html and "blocked by boom" in html
+    for job, st in [("work-000", "done"), ("work-001", "done"), ("work-002", "done"),
+                    ("boom", "failed"), ("after", "blocked")]:
+        assert f'data-job-id="{job}" data-state="{st}"' in html
     nbformat.write(nb, tmp_path / "executed.ipynb")
