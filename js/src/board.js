@@ -2,8 +2,11 @@
 // (loader.js) from the shared BoardCode model. `attach` runs once per board model and keeps
 // its JobStore in step with the kernel; `render` draws one view of it.
 
+import { adopt, forget } from "./mount.js";
 import { JobStore } from "./store.js";
 import { BoardView } from "./view.js";
+
+export { forget };
 
 /** Keeps a store in step with the board's model: snapshot traits, batches of changes,
  * replies to requests, and the shared `busy` flag. ``queue`` holds the messages that came
@@ -42,6 +45,7 @@ export function attach(model, code, queue) {
       model.send({ t: kind, job: id, re });
     }),
   };
+  adopt(model.get("_uid"), store, render); // over its static board, once the command ended
   return store;
 }
 

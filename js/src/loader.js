@@ -32,8 +32,12 @@ function board(model) {
 
 export default {
   initialize({ model }) {
-    board(model); // starts listening at once; the code loads meanwhile
-    return () => G.boards.delete(model.get("_uid"));
+    const uid = model.get("_uid");
+    const entry = board(model); // starts listening at once; the code loads meanwhile
+    return () => {
+      G.boards.delete(uid);
+      entry.then(([lib]) => lib.forget && lib.forget(uid), () => {});
+    };
   },
   async render({ model, el }) {
     el.textContent = "loading the job board…";

@@ -29,6 +29,10 @@ export class JobStore {
     this.listeners = new Set();
     this._dependents = null;
     this.seq = 0;
+    // Batches and snapshots are numbered by the kernel (`n`): a snapshot includes every
+    // batch up to its number, so an older batch is dropped, whatever the order they came in.
+    this.base = -1; // the number of the snapshot loaded
+    this.later = []; // batches newer than it, applied again if an older snapshot comes late
     // What the user chose, shared by every view of this board: an output re-rendered at
     // the end of a run (update_display_data) opens as it was left.
     this.ui = { selected: null, tab: "jobs", only: "", message: null };
@@ -76,7 +80,11 @@ export class JobStore {
     this.jobs = jobs;
     this._dependents = null;
     this.setRun(run);
+    this.base = typeof data.n === "number" ? data.n : -1;
+    const later = this.later.filter((d) => d.n > this.base);
+    this.later = [];
     this.emit({ type: "reset" });
+    for (const delta of later) this.apply(delta);
   }
 
   setRun(run) {
@@ -87,6 +95,11 @@ export class JobStore {
 
   /** One batch of changes from the kernel. */
   apply(delta) {
+    if (typeof delta.n === "number") {
+      if (delta.n <= this.base) return; // the snapshot already holds it
+      this.later.push(delta);
+      if (this.later.length > 100) this.later.shift();
+    }
     const changed = [];
     const added = [];
     const gone = [];

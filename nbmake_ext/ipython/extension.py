@@ -54,7 +54,8 @@ class KernelSession:
         if command.name == "show":
             board = JobBoard.for_show(ctx, args.targets, own=own)
             board.after_run = self.bind_cell_outputs
-            board.handle = display(board, display_id=True)
+            # Nothing runs: the static board at once, which the live page makes interactive.
+            board.handle = display(board.static_view(), display_id=True)
             return
         # An unknown target fails here, before anything is shown.
         board = JobBoard.for_run(ctx, command.name, targets_of(command.name, args), own=own)

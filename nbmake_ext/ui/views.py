@@ -7,6 +7,7 @@ inline styles, the SPEC colours and a legend.
 from __future__ import annotations
 
 import re
+import textwrap
 from html import escape
 from typing import Any
 
@@ -156,6 +157,7 @@ _OUTCOME = {"finished": "finished", "failed": "finished with failures",
             "interrupted": "interrupted", "error": "stopped by an error"}
 BOARD_PROBLEMS_SHOWN = 50
 BOARD_TRACEBACKS_SHOWN = 3
+BOARD_JOBS_LISTED_UP_TO = 200   # a static board this small lists every job with its state
 
 
 def board_headline(board: Any) -> str:
@@ -201,12 +203,40 @@ def board_text(board: Any) -> str:
                                   for j in shown])]
         if more:
             lines.append(f"... and {more} more")
+    if len(board.jobs) <= BOARD_JOBS_LISTED_UP_TO:
+        lines += ["", *_job_lines(board)]
+        return "\n".join(lines)
     by_function = board.by_function()
     if by_function:
         rows = [[fn, sum(c.values())] + [c.get(s, 0) or "" for s in STATES]
                 for fn, c in sorted(by_function.items())]
         lines += ["", text.table(["function", "jobs", *STATES], rows)]
+    failed = [j.job_id for j in board.jobs.values() if j.state == "failed"]
+    if failed:
+        lines += ["", *textwrap.wrap(f"failed ({len(failed)}): {' '.join(failed)}", 100,
+                                     subsequent_indent="  ", break_on_hyphens=False)]
     return "\n".join(lines)
+
+
+def _by_function_and_state(board: Any) -> dict[str, dict[str, list[Any]]]:
+    """Jobs per function (in board order), then per state (in the order of STATES)."""
+    out: dict[str, dict[str, list[Any]]] = {}
+    for job in board.jobs.values():
+        out.setdefault(job.function, {}).setdefault(job.state, []).append(job)
+    return {fn: {s: per[s] for s in STATES if s in per} for fn, per in out.items()}
+
+
+def _job_lines(board: Any) -> list[str]:
+    """Every job with its state, a line (wrapped) per function:
+    ``fit (5): done fit-0 fit-1 fit-2 fit-4 · failed fit-3``."""
+    lines = []
+    for fn, per in _by_function_and_state(board).items():
+        total = sum(len(jobs) for jobs in per.values())
+        groups = " · ".join(f"{state} {' '.join(j.job_id for j in jobs)}"
+                            for state, jobs in per.items())
+        lines += textwrap.wrap(f"{fn} ({total}): {groups}", 100, subsequent_indent="  ",
+                               break_on_hyphens=False, break_long_words=False)
+    return lines
 
 
 def _bar(counts: dict[str, int]) -> str:
@@ -241,12 +271,59 @@ def board_html(board: Any) -> str:
             tb = "\n".join(j.x["tb"].rstrip("\n").splitlines()[-25:])
             parts.append(f"<details><summary>traceback of {escape(j.job_id)}</summary>"
                          f"<pre style=\"font-size:11px\">{escape(tb)}</pre></details>")
-        by_function = board.by_function()
-        if by_function:
-            rows = [[escape(fn), str(sum(c.values()))] + [str(c.get(s, "") or "") for s in STATES]
-                    for fn, c in sorted(by_function.items())]
-            parts.append(html_table(["function", "jobs", *STATES], rows))
+        if len(board.jobs) <= BOARD_JOBS_LISTED_UP_TO:
+            parts.append(_job_grid(board))
+        else:
+            by_function = board.by_function()
+            if by_function:
+                rows = [[escape(fn), str(sum(c.values()))]
+                        + [str(c.get(s, "") or "") for s in STATES]
+                        for fn, c in sorted(by_function.items())]
+                parts.append(html_table(["function", "jobs", *STATES], rows))
+            failed = [j for j in board.jobs.values() if j.state == "failed"]
+            if failed:
+                parts.append(f'<div {_CHIPS}>{_badge("failed")} <b>{len(failed)}</b>: '
+                             + " ".join(_job_chip(board, j) for j in failed) + "</div>")
     return '<div style="font-family:sans-serif;font-size:13px">' + "".join(parts) + "</div>"
+
+
+def _job_chip(board: Any, job: Any) -> str:
+    """One job of the static board: its id on its state's colour (a failed or blocked one
+    says why in its title); ``data-*`` as on the live board. Kept short: a notebook saves
+    up to BOARD_JOBS_LISTED_UP_TO of them per board."""
+    colour = COLOURS.get(job.state, "#ccc")
+    fg = "#fff" if job.state in ("done", "failed", "blocked") else "#222"
+    title = ""
+    if job.state in ("failed", "blocked"):
+        title = f' title="{escape(f"{job.job_id}: {_problem_text(board, job)}")}"'
+    parent = f' data-parent="{escape(job.parent)}"' if job.parent else ""
+    return (f'<span data-job-id="{escape(job.job_id)}" data-state="{job.state}"{parent}'
+            f'{title} style="background:{colour};color:{fg};padding:0 3px;'
+            f'border-radius:3px">{escape(job.job_id)}</span>')
+
+
+_CHIPS = 'style="font-family:monospace;font-size:11px;line-height:19px"'
+
+
+def _job_grid(board: Any) -> str:
+    """Every job, per function, then per state: readable in colour and without."""
+    rows = []
+    for fn, per in _by_function_and_state(board).items():
+        total = sum(len(jobs) for jobs in per.values())
+        groups = " ".join(
+            f'<span style="font-family:sans-serif;color:#666">{escape(state)}</span> '
+            + " ".join(_job_chip(board, j) for j in jobs) for state, jobs in per.items())
+        rows.append(f'<div {_CHIPS}><b style="font-family:sans-serif">{escape(fn)}</b> '
+                    f'<span style="font-family:sans-serif;color:#666">({total})</span> '
+                    f'{groups}</div>')
+    return '<div data-role="static-jobs" style="margin-top:4px">' + "".join(rows) + "</div>"
+
+
+def board_host(uid: str, html: str) -> str:
+    """The static board of the widget ``uid``, in the element the live page mounts the
+    interactive board in (``js/src/mount.js``)."""
+    return (f'<div class="nbmake-board" data-nbmake-board="{escape(uid)}">'
+            f'<div class="nbmake-static">{html}</div></div>')
 
 
 def board_view(board: Any) -> View:

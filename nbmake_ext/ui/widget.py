@@ -6,9 +6,17 @@ whose front end (``js/``, built into ``static/``) draws it.
   ``FLUSH_EVERY`` seconds goes to the browser, sent from the thread that runs the cell (the
   run loop's ``tick``). Everything a click shows travels with the changes, because the
   browser's messages to a busy kernel wait until the cell ends.
-- When the command ends, the widget's state becomes the final snapshot (so a saved notebook
-  reopens on it) and the output's ``text/plain`` and ``text/html`` fallbacks are updated
-  (``views.board_view``: what nbconvert output, exports and GitHub show).
+- Every batch of changes carries a number ``n``, and so does every snapshot (the ``data``
+  trait): the number of the last batch it includes. The front end drops a batch that a
+  snapshot it holds already includes, whatever order they reach it in (a board whose code
+  loads after its run ended must not replay the run's batches over its final snapshot).
+- When the command ends, the widget's state becomes the final snapshot and the output is
+  updated (through its display id) to the static board (``views.board_view``), without the
+  widget's view: a saved notebook shows the board as it ended wherever no kernel runs
+  (JupyterLab, Notebook 7, nbconvert, nbviewer, GitHub), never "model not found". In the
+  live page the board's code mounts the interactive board over that static one again
+  (``js/src/mount.js``): it finds it by ``data-nbmake-board``, the board's ``_uid``.
+  ``show`` displays the static board at once, the same way.
 - Notebooks save every widget's ES module in their metadata, so a board's own ``_esm`` is a
   small loader; the board code (and its graph layout library) is held once per kernel by a
   shared ``BoardCode`` model that every board refers to.
@@ -80,9 +88,10 @@ class JobBoard(anywidget.AnyWidget):
         self._last_flush = 0.0
         self._lock = threading.RLock()
         self._timer: threading.Timer | None = None
+        self._seq = 0                           # number of the last batch sent
         self.batches = 0
-        super().__init__(_code=board_code(), _uid=uuid.uuid4().hex, data=board.to_json(),
-                         run=board.run.to_json(), **kwargs)
+        super().__init__(_code=board_code(), _uid=uuid.uuid4().hex,
+                         data={**board.to_json(), "n": 0}, run=board.run.to_json(), **kwargs)
         self.on_msg(self._on_msg)
 
     @classmethod
@@ -109,6 +118,13 @@ class JobBoard(anywidget.AnyWidget):
         data["text/html"] = view.html
         return data, metadata
 
+    def static_view(self) -> views.View:
+        """The board as it stands, with no widget: what the output keeps once the command
+        ended (and what ``show`` displays). Its HTML names the board (``data-nbmake-board``)
+        so that the live page mounts the interactive board over it."""
+        view = views.board_view(self.board)
+        return views.View(view.plain, views.board_host(self._uid, view.html))
+
     def __repr__(self) -> str:
         counts = self.board.counts()
         tally = ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "no jobs"
@@ -134,16 +150,34 @@ class JobBoard(anywidget.AnyWidget):
                 self._flush_later()
 
     def tick(self) -> bool:
-        """Sends the pending changes if the last batch went at least FLUSH_EVERY ago."""
+        """Sends the pending changes if the last batch went at least FLUSH_EVERY ago (none
+        once the run ended: the final snapshot holds them)."""
         with self._lock:
             now = time.monotonic()
-            if now - self._last_flush < FLUSH_EVERY or not self.board.pending:
+            if (now - self._last_flush < FLUSH_EVERY or not self.board.pending
+                    or not self.board.run.active):
                 return False
             self._last_flush = now
             self.batches += 1
-            delta = self.board.take_delta()
-            self.send(delta)  # under the lock: batches leave in order
+            self._send_delta(self.board.take_delta())
             return True
+
+    def _send_delta(self, delta: dict[str, Any]) -> None:
+        """A batch, numbered (under the lock: batches leave in order)."""
+        with self._lock:
+            self._seq += 1
+            delta["n"] = self._seq
+            self.send(delta)
+
+    def _set_snapshot(self) -> None:
+        """The board as it stands becomes the widget's state; it supersedes every batch
+        sent so far and every change not sent yet."""
+        with self._lock:
+            self.board.take_delta()
+            data = {**self.board.to_json(), "n": self._seq}
+            with self.hold_sync():
+                self.data = data
+                self.run = self.board.run.to_json()
 
     def _flush_later(self) -> None:
         """One timer thread sends the batch when the rate limit allows, in case the thread
@@ -167,29 +201,34 @@ class JobBoard(anywidget.AnyWidget):
 
     def finish(self, outcome: str, error: str = "") -> None:
         """The command ended (``finished``, ``failed``, ``interrupted`` or ``error``): the
-        last changes go out, then the final snapshot read back from the store becomes the
-        widget's state, and the output's fallback shows it."""
-        if self._timer is not None:
-            self._timer.cancel()
-        run = self.board.run
-        run.active = False
-        run.ended = time.time()
-        run.outcome = outcome
-        run.error = error
+        final snapshot read back from the store becomes the widget's state, the output
+        shows the static board, and the kernel is no longer busy, whatever fails or
+        interrupts on the way."""
         try:
-            self.board = self.board.reload(self.ctx)
-        except Exception as exc:  # noqa: BLE001 - keep what the run told us; the command's
-            # own outcome (an error, an interrupt) is what the user must see
-            run.error = run.error or str(exc)
+            if self._timer is not None:
+                self._timer.cancel()
+            with self._lock:  # no batch of the run leaves after this
+                run = self.board.run
+                run.active = False
+                run.ended = time.time()
+                run.outcome = outcome
+                run.error = error
+            try:
+                self.board = self.board.reload(self.ctx)
+            except Exception as exc:  # noqa: BLE001 - keep what the run told us; the
+                # command's own outcome (an error, an interrupt) is what the user must see
+                run.error = run.error or str(exc)
         finally:
-            with self._lock:
-                self.board.take_delta()  # superseded by the snapshot
-            with self.hold_sync():
-                self.data = self.board.to_json()
-                self.run = run.to_json()
-            board_code().busy = ""
-            if self.handle is not None:
-                self.handle.update(self)
+            try:
+                self._publish()
+            finally:
+                board_code().busy = ""
+
+    def _publish(self) -> None:
+        """The final snapshot to the browser, the static board to the output."""
+        self._set_snapshot()
+        if self.handle is not None:
+            self.handle.update(self.static_view())
 
     def set_summary(self, line: str) -> None:
         self.board.run.summary = line
@@ -223,17 +262,14 @@ class JobBoard(anywidget.AnyWidget):
         if job is not None:
             job.x = extras_from_details(d)
             job.state = d.state
-        self.send({"t": "delta", "j": {job_id: {"s": LETTER[d.state], "x": extras_from_details(d)}},
-                   "run": self.board.run.to_json()})
+        self._send_delta({"t": "delta", "j": {job_id: {"s": LETTER[d.state],
+                                                       "x": extras_from_details(d)}},
+                          "run": self.board.run.to_json()})
         return "details loaded"
 
     def _reload(self) -> None:
         self.board = self.board.reload(self.ctx)
-        with self.hold_sync():
-            self.data = self.board.to_json()
-            self.run = self.board.run.to_json()
-        if self.handle is not None:
-            self.handle.update(self)
+        self._publish()
 
     def _remake(self, job_id: str) -> str:
         """``remake JOB`` from the details panel, shown live on this board."""
@@ -242,9 +278,7 @@ class JobBoard(anywidget.AnyWidget):
         self.board.scope = scope
         self.board.start_run("remake", expected_jobs(self.board, self.ctx.graph, "remake",
                                                      [job_id]))
-        with self.hold_sync():
-            self.data = self.board.to_json()
-            self.run = self.board.run.to_json()
+        self._set_snapshot()
         self.begin()
         outcome, error = "finished", ""
         report, self.ctx.report = self.ctx.report, self.set_summary  # no cell to print in

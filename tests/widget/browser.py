@@ -79,7 +79,7 @@ window.boardSetup = async ({ loader, code, css, data, run, busy }) => {
   const model = new Model({ _code: "IPY_MODEL_code", _uid: "board-1", data, run });
   model.widget_manager = manager;
   const mod = (await import(blobUrl(loader))).default;
-  mod.initialize({ model });
+  window.boardForget = mod.initialize({ model }); // what anywidget calls when the model goes
   const el = document.getElementById("out");
   window.board = { model, codeModel, el };
   const t1 = performance.now();

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from samples import small_board
+import re
+
+from samples import big_board, small_board
 
 from nbmake_ext.core.graph import Graph
 from nbmake_ext.core.jobspec import JobSpec
@@ -121,3 +123,34 @@ def test_the_problem_of_a_job_blocked_through_another_names_the_failed_job():
     assert rows == {"a": ["ValueError:", "a"], "b": ["blocked", "by", "a"],
                     "c": ["blocked", "by", "a"], "d": ["blocked", "by", "a"]}
     assert "blocked by a" in views.board_html(board)
+
+
+def test_a_static_board_lists_every_job_with_its_state_up_to_200():
+    board = small_board()
+    board.start_run("make", [])
+    board.run.active = False
+    html = views.board_html(board)
+    for job in board.jobs.values():
+        parent = f' data-parent="{job.parent}"' if job.parent else ""
+        assert f'data-job-id="{job.job_id}" data-state="{job.state}"{parent}' in html
+    assert 'title="report: blocked by fit-3"' in html
+    lines = views.board_text(board).splitlines()
+    assert "fit (6): done fit-0 fit-1 fit-2 fit-4 fit-5 · failed fit-3" in lines
+    assert "summarize (1): blocked report" in lines
+    host = views.board_host("abc", html)
+    assert host.startswith('<div class="nbmake-board" data-nbmake-board="abc">'
+                           '<div class="nbmake-static">')
+
+
+def test_beyond_200_jobs_a_static_board_counts_per_function_and_lists_every_failure():
+    board = big_board(1_000, functions=10, dynamic=5)
+    html = views.board_html(board)
+    failed = [j for j in board.jobs.values() if j.state == "failed"]
+    assert len(failed) > views.BOARD_PROBLEMS_SHOWN  # more than the table of problems holds
+    for job in failed:
+        assert f'data-job-id="{job.job_id}" data-state="failed"' in html
+    assert not re.search(r'data-job-id="[^"]+" data-state="done"', html)  # not the others
+    assert "<td" in html and ">func_3<" in html
+    text = views.board_text(board)
+    assert f"failed ({len(failed)}): " in text
+    assert all(j.job_id in text for j in failed)

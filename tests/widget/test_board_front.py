@@ -117,3 +117,53 @@ def test_filter_and_search(page):
     assert page.get_attribute(".nbm-board", "data-only") is None
     page.fill(".nbm-search", "fit-")
     page.wait_for_function("() => document.querySelector('.nbm-found').textContent === '6 found'")
+
+
+def test_batches_a_snapshot_holds_are_dropped_whatever_their_order(page):
+    """A board whose code loads after its run ended gets the run's batches (queued while
+    the code loaded) after the final snapshot: they must not undo it."""
+    board = small_board()
+    data = board.to_json()
+    open_fake_board(page, {**data, "n": 7}, run_json("make", active=False, exp=1, fin=1))
+    page.evaluate("""() => window.boardDelta({t: "delta", n: 3, j: {"load-0": {s: "r", x: {}}},
+        run: {active: true, fin: 0}})""")
+    assert cells(page)["load-0"] == "done"
+    assert page.get_attribute(".nbm-board", "data-run") == "ended"
+    # A newer batch applies; a snapshot that comes after it but is older keeps it.
+    page.evaluate("""() => window.boardDelta({t: "delta", n: 8, j: {"todo-1": {s: "d", x: {}}},
+        run: {}})""")
+    assert cells(page)["todo-1"] == "done"
+    page.evaluate("(d) => window.boardSet('data', d)", {**data, "n": 7})
+    assert cells(page)["todo-1"] == "done" and cells(page)["load-0"] == "done"
+    page.evaluate("(d) => window.boardSet('data', d)", {**data, "n": 8})
+    assert cells(page)["todo-1"] == "todo"  # this snapshot says so, and holds batch 8
+
+
+STATIC_BOARD = """(uid) => { const host = document.createElement("div");
+  host.className = "nbmake-board"; host.dataset.nbmakeBoard = uid;
+  host.innerHTML = '<div class="nbmake-static"><span data-job-id="load-0" data-state="done">load-0</span></div>';
+  document.body.append(host); }"""
+
+
+def test_the_live_board_is_mounted_over_its_static_board(page):
+    """Once the command ended, the output holds the static board; the live page shows the
+    interactive board over it, until the model goes."""
+    open_fake_board(page, small_board().to_json(), run_json("make", active=False))
+    page.evaluate(STATIC_BOARD, "board-1")
+    page.wait_for_selector('.nbmake-board .nbm-live .nbm-jobs [data-job-id="fit-3"]')
+    assert not page.is_visible(".nbmake-board .nbmake-static")
+    page.click('.nbmake-board .nbm-jobs [data-job-id="fit-3"]')
+    assert "ValueError: 70 readings are NaN" in page.inner_text(
+        '.nbmake-board [data-role="details"]')
+    # Another board's static output is left alone.
+    page.evaluate(STATIC_BOARD, "board-2")
+    page.wait_for_timeout(50)
+    assert page.eval_on_selector_all(".nbmake-board .nbm-live", "els => els.length") == 1
+    # The output drawn again: mounted again, with the job still chosen.
+    page.evaluate("() => document.querySelector('[data-nbmake-board=\"board-1\"]').remove()")
+    page.evaluate(STATIC_BOARD, "board-1")
+    page.wait_for_selector('.nbmake-board .nbm-live [data-role="details"]:visible')
+    # The model goes (its kernel restarted): the static board shows again.
+    page.evaluate("() => window.boardForget()")
+    page.wait_for_function("() => !document.querySelector('.nbm-live')")
+    assert page.is_visible('[data-nbmake-board="board-1"] .nbmake-static [data-job-id="load-0"]')

@@ -75,8 +75,11 @@ class Board:
             elif data["method"] == "update":
                 self.updates.append(data["state"])
                 self.state.update(data["state"])
+        # Its output: the widget's view while a command runs, else its static board.
+        host = f'data-nbmake-board="{self.state["_uid"]}"'
         self.displays = [m for m in msgs if m["msg_type"] == "display_data"
-                         and "application/vnd.jupyter.widget-view+json" in m["content"]["data"]]
+                         and ("application/vnd.jupyter.widget-view+json" in m["content"]["data"]
+                              or host in m["content"]["data"].get("text/html", ""))]
         self.updated = [m for m in msgs if m["msg_type"] == "update_display_data"]
 
     def jobs(self, data: dict | None = None) -> dict[str, str]:
@@ -126,6 +129,59 @@ def test_a_make_sends_few_batches_100ms_apart_with_details(nb):
     assert run["summary"].startswith("make: 200 done, 1 failed, 1 blocked")
 
 
+def code_busy(msgs: list[dict]) -> list[str]:
+    """The values the kernel's shared BoardCode model's ``busy`` took, in order."""
+    return [m["content"]["data"]["state"]["busy"] for m in msgs if m["msg_type"] == "comm_msg"
+            and m["content"]["data"].get("method") == "update"
+            and "busy" in m["content"]["data"].get("state", {})]
+
+
+def test_batches_and_snapshots_are_numbered(nb):
+    """The front end drops a batch that its snapshot holds already, whatever the order they
+    reach it in: a batch carries its number, a snapshot the number of the last batch it
+    holds."""
+    nb.ok(JOBS.replace("range(100)", "range(30)").replace("range(100, 200)", "range(30, 60)"))
+    board = Board(nb.fails("%make").msgs)
+    numbers = [d["n"] for _, d in board.deltas]
+    assert len(numbers) >= 1 and numbers == list(range(1, len(numbers) + 1))
+    assert board.open["content"]["data"]["state"]["data"]["n"] == 0
+    assert board.state["data"]["n"] == numbers[-1]
+    assert not board.state["run"]["active"]
+    # After the snapshot, a batch (details asked for on the idle kernel) comes after it.
+    out = request(nb, board.id, {"t": "details", "job": "work-001", "re": "r1"})
+    [delta] = [m["content"]["data"]["content"] for m in out if m["msg_type"] == "comm_msg"
+               and m["content"]["data"].get("content", {}).get("t") == "delta"]
+    assert delta["n"] == numbers[-1] + 1
+
+
+def test_the_kernel_is_not_busy_once_a_command_ended_however_it_ended(nb):
+    nb.ok("from nbmake_ext import comp, current_context\n"
+          "def bad(x):\n    raise ValueError(x)\n"
+          "ok = comp(abs, -1, job_id='ok')\nno = comp(bad, 1, job_id='no')\n"
+          "ctx = current_context()")
+    ends = []
+    for cell, expect_error in [("%make ok", None), ("%make no", "JobsFailed")]:
+        reply = nb.ok(cell) if expect_error is None else nb.fails(cell)
+        ends.append((Board(reply.msgs).state["run"], code_busy(reply.msgs)))
+    # An error in the run, then one while the board reads the final states back as well.
+    nb.ok("def on_fire(*a, **k):\n    raise RuntimeError('store on fire')\n"
+          "ctx.make = on_fire")
+    reply = nb.fails("%make ok")
+    ends.append((Board(reply.msgs).state["run"], code_busy(reply.msgs)))
+    nb.ok("from nbmake_ext.ui.board import Board as B\n"
+          "reload, B.reload = B.reload, lambda self, ctx: on_fire()")
+    try:
+        reply = nb.fails("%make ok")
+    finally:
+        nb.ok("B.reload = reload\ndel ctx.make")
+    ends.append((Board(reply.msgs).state["run"], code_busy(reply.msgs)))
+    assert [run["outcome"] for run, _ in ends] == ["finished", "failed", "error", "error"]
+    for run, busy in ends:
+        assert not run["active"]
+        assert busy[-1] == "" and "make" in busy, busy
+    assert ends[2][0]["error"] == "RuntimeError: store on fire"
+
+
 def test_fallback_is_updated_to_the_final_states(nb):
     nb.ok(JOBS)
     reply = nb.fails("%make")
@@ -139,7 +195,11 @@ def test_fallback_is_updated_to_the_final_states(nb):
     [update] = board.updated
     assert update["content"]["transient"]["display_id"] == display_id
     data = update["content"]["data"]
-    assert data["application/vnd.jupyter.widget-view+json"]["model_id"] == board.id
+    # The static board alone: a saved notebook shows it where no kernel runs (no widget
+    # view whose model would be missing), and the live page mounts the board over it.
+    assert set(data) == {"text/plain", "text/html"}
+    assert f'<div class="nbmake-board" data-nbmake-board="{board.state["_uid"]}">' \
+        in data["text/html"]
     plain = data["text/plain"]
     assert re.match(r"job board \(make, finished with failures in [\d.]+m?s\): 202 jobs: "
                     r"200 done, 1 failed, 1 blocked", plain)
@@ -165,7 +225,9 @@ def test_show_rebuilds_the_board_from_the_store_in_a_kernel_that_registered_none
     assert len(jobs) == 202 and jobs["boom"] == "f" and jobs["after"] == "b"
     assert "ValueError: bad value 0" in board.extras("boom")["tb"]
     assert board.state["run"]["cmd"] == ""
-    plain = board.displays[0]["content"]["data"]["text/plain"]
+    [display] = board.displays
+    assert "application/vnd.jupyter.widget-view+json" not in display["content"]["data"]
+    plain = display["content"]["data"]["text/plain"]
     assert plain.startswith("job board: 202 jobs: 200 done, 1 failed, 1 blocked")
     assert "boom" in plain
 
@@ -313,6 +375,7 @@ def test_a_long_job_in_the_kernel_shows_as_running_and_an_interrupt_ends_the_boa
     assert jobs["nap-0"] == "t" and "r" not in jobs.values()  # put back as it was
     plain = board.updated[-1]["content"]["data"]["text/plain"]
     assert plain.startswith("job board (make, interrupted in ")
+    assert code_busy(msgs)[-1] == ""
     assert [m for m in msgs if m["msg_type"] == "error"][0]["content"]["ename"] == "KeyboardInterrupt"
 
 
@@ -339,7 +402,6 @@ def test_executed_notebook_keeps_the_final_fallback_and_exports_it(tmp_path, jup
     from nbclient import NotebookClient
     from nbconvert import HTMLExporter
     from nbformat.v4 import new_code_cell, new_notebook
-    from traitlets.config import Config
 
     nb = new_notebook(cells=[new_code_cell("%load_ext nbmake_ext\n" + JOBS.replace(
         "range(100)", "range(2)").replace("range(100, 200)", "range(2, 3)")),
@@ -355,19 +417,22 @@ def test_executed_notebook_keeps_the_final_fallback_and_exports_it(tmp_path, jup
         os.environ.clear()
         os.environ.update(saved)
     [board] = [o for o in nb.cells[1].outputs if o.output_type == "display_data"
-               and "application/vnd.jupyter.widget-view+json" in o.data]
+               and "data-nbmake-board" in o.data.get("text/html", "")]
+    assert "application/vnd.jupyter.widget-view+json" not in board.data
     assert board.data["text/plain"].startswith(
         "job board (make, finished with failures in ")
     assert "ValueError: bad value 0" in board.data["text/html"]
+    uid = re.search(r'data-nbmake-board="(\w+)"', board.data["text/html"]).group(1)
     state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
-    model = state[board.data["application/vnd.jupyter.widget-view+json"]["model_id"]]["state"]
+    [model] = [m["state"] for m in state.values() if m["state"].get("_uid") == uid]
     assert dict(zip(model["data"]["ids"], model["data"]["st"]))["boom"] == "f"
     assert len(model["_esm"]) < 2000  # saved with every board: the code is saved once
 
-    config = Config()
-    config.NbConvertBase.display_data_priority = ["text/html", "image/svg+xml", "image/png",
-                                                  "text/plain"]
-    html, _ = HTMLExporter(config=config).from_notebook_node(nb)
+    # nbconvert's own priorities: the static board, every job with its state.
+    html, _ = HTMLExporter().from_notebook_node(nb)
     assert "job board (make, finished with failures" in html
     assert "ValueError: bad value 0" in html and "blocked by boom" in html
+    for job, st in [("work-000", "done"), ("work-001", "done"), ("work-002", "done"),
+                    ("boom", "failed"), ("after", "blocked")]:
+        assert f'data-job-id="{job}" data-state="{st}"' in html
     nbformat.write(nb, tmp_path / "executed.ipynb")
