@@ -16,11 +16,12 @@ __version__ = "0.1.0"  # the one place of the version (pyproject.toml reads it)
 from .context import Context, comp, comp_dynamic, current_context
 from .errors import InvalidJob, JobFailed, JobsFailed, NbmakeError, NotDone, StoreError, UnknownTarget
 from .promise import Promise
+from .shared.progress import progress
 
 __all__ = [
     "Context", "Promise", "comp", "comp_dynamic", "current_context",
     "NbmakeError", "JobsFailed", "JobFailed", "NotDone", "InvalidJob", "UnknownTarget",
-    "StoreError",
+    "StoreError", "progress",
 ]
 
 
