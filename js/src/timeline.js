@@ -13,6 +13,12 @@ const STEPS = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10
   120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
 const LABEL_W = 150; // px: the column of place names
 
+const ESCAPES = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
+
+function escape(text) {
+  return String(text).replace(/[&<>"']/g, (c) => ESCAPES[c]);
+}
+
 /** The place as the timeline names it: a Dask worker's address becomes "worker <address>". */
 export function placeName(eng) {
   const name = eng || "kernel";
@@ -35,10 +41,12 @@ export function collectBars(store, now) {
   const attempts = new Map(); // job id -> its attempts met so far
   if (tl && tl.j) {
     const ids = store.tlIds || [];
+    let at = 0; // ms after tl.b: starts come as differences from the bar before
     for (let i = 0; i < tl.j.length; i++) {
+      at += tl.s[i];
       const id = ids[tl.j[i]];
       if (id === undefined || live.has(id) || !store.get(id)) continue;
-      const t0 = tl.b + tl.s[i] / 1000;
+      const t0 = tl.b + at / 1000;
       const o = tl.o[i];
       const bar = { id, place: placeName(tl.pl[tl.p[i]]), t0, t1: t0 + tl.d[i] / 1000, o };
       if (o === "a") {
@@ -163,7 +171,8 @@ export class TimelineView {
 
   later() {
     if (this._timer) return;
-    const wait = Math.max(0, 500 - (performance.now() - this._drawnAt));
+    // At most about twice a second, and never more than a fifth of the time (big boards).
+    const wait = Math.max(0, Math.max(500, 5 * (this._cost || 0)) - (performance.now() - this._drawnAt));
     this._timer = setTimeout(() => {
       this._timer = null;
       if (this.visible) this.draw();
@@ -224,26 +233,23 @@ export class TimelineView {
     const order = [];
     for (const row of rows) {
       const track = h("div.nbm-ttrack");
-      const frag = document.createDocumentFragment();
+      // One string per row: thousands of bars are parsed at once, not made one by one.
+      const place = escape(row.name);
+      const html = [];
       for (const b of row.bars) {
-        const el = document.createElement("div");
-        el.className = b.id === this.selected ? "nbm-tb nbm-sel" : "nbm-tb";
-        el.dataset.jobId = b.id;
-        el.dataset.engine = b.place;
-        el.dataset.outcome = OUTCOME[b.o] || "done";
-        el.dataset.bar = String(order.length);
-        el.style.left = `${pct(b.t0)}%`;
-        el.style.width = `${((100 * (b.t1 - b.t0)) / span).toFixed(3)}%`;
+        html.push(`<div class="${b.id === this.selected ? "nbm-tb nbm-sel" : "nbm-tb"}" data-job-id="${escape(b.id)}" ` +
+          `data-engine="${place}" data-outcome="${OUTCOME[b.o] || "done"}" data-bar="${order.length}" ` +
+          `style="left:${pct(b.t0)}%;width:${((100 * (b.t1 - b.t0)) / span).toFixed(3)}%"></div>`);
         order.push(b);
-        frag.append(el);
       }
-      track.append(frag);
+      track.innerHTML = html.join("");
       out.push(h("div.nbm-trow", { "data-place": row.name },
         h("span.nbm-tlabel", { text: row.name, title: `${row.name}: ${row.bars.length} run${row.bars.length === 1 ? "" : "s"}` }), track));
     }
     this.order = order;
     this.setZoom(this.zoom);
     this.inner.replaceChildren(...out);
+    this._cost = performance.now() - this._drawnAt;
   }
 
   showTip(el, event) {

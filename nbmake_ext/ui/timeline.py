@@ -9,7 +9,8 @@ changes it is sent (their ``t0``, ``t1`` and ``eng`` extras, see ``board.py``).
 In a snapshot (``Board.to_json``, key ``tl``), parallel arrays sorted by start::
 
     {"b": epoch of the first start (s), "pl": [place names],
-     "j": [job index], "p": [place index], "s": [start, ms after b], "d": [duration, ms],
+     "j": [job index], "p": [place index], "s": [start, ms after the start of the bar
+     before (b for the first)], "d": [duration, ms],
      "o": "dfa..." (outcome: d succeeded, f failed, a a failed attempt that was retried)}
 """
 
@@ -64,10 +65,13 @@ def to_json(bars: list[Bar], index: Mapping[str, int]) -> dict[str, Any] | None:
     base = bars[0][2]
     places: dict[str, int] = {}
     j, p, s, d, o = [], [], [], [], []
+    at = 0  # ms after base of the bar before: starts are sent as differences (short numbers)
     for job_id, place, started, ended, outcome in bars:
         j.append(index[job_id])
         p.append(places.setdefault(place, len(places)))
-        s.append(round((started - base) * 1000))
+        ms = round((started - base) * 1000)
+        s.append(ms - at)
+        at = ms
         d.append(max(0, round((ended - started) * 1000)))
         o.append(outcome)
     return {"b": base, "pl": list(places), "j": j, "p": p, "s": s, "d": d, "o": "".join(o)}

@@ -70,7 +70,7 @@ def test_the_board_holds_each_run_its_attempts_options_and_peak_memory(store_boa
     assert bars == sorted([("steady-0", "d"), ("steady-1", "d"), ("steady-2", "d"),
                            ("retried", "a"), ("retried", "d"), ("hopeless", "a"),
                            ("hopeless", "f")])
-    assert tl["s"] == sorted(tl["s"]) and tl["s"][0] == 0 and all(d >= 0 for d in tl["d"])
+    assert tl["s"][0] == 0 and all(s >= 0 for s in tl["s"]) and all(d >= 0 for d in tl["d"])
     # A board of some jobs holds the bars of those only.
     some = Board.from_context(ctx, ["steady-1"])
     assert some.to_json()["tl"]["j"] == [0]
@@ -109,7 +109,7 @@ def test_timeline_json_is_compact_and_sorted():
             ("gone", "kernel", 99.0, 99.5, "d"), ("a", "engine 7", 99.5, 99.9, "a")]
     out = timeline.to_json(bars, {"a": 0, "b": 1})
     assert out == {"b": 99.5, "pl": ["engine 7", "kernel"], "j": [0, 0, 1], "p": [0, 1, 0],
-                   "s": [0, 500, 1000], "d": [400, 200, 500], "o": "afd"}
+                   "s": [0, 500, 500], "d": [400, 200, 500], "o": "afd"}
     assert timeline.to_json([], {"a": 0}) is None
 
 
