@@ -37,7 +37,7 @@ export function progressBar(job, p) {
   return [
     h("span.nbm-jpbar", null, h("span.nbm-jpfill", { style: `width:${(100 * p.fraction).toFixed(1)}%` })),
     h("span.nbm-jptext", { "data-role": "progress", "data-job-id": job.id, title: p.message || null, text: p.text }),
-    p.message ? h("span.nbm-jpmsg", { text: p.message }) : null,
+    h("span.nbm-jpmsg", { text: p.message }),
   ];
 }
 

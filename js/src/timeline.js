@@ -124,9 +124,10 @@ export class TimelineView {
       h("button", { type: "button", title: "fit the width", onclick: () => this.setZoom(1) }, "fit"));
     this.inner = h("div.nbm-tinner");
     this.scroll = h("div.nbm-tscroll", null, this.inner);
+    // The hover box lives in the page's body (fixed): an output area would clip it.
     this.tip = h("div.nbm-ttip", { "data-role": "timeline-tip", hidden: true });
     this.node = h("div.nbm-timeline", { "data-role": "timeline" },
-      h("div.nbm-gbar", null, this.note, this.zoomBox), this.scroll, this.tip);
+      h("div.nbm-gbar", null, this.note, this.zoomBox), this.scroll);
     this.bars = []; // what is drawn, in the order of the bar elements
     this.inner.addEventListener("click", (e) => {
       const bar = e.target.closest(".nbm-tb");
@@ -135,6 +136,7 @@ export class TimelineView {
     this.inner.addEventListener("mouseover", (e) => {
       const bar = e.target.closest(".nbm-tb");
       if (bar) this.showTip(bar, e);
+      else this.tip.hidden = true;
     });
     this.inner.addEventListener("mouseleave", () => (this.tip.hidden = true));
     this._timer = null;
@@ -265,11 +267,15 @@ export class TimelineView {
     ];
     if (b.err && b.o !== "d") lines.push(h("div.nbm-err", { text: b.err }));
     this.tip.replaceChildren(...lines);
+    if (!this.tip.isConnected) document.body.append(this.tip);
     this.tip.hidden = false;
-    const box = this.node.getBoundingClientRect();
-    const x = Math.min(event.clientX - box.left + 12, Math.max(0, box.width - 280));
+    const width = this.tip.offsetWidth;
+    const height = this.tip.offsetHeight;
+    const x = Math.max(4, Math.min(event.clientX + 12, innerWidth - width - 8));
+    const below = event.clientY + 16;
+    const y = below + height < innerHeight - 4 ? below : Math.max(4, event.clientY - height - 8);
     this.tip.style.left = `${x}px`;
-    this.tip.style.top = `${event.clientY - box.top + 14}px`;
+    this.tip.style.top = `${y}px`;
   }
 
   select(id) {
@@ -288,5 +294,6 @@ export class TimelineView {
 
   dispose() {
     clearTimeout(this._timer);
+    this.tip.remove();
   }
 }

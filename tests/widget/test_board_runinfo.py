@@ -22,6 +22,7 @@ def flaky(counter: str, failures: int) -> str:
     path = Path(counter)
     made = int(path.read_text()) if path.exists() else 0
     path.write_text(str(made + 1))
+    time.sleep(0.05)  # (long enough for its bar on the timeline to be hovered)
     if made < failures:
         raise RuntimeError(f"attempt {made + 1} failed")
     return "ok"
@@ -153,7 +154,7 @@ def test_details_show_attempts_options_and_peak_memory(store_board, page, screen
         ["hopeless", "failed", "kernel"]])
     assert tl.evaluate("(t) => [...t.querySelectorAll('[data-place]')].map((r) => r.dataset.place)") == ["kernel"]
     tl.locator('.nbm-tb[data-job-id="hopeless"][data-outcome="attempt"]').hover()
-    tip = page.locator('[data-role="timeline-tip"]')
+    tip = page.locator('[data-role="timeline-tip"]:not([hidden])')
     assert "hopeless" in tip.inner_text() and "attempt 1 failed" in tip.inner_text()
     page.screenshot(path=screenshots / "timeline.png")
 

@@ -198,8 +198,11 @@ def test_timeline_after_a_restart_and_the_graph_in_view(server_name, request, ch
 
         # Hovering a bar names the job and its times; clicking it opens its details.
         timeline.locator('.nbm-tb[data-job-id="e-3"]').hover()
-        tip = shown.locator('[data-role="timeline-tip"]')
+        tip = page.locator('[data-role="timeline-tip"]:not([hidden])')
         tip.wait_for(state="visible")
+        box = tip.bounding_box()  # wholly in the window: nothing clips it
+        assert box["x"] >= 0 and box["y"] >= 0 and box["width"] > 100
+        assert box["x"] + box["width"] <= 1400 and box["y"] + box["height"] <= 1000, box
         text = tip.inner_text()
         assert "e-3" in text and "started" in text and "took" in text, text
         assert re.search(r"engine \d+", text), text
