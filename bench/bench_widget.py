@@ -11,7 +11,9 @@ to the next frame (style, layout and paint forced):
   most every 100 ms during a run;
 - new children: a batch that adds B dynamic children under running parents;
 - final snapshot: the whole board replaced (what the end of a command does);
-- graph: the dagre layout and drawing of the 300 jobs around one job.
+- graph: the dagre layout and drawing of the 300 jobs around one job;
+- timeline: a bar per job of the board (one run each, on 8 engines), drawn when its tab
+  is opened.
 
 Usage:  .venv/bin/python bench/bench_widget.py [--jobs 10000] [--batch 500] [--batches 20]
 Needs chromium (apt-get install -y chromium) and playwright (the test extra).
@@ -175,6 +177,27 @@ def main() -> None:
         }""")
         print(f"graph view of a whole board ({graph[1]} nodes, {graph[2]} edges, dagre): "
               f"{graph[0]:7.1f} ms")
+        page.close()
+
+        # The timeline of the big board: one stored run per job, on 8 engines.
+        timed = big_board(args.jobs)
+        rng = random.Random(2)
+        timed.bars = [(jid, f"engine {100 + i % 8}", 1e9 + i * 0.01, 1e9 + i * 0.01 + rng.random(),
+                       "d" if rng.random() > 0.05 else "f") for i, jid in enumerate(timed.jobs)]
+        tdata = timed.to_json()
+        page = b.new_page(viewport={"width": 1280, "height": 900})
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        open_fake_board(page, tdata, run_json(exp=0, active=False) | {"cmd": ""})
+        page.evaluate(FRAME)
+        tl = page.evaluate("""async () => {
+          const t0 = performance.now();
+          document.querySelector('button[data-tab="timeline"]').click();
+          document.body.offsetHeight;
+          await new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
+          return [performance.now() - t0, document.querySelectorAll('.nbm-tb').length];
+        }""")
+        print(f"timeline of {tl[1]} runs (8 engines; +{len(json.dumps(tdata['tl'])) / 1e3:.0f} kB "
+              f"in the snapshot):           {tl[0]:7.1f} ms")
         if errors:
             print("page errors:", errors)
             sys.exit(1)

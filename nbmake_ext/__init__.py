@@ -17,11 +17,12 @@ from .context import Context, comp, comp_dynamic, current_context, sh
 from .errors import InvalidJob, JobFailed, JobsFailed, NbmakeError, NotDone, StoreError, UnknownTarget
 from .files.paths import File
 from .promise import Promise
+from .shared.progress import progress
 
 __all__ = [
     "Context", "Promise", "File", "comp", "comp_dynamic", "current_context", "sh",
     "NbmakeError", "JobsFailed", "JobFailed", "NotDone", "InvalidJob", "UnknownTarget",
-    "StoreError",
+    "StoreError", "progress",
 ]
 
 

@@ -3,6 +3,7 @@
 // an idle kernel.
 
 import { h, seconds, when } from "./dom.js";
+import { attemptsBlock, runRows } from "./runinfo.js";
 
 const LINKS_SHOWN = 60;
 
@@ -111,6 +112,7 @@ export class Details {
     if (x.eng) timing.push(`on ${x.eng}`);
     if (!timing.length && x.t1) timing.push(`ended ${when(x.t1)}`);
     if (timing.length) row("last run", timing.join(", "));
+    runRows(job, row); // progress, attempt, options, peak memory
     if (x.ran && x.ran.length) row("ran because", x.ran.join("; "));
     if (job.parent) row("parent", this.link(job.parent));
     if (job.children.length) row(`children (${job.children.length})`, this.links(job.children));
@@ -125,6 +127,8 @@ export class Details {
           h("summary", { text: title }), h("pre", { text: x[key] })));
       }
     }
+    const attempts = attemptsBlock(job); // failed attempts before the last run (job_retries)
+    if (attempts) parts.push(attempts);
     if (x.part) {
       parts.push(h("p.nbm-note", { text: "Logs and reasons of earlier runs are loaded on request " +
         "in big stores (the kernel must be idle)." }));

@@ -1,6 +1,9 @@
 // The graph view: dependencies (solid) and dynamic parent -> child links (dashed), laid out
 // by dagre. Up to MAX_NODES jobs it shows them all; beyond, the neighbourhood of the chosen
 // job (its dependencies, dependents, parent and children, breadth first).
+// It fits the drawing to its box when drawn and whenever its width changes (the details
+// panel opens or closes, the window is resized), until the user zooms; and it scrolls to
+// keep the selected job and its neighbours in view.
 
 import { graphlib, layout } from "@dagrejs/dagre";
 import { h, middle } from "./dom.js";
@@ -8,6 +11,8 @@ import { h, middle } from "./dom.js";
 export const MAX_NODES = 300;
 const SVG = "http://www.w3.org/2000/svg";
 const NODE_H = 20;
+const FIT_MAX = 1.25; // a small graph is not blown up beyond this
+const FIT_MIN = 0.3; // nor a big one shrunk below (it scrolls, around the selected job)
 
 function svg(tag, attrs) {
   const node = document.createElementNS(SVG, tag);
@@ -52,7 +57,7 @@ export class GraphView {
     this.zoomBox = h("span.nbm-zoom", null,
       h("button", { type: "button", title: "smaller", onclick: () => this.zoom(0.8) }, "−"),
       h("button", { type: "button", title: "larger", onclick: () => this.zoom(1.25) }, "+"),
-      h("button", { type: "button", title: "fit the width", onclick: () => this.fit() }, "fit"));
+      h("button", { type: "button", title: "fit the graph in view", onclick: () => this.fit() }, "fit"));
     this.canvas = h("div.nbm-gcanvas");
     this.node.append(h("div.nbm-gbar", null, this.note, this.zoomBox), this.canvas);
     this.nodes = new Map(); // job id -> <g>
@@ -62,10 +67,26 @@ export class GraphView {
     this.size = [0, 0];
     this.visible = false;
     this._timer = null;
+    this.zoomed = false; // the user chose a scale: no more fitting
+    this.pos = new Map(); // job id -> [x, y, width, height] of its node, unscaled
+    this._width = 0;
     this.canvas.addEventListener("click", (e) => {
       const g = e.target.closest("[data-job-id]");
       if (g) this.pick(g.dataset.jobId);
     });
+    if (typeof ResizeObserver !== "undefined") {
+      this.observer = new ResizeObserver(() => this.resized());
+      this.observer.observe(this.canvas);
+    }
+  }
+
+  /** The box got wider or narrower (or was laid out for the first time): fit again. */
+  resized() {
+    const width = this.canvas.clientWidth;
+    if (!this.visible || !this.svg || !width || width === this._width) return;
+    if (!this.zoomed) this.fit(false);
+    this._width = width;
+    this.reveal(this.selected);
   }
 
   show(focus) {
@@ -99,6 +120,7 @@ export class GraphView {
     const key = ids.join("\u0000") + "|" + edges.length;
     if (!force && key === this.key) return this.recolour();
     this.key = key;
+    this.pos.clear();
     const total = store.jobs.size;
     this.note.textContent = total <= MAX_NODES
       ? `${total} job${total === 1 ? "" : "s"}`
@@ -154,12 +176,15 @@ export class GraphView {
       node.append(title);
       nodeLayer.append(node);
       this.nodes.set(id, node);
+      this.pos.set(id, [n.x - n.width / 2, n.y - n.height / 2, n.width, n.height]);
     }
     root.append(nodeLayer);
     this.svg = root;
     this.canvas.append(root);
-    this.applyScale();
+    if (this.zoomed) this.applyScale();
+    else this.fit(false);
     if (this.selected) this.select(this.selected);
+    else if (focus && total > MAX_NODES) this.reveal(focus);
   }
 
   recolour() {
@@ -188,11 +213,49 @@ export class GraphView {
     this.selected = id;
     for (const node of this.canvas.querySelectorAll(".nbm-sel")) node.classList.remove("nbm-sel");
     const node = id && this.nodes.get(id);
-    if (node) node.classList.add("nbm-sel");
-    else if (this.visible && id && this.store.jobs.size > MAX_NODES) {
+    if (node) {
+      node.classList.add("nbm-sel");
+      this.reveal(id);
+    } else if (this.visible && id && this.store.jobs.size > MAX_NODES) {
       this.focus = id; // a job outside the neighbourhood: centre on it
       this.draw();
     }
+  }
+
+  /** Scrolls so that the job and its neighbours are in view (the job alone, centred,
+   * when they do not all fit). */
+  reveal(id) {
+    const at = id && this.pos.get(id);
+    const job = id && this.store.get(id);
+    if (!at || !job || !this.visible) return;
+    const c = this.canvas;
+    const vw = c.clientWidth;
+    const vh = c.clientHeight;
+    if (!vw || !vh) return;
+    const s = this.scale;
+    const box = (p) => [p[0] * s, p[1] * s, (p[0] + p[2]) * s, (p[1] + p[3]) * s];
+    const [nx0, ny0, nx1, ny1] = box(at);
+    let [x0, y0, x1, y1] = [nx0, ny0, nx1, ny1];
+    const near = [...job.deps, ...this.store.dependents(id), ...job.children];
+    if (job.parent) near.push(job.parent);
+    for (const n of near) {
+      const p = this.pos.get(n);
+      if (!p) continue;
+      const [a, b, cc, d] = box(p);
+      x0 = Math.min(x0, a);
+      y0 = Math.min(y0, b);
+      x1 = Math.max(x1, cc);
+      y1 = Math.max(y1, d);
+    }
+    const pad = 8;
+    const along = (lo, hi, nlo, nhi, view, scroll) => {
+      if (hi - lo + 2 * pad > view) return Math.max(0, (nlo + nhi) / 2 - view / 2); // centre the job
+      if (lo - pad < scroll) return Math.max(0, lo - pad);
+      if (hi + pad > scroll + view) return hi + pad - view;
+      return scroll;
+    };
+    c.scrollLeft = along(x0, x1, nx0, nx1, vw, c.scrollLeft);
+    c.scrollTop = along(y0, y1, ny0, ny1, vh, c.scrollTop);
   }
 
   applyScale() {
@@ -202,17 +265,38 @@ export class GraphView {
   }
 
   zoom(factor) {
+    this.zoomed = true;
     this.scale = Math.min(4, Math.max(0.1, this.scale * factor));
     this.applyScale();
+    this.reveal(this.selected);
   }
 
-  fit() {
-    const width = this.canvas.clientWidth || 600;
-    this.scale = Math.min(1.5, Math.max(0.1, (width - 8) / Math.max(1, this.size[0])));
+  /** The height the drawing may take before it scrolls. */
+  maxHeight() {
+    return Math.max(320, Math.min(760, Math.round((window.innerHeight || 900) * 0.75)));
+  }
+
+  /** Scales the drawing to fit its box (both ways, within FIT_MIN..FIT_MAX). ``byUser``:
+   * the fit button, which also ends a zoom the user chose. */
+  fit(byUser = true) {
+    if (byUser) this.zoomed = false;
+    const maxH = this.maxHeight();
+    this.canvas.style.maxHeight = `${maxH}px`;
+    const width = this.canvas.clientWidth;
+    if (!width) {
+      this.applyScale(); // not laid out yet: fitted once it is (resized)
+      return;
+    }
+    this._width = width;
+    const [w, hh] = this.size;
+    const scale = Math.min(FIT_MAX, (width - 2) / Math.max(1, w), (maxH - 2) / Math.max(1, hh));
+    this.scale = Math.max(FIT_MIN, scale);
     this.applyScale();
+    if (byUser) this.reveal(this.selected);
   }
 
   dispose() {
     clearTimeout(this._timer);
+    if (this.observer) this.observer.disconnect();
   }
 }

@@ -13,7 +13,7 @@ export class Job {
     this.fn = fn;
     this.parent = parent; // id or null
     this.deps = deps; // ids
-    this.x = x || {}; // extras: dur t0 t1 eng err tb out se by why ran part cpu
+    this.x = x || {}; // extras: dur t0 t1 eng err tb out se by why ran part cpu pg rss att try opt
     this.children = [];
     this.run = false; // one of the jobs the run has to finish
     this.fin = false; // finished in this run
@@ -79,6 +79,10 @@ export class JobStore {
     }
     this.jobs = jobs;
     this._dependents = null;
+    // The timeline's stored bars (indices into these ids), and the jobs that ran since.
+    this.tl = data.tl || null;
+    this.tlIds = ids;
+    this.live = new Set();
     this.setRun(run);
     this.base = typeof data.n === "number" ? data.n : -1;
     const later = this.later.filter((d) => d.n > this.base);
@@ -123,6 +127,7 @@ export class JobStore {
         changed.push(job);
       }
       if (e.s) job.state = STATE_OF[e.s] || job.state;
+      if (e.s === "r") this.live.add(id); // ran in this board's life: its bars are live
       if (e.x) job.x = e.x;
       if (e.r) job.run = true;
       if (e.F) job.fin = true;

@@ -4,7 +4,9 @@ import { Details } from "./details.js";
 import { clock, h, seconds } from "./dom.js";
 import { GraphView } from "./graph.js";
 import { Grid } from "./grid.js";
+import { JobProgress } from "./runinfo.js";
 import { STATES } from "./store.js";
+import { TimelineView } from "./timeline.js";
 
 const OUTCOME = { finished: "finished", failed: "finished with failures", interrupted: "interrupted",
   error: "stopped by an error" };
@@ -35,11 +37,15 @@ export class BoardView {
     this.tabs = {
       jobs: h("button.nbm-tab", { type: "button", "data-tab": "jobs", onclick: () => this.show("jobs") }, "Jobs"),
       graph: h("button.nbm-tab", { type: "button", "data-tab": "graph", onclick: () => this.show("graph") }, "Graph"),
+      timeline: h("button.nbm-tab", { type: "button", "data-tab": "timeline", onclick: () => this.show("timeline") }, "Timeline"),
     };
     this.problems = h("div.nbm-problems");
     this.grid = new Grid(store, (id) => this.pick(id));
     this.graph = new GraphView(store, (id) => this.pick(id));
     this.graph.node.hidden = true;
+    this.timeline = new TimelineView(store, (id) => this.pick(id));
+    this.timeline.node.hidden = true;
+    this.jobProgress = new JobProgress(store, (id) => this.pick(id)); // running jobs' own bars
     this.details = new Details(store, {
       goto: (id) => this.pick(id),
       request: (kind, id) => this.link.request(kind, id),
@@ -49,9 +55,11 @@ export class BoardView {
       h("div.nbm-head", null, this.title, this.status),
       this.counts,
       h("div.nbm-progress", null, this.bar, this.ptext),
-      h("div.nbm-toolbar", null, this.tabs.jobs, this.tabs.graph, this.search, this.found),
+      this.jobProgress.node,
+      h("div.nbm-toolbar", null, this.tabs.jobs, this.tabs.graph, this.tabs.timeline, this.search, this.found),
       this.problems,
-      h("div.nbm-body", null, h("div.nbm-main", null, this.grid.node, this.graph.node), this.details.node));
+      h("div.nbm-body", null, h("div.nbm-main", null, this.grid.node, this.graph.node, this.timeline.node),
+        this.details.node));
     el.replaceChildren(this.root);
 
     this.problems.addEventListener("click", (e) => {
@@ -78,6 +86,7 @@ export class BoardView {
         this.update({ type: "reset" });
       } else if (this.store.run.active) {
         this.head();
+        this.timeline.tick();
       }
     }, 1000);
     this.grid.build();
@@ -99,6 +108,8 @@ export class BoardView {
     if (this.el.isConnected) this._shown = true;
     if (!event.skipGrid) this.grid.update(event);
     this.graph.update(event);
+    this.timeline.update(event);
+    this.jobProgress.update(event);
     this.details.update(event);
     this.head();
     this.tally();
@@ -179,6 +190,7 @@ export class BoardView {
     this.store.ui.selected = id;
     this.grid.select(id, scroll);
     this.graph.select(id);
+    this.timeline.select(id);
     if (id) this.details.show(id);
     else this.details.hide();
   }
@@ -189,6 +201,9 @@ export class BoardView {
     for (const [name, button] of Object.entries(this.tabs)) button.classList.toggle("nbm-on", name === tab);
     this.grid.node.hidden = tab !== "jobs";
     this.graph.node.hidden = tab !== "graph";
+    this.timeline.node.hidden = tab !== "timeline";
+    if (tab === "timeline") this.timeline.show();
+    else this.timeline.hide();
     if (tab === "graph") {
       this.graph.show(this.selected || undefined);
       if (this.selected) this.graph.select(this.selected);
@@ -224,5 +239,6 @@ export class BoardView {
     this.off();
     clearInterval(this.timer);
     this.graph.dispose();
+    this.timeline.dispose();
   }
 }

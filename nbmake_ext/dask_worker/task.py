@@ -16,10 +16,14 @@ from typing import Any
 from ..registration import install_sources
 from ..shared.limits import peak_memory, time_limit
 from ..shared.outcomes import ChildSpec
+from ..shared.progress import reporting
 from ..shared.values_cache import ByteLRU
 from ..store import blobs
 
 _local = threading.local()
+# The worker event on which a job's nbmake_ext.progress reaches the kernel (throttled,
+# shared/progress.py): [task key, done, total, message].
+PROGRESS_TOPIC = "nbmake-progress"
 _install_lock = threading.Lock()
 
 
@@ -179,16 +183,23 @@ def _run_job(key: str, job_id: str, func_key: str, func_blob: bytes, payload: by
             worker.log_event(topic, [key, where])
     except Exception:  # noqa: BLE001 - only used to tell queued from started
         pass
+
+    def progress(_job_id: str, done: float, total: float, message: str) -> None:
+        try:
+            worker.log_event(PROGRESS_TOPIC, [key, done, total, message])
+        except Exception:  # noqa: BLE001 - only shown on the board
+            pass
+
     try:
         return _run_job_here(job_id, func_key, func_blob, payload, dynamic, dep_ids, dep_sums,
-                             timeout, files, inputs, where)
+                             timeout, files, inputs, where, progress)
     finally:
         _running.pop(key, None)
 
 
 def _run_job_here(job_id: str, func_key: str, func_blob: bytes, payload: bytes, dynamic: bool,
                   dep_ids: tuple, dep_sums: tuple, timeout: float | None,
-                  files: tuple | None, inputs: list, where: str) -> tuple:
+                  files: tuple | None, inputs: list, where: str, progress=None) -> tuple:
     from ..files import run as job_files
     from ..fingerprint import digest
     from ..promise import resolve
@@ -234,7 +245,9 @@ def _run_job_here(job_id: str, func_key: str, func_blob: bytes, payload: bytes, 
     _local.out, _local.err = out, err
     _peak.begin()
     try:
-        with time_limit(timeout):
+        # Several jobs run in threads of this process at once: progress() finds its job's
+        # reporter through its thread only.
+        with time_limit(timeout), reporting(job_id, progress, whole_process=False):
             value = func(*args, **kwargs)
         failure = None
     except BaseException as exc:  # noqa: BLE001 - a job's failure is its result

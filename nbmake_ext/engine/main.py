@@ -40,6 +40,9 @@ engine -> kernel:
   ``skipped META``       job_id, dep: a job with ``after`` inputs did not run, as ``dep``
                          did not succeed here (or its value is no longer at hand)
   ``lost META``          a dependency's result file is missing or corrupt
+  ``progress META``      job_id, done, total, msg: how far the running job is (what it
+                         reports with nbmake_ext.progress, at most ~5 a second: see
+                         shared/progress.py)
   ``dropped META``       job ids of the jobs a ``cancel`` dropped
   ``durable META``       job ids whose result files are now on disk (sent alone only
                          when no ``done`` is about to carry them)
@@ -280,7 +283,7 @@ class Engine:
             # A KeyboardInterrupt the job raised itself is its failure; only the kernel's
             # SIGINT (see main) stops it.
             outcomes = run_call(call, self._child, engine=where,
-                                interrupted=lambda: self.interrupted)
+                                interrupted=lambda: self.interrupted, progress=self._progress)
         except KeyboardInterrupt:
             self.send("failed", {"job_id": job_id, "error": "interrupted", "interrupted": True,
                                  "traceback": "", "timing": {}}, b"", b"")
@@ -372,6 +375,11 @@ class Engine:
         body = pickle.dumps(_bare(spec), protocol=pickle.HIGHEST_PROTOCOL)
         # The notebook lines its parent brought: the engine that runs the child needs them too.
         self.send("child", {"func_key": key}, body, blob, payload(spec), function_sources(spec))
+
+    def _progress(self, job_id: str, done: float, total: float, message: str) -> None:
+        """The running job reported how far it is (already throttled): the kernel is told
+        at once (after any outcome that waits: messages keep their order)."""
+        self.send("progress", {"job_id": job_id, "done": done, "total": total, "msg": message})
 
     def _prefetch(self, deps: dict, inline: dict[str, bytes]) -> None:
         """A job of many inputs: the small results it needs from the store's database,

@@ -130,6 +130,7 @@ class DaskRunner(ComingBack, DaskLimits):
         self._made: dict[str, tuple[str, str]] = {}  # job -> key, checksum: result reported
         self.started: dict[str, str] = {}         # key -> worker (set on the client's loop)
         self._began: deque = deque()              # (key, worker, when): started, to report
+        self._progressed: deque = deque()         # (key, done, total, message), to report
         self.resent: dict[str, int] = {}          # job -> times sent again (see dask_fetch)
         # Futures of results made in this run, kept so dependents get them from the
         # cluster: job id -> (future, checksum); beyond the budget, the stored file's bytes.
@@ -155,7 +156,7 @@ class DaskRunner(ComingBack, DaskLimits):
         self._fetcher = ThreadPoolExecutor(1, thread_name_prefix="nbmake-dask-fetch")
         self._init_limits()
         try:
-            listen(self.client, self.nonce, self._on_started)
+            listen(self.client, self.nonce, self._on_started, self._on_progress)
         except Exception:
             self.close()
             raise
@@ -266,6 +267,8 @@ class DaskRunner(ComingBack, DaskLimits):
         out, self.outbox = self.outbox, []
         if self._began:
             self._report_started(out)
+        if self._progressed:
+            self._report_progress(out)
         if done or not self.by_key:
             self._progress = time.monotonic()
         elif time.monotonic() - self._progress > QUIET:

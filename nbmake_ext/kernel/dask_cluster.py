@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..dask_worker.task import PROGRESS_TOPIC
 from ..errors import NbmakeError
 
 INSTALL_HINT = 'parmake --dask needs the Dask distributed package: pip install "nbmake-ext[dask]"'
@@ -14,6 +15,8 @@ INSTALL_HINT = 'parmake --dask needs the Dask distributed package: pip install "
 TOPIC = "nbmake-started"
 _listeners: dict[str, Any] = {}     # run nonce -> its runner's _on_started
 _subscribed: set[str] = set()       # ids of the clients that route TOPIC to them
+_progress_listeners: dict[str, Any] = {}   # run nonce -> its runner's _on_progress
+_subscribed_progress: set[str] = set()     # ... that route PROGRESS_TOPIC to them
 
 
 def _route(event) -> None:
@@ -27,13 +30,30 @@ def _route(event) -> None:
         listener(key, address)
 
 
-def listen(client, nonce: str, listener) -> None:
+def _route_progress(event) -> None:
+    try:
+        _, (key, done, total, message) = event
+        nonce = key.rsplit("-", 2)[-2]
+    except (TypeError, ValueError, IndexError):
+        return
+    listener = _progress_listeners.get(nonce)
+    if listener is not None:
+        listener(key, done, total, message)
+
+
+def listen(client, nonce: str, listener, progress=None) -> None:
     """One subscription per client (a client keeps one handler per topic), routed to the
-    runner of each run by the nonce in the task's key."""
+    runner of each run by the nonce in the task's key. ``progress``: told what running
+    jobs report with nbmake_ext.progress (dask_worker/task.py PROGRESS_TOPIC)."""
     _listeners[nonce] = listener
     if client.id not in _subscribed:
         client.subscribe_topic(TOPIC, _route)
         _subscribed.add(client.id)
+    if progress is not None:
+        _progress_listeners[nonce] = progress
+        if client.id not in _subscribed_progress:
+            client.subscribe_topic(PROGRESS_TOPIC, _route_progress)
+            _subscribed_progress.add(client.id)
 
 
 def import_distributed():
@@ -46,6 +66,7 @@ def import_distributed():
 
 def stop_listening(nonce: str) -> None:
     _listeners.pop(nonce, None)
+    _progress_listeners.pop(nonce, None)
 
 
 def connect(dask: Any, distributed) -> tuple[Any, bool]:

@@ -11,8 +11,8 @@ import time
 from typing import TYPE_CHECKING
 
 from ..dask_worker.task import _unpack
-from ..shared.outcomes import (ChildSpec, JobRaised, JobReturned, JobStored, Requeue, Started,
-                               Timing)
+from ..shared.outcomes import (ChildSpec, JobRaised, JobReturned, JobStored, Progress, Requeue,
+                               Started, Timing)
 from ..store import blobs
 from ..store.results import INLINE_MAX
 
@@ -28,6 +28,22 @@ class ComingBack:
         self.started[key] = address
         self._started_at(key)
         self._began.append((key, address, time.time()))
+
+    def _on_progress(self, key: str, done: float, total: float, message: str) -> None:
+        """On the client's event loop: a running task's job reported how far it is."""
+        self._progressed.append((key, done, total, message))
+
+    def _report_progress(self, out: list) -> None:
+        """``Progress`` of the tasks still running in Dask (the last report of each)."""
+        last = {}
+        progressed = self._progressed
+        for _ in range(len(progressed)):
+            key, done, total, message = progressed.popleft()
+            last[key] = (done, total, message)
+        for key, (done, total, message) in last.items():
+            job_id = self.by_key.get(key)
+            if job_id is not None and key in self.started:
+                out.append(Progress(job_id, done, total, message))
 
     def _report_started(self, out: list) -> None:
         """``Started`` for the tasks that began since the last poll (and still run in

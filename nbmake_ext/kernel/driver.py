@@ -102,6 +102,11 @@ class Driver(Recording, SendAhead, HandingOver):
         self.command = command
         self.observer = observer or NoObserver()
         self.tell = self.observer.job_changed
+        # Views that show how far a running job is (nbmake_ext.progress); a runner that
+        # runs jobs in this thread tells it from within the job (InKernelRunner).
+        self._job_progress = getattr(self.observer, "job_progress", None)
+        if hasattr(runner, "on_progress"):
+            runner.on_progress = self._progress if self._job_progress is not None else None
         records = {j: s.record for j, s in stored.items() if s.record is not None}
         unsettled = {j: s.state for j, s in stored.items() if s.state in ("failed", "blocked")}
         self.sched = Scheduler(graph, records, targets, forced=forced,

@@ -11,7 +11,7 @@ import pickle
 import time
 
 from ..shared.outcomes import (ChildSpec, DependencyLost, Durable, JobRaised, JobReturned,
-                               JobStored, Requeue, Started, Timing)
+                               JobStored, Progress, Requeue, Started, Timing)
 from .engine_proc import Engine, log_size
 
 
@@ -93,6 +93,10 @@ class EngineMessages:
         elif kind == "skipped":  # sent ahead; an input of it did not succeed there
             if not self._finished(engine, meta["job_id"], out):
                 self._not_run(meta["job_id"], out)
+        elif kind == "progress":  # of the job the engine runs now (its queue's head)
+            job_id = meta["job_id"]
+            if engine.queue and engine.queue[0] == job_id and job_id not in engine.void:
+                out.append(Progress(job_id, meta["done"], meta["total"], meta.get("msg", "")))
         elif kind == "child":
             spec = pickle.loads(payloads[0])
             out.append(ChildSpec(spec, payloads[1], payloads[2], payloads[3]))

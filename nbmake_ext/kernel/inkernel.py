@@ -22,6 +22,9 @@ class InKernelRunner:
         self.echo = echo
         self._queue: deque[Call] = deque()
         self._started = False  # the job at the head of the queue was reported started
+        # What the job reports with nbmake_ext.progress, told at once (the run loop does
+        # not turn while the job runs here): set by the run loop (Driver).
+        self.on_progress = None
 
     def attach(self) -> None:
         pass
@@ -64,7 +67,8 @@ class InKernelRunner:
             self._started = True
             return [Started(call.job_id, "kernel", time.time())]
         children: list[Outcome] = []
-        outcomes = run_call(call, children.append, self.echo)
+        outcomes = run_call(call, children.append, self.echo, progress=self.on_progress,
+                            progress_later=True)
         self._queue.popleft()
         self._started = False
         return children + outcomes

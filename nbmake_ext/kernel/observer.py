@@ -19,10 +19,16 @@ class Observer(Protocol):
     def job_changed(self, job_id: str, state: str, info: dict[str, Any]) -> None:
         """``state`` is a public state, or "forgotten" for a dynamic child no longer defined.
         ``info`` may hold: reasons, duration, engine, error, traceback, stdout, stderr,
-        blocked_by, and for a new dynamic child: parent, function, deps."""
+        blocked_by, peak_rss, attempts (the failed attempts before, job_retries), attempt
+        (the one it is on), and for a new dynamic child: parent, function, deps."""
 
     def tick(self) -> None:
         """Called often from the run loop: a chance to flush batched updates."""
+
+    # Optional: ``job_progress(job_id, done, total, message)``, what a running job reports
+    # with ``nbmake_ext.progress`` (at most a few times a second per job). In the kernel's
+    # make it is called from within the job (the loop does not turn meanwhile), or from a
+    # timer's thread; elsewhere from the run loop.
 
 
 class RunObserver(Observer, Protocol):

@@ -10,6 +10,7 @@ A mixin of ``Driver``: it uses the run loop's state (``self.sched``, ``self.stor
 from __future__ import annotations
 
 import functools
+import logging
 from collections import deque
 from typing import Any, Callable
 
@@ -22,10 +23,12 @@ from ..files.paths import show
 from ..fingerprint import Unpicklable, digest
 from ..registration import arg_fingerprints, function_blob, payload
 from ..shared.outcomes import (ChildSpec, DependencyLost, Durable, JobRaised, JobReturned,
-                               JobStored, Outcome, Requeue, Started, Timing)
+                               JobStored, Outcome, Progress, Requeue, Started, Timing)
 from ..store import blobs
 from ..store.results import INLINE
 from ..store.store import FORCED_UNFINISHED, dumps_value
+
+logger = logging.getLogger(__name__)
 
 
 class Recording:
@@ -43,9 +46,15 @@ class Recording:
             kind = type(outcome)
             if kind is Started:
                 if outcome.job_id in self.running:  # (not if it ended or went back meanwhile)
-                    self.tell(outcome.job_id, "running",
-                              {"reasons": list(self.sched.reasons.get(outcome.job_id, ())),
-                               "engine": outcome.where})
+                    info = {"reasons": list(self.sched.reasons.get(outcome.job_id, ())),
+                            "engine": outcome.where}
+                    earlier = self.attempts.get(outcome.job_id)
+                    if earlier:  # running again after failed attempts (job_retries)
+                        info["attempt"], info["attempts"] = len(earlier) + 1, earlier
+                    self.tell(outcome.job_id, "running", info)
+                continue
+            if kind is Progress:
+                self._progress(outcome.job_id, outcome.done, outcome.total, outcome.message)
                 continue
             if kind is JobReturned or kind is JobStored:
                 seconds = outcome.timing.duration or 0.0
@@ -76,6 +85,16 @@ class Recording:
             elif kind is DependencyLost:
                 self._left(outcome.job_id)
                 self._result_lost(outcome.dependency, outcome.job_id, outcome.why)
+
+    def _progress(self, jid: str, done: float, total: float, message: str) -> None:
+        """A running job said how far it is (nbmake_ext.progress): the views are told. In
+        the kernel's make this runs in the job's own call (or a timer's thread)."""
+        tell = self._job_progress
+        if tell is not None and jid in self.running:
+            try:
+                tell(jid, done, total, message)
+            except Exception:  # noqa: BLE001 - a view must never fail the job
+                logger.debug("a view failed to show the progress of %s", jid, exc_info=True)
 
     def _define_children(self, children: list[ChildSpec]) -> None:
         parents = {c.spec.parent for c in children} - self._redefining
@@ -134,7 +153,7 @@ class Recording:
         self.values.put(jid, value, len(data))
         self.sched.records[jid] = record
         self._apply(self.sched.handle(ev.Succeeded(jid, result_fp)))
-        self.tell(jid, "done", _info(out.timing, out.stdout, out.stderr))
+        self.tell(jid, "done", _info(out.timing, out.stdout, out.stderr, timing))
 
     def _stored_by_engine(self, out: JobStored) -> None:
         jid = out.job_id
@@ -161,7 +180,7 @@ class Recording:
             self.pending_durable[jid] = (record, out.file, out.checksum, out.stamp, timing, logs)
         self.sched.records[jid] = record
         self._apply(self.sched.handle(ev.Succeeded(jid, out.result_fp)))
-        self.tell(jid, "done", _info(out.timing, out.stdout, out.stderr))
+        self.tell(jid, "done", _info(out.timing, out.stdout, out.stderr, timing))
 
     def _files_written(self, jid: str, spec, in_fps: dict[str, str], stamps: dict | None,
                        out) -> dict[str, str] | None:
@@ -246,9 +265,10 @@ class Recording:
             self.files.removed(outputs)
         timing = out.timing if out is not None else Timing()
         logs = (out.stdout, out.stderr) if out is not None else ("", "")
-        self.store.record_failure(jid, error, tb, self._timing(jid, timing), logs,
-                                  self.graph.specs.get(jid))
-        self.tell(jid, "failed", {**_info(timing, *logs), "error": error, "traceback": tb})
+        record = self._timing(jid, timing)
+        self.store.record_failure(jid, error, tb, record, logs, self.graph.specs.get(jid))
+        self.tell(jid, "failed", {**_info(timing, *logs, record), "error": error,
+                                  "traceback": tb})
 
     # -- reasons, asked by the scheduler ------------------------------------------------
 
@@ -275,9 +295,15 @@ class Recording:
 _NOT_RUNNING = ({}, (), {}, {})  # what a job that is no longer running left: nothing
 
 
-def _info(timing: Timing, stdout: str, stderr: str) -> dict[str, Any]:
-    return {"duration": timing.duration, "engine": timing.engine, "stdout": stdout,
-            "stderr": stderr}
+def _info(timing: Timing, stdout: str, stderr: str,
+          record: dict | None = None) -> dict[str, Any]:
+    """What the views are told of a run that ended; ``record``: as the store records it
+    (``Recording._timing``), with the failed attempts before it."""
+    info = {"duration": timing.duration, "engine": timing.engine, "stdout": stdout,
+            "stderr": stderr, "peak_rss": timing.peak_rss}
+    if record is not None and record.get("attempts"):
+        info["attempts"] = record["attempts"]
+    return info
 
 
 _ONE_ARGUMENT = signature.one_argument("0")

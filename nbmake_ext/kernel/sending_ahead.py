@@ -13,7 +13,7 @@ import time
 
 from ..core.ahead import DropAhead
 from ..shared.outcomes import (ChildSpec, DependencyLost, Durable, JobRaised, JobStored,
-                               Outcome, RemoteJob, Requeue)
+                               Outcome, Progress, RemoteJob, Requeue)
 
 LOOK_EVERY = 0.2  # seconds between looks for jobs sent ahead that the core decided otherwise
 
@@ -106,7 +106,7 @@ class SendAhead:
                 if rest:
                     out.append(kind(rest))
                 continue
-            if kind is ChildSpec:
+            if kind is ChildSpec or kind is Progress:  # (progress: only of running jobs)
                 out.append(o)
                 continue
             jid = o.job_id

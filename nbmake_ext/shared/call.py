@@ -15,6 +15,7 @@ from ..files import run as job_files
 from .dynamic import DynamicContext
 from .limits import JobTimedOut, environment, peak_memory, time_limit, timed_out_message
 from .outcomes import Call, JobRaised, JobReturned, Outcome, Timing
+from .progress import Send, reporting
 
 
 class _Tee(io.TextIOBase):
@@ -73,7 +74,8 @@ def failure_line(exc: BaseException, timeout: float | None) -> str:
 
 
 def run_call(call: Call, sink, echo: bool = False, engine: str = "kernel",
-             interrupted=None) -> list[Outcome]:
+             interrupted=None, progress: Send | None = None,
+             progress_later: bool = False) -> list[Outcome]:
     """Run one job here, capturing its output. ``sink`` receives ChildSpec outcomes of
     dynamic jobs. KeyboardInterrupt propagates: the caller puts the job back. With
     ``interrupted`` (a callable), only while it says the process was interrupted; a
@@ -81,7 +83,9 @@ def run_call(call: Call, sink, echo: bool = False, engine: str = "kernel",
 
     A job with files (``call.files``): its inputs must exist and its old outputs are
     removed before it runs; after it returns each output must exist and is fingerprinted
-    (``JobReturned.files``); when it fails or is stopped, its outputs are removed."""
+    (``JobReturned.files``); when it fails or is stopped, its outputs are removed.
+    ``progress`` receives what the job reports with ``nbmake_ext.progress`` (throttled:
+    shared/progress.py; ``progress_later``: a report held back is sent by a timer)."""
     out, err = _Tee(sys.stdout if echo else None), _Tee(sys.stderr if echo else None)
     timing = Timing(started=time.time(), engine=engine)
     t0, c0 = time.perf_counter(), time.process_time()
@@ -101,7 +105,8 @@ def run_call(call: Call, sink, echo: bool = False, engine: str = "kernel",
     sys.stdout, sys.stderr = out, err
     peak_memory.reset()
     try:
-        with environment(call.env), time_limit(call.timeout):
+        with environment(call.env), time_limit(call.timeout), \
+                reporting(call.job_id, progress, later=progress_later):
             value = call.func(*args, **call.kwargs)
     except JobTimedOut as exc:
         _remove_outputs(files)

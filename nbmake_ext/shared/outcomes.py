@@ -84,6 +84,16 @@ class Started:
 
 
 @dataclass(slots=True)
+class Progress:
+    """A running job said how far it is (``nbmake_ext.progress``): ``done`` of ``total``."""
+
+    job_id: str
+    done: float
+    total: float
+    message: str = ""
+
+
+@dataclass(slots=True)
 class RemoteJob:
     """A job as it travels: bytes and where its dependencies' results are."""
 
@@ -140,4 +150,4 @@ class DependencyLost:
 
 
 Outcome = JobReturned | JobRaised | ChildSpec | Started | JobStored | Durable | Requeue \
-    | DependencyLost
+    | DependencyLost | Progress

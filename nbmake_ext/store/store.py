@@ -278,6 +278,13 @@ class Store(_Recording):
         out["running_elsewhere"] = self._claims.held_elsewhere(job_id)
         return out
 
+    def timings(self) -> list[tuple]:
+        """When and where each job's last run ran (the timeline): (job_id, started, ended,
+        duration, engine, state, error, attempts json) of every job that ran."""
+        return self._conn.execute(
+            "SELECT job_id, started, ended, duration, engine, state, error, attempts"
+            " FROM outcomes WHERE started > 0").fetchall()
+
     def load_result(self, job_id: str) -> Any:
         data = self._inflight.get(job_id)
         if data is None:

@@ -8,13 +8,19 @@ The JSON of a snapshot (``Board.to_json``), one entry per job in parallel arrays
 
     {"fns": [function names], "ids": [job ids], "st": "ddfbt..." (one letter per job),
      "fn": [index into fns], "par": [index of the parent or -1], "deps": [[indices]],
-     "x": {index: extras}, "run": [indices of the jobs of the run], "fin": [... finished in it]}
+     "x": {index: extras}, "run": [indices of the jobs of the run], "fin": [... finished in it],
+     "tl": the timeline's bars (timeline.py; absent when no job ran)}
 
 Extras (short keys, present only when known): ``dur`` ``cpu`` ``t0`` ``t1`` (duration, cpu,
 started, ended; seconds, epoch), ``eng`` engine, ``err`` error line, ``tb`` traceback, ``out``
 ``se`` captured stdout and stderr, ``by`` the failed job that blocks it, ``why`` reasons it is
 not up to date, ``ran`` reasons of its last run, ``part`` true when the logs were not loaded
-(the front end asks for them when the kernel is idle).
+(the front end asks for them when the kernel is idle). Also: ``pg`` [done, total(,
+message)] what a running job reported with ``nbmake_ext.progress``; ``rss`` peak memory
+of its last run (bytes); ``att`` its failed attempts before the last one (job_retries:
+attempt, error, traceback, started, ended, duration, engine, peak_rss); ``try`` the attempt
+it is on (running again after a failed one); ``opt`` its options (timeout, retries,
+resources), which stay with the job whatever its state.
 
 A delta (``Board.take_delta``) maps job ids to ``{"s": state letter, "x": extras}`` plus, for a
 job new to the board (a dynamic child), ``"p"`` parent, ``"f"`` function, ``"d"`` dependencies;
@@ -32,6 +38,7 @@ from typing import Any, Iterable
 
 from ..core.signature import short_label
 from ..core.states import STATES
+from . import timeline
 
 LETTER = {"todo": "t", "stale": "s", "running": "r", "done": "d", "failed": "f", "blocked": "b"}
 FINISHED = ("done", "failed", "blocked")
@@ -73,6 +80,29 @@ def extras_from_row(row: dict[str, Any]) -> dict[str, Any]:
         text = clip(row.get(column))
         if text:
             x[key] = text
+    x.update(run_extras(row.get("peak_rss"), row.get("attempts"), row.get("options")))
+    return x
+
+
+def run_extras(peak_rss: int | None, attempts: Any, options: Any) -> dict[str, Any]:
+    """``rss``, ``att`` and ``opt`` extras (json texts as the store keeps them, or values)."""
+    x: dict[str, Any] = {}
+    if peak_rss:
+        x["rss"] = peak_rss
+    if isinstance(attempts, str):
+        try:
+            attempts = json.loads(attempts)
+        except ValueError:
+            attempts = None
+    if attempts:
+        x["att"] = [{**a, "traceback": clip(a.get("traceback"), 4_000)} for a in attempts]
+    if isinstance(options, str):
+        try:
+            options = json.loads(options)
+        except ValueError:
+            options = None
+    if options:
+        x["opt"] = options
     return x
 
 
@@ -85,6 +115,7 @@ def extras_from_details(d: Any) -> dict[str, Any]:
     if d.reasons_last_run:
         x["ran"] = list(d.reasons_last_run)
     x["why"] = list(d.why)
+    x.update(run_extras(d.peak_rss, d.attempts, d.options))
     return x
 
 
@@ -102,6 +133,9 @@ def extras_from_info(info: dict[str, Any]) -> dict[str, Any]:
         text = clip(info.get(name))
         if text:
             x[key] = text
+    if info.get("attempt"):
+        x["try"] = info["attempt"]
+    x.update(run_extras(info.get("peak_rss"), info.get("attempts"), None))
     return x
 
 
@@ -147,6 +181,7 @@ class Board:
         self.scope = scope                 # targets of `show`; () is every job
         self.own = own                     # instead: the context's own jobs (own_jobs)
         self.run = Run()
+        self.bars: list[timeline.Bar] = []   # the stored runs of its jobs (timeline.py)
         self._changed: dict[str, dict[str, Any]] = {}
         self._gone: list[str] = []
 
@@ -209,8 +244,12 @@ class Board:
                 x["why"] = why[r.job_id]
             if r.state == "done":
                 x.pop("why", None)  # up to date: no reasons
+            if spec.options and "opt" not in x:
+                x["opt"] = spec.options.as_dict()
             jobs.append(Job(r.job_id, r.state, r.function, spec.parent, tuple(spec.deps), x))
-        return cls(jobs, scope=() if own else targets, own=own)
+        board = cls(jobs, scope=() if own else targets, own=own)
+        board.bars = timeline.read_bars(ctx.store, board.jobs)
+        return board
 
     def reload(self, ctx: Any) -> "Board":
         """The same scope, read again from the store; the run and what it learnt stay."""
@@ -245,6 +284,7 @@ class Board:
             job = self.jobs[job_id] = Job(job_id, state, short_label(function),
                                           info.get("parent"), tuple(info.get("deps") or ()))
             entry.update({"p": job.parent, "f": job.function, "d": list(job.deps)})
+        options = job.x.get("opt")  # (stays with the job, whatever the run tells)
         if state == "running":
             job.x = {"t0": time.time(), **extras_from_info(info)}
         elif state in FINISHED:
@@ -259,6 +299,8 @@ class Board:
                 job.x = {k: v for k, v in job.x.items() if k != "why"}
         else:
             job.x = extras_from_info(info)
+        if options is not None and "opt" not in job.x:
+            job.x = {**job.x, "opt": options}
         job.state = state
         entry["s"] = LETTER[state]
         entry["x"] = job.x
@@ -280,6 +322,19 @@ class Board:
             delta["gone"] = self._gone
         self._changed, self._gone = {}, []
         return delta
+
+    def progress(self, job_id: str, done: float, total: float, message: str = "") -> bool:
+        """What a running job reported with ``nbmake_ext.progress``: kept in its extras
+        (``pg``) until it ends, and sent with the next batch. False if the job is not
+        running on this board."""
+        job = self.jobs.get(job_id)
+        if job is None or job.state != "running":
+            return False
+        job.x = {**job.x, "pg": [done, total, message] if message else [done, total]}
+        entry = self._changed.setdefault(job_id, {})
+        entry["s"] = LETTER["running"]
+        entry["x"] = job.x
+        return True
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -339,10 +394,14 @@ class Board:
             if job.x:
                 x[str(i)] = job.x  # JSON object keys are strings anyway
         run = self.run
-        return {"fns": list(fns), "ids": ids, "st": "".join(st), "fn": fn, "par": par,
-                "deps": deps, "x": x,
-                "run": [index[j] for j in run.expected if j in index],
-                "fin": [index[j] for j in run.finished if j in index]}
+        out = {"fns": list(fns), "ids": ids, "st": "".join(st), "fn": fn, "par": par,
+               "deps": deps, "x": x,
+               "run": [index[j] for j in run.expected if j in index],
+               "fin": [index[j] for j in run.finished if j in index]}
+        bars = timeline.to_json(self.bars, index)
+        if bars is not None:
+            out["tl"] = bars
+        return out
 
 
 def expected_jobs(board: Board, graph: Any, command: str, targets: Iterable[str]) -> set[str]:

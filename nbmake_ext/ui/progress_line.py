@@ -20,6 +20,8 @@ import time
 from itertools import islice
 from typing import Any, Callable, TextIO
 
+from ..shared.progress import as_text
+
 REFRESH_PER_SECOND = 10
 RUNNING_SHOWN = 3      # running job ids named on the line, oldest first
 ID_WIDTH = 24          # each cut to this many characters
@@ -62,6 +64,7 @@ class ProgressLine:
         self.counts: dict[str, int] = dict.fromkeys(
             (RAN, UP_TO_DATE, FAILED, BLOCKED, RUNNING, WAITING), 0)
         self.running: dict[str, None] = {}        # in the order they started
+        self.progress: dict[str, str] = {}        # running job -> "done/total" it reported
         self.needed: Callable[[], int] = lambda: len(self.state)
         self.started = time.monotonic()
         self._live: Any = None
@@ -91,6 +94,7 @@ class ProgressLine:
             counts[old] -= 1
             if old == RUNNING:
                 self.running.pop(job_id, None)
+                self.progress.pop(job_id, None)
         if new is None:
             self.state.pop(job_id, None)
             return
@@ -98,6 +102,11 @@ class ProgressLine:
         self.state[job_id] = new
         if new == RUNNING:
             self.running[job_id] = None
+
+    def job_progress(self, job_id: str, done: float, total: float, message: str) -> None:
+        """A running job said how far it is (nbmake_ext.progress): shown after its id."""
+        if job_id in self.running:
+            self.progress[job_id] = as_text(done, total)
 
     def tick(self) -> None:
         pass  # rich's own thread redraws the line; nothing to do per loop turn
@@ -135,7 +144,8 @@ class ProgressLine:
 
     def text(self) -> str:
         """The line, as plain text: ``12/40 · 9 done · 1 failed · 2 blocked · 26 to go ·
-        3.2s · 2 running: fit-3, fit-4``."""
+        3.2s · 2 running: fit-3 40/100, fit-4`` (after a job's id, what it last reported
+        with nbmake_ext.progress)."""
         c = self.counts
         finished = sum(c[k] for k in _FINISHED)
         running = c[RUNNING]
@@ -152,7 +162,9 @@ class ProgressLine:
         line = " · ".join(parts)
         shown = _first(self.running, RUNNING_SHOWN)
         if shown:
-            line += ": " + ", ".join(_cut(j) for j in shown)
+            progress = self.progress
+            line += ": " + ", ".join(
+                _cut(j) + (f" {p}" if (p := progress.get(j)) else "") for j in shown)
             if running > len(shown):
                 line += f" +{running - len(shown)}"
         return line

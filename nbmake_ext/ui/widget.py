@@ -149,6 +149,15 @@ class JobBoard(anywidget.AnyWidget):
             if not self.tick():
                 self._flush_later()
 
+    def job_progress(self, job_id: str, done: float, total: float, message: str) -> None:
+        """A running job reported how far it is (nbmake_ext.progress, a few times a second
+        at most): shown with the next batch; in ``make`` the job runs in this thread and
+        no tick comes until it ends, so as for a start, sent now or soon."""
+        with self._lock:
+            shown = self.board.progress(job_id, done, total, message)
+        if shown and not self.tick():
+            self._flush_later()
+
     def tick(self) -> bool:
         """Sends the pending changes if the last batch went at least FLUSH_EVERY ago (none
         once the run ended: the final snapshot holds them)."""

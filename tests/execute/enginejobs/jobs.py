@@ -419,3 +419,25 @@ def dyn_redefines_failed_child(context, lab: str, store: str, tag: str):
     log(lab, f"redefiner-{tag}-saw-failure" if seen else f"redefiner-{tag}-gave-up")
     again = context.comp(picky, lab, 2, job_id="picky")
     return [again, plus]
+
+
+# -- progress (test_progress.py) ------------------------------------------------------------
+
+def counting(n: int, pause: float) -> int:
+    """Reports its progress at every step of ``n``, ``pause`` seconds each."""
+    from nbmake_ext import progress
+
+    for i in range(n):
+        time.sleep(pause)
+        progress(i + 1, n, f"step {i + 1}")
+    return n
+
+
+def tight(n: int) -> float:
+    """Calls progress ``n`` times in a tight loop; returns the seconds per call."""
+    from nbmake_ext import progress
+
+    t0 = time.perf_counter()
+    for i in range(n):
+        progress(i, n)
+    return (time.perf_counter() - t0) / n
