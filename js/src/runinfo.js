@@ -60,7 +60,13 @@ export function optionsText(opt) {
   return parts.join(" · ");
 }
 
-/** Rows for the details panel's fields: progress, attempt, options, peak memory. */
+/** A job's files as the details panel lists them: each path, with what became of it. */
+function filesText(files) {
+  return files.map(([path, status]) => (status ? `${path} (${status})` : path)).join(", ");
+}
+
+/** Rows for the details panel's fields: progress, attempt, options, files, command, peak
+ * memory. */
 export function runRows(job, row) {
   const x = job.x;
   const p = progressOf(job);
@@ -70,6 +76,10 @@ export function runRows(job, row) {
     row("attempt", `${x.try}${of} (the earlier ones failed)`);
   }
   if (x.opt) row("options", optionsText(x.opt));
+  const files = x.files;
+  if (files && files.in && files.in.length) row("input files", filesText(files.in));
+  if (files && files.out && files.out.length) row("output files", filesText(files.out));
+  if (x.cmd) row("command", x.cmd);
   if (x.rss) row("peak memory", `${bytes(x.rss)}${job.state === "running" ? " (last run)" : ""}`);
 }
 

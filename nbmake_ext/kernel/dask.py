@@ -170,6 +170,9 @@ class DaskRunner(ComingBack, DaskLimits):
     def attach(self) -> None:
         pass
 
+    def listen_progress(self, tell) -> None:
+        pass  # reported from poll, as Progress outcomes
+
     def detach(self) -> None:
         """Nothing to do: the runner lives for one run."""
 

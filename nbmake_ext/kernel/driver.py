@@ -30,7 +30,7 @@ from ..store import Store, StoredJob
 from ..store.results import ResultReader
 from .handing_over import HandingOver, Lost as _Lost
 from .machine import gpu_devices
-from .observer import NoObserver, Observer
+from .observer import NoObserver, Observer, progress_listener
 from .recording import Recording
 from .runner import Runner
 from .sending_ahead import SendAhead
@@ -104,9 +104,8 @@ class Driver(Recording, SendAhead, HandingOver):
         self.tell = self.observer.job_changed
         # Views that show how far a running job is (nbmake_ext.progress); a runner that
         # runs jobs in this thread tells it from within the job (InKernelRunner).
-        self._job_progress = getattr(self.observer, "job_progress", None)
-        if hasattr(runner, "on_progress"):
-            runner.on_progress = self._progress if self._job_progress is not None else None
+        self._job_progress = progress_listener(self.observer)
+        runner.listen_progress(self._progress if self._job_progress is not None else None)
         records = {j: s.record for j, s in stored.items() if s.record is not None}
         unsettled = {j: s.state for j, s in stored.items() if s.state in ("failed", "blocked")}
         self.sched = Scheduler(graph, records, targets, forced=forced,

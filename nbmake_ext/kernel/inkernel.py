@@ -38,6 +38,9 @@ class InKernelRunner:
     def drop(self, job_ids: list[str]) -> None:
         pass
 
+    def listen_progress(self, tell) -> None:
+        self.on_progress = tell  # called from within the job (shared/progress.py)
+
     def place_of(self, job_id: str) -> None:
         return None
 

@@ -46,3 +46,8 @@ class NoObserver:
 
     def tick(self) -> None:
         pass
+
+
+def progress_listener(observer: Observer) -> Callable[[str, float, float, str], None] | None:
+    """The observer's optional ``job_progress``, or None when it shows no progress."""
+    return getattr(observer, "job_progress", None)

@@ -144,6 +144,9 @@ class EnginePool(EngineDeaths, EngineMessages):
     def attach(self) -> None:
         self.made_here.clear()
 
+    def listen_progress(self, tell) -> None:
+        pass  # reported from poll, as Progress outcomes
+
     def detach(self) -> None:
         self.made_here.clear()
         self.after.clear()

@@ -40,7 +40,7 @@ outcomes of submitted jobs that had ended before it (to be recorded, not lost).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Hashable, Protocol, runtime_checkable
+from typing import Callable, Hashable, Protocol, runtime_checkable
 
 from ..shared.outcomes import Call, Outcome, RemoteJob
 
@@ -108,6 +108,11 @@ class Runner(Protocol):
 
     def ended_before_interrupt(self) -> list[Outcome]:
         """(After ``interrupt``, once.) Outcomes of submitted jobs that ended before it."""
+
+    def listen_progress(self, tell: Callable[[str, float, float, str], None] | None) -> None:
+        """Where to report, from within a job, what it says with ``nbmake_ext.progress``
+        (a runner that runs jobs in this thread does; others report ``Progress`` outcomes
+        from ``poll`` and ignore this). None: nobody listens."""
 
     def close(self) -> None:
         """Let go of every process and connection."""

@@ -38,6 +38,7 @@ from typing import Any, Iterable
 
 from ..core.signature import short_label
 from ..core.states import STATES
+from ..files.paths import show
 from . import timeline
 
 LETTER = {"todo": "t", "stale": "s", "running": "r", "done": "d", "failed": "f", "blocked": "b"}
@@ -81,7 +82,22 @@ def extras_from_row(row: dict[str, Any]) -> dict[str, Any]:
         if text:
             x[key] = text
     x.update(run_extras(row.get("peak_rss"), row.get("attempts"), row.get("options")))
+    x.update(file_extras(row.get("inputs"), row.get("options")))
     return x
+
+
+def file_extras(inputs: Any, options: Any) -> dict[str, Any]:
+    """``files``: the job's input and output files, {"in": [[path, status]], "out": ...}
+    (json texts as the store keeps them; no status: the board was not told one)."""
+    try:
+        ins = json.loads(inputs) if isinstance(inputs, str) else list(inputs or ())
+        opts = json.loads(options) if isinstance(options, str) else dict(options or {})
+    except ValueError:
+        return {}
+    outs = opts.get("outputs") or ()
+    if not ins and not outs:
+        return {}
+    return {"files": {"in": [[show(p), ""] for p in ins], "out": [[show(p), ""] for p in outs]}}
 
 
 def run_extras(peak_rss: int | None, attempts: Any, options: Any) -> dict[str, Any]:
@@ -116,6 +132,11 @@ def extras_from_details(d: Any) -> dict[str, Any]:
         x["ran"] = list(d.reasons_last_run)
     x["why"] = list(d.why)
     x.update(run_extras(d.peak_rss, d.attempts, d.options))
+    if d.input_files or d.output_files:
+        x["files"] = {"in": [list(f) for f in d.input_files],
+                      "out": [list(f) for f in d.output_files]}
+    if d.command:
+        x["cmd"] = d.command
     return x
 
 

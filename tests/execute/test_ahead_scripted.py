@@ -64,6 +64,9 @@ class OnePlace:
         self.log.append(("drop", tuple(sorted(job_ids))))
         self.queue = [(j, a) for j, a in self.queue if j.job_id not in job_ids]
 
+    def listen_progress(self, tell) -> None:
+        pass
+
     def place_of(self, job_id):
         if job_id in self.made or any(j.job_id == job_id for j, _ in self.queue):
             return "P"

@@ -110,6 +110,9 @@ class ScriptedRunner:
     def drop(self, job_ids: list[str]) -> None:
         pass
 
+    def listen_progress(self, tell) -> None:
+        pass
+
     def place_of(self, job_id: str) -> None:
         return None
 

@@ -12,7 +12,7 @@ import pytest
 from browser import open_fake_board
 from samples import run_json, small_board
 
-from nbmake_ext import Context
+from nbmake_ext import Context, File
 from nbmake_ext.errors import JobsFailed
 from nbmake_ext.ui import timeline
 from nbmake_ext.ui.board import Board
@@ -75,6 +75,55 @@ def test_the_board_holds_each_run_its_attempts_options_and_peak_memory(store_boa
     # A board of some jobs holds the bars of those only.
     some = Board.from_context(ctx, ["steady-1"])
     assert some.to_json()["tl"]["j"] == [0]
+
+
+def copy_text(source: str, target: str) -> None:
+    Path(target).write_text(Path(source).read_text())
+
+
+@pytest.fixture
+def files_board(tmp_path, monkeypatch):
+    """A store where `copy` read raw.csv and wrote copy.csv, and a shell step counted its
+    lines into lines.txt."""
+    monkeypatch.delenv("NBMAKE_STORE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    Path("raw.csv").write_text("a,b\n1,2\n")
+    ctx = Context(store=tmp_path / "store")
+    ctx.report = lambda line: None
+    try:
+        ctx.comp(copy_text, File("raw.csv"), "copy.csv", job_id="copy",
+                 job_outputs=["copy.csv"])
+        ctx.sh("wc -l < {input} > {output}", inputs=["copy.csv"], outputs=["lines.txt"],
+               job_id="count")
+        ctx.make()
+        yield ctx, Board.from_context(ctx)
+    finally:
+        ctx.close()
+
+
+def test_the_board_holds_each_jobs_input_and_output_files(files_board):
+    ctx, board = files_board
+    assert board.jobs["copy"].x["files"] == {"in": [["raw.csv", ""]], "out": [["copy.csv", ""]]}
+    assert board.jobs["count"].x["files"] == {"in": [["copy.csv", ""]],
+                                              "out": [["lines.txt", ""]]}
+    # What `details` knows (each file's state, a shell step's command) replaces it.
+    from nbmake_ext.ui.board import extras_from_details
+    x = extras_from_details(ctx.details("count"))
+    assert x["files"] == {"in": [["copy.csv", "unchanged"]], "out": [["lines.txt", "as written"]]}
+    assert x["cmd"].startswith("wc -l < ") and x["cmd"].endswith("lines.txt")
+
+
+@pytest.mark.browser
+def test_details_list_a_jobs_files(files_board, page, screenshots):
+    _, board = files_board
+    open_fake_board(page, board.to_json(), {**run_json("", active=False), "t0": 0})
+    page.click('.nbm-jobs [data-job-id="copy"]')
+    details = page.locator('[data-role="details"]')
+    details.wait_for(state="visible")
+    text = details.inner_text()
+    assert "input files" in text and "raw.csv" in text, text
+    assert "output files" in text and "copy.csv" in text, text
+    page.screenshot(path=screenshots / "files.png")
 
 
 def test_options_stay_with_a_job_whatever_the_run_tells():
