@@ -86,15 +86,21 @@ def extras_from_row(row: dict[str, Any]) -> dict[str, Any]:
     return x
 
 
+def _value(stored: Any) -> Any:
+    """A json text as the store keeps it, read (None if it is not json), or a value."""
+    if isinstance(stored, str):
+        try:
+            return json.loads(stored)
+        except ValueError:
+            return None
+    return stored
+
+
 def file_extras(inputs: Any, options: Any) -> dict[str, Any]:
     """``files``: the job's input and output files, {"in": [[path, status]], "out": ...}
-    (json texts as the store keeps them; no status: the board was not told one)."""
-    try:
-        ins = json.loads(inputs) if isinstance(inputs, str) else list(inputs or ())
-        opts = json.loads(options) if isinstance(options, str) else dict(options or {})
-    except ValueError:
-        return {}
-    outs = opts.get("outputs") or ()
+    (no status: the board was not told one)."""
+    ins = _value(inputs) or ()
+    outs = (_value(options) or {}).get("outputs") or ()
     if not ins and not outs:
         return {}
     return {"files": {"in": [[show(p), ""] for p in ins], "out": [[show(p), ""] for p in outs]}}
@@ -105,18 +111,9 @@ def run_extras(peak_rss: int | None, attempts: Any, options: Any) -> dict[str, A
     x: dict[str, Any] = {}
     if peak_rss:
         x["rss"] = peak_rss
-    if isinstance(attempts, str):
-        try:
-            attempts = json.loads(attempts)
-        except ValueError:
-            attempts = None
+    attempts, options = _value(attempts), _value(options)
     if attempts:
         x["att"] = [{**a, "traceback": clip(a.get("traceback"), 4_000)} for a in attempts]
-    if isinstance(options, str):
-        try:
-            options = json.loads(options)
-        except ValueError:
-            options = None
     if options:
         x["opt"] = options
     return x
