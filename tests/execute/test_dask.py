@@ -29,12 +29,14 @@ from pathlib import Path
 import pytest
 
 distributed = pytest.importorskip("distributed")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 import cloudpickle  # noqa: E402
 import dask  # noqa: E402
-import psutil  # noqa: E402
 
 from contexts import record_elsewhere_when_claimed  # noqa: E402
 import logcheck  # noqa: E402
+from enginejobs.support import cluster_leftovers, descendants  # noqa: E402
 from nbmake_ext import Context, JobsFailed, NbmakeError  # noqa: E402
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -169,20 +171,10 @@ def raise_base(lab: str, name: str, kind: str):
 
 # -- the cluster ----------------------------------------------------------------------------
 
-def _descendants() -> dict[int, str]:
-    out = {}
-    for p in psutil.Process().children(recursive=True):
-        try:
-            out[p.pid] = " ".join(p.cmdline())
-        except psutil.Error:
-            pass
-    return out
-
-
 @pytest.fixture(scope="module")
 def cluster():
     """A LocalCluster on loopback; at the end, every process it started must be gone."""
-    before = set(_descendants())
+    before = set(descendants())
     with dask.config.set({"distributed.scheduler.allowed-failures": 0,
                           "distributed.comm.timeouts.connect": "3s"}):
         lc = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
@@ -193,18 +185,7 @@ def cluster():
         finally:
             client.close()
             lc.close()
-    end = time.monotonic() + 15
-    while True:
-        left = {pid: cmd for pid, cmd in _descendants().items()
-                if pid not in before and "resource_tracker" not in cmd}
-        if not left or time.monotonic() > end:
-            break
-        time.sleep(0.1)
-    for pid in left:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    left = cluster_leftovers(before)
     assert not left, f"processes of the cluster outlived it: {left}"
 
 

@@ -18,7 +18,7 @@ distributed = pytest.importorskip("distributed")
 import cloudpickle  # noqa: E402
 import dask  # noqa: E402
 
-from nbmake_ext import Context, File, JobsFailed  # noqa: E402
+from nbmake_ext import Context, JobsFailed  # noqa: E402
 from nbmake_ext.files.shell import group_members  # noqa: E402
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])

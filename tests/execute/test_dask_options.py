@@ -17,7 +17,6 @@ ends.
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -25,10 +24,12 @@ from pathlib import Path
 import pytest
 
 distributed = pytest.importorskip("distributed")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 import cloudpickle  # noqa: E402
 import dask  # noqa: E402
-import psutil  # noqa: E402
 
+from enginejobs.support import cluster_leftovers, descendants  # noqa: E402
 from nbmake_ext import Context, JobsFailed  # noqa: E402
 from nbmake_ext.kernel import dask_limits  # noqa: E402
 from nbmake_ext.kernel.dask import DaskRunner  # noqa: E402
@@ -167,21 +168,11 @@ def allocate(lab: str, name: str, megabytes: int) -> int:
 
 # -- the cluster ----------------------------------------------------------------------------
 
-def _descendants() -> dict[int, str]:
-    out = {}
-    for p in psutil.Process().children(recursive=True):
-        try:
-            out[p.pid] = " ".join(p.cmdline())
-        except psutil.Error:
-            pass
-    return out
-
-
 @pytest.fixture(scope="module")
 def cluster():
     """Two workers of two threads: the first offers GPU_WORKER, the second nothing. At the
     end, every process the cluster started must be gone."""
-    before = set(_descendants())
+    before = set(descendants())
     with dask.config.set({"distributed.scheduler.allowed-failures": 0,
                           "distributed.comm.timeouts.connect": "3s"}):
         lc = distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True,
@@ -199,18 +190,7 @@ def cluster():
                 client.close()
         finally:
             lc.close()
-    end = time.monotonic() + 15
-    while True:
-        left = {pid: cmd for pid, cmd in _descendants().items()
-                if pid not in before and "resource_tracker" not in cmd}
-        if not left or time.monotonic() > end:
-            break
-        time.sleep(0.1)
-    for pid in left:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    left = cluster_leftovers(before)
     assert not left, f"processes of the cluster outlived it: {left}"
 
 

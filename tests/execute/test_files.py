@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from enginejobs import filejobs as F  # noqa: E402
 from enginejobs import jobs as J  # noqa: E402
 from enginejobs.support import *  # noqa: E402,F401,F403
-from enginejobs.support import guarded  # noqa: E402
+from enginejobs.support import make_or_parmake as run  # noqa: E402
 
 from nbmake_ext import File, InvalidJob, JobsFailed  # noqa: E402
 
@@ -36,30 +36,6 @@ def here(tmp_path, monkeypatch):
     work.mkdir()
     monkeypatch.chdir(work)
     return work
-
-
-@pytest.fixture
-def fresh(make_ctx):
-    """``fresh()``: the previous context closed, a new one on the same store."""
-    last = []
-
-    def new():
-        if last:
-            last.pop().close()
-        ctx = make_ctx()
-        last.append(ctx)
-        return ctx
-    return new
-
-
-def run(ctx, how: str, *targets):
-    """make, or parmake on 2 engines; JobsFailed is returned, not raised."""
-    try:
-        if how == "make":
-            return ctx.make(*targets)
-        return guarded(ctx.parmake, *targets, n=2)
-    except JobsFailed as exc:
-        return exc
 
 
 def runs(lab: str, event: str) -> int:

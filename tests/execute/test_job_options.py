@@ -9,7 +9,6 @@ would sleep for an hour returns within seconds.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -21,22 +20,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from enginejobs import jobs as J  # noqa: E402
 from enginejobs import optionjobs as O  # noqa: E402
 from enginejobs.support import *  # noqa: E402,F401,F403
+from enginejobs.support import make_or_parmake as run  # noqa: E402
 from enginejobs.support import guarded, wait_until  # noqa: E402
 
 from nbmake_ext import JobsFailed  # noqa: E402
 from nbmake_ext.ui import text  # noqa: E402
 
 RUNNERS = ["make", "parmake"]
-
-
-def run(ctx, how: str, *targets, **kw):
-    """make, or parmake on 2 engines; JobsFailed is returned, not raised."""
-    try:
-        if how == "make":
-            return ctx.make(*targets)
-        return guarded(ctx.parmake, *targets, n=2, **kw)
-    except JobsFailed as exc:
-        return exc
 
 
 # -- timeouts -------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ the first steps of DynaMake's tutorial, ported.
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -19,7 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "scripts"))
 
 import proctools as pt  # noqa: E402
 from enginejobs.support import *  # noqa: E402,F401,F403
-from enginejobs.support import guarded, wait_until  # noqa: E402
+from enginejobs.support import make_or_parmake as run  # noqa: E402
+from enginejobs.support import wait_until  # noqa: E402
 
 from nbmake_ext import File, InvalidJob, JobsFailed  # noqa: E402
 from nbmake_ext.files.shell import format_command, group_members  # noqa: E402
@@ -44,28 +44,6 @@ def proc_lab(tmp_path):
     store = tmp_path / "store"
     env = pt.env_for(log, NBMAKE_TEST_STORE=str(store))
     return tmp_path, log, store, env
-
-
-@pytest.fixture
-def fresh(make_ctx):
-    last = []
-
-    def new():
-        if last:
-            last.pop().close()
-        ctx = make_ctx()
-        last.append(ctx)
-        return ctx
-    return new
-
-
-def run(ctx, how: str, *targets):
-    try:
-        if how == "make":
-            return ctx.make(*targets)
-        return guarded(ctx.parmake, *targets, n=2)
-    except JobsFailed as exc:
-        return exc
 
 
 def states(ctx) -> dict[str, str]:

@@ -23,7 +23,7 @@ PYTHON = sys.executable
 
 __all__ = ["engine_env", "engine_leaks", "lab", "make_ctx", "EXEC_DIR", "ENGINE_MODULE",
            "PYTHON", "alive", "wait_gone", "wait_until", "wait_ready", "guarded", "Hung",
-           "is_engine"]
+           "is_engine", "fresh", "make_or_parmake", "cluster_leftovers"]
 
 
 # -- processes ------------------------------------------------------------------------------
@@ -188,3 +188,62 @@ def make_ctx(tmp_path, engine_leaks):
     yield make
     for ctx in made:
         ctx.close()
+
+
+@pytest.fixture
+def fresh(make_ctx):
+    """``fresh()``: the previous context closed, a new one on the same store."""
+    last = []
+
+    def new():
+        if last:
+            last.pop().close()
+        ctx = make_ctx()
+        last.append(ctx)
+        return ctx
+    return new
+
+
+def make_or_parmake(ctx, how: str, *targets, **kw):
+    """``make``, or ``parmake`` on 2 engines; JobsFailed is returned, not raised."""
+    from nbmake_ext import JobsFailed
+
+    try:
+        if how == "make":
+            return ctx.make(*targets)
+        return guarded(ctx.parmake, *targets, n=2, **kw)
+    except JobsFailed as exc:
+        return exc
+
+
+# -- a Dask cluster's processes -------------------------------------------------------------
+
+def descendants() -> dict[int, str]:
+    """This process's descendants: pid -> command line."""
+    import psutil
+
+    out = {}
+    for p in psutil.Process().children(recursive=True):
+        try:
+            out[p.pid] = " ".join(p.cmdline())
+        except psutil.Error:
+            pass
+    return out
+
+
+def cluster_leftovers(before: set[int], within: float = 15.0) -> dict[int, str]:
+    """The processes started since ``before`` (a set of ``descendants()``) still alive
+    after ``within`` seconds: killed, and returned for the caller to fail on."""
+    end = time.monotonic() + within
+    while True:
+        left = {pid: cmd for pid, cmd in descendants().items()
+                if pid not in before and "resource_tracker" not in cmd}
+        if not left or time.monotonic() > end:
+            break
+        time.sleep(0.1)
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return left
