@@ -109,8 +109,10 @@ class Kernel:
     def run(self, code: str, *, stdin: Iterable[str] = (), timeout: float | None = None) -> Reply:
         msgs: list[dict] = []
         answers = iter(stdin)
+        # stop_on_error=False: these requests come one at a time, and ipykernel 6 may still
+        # be aborting the queue after a failed cell when the next request arrives.
         reply = self.kc.execute_interactive(
-            code, timeout=timeout or self.timeout, output_hook=msgs.append,
+            code, timeout=timeout or self.timeout, output_hook=msgs.append, stop_on_error=False,
             allow_stdin=True, stdin_hook=lambda _msg: self.kc.input(next(answers)))
         content = reply["content"]
         return Reply(content["status"], msgs, content.get("payload", []))
