@@ -10,11 +10,9 @@ from .options import NO_OPTIONS, JobOptions
 
 
 def short_hash(*parts: str, n: int = 8) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    for p in parts:
-        h.update(p.encode())
-        h.update(b"\x00")
-    return h.hexdigest()[:n]
+    # The bytes hashed are each part followed by a NUL, all in one update.
+    text = "\x00".join(parts) + "\x00" if parts else ""
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()[:n]
 
 
 def default_job_id(name: str, function_label: str, args_fp: str, parent: str | None = None) -> str:

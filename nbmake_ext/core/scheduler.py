@@ -34,6 +34,19 @@ from .states import (
     BLOCKED, DONE, FAILED, FINAL, LEGAL, OK, QUEUED, RETURNED, SKIPPED, WAITING,
 )
 
+_WAITS_ON_NOTHING: frozenset[str] = frozenset()
+
+# Jobs that run for the same reasons share one tuple of them (most share "never ran" or
+# "code changed: f"): at 100,000 jobs, one tuple each is megabytes.
+_REASONS: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def _shared_reasons(why: tuple[str, ...]) -> tuple[str, ...]:
+    if len(_REASONS) > 4096:
+        _REASONS.clear()
+    return _REASONS.setdefault(why, why)
+
+
 def _gate(parent: str) -> str:
     # The dependency a stored child has on its dynamic parent being decided first.
     return "\x00parent:" + parent
@@ -307,6 +320,9 @@ class Scheduler(Checks, DynamicJobs, Failures):
     # -- decisions ------------------------------------------------------------------------
 
     def _decide(self, jid: str) -> None:
+        # Waiting on nothing now: one shared empty set rather than one per job (a job that
+        # waits again gets a set of its own).
+        self.waiting_on[jid] = _WAITS_ON_NOTHING
         spec = self.graph.specs[jid]
         record = self.records.get(jid)
         forced = self.forced.get(jid)
@@ -326,7 +342,7 @@ class Scheduler(Checks, DynamicJobs, Failures):
             if record is None and self._since_failure is not None:
                 why = [*self._since_failure(jid), *why]
             why = [signature.LAST_RUN_FAILED, *why]
-        self.reasons[jid] = why = tuple(why)
+        self.reasons[jid] = why = _shared_reasons(tuple(why))
         self.restored.discard(jid)
         self._set(jid, QUEUED)
         self._out.append(Run(jid, why))

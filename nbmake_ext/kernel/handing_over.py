@@ -8,7 +8,7 @@ loop's state.
 from __future__ import annotations
 
 import pickle
-from typing import Any
+from typing import Any, Mapping
 
 from ..files.paths import show
 from ..promise import resolve
@@ -66,7 +66,7 @@ class HandingOver:
             self._fail(jid, str(exc), "", None)
             return None
         results = self.sched.results
-        self.running[jid] = ({d: results[d] for d in spec.deps}, args, kwargs, in_fps)
+        self.running[jid] = (_consumed(results, spec.deps), args, kwargs, in_fps)
         return Call(jid, func, r_args, r_kwargs, spec.dynamic, spec.options.timeout, env, files)
 
     def _input_files(self, jid: str, spec) -> dict[str, str] | None:
@@ -105,7 +105,7 @@ class HandingOver:
             if pending is not None:  # its file may not be written yet: it travels along
                 inline[dep] = pending
         results = self.sched.results
-        self.running[jid] = ({d: results[d] for d in spec.deps}, args, kwargs, in_fps)
+        self.running[jid] = (_consumed(results, spec.deps), args, kwargs, in_fps)
         return RemoteJob(jid, key, blob, data, deps, spec.dynamic, inline, sources)
 
     def describe(self, jid: str) -> RemoteJob:
@@ -171,3 +171,12 @@ class HandingOver:
             return self.store.load_result(job_id)
         except ResultUnavailable as exc:
             raise Lost(job_id, str(exc)) from None
+
+
+# What a job without dependencies consumed: one shared empty dict (it becomes its run
+# record's ``dep_fps``, which is never changed), not one per job.
+_CONSUMED_NOTHING: dict[str, str] = {}
+
+
+def _consumed(results: Mapping[str, str | None], deps: tuple[str, ...]) -> Mapping[str, str]:
+    return {d: results[d] for d in deps} if deps else _CONSUMED_NOTHING
