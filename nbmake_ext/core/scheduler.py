@@ -121,10 +121,18 @@ class Scheduler(Checks, DynamicJobs, Failures):
         self.errors: dict[str, str] = {}
         self.blocked_by: dict[str, str] = {}
         self.reasons: dict[str, tuple[str, ...]] = {}
-        self._dependents: dict[str, list[str]] = graph.dependents()
+        self._dependents_of: dict[str, list[str]] | None = None  # see _dependents
         self._defined: dict[str, set[str]] = {}  # dynamic parent -> children defined this run
         self.attempts: dict[str, int] = {}  # job -> its attempts so far, once it was retried
         self._out: list[Action] = []
+
+    @property
+    def _dependents(self) -> dict[str, list[str]]:
+        """Job -> the jobs that take its result, built when first needed: a make where
+        nothing runs (a no-op of 100,000 jobs) never needs it."""
+        if self._dependents_of is None:
+            self._dependents_of = self.graph.dependents()
+        return self._dependents_of
 
     # -- public ---------------------------------------------------------------------------
 
