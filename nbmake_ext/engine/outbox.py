@@ -7,6 +7,12 @@ than ``SHORT`` the last time here) and more are queued behind it. So a result wa
 job, and never behind a long or unknown one (the kernel is told before such a job starts).
 Anything else the engine says (a child, an answer to the kernel) goes at once, after
 whatever waits, so the kernel sees every message in the order the engine produced it.
+
+When few jobs are left queued, what waits goes before the next job, so the kernel can
+send more before this engine runs dry; but once per ebb: the outcomes of the last few
+jobs then wait for the queue to empty (the engine says all it has when it is idle), or
+for more jobs to come. Else a fan-out's engine would send each of its last jobs'
+outcomes alone, every time the kernel refills it.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ class Outbox:
         self._waiting: list[tuple[str, dict, tuple]] = []  # kind, meta, payloads
         self._since = 0.0
         self._seconds: dict[str, float] = {}  # function key -> its last duration here
+        self._ebb_told = False  # what waited went as the queue ran low (no jobs came since)
 
     def send(self, kind: str, meta: dict | None, *payloads: bytes, outcome: bool = False) -> None:
         """``outcome``: a job's result, which may wait for the next ones."""
@@ -69,6 +76,14 @@ class Outbox:
         if not self._waiting:
             return
         last = self._seconds.get(func_key)
-        if last is None or last >= SHORT or queued < BUSY \
-                or time.monotonic() - self._since >= MAX_WAIT:
+        if last is None or last >= SHORT or time.monotonic() - self._since >= MAX_WAIT:
             self.flush()
+        elif queued >= BUSY:
+            self._ebb_told = False
+        elif not self._ebb_told:
+            self._ebb_told = True
+            self.flush()
+
+    def jobs_came(self) -> None:
+        """The kernel sent more jobs: the next ebb of the queue is told again."""
+        self._ebb_told = False
