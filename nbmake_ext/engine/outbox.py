@@ -9,10 +9,11 @@ Anything else the engine says (a child, an answer to the kernel) goes at once, a
 whatever waits, so the kernel sees every message in the order the engine produced it.
 
 When few jobs are left queued, what waits goes before the next job, so the kernel can
-send more before this engine runs dry; but once per ebb: the outcomes of the last few
-jobs then wait for the queue to empty (the engine says all it has when it is idle), or
-for more jobs to come. Else a fan-out's engine would send each of its last jobs'
-outcomes alone, every time the kernel refills it.
+send more before this engine runs dry (a chain's next link waits on each outcome). But
+once a deep queue ebbs, only once: the outcomes of its last few jobs then wait for the
+queue to empty (the engine says all it has when it is idle), or for more jobs to come.
+Else a fan-out's engine would send each of its last jobs' outcomes alone, every time the
+kernel refills it.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ class Outbox:
         self._waiting: list[tuple[str, dict, tuple]] = []  # kind, meta, payloads
         self._since = 0.0
         self._seconds: dict[str, float] = {}  # function key -> its last duration here
-        self._ebb_told = False  # what waited went as the queue ran low (no jobs came since)
+        self._deep = False    # outcomes waited behind a queue of BUSY jobs or more
+        self._ebbing = False  # ...which then ran low: told once, no jobs came since
 
     def send(self, kind: str, meta: dict | None, *payloads: bytes, outcome: bool = False) -> None:
         """``outcome``: a job's result, which may wait for the next ones."""
@@ -79,11 +81,13 @@ class Outbox:
         if last is None or last >= SHORT or time.monotonic() - self._since >= MAX_WAIT:
             self.flush()
         elif queued >= BUSY:
-            self._ebb_told = False
-        elif not self._ebb_told:
-            self._ebb_told = True
+            self._deep = True
+        elif self._deep:  # the queue ebbs: the kernel is told now, of the rest when idle
+            self._deep, self._ebbing = False, True
+            self.flush()
+        elif not self._ebbing:  # a queue that is never deep (a chain): told every time
             self.flush()
 
     def jobs_came(self) -> None:
-        """The kernel sent more jobs: the next ebb of the queue is told again."""
-        self._ebb_told = False
+        """The kernel sent more jobs: the end of an ebb."""
+        self._ebbing = False

@@ -101,7 +101,7 @@ def test_the_running_mark_is_in_the_file_even_after_a_sigkill(tmp_path):
 def test_as_the_queue_runs_low_what_waits_goes_once_then_with_the_last_jobs():
     """A fan-out's engine, refilled in bursts: the outcomes go as its queue ebbs (so the
     kernel sends more), and the last few jobs' outcomes together, not one message each.
-    Jobs that come start a new ebb."""
+    A queue that is never deep, as a chain's, has each outcome told before the next job."""
     kernel = Kernel()
     box = Outbox(Signer(KEY), kernel)
     box.ran("quick", 0.00001)
@@ -115,6 +115,7 @@ def test_as_the_queue_runs_low_what_waits_goes_once_then_with_the_last_jobs():
     assert len(kernel.messages) == 2
     assert kernel.said() == [f"j{i}" for i in range(O.BUSY + 4)]
     box.jobs_came()
-    box.send("done", {"job_id": "k"}, outcome=True)
-    box.before_job("quick", 1)  # a new ebb: told again
-    assert kernel.said()[-1] == "k" and len(kernel.messages) == 3
+    for i in range(2):  # a shallow queue (a chain): each outcome goes before the next job
+        box.send("done", {"job_id": f"k{i}"}, outcome=True)
+        box.before_job("quick", 1)
+        assert kernel.said()[-1] == f"k{i}" and len(kernel.messages) == 3 + i
