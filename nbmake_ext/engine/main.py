@@ -183,6 +183,7 @@ class Engine:
                 self.queue.append((meta, payload, {d: next(frames) for d in meta["inline"]}))
                 # A new run of it: a job sent after this one must not take an older result.
                 self.made.pop(meta["job_id"], None)
+            self.outbox.jobs_came()
         elif kind == "cancel":  # an interrupt: jobs not started go back
             self.send("dropped", {"jobs": [job[0]["job_id"] for job in self.queue]})
             self.queue.clear()

@@ -7,6 +7,13 @@ than ``SHORT`` the last time here) and more are queued behind it. So a result wa
 job, and never behind a long or unknown one (the kernel is told before such a job starts).
 Anything else the engine says (a child, an answer to the kernel) goes at once, after
 whatever waits, so the kernel sees every message in the order the engine produced it.
+
+When few jobs are left queued, what waits goes before the next job, so the kernel can
+send more before this engine runs dry (a chain's next link waits on each outcome). But
+once a deep queue ebbs, only once: the outcomes of its last few jobs then wait for the
+queue to empty (the engine says all it has when it is idle), or for more jobs to come.
+Else a fan-out's engine would send each of its last jobs' outcomes alone, every time the
+kernel refills it.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ class Outbox:
         self._waiting: list[tuple[str, dict, tuple]] = []  # kind, meta, payloads
         self._since = 0.0
         self._seconds: dict[str, float] = {}  # function key -> its last duration here
+        self._deep = False    # outcomes waited behind a queue of BUSY jobs or more
+        self._ebbing = False  # ...which then ran low: told once, no jobs came since
 
     def send(self, kind: str, meta: dict | None, *payloads: bytes, outcome: bool = False) -> None:
         """``outcome``: a job's result, which may wait for the next ones."""
@@ -69,6 +78,16 @@ class Outbox:
         if not self._waiting:
             return
         last = self._seconds.get(func_key)
-        if last is None or last >= SHORT or queued < BUSY \
-                or time.monotonic() - self._since >= MAX_WAIT:
+        if last is None or last >= SHORT or time.monotonic() - self._since >= MAX_WAIT:
             self.flush()
+        elif queued >= BUSY:
+            self._deep = True
+        elif self._deep:  # the queue ebbs: the kernel is told now, of the rest when idle
+            self._deep, self._ebbing = False, True
+            self.flush()
+        elif not self._ebbing:  # a queue that is never deep (a chain): told every time
+            self.flush()
+
+    def jobs_came(self) -> None:
+        """The kernel sent more jobs: the end of an ebb."""
+        self._ebbing = False

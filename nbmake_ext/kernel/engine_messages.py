@@ -126,6 +126,7 @@ class EngineMessages:
     def _mean_duration(self, seconds: float) -> None:
         mean = self.job_seconds
         self.job_seconds = seconds if mean is None else 0.8 * mean + 0.2 * seconds
+        self._depth = self.depth()
 
     def _head_started(self, engine: Engine, out: list) -> None:
         """A job reached the head of its engine's queue: the engine runs it now."""

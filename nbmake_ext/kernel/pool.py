@@ -82,6 +82,7 @@ class EnginePool(EngineDeaths, EngineMessages):
         self._count = 0
         self._checked = 0.0
         self.job_seconds: float | None = None  # a running mean of the jobs' durations
+        self._depth = DEPTH  # depth() for that mean: set as the mean changes
         self.made_here: dict[str, tuple[bytes, str]] = {}  # this run: job -> engine, checksum
         self.after: dict[str, tuple[str, ...]] = {}  # sent ahead, on its engine: its inputs
         self.sent_ahead = 0                     # how many jobs were sent ahead (ever)
@@ -158,11 +159,8 @@ class EnginePool(EngineDeaths, EngineMessages):
     def free_slots(self) -> int:
         if time.monotonic() - self._checked > CHECK_EVERY:
             self._check_engines(self._out)
-        engines = self.engines.values()
-        # Prefetch only once every engine is up: else the first one takes two jobs while
-        # the next is still starting.
-        depth = self.depth() if all(e.ready for e in engines) else 1
-        return sum(max(0, depth - e.load) for e in engines if e.ready)
+        depth = self._open_depth()
+        return sum(max(0, depth - e.load) for e in self.engines.values() if e.ready)
 
     def depth(self) -> int:
         """Jobs each engine holds: more when they are short, so an engine is rarely idle
@@ -171,24 +169,42 @@ class EnginePool(EngineDeaths, EngineMessages):
             return DEPTH
         return max(DEPTH, min(MAX_DEPTH, int(QUEUE_SECONDS / max(self.job_seconds, 1e-6))))
 
+    def _open_depth(self) -> int:
+        """The depth engines are filled to now. Prefetch only once every engine is up:
+        else the first one takes two jobs while the next is still starting."""
+        return self._depth if all(e.ready for e in self.engines.values()) else 1
+
     def has_capacity(self) -> bool:
-        return self.free_slots() > 0
+        # Asked before every job handed over: one pass over the engines, no sum.
+        if time.monotonic() - self._checked > CHECK_EVERY:
+            self._check_engines(self._out)
+        depth = self._open_depth()
+        return any(e.ready and e.load < depth for e in self.engines.values())
 
     @property
     def busy(self) -> bool:
         return bool(self._out) or any(e.load for e in self.engines.values())
 
     def submit(self, job: RemoteJob) -> None:
-        depth = self.depth()
-        ready = [e for e in self.engines.values() if e.ready and e.load < depth]
-        if not ready:  # the engine we counted on died meanwhile
+        # An idle engine first; among equals, one that holds an input already. (One pass:
+        # this runs for every job.)
+        depth, best, best_key = self._depth, None, None
+        produced_by = self.produced_by
+        for engine in self.engines.values():
+            if not engine.ready:
+                continue
+            load = engine.load
+            if load >= depth:
+                continue
+            key = (load, not any(produced_by.get(d) == engine.identity for d in job.deps)) \
+                if job.deps else (load, False)
+            if best is None or key < best_key:
+                best, best_key = engine, key
+        if best is None:  # the engine we counted on died meanwhile
             self._out.append(Requeue([job.job_id]))
             return
-        holders = {self.produced_by.get(d) for d in job.deps}
-        # An idle engine first; among equals, one that holds an input already.
-        engine = min(ready, key=lambda e: (e.load, e.identity not in holders))
-        engine.outbox.append(job)
-        self._place(engine, job)
+        best.outbox.append(job)
+        self._place(best, job)
 
     def _place(self, engine: Engine, job: RemoteJob) -> None:
         if self.made_here:

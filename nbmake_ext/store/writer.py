@@ -3,13 +3,15 @@
 A batch's result files are written and flushed to disk together (one ``syncfs`` rather
 than one fsync per file), and only then are its records committed, in one transaction.
 
-Who applies a batch: the thread that records, as it records, once ``MAX_BACKLOG`` writes
-(or ``MAX_BYTES`` of results) wait or the oldest has waited ``MAX_AGE`` (a make of quick
-jobs); else a background thread, once the oldest has waited ``LATE`` (the make is inside a
-long job, or waiting for engines). Large batches are cheap batches: a commit costs about
-the same for ten results as for a thousand.
+Who applies a batch: a background thread, once the oldest write has waited ``MAX_AGE``;
+the thread that records, as it records, only once ``MAX_BACKLOG`` writes (or ``MAX_BYTES``
+of results) wait (the background thread is behind). So the make's thread goes on handing
+out jobs while a batch commits: the database's work and its flush to disk release the
+interpreter lock. Large batches are cheap batches: a commit costs about the same for ten
+results as for a thousand.
 Handing every write to another thread would cost more than the write itself: the two
-threads share one interpreter lock, and each hand-over waits for it.
+threads share one interpreter lock, and each hand-over waits for it. A batch is handed
+over whole, by the age of its oldest write.
 """
 
 from __future__ import annotations
@@ -29,9 +31,9 @@ from . import blobs, db
 MAX_BACKLOG = 1024    # writes (each holds its job's claim until committed)
 MAX_BYTES = 64 << 20  # of results held in memory until written
 # SPEC 4 promises that a kill loses at most the jobs that finished in the last 0.1 s: a
-# write waits at most 0.05 s to be applied, which leaves the other half for its commit.
-MAX_AGE = 0.05        # seconds
-LATE = 0.05           # seconds
+# write waits at most 0.05 s to be applied, which leaves the other half for its commit
+# (and for the background thread to get the interpreter lock: a few milliseconds).
+MAX_AGE = 0.045       # seconds
 
 
 @dataclass(slots=True)
@@ -87,12 +89,11 @@ class Writer:
             self._bytes += size
             if len(items) == 1:
                 self._since = time.monotonic()
-                self._wake.notify()
-                due = size >= MAX_BYTES
+                self._wake.notify()  # the background thread applies it by MAX_AGE
+                full = size >= MAX_BYTES
             else:
-                due = len(items) >= MAX_BACKLOG or self._bytes >= MAX_BYTES \
-                    or time.monotonic() - self._since >= MAX_AGE
-        if due:
+                full = len(items) >= MAX_BACKLOG or self._bytes >= MAX_BYTES
+        if full:
             self.apply()
 
     def apply(self) -> None:
@@ -133,7 +134,7 @@ class Writer:
                     if not self._items:
                         self._wake.wait()
                         continue
-                    wait = self._since + LATE - time.monotonic()
+                    wait = self._since + MAX_AGE - time.monotonic()
                     if wait <= 0:
                         break
                     self._wake.wait(wait)

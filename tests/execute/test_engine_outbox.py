@@ -96,3 +96,26 @@ def test_the_running_mark_is_in_the_file_even_after_a_sigkill(tmp_path):
     mark.set("")
     assert decode_running(path.read_bytes()) == ""
     assert os.path.getsize(path) % 4096 == 0
+
+
+def test_as_the_queue_runs_low_what_waits_goes_once_then_with_the_last_jobs():
+    """A fan-out's engine, refilled in bursts: the outcomes go as its queue ebbs (so the
+    kernel sends more), and the last few jobs' outcomes together, not one message each.
+    A queue that is never deep, as a chain's, has each outcome told before the next job."""
+    kernel = Kernel()
+    box = Outbox(Signer(KEY), kernel)
+    box.ran("quick", 0.00001)
+    queued = O.BUSY + 3
+    for i in range(O.BUSY + 4):
+        box.before_job("quick", queued)
+        queued -= 1
+        box.send("done", {"job_id": f"j{i}"}, outcome=True)
+    assert len(kernel.messages) == 1  # told once, as the queue fell below BUSY
+    box.flush()  # the engine is idle: the rest together
+    assert len(kernel.messages) == 2
+    assert kernel.said() == [f"j{i}" for i in range(O.BUSY + 4)]
+    box.jobs_came()
+    for i in range(2):  # a shallow queue (a chain): each outcome goes before the next job
+        box.send("done", {"job_id": f"k{i}"}, outcome=True)
+        box.before_job("quick", 1)
+        assert kernel.said()[-1] == f"k{i}" and len(kernel.messages) == 3 + i

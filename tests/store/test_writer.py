@@ -48,8 +48,7 @@ def test_a_result_is_committed_soon_while_the_make_is_busy_elsewhere(tmp_path):
 
 
 def test_a_quick_make_commits_on_its_own_thread_once_enough_writes_wait(tmp_path, monkeypatch):
-    monkeypatch.setattr(writer_module, "LATE", 60.0)  # the background thread never steps in
-    monkeypatch.setattr(writer_module, "MAX_AGE", 60.0)
+    monkeypatch.setattr(writer_module, "MAX_AGE", 60.0)  # the background thread never steps in
     store = Store(tmp_path / "s")
     n = writer_module.MAX_BACKLOG
     store.define([(spec(f"j{i}"), "key", b"blob", b"payload") for i in range(n)])
@@ -69,8 +68,32 @@ def test_a_quick_make_commits_on_its_own_thread_once_enough_writes_wait(tmp_path
     store.close()
 
 
+def test_a_quick_make_leaves_batches_due_by_age_to_the_background_thread(tmp_path,
+                                                                         monkeypatch):
+    """Writes that waited long enough are committed, but not by the make's thread: it goes
+    on handing out jobs while the background thread commits (below a full backlog)."""
+    monkeypatch.setattr(writer_module, "MAX_AGE", 0.0)  # every write is due at once
+    store = Store(tmp_path / "s")
+    n = 50
+    store.define([(spec(f"j{i}"), "key", b"blob", b"payload") for i in range(n)])
+    appliers = set()
+    apply_batch = writer_module.Writer._apply_batch
+
+    def noting(self, batch):
+        appliers.add(threading.current_thread().name)
+        apply_batch(self, batch)
+    monkeypatch.setattr(writer_module.Writer, "_apply_batch", noting)
+    for i in range(n):
+        store.record_success(f"j{i}", record(), dumps_value(i), {}, ("", ""))
+    deadline = time.monotonic() + 10
+    while len(committed(store)) < n and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert committed(store) == {f"j{i}" for i in range(n)}
+    assert appliers == {"nbmake-writer"}
+    store.close()
+
+
 def test_results_held_in_memory_are_committed_once_they_add_up(tmp_path, monkeypatch):
-    monkeypatch.setattr(writer_module, "LATE", 60.0)
     monkeypatch.setattr(writer_module, "MAX_AGE", 60.0)
     monkeypatch.setattr(writer_module, "MAX_BYTES", 100_000)
     store = Store(tmp_path / "s")
