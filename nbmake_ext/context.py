@@ -29,6 +29,7 @@ from .promise import Promise
 from .queries import Details, JobRow, Queries  # noqa: F401  (JobRow, Details: re-exported)
 from .registration import code_of, comp_spec, function_blob, payload, shell_spec
 from .store import Store, StoredJob
+from .shared.gc_pause import gc_paused
 
 DEFAULT_STORE = ".nbmake"
 
@@ -230,6 +231,10 @@ class Context(Queries):
 
     def sync(self) -> None:
         """Record pending definitions in the store and reread what is stored."""
+        with gc_paused():  # (objects per job, kept: nothing to collect)
+            self._sync()
+
+    def _sync(self) -> None:
         self._refresh_code()
         if self._outputs_added:
             self._link_inputs()

@@ -24,6 +24,7 @@ from ..core.scheduler import QUEUED, Scheduler
 from ..errors import InternalError
 from ..files.fingerprints import FileState
 from ..promise import resolve
+from ..shared.gc_pause import gc_paused
 from ..shared.outcomes import Durable, JobRaised, JobReturned, JobStored, Outcome
 from ..shared.values_cache import ByteLRU
 from ..store import Store, StoredJob
@@ -146,7 +147,8 @@ class Driver(Recording, SendAhead, HandingOver):
         t0 = time.perf_counter()
         report = RunReport(self.command, targets=list(self.sched.targets))
         try:
-            self._apply(self.sched.start())
+            with gc_paused():  # every job decided at once: objects per job, kept
+                self._apply(self.sched.start())
             while True:
                 self._dispatch()
                 if self.sched.finished and not self.pending_durable:

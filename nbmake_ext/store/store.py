@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import gc
 import json
 import logging
 import os
@@ -26,6 +25,7 @@ import cloudpickle
 from ..core.jobspec import JobSpec, RunRecord
 from ..core.options import NO_OPTIONS, from_json
 from ..errors import NotDone, StoreError
+from ..shared.gc_pause import gc_paused
 from . import blobs, db
 from .results import INLINE, INLINE_MAX, checked_row, is_inline
 from .claims import Claims
@@ -187,14 +187,14 @@ class Store(_Recording):
         """Every stored job, with what its result was made from and whether the file is there."""
         files = blobs.stamps(self.results_dir)
         # One read transaction: every row is of the same moment.
-        with _one_moment(self._conn) as conn, _gc_paused():
+        with _one_moment(self._conn) as conn, gc_paused():
             return self._decode(conn.execute(self._ROWS), files.get)
 
     def snapshot_of(self, job_ids: Iterable[str]) -> dict[str, StoredJob]:
         """The same for a few jobs (re-reads after a claim or a wait)."""
         out: dict[str, StoredJob] = {}
         stamp_of = functools.partial(blobs.stamp, self.results_dir)
-        with _one_moment(self._conn) as conn, _gc_paused():
+        with _one_moment(self._conn) as conn, gc_paused():
             for chunk in _chunks(list(job_ids)):
                 rows = conn.execute(self._ROWS + f" WHERE j.job_id IN ({_marks(chunk)})", chunk)
                 out.update(self._decode(rows, stamp_of))
@@ -503,21 +503,6 @@ class Store(_Recording):
             self._writer = None
         self._claims.close()
         self._conn.close()
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection while a read builds its objects (three per job): each
-    collection the allocations would trigger walks every object alive, which made up a
-    third of reading 100,000 jobs. The objects built are kept, so there is nothing to
-    collect; collection resumes after (if it was on)."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 @contextlib.contextmanager
