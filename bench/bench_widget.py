@@ -11,6 +11,9 @@ to the next frame (style, layout and paint forced):
   most every 100 ms during a run;
 - new children: a batch that adds B dynamic children under running parents;
 - final snapshot: the whole board replaced (what the end of a command does);
+- click -> details: a click on a job's cell (scrolled into view first, untimed) until the
+  frame that shows its details panel: the first click of a fresh board (the panel opens),
+  then the median and max of clicks on jobs spread over every group;
 - graph: the dagre layout and drawing of the 300 jobs around one job;
 - timeline: a bar per job of the board (one run each, on 8 engines), drawn when its tab
   is opened.
@@ -50,6 +53,20 @@ TIMED_DELTAS = """async (deltas) => {
     times.push(performance.now() - t0);
   }
   return times;
+}"""
+
+
+CLICK = """async (id) => {
+  const cell = document.querySelector(`.nbm-jobs [data-job-id="${id}"]`);
+  cell.scrollIntoView({ block: "nearest" });
+  for (let k = 0; k < 3; k++) await new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
+  const t0 = performance.now();
+  cell.click();
+  document.body.offsetHeight;
+  await new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
+  const shown = document.querySelector('[data-role="details"] .nbm-jid')?.textContent;
+  if (shown !== id) throw new Error(`details show ${shown}, not ${id}`);
+  return performance.now() - t0;
 }"""
 
 
@@ -95,7 +112,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--batches", type=int, default=20)
-    parser.add_argument("--repeat", type=int, default=3, help="first renders to take the best of")
+    parser.add_argument("--repeat", type=int, default=3, help="fresh boards: first renders to take the best of, first clicks")
     args = parser.parse_args()
 
     board = big_board(args.jobs)
@@ -119,8 +136,27 @@ def main() -> None:
               f"snapshot and DOM {best[1]:.0f} ms + first frame {best[2]:.0f} ms (best of "
               f"{args.repeat}: {', '.join(f'{t[1] + t[2]:.0f}' for t in firsts)})")
 
-        page = b.new_page(viewport={"width": 1280, "height": 900})
         errors = []
+        rng = random.Random(3)
+        picks = [rng.choice([j for j in ids if j.startswith(f"{fn}-")])
+                 for fn in sorted({j.rsplit("-", 1)[0] for j in ids if not j.startswith("dyn-")})]
+        picks += rng.sample([j for j in ids if j.startswith("dyn-")], 3)
+        rng.shuffle(picks)
+        firsts, times = [], []
+        for k in range(args.repeat):
+            page = b.new_page(viewport={"width": 1280, "height": 900})
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            open_fake_board(page, data, run_json(exp=len(ids)))
+            page.evaluate(FRAME)
+            page.evaluate(FRAME)
+            firsts.append(page.evaluate(CLICK, ids[3 + k]))
+            times += [page.evaluate(CLICK, jid) for jid in picks]
+            page.close()
+        print(f"click -> details panel, first click (the panel opens): median "
+              f"{statistics.median(firsts):7.1f} ms   of {', '.join(f'{t:.0f}' for t in firsts)}")
+        print(f"click -> details panel, {len(times)} clicks on jobs of every group: {summary(times)}")
+
+        page = b.new_page(viewport={"width": 1280, "height": 900})
         page.on("pageerror", lambda e: errors.append(str(e)))
         open_fake_board(page, data, run_json(exp=len(ids)))
         page.evaluate(FRAME)
@@ -150,15 +186,14 @@ def main() -> None:
           return [performance.now() - t0, document.querySelectorAll('.nbm-node').length];
         }""")
         print(f"graph view around one job ({graph[1]} nodes, dagre):            {graph[0]:7.1f} ms")
-        details = page.evaluate("""async () => {
-          document.querySelector('button[data-tab="jobs"]').click();
+        back = page.evaluate("""async () => {
           const t0 = performance.now();
-          document.querySelector('[data-job-id="f5-00010"]').click();
+          document.querySelector('button[data-tab="jobs"]').click();
           document.body.offsetHeight;
           await new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
           return performance.now() - t0;
         }""")
-        print(f"click -> details panel:                                {details:7.1f} ms")
+        print(f"back to the jobs view (every cell laid out again):     {back:7.1f} ms")
         page.close()
 
         # The whole graph of a board at the limit the graph view draws in full.

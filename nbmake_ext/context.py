@@ -207,11 +207,23 @@ class Context(Queries):
         dependencies and dynamic children, transitively; in the order of the graph. Empty
         when it registered none. In a kernel, this is what a magic with no targets means
         (commands of the Python API take every job then)."""
-        graph = self.graph
-        own = [j for j in self._registered if j in graph]
+        own = [j for j in self._registered if j in self.graph]
         if not needs or not own:
             return own
         self.sync()  # dynamic children the store knows of
+        return self._needed_by(own)
+
+    def own_rows(self) -> list[JobRow]:
+        """``ls`` of ``own_jobs()`` (of every job when it registered none), from one read
+        of the store (what a kernel's board shows)."""
+        self.sync()
+        own = [j for j in self._registered if j in self.graph]
+        return self._rows(self._needed_by(own) if own else ())
+
+    def _needed_by(self, own: list[str]) -> list[str]:
+        """``own``, their dependencies and dynamic children, transitively, in the order of
+        the graph (as the last ``sync`` knows them)."""
+        graph = self.graph
         seen = set(own)
         stack = list(own)
         while stack:

@@ -93,6 +93,10 @@ class Queries:
 
     def ls(self, *targets: str) -> list[JobRow]:
         self.sync()
+        return self._rows(targets)
+
+    def _rows(self, targets: Iterable[str]) -> list[JobRow]:
+        """``ls`` on what the last ``sync`` read."""
         states = self._states()
         ids = self._select(targets, states)
         specs, stored = self.graph.specs, self._stored

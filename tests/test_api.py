@@ -293,6 +293,8 @@ def test_own_jobs_are_what_a_context_registered_and_what_they_need(tmp_path):
         children = b.graph.children("b-fan")
         assert len(children) == 2
         assert sorted(b.own_jobs()) == sorted(["b-double", "b-fan", "shared", *children])
+        # What a kernel's board shows: the rows of the same jobs, from one read.
+        assert [r.job_id for r in b.own_rows()] == [r.job_id for r in b.ls(*b.own_jobs())]
         # The API is unchanged: no targets is every job of the store, and so is `all`.
         assert b.stats()["by_state"]["todo"] == 3
         assert b.stats(*b.own_jobs())["by_state"] == {
@@ -304,5 +306,10 @@ def test_own_jobs_are_what_a_context_registered_and_what_they_need(tmp_path):
         assert sorted(CALLS) == [("double", 10), ("load", 1), ("load", 2)]
         assert {r.job_id for r in b.ls("all")} == {r.job_id for r in b.ls()}
         assert shared.job_id == "shared"
+        c = new_context(tmp_path / "s")  # registered none: every job of the store
+        try:
+            assert [r.job_id for r in c.own_rows()] == [r.job_id for r in c.ls()]
+        finally:
+            c.close()
     finally:
         b.close()

@@ -51,6 +51,11 @@ export class BoardView {
       request: (kind, id) => this.link.request(kind, id),
       busy: () => this.link.busy(),
     });
+    // Where the details open, kept while none is shown (in the jobs view): opening them
+    // must not narrow the grid, which would lay out and paint every cell again (most of the
+    // time of a click on a board of 10,000 jobs), and move the cell under the pointer.
+    this.hint = h("div.nbm-dhint", { "data-role": "details-hint" },
+      "Click a job for its details: why it runs, timings, logs, traceback.");
     this.root = h("div.nbm-board", null,
       h("div.nbm-head", null, this.title, this.status),
       this.counts,
@@ -59,7 +64,7 @@ export class BoardView {
       h("div.nbm-toolbar", null, this.tabs.jobs, this.tabs.graph, this.tabs.timeline, this.search, this.found),
       this.problems,
       h("div.nbm-body", null, h("div.nbm-main", null, this.grid.node, this.graph.node, this.timeline.node),
-        this.details.node));
+        this.details.node, this.hint));
     el.replaceChildren(this.root);
 
     this.problems.addEventListener("click", (e) => {
@@ -193,6 +198,12 @@ export class BoardView {
     this.timeline.select(id);
     if (id) this.details.show(id);
     else this.details.hide();
+    this.side();
+  }
+
+  /** The hint holds the details' place in the jobs view while no job is chosen. */
+  side() {
+    this.hint.hidden = this.tab !== "jobs" || !this.details.node.hidden;
   }
 
   show(tab) {
@@ -202,6 +213,7 @@ export class BoardView {
     this.grid.node.hidden = tab !== "jobs";
     this.graph.node.hidden = tab !== "graph";
     this.timeline.node.hidden = tab !== "timeline";
+    this.side();
     if (tab === "timeline") this.timeline.show();
     else this.timeline.hide();
     if (tab === "graph") {

@@ -84,11 +84,12 @@ class KernelSession:
         """What no targets mean in a kernel: the jobs it registered since it started and
         what they need (``args.scope``), so that notebooks sharing a store keep to their
         own jobs; every job of the store when it registered none. ``make`` and ``parmake``
-        take the registered jobs alone: they make what those need anyway."""
+        take the registered jobs alone: they make what those need anyway. So does ``show``:
+        its board works out what they need itself, in its one read of the store."""
         if not takes_targets(command) or targets_of(command.name, args):
             return
-        runs = command.name in ("make", "parmake")
-        args.scope = self.ctx.own_jobs(needs=not runs) or None
+        alone = command.name in ("make", "parmake", "show")
+        args.scope = self.ctx.own_jobs(needs=not alone) or None
 
     def bind_cell_outputs(self) -> None:
         self._made = False

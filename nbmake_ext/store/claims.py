@@ -103,6 +103,11 @@ class Claims:
         stores of one process apart: never quiet without open-file-description locks.)"""
         return not mark[1] and self.activity() == (mark[0], False)
 
+    def alone(self) -> bool:
+        """No other store (in any process) is open on this one now, so no other holds a
+        claim. (Never alone without open-file-description locks: see ``quiet_since``.)"""
+        return _OFD and not self._held_elsewhere(self._fd, _PRESENCE)
+
     def _fd_of(self, shard: int) -> int:
         fd = self._shards[shard]
         if fd is None:

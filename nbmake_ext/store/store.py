@@ -460,6 +460,8 @@ class Store(_Recording):
     def running_among(self, job_ids: Iterable[str]) -> set[str]:
         """Jobs being run now, by this store or any other process on it."""
         held = self._claims.held
+        if self._claims.alone():  # one look instead of one per job
+            return {j for j in job_ids if j in held}
         return {j for j in job_ids if j in held or self._claims.held_elsewhere(j)}
 
     def changed(self, known: dict[str, StoredJob], job_ids: list[str]) -> dict[str, StoredJob]:

@@ -216,7 +216,7 @@ class Board:
         the context registered and what they need (every job when it registered none),
         worked out again at every reload."""
         targets = tuple(targets)
-        rows = ctx.ls(*(tuple(ctx.own_jobs()) if own else targets))
+        rows = ctx.own_rows() if own else ctx.ls(*targets)
         graph = ctx.graph
         if targets and not own:
             chosen = {r.job_id for r in rows}

@@ -205,6 +205,21 @@ def test_claims_are_exclusive_between_stores_and_released(tmp_path):
     two.close()
 
 
+def test_a_store_alone_on_its_directory_looks_for_no_claims_of_others(tmp_path, monkeypatch):
+    one = Store(tmp_path / "s")
+    define(one, spec("a"), spec("b"))
+    one.claim(["a"])
+    with monkeypatch.context() as m:  # alone: one look, not one per job
+        m.setattr(one._claims, "held_elsewhere", lambda job_id: 1 / 0)
+        assert one.running_among(["a", "b"]) == {"a"}
+    two = Store(tmp_path / "s")
+    two.claim(["b"])
+    assert one.running_among(["a", "b"]) == {"a", "b"} == two.running_among(["a", "b"])
+    two.close()
+    assert one.running_among(["a", "b"]) == {"a"}
+    one.close()
+
+
 def test_claims_of_a_killed_process_vanish_with_it(tmp_path):
     store = Store(tmp_path / "s")
     define(store, spec("a"))

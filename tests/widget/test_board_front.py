@@ -167,3 +167,29 @@ def test_the_live_board_is_mounted_over_its_static_board(page):
     page.evaluate("() => window.boardForget()")
     page.wait_for_function("() => !document.querySelector('.nbm-live')")
     assert page.is_visible('[data-nbmake-board="board-1"] .nbmake-static [data-job-id="load-0"]')
+
+
+def test_opening_and_closing_the_details_leaves_every_cell_in_place(page, screenshots):
+    # A grid that narrows when the details open lays out and paints its 10,000 cells again
+    # (and moves the cell under the pointer): the details take the place of a hint instead.
+    board = big_board(2000)
+    open_fake_board(page, board.to_json(), run_json("show", active=False))
+    where = """() => Object.fromEntries([...document.querySelectorAll('.nbm-jobs [data-job-id]')]
+        .slice(0, 400).map((c) => { const r = c.getBoundingClientRect(); return [c.dataset.jobId, [r.x, r.y]]; }))"""
+    hint = page.locator('[data-role="details-hint"]')
+    details = page.locator('[data-role="details"]')
+    assert hint.is_visible() and details.is_hidden()
+    before = page.evaluate(where)
+    page.click('.nbm-jobs [data-job-id="f0-00005"]')
+    details.wait_for(state="visible")
+    assert hint.is_hidden()
+    assert details.locator(".nbm-jid").text_content() == "f0-00005"
+    page.screenshot(path=screenshots / "details-open.png")
+    assert page.evaluate(where) == before
+    details.locator(".nbm-close").click()
+    details.wait_for(state="hidden")
+    assert hint.is_visible()
+    assert page.evaluate(where) == before
+    # The other views use the whole width: no hint there.
+    page.click('button[data-tab="graph"]')
+    assert hint.is_hidden()
