@@ -51,6 +51,9 @@ class JobSpec:
             )
 
 
+_NO_FILES: dict[str, str] = {}
+
+
 @dataclass(slots=True)
 class RunRecord:
     """What the stored result of a job was computed from."""
@@ -63,4 +66,5 @@ class RunRecord:
     arg_fps: Mapping[str, str] = field(default_factory=dict)  # per argument, for `why`
     present: bool = True              # False when the result file is missing or corrupt
     # path -> content fingerprint of each input file it read and each output it wrote
-    files: Mapping[str, str] = field(default_factory=dict)
+    # (replaced, never changed: records without files share one empty dict)
+    files: Mapping[str, str] = field(default_factory=lambda: _NO_FILES)
