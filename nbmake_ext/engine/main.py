@@ -8,10 +8,12 @@ Protocol (all messages signed, see shared/wire.py), kernel -> engine:
   ``func KEY BLOB SOURCES``  a pickled function, sent once per engine; SOURCES json
                          {file: text} of its code files that exist only in the kernel's
                          linecache (notebook cells), so tracebacks show their lines
-  ``jobs META *FRAMES``  one or more jobs: META json list of {job_id, func_key, dynamic,
-                         deps {id: [file, checksum]}, inline [dep ids], [after [dep ids]],
-                         [files [inputs, outputs]] (files/run.py: checked, removed,
-                         fingerprinted around the job)};
+  ``jobs META *FRAMES``  one or more jobs: META json list of, per job, a list
+                         (shared/outcomes.py, JOB_*): job_id, func_key, dynamic,
+                         deps {id: [file, checksum]}, inline [dep ids], after [dep ids]
+                         (or null), timeout (or null), env (or null), files [inputs,
+                         outputs] (or null; files/run.py: checked, removed,
+                         fingerprinted around the job);
                          FRAMES, per job, its payload, then the pickled results of its
                          ``inline`` deps (small results the kernel holds: their files may
                          not exist yet). ``after``: a job sent ahead, before the kernel
@@ -28,11 +30,13 @@ engine -> kernel:
   ``hello META``         pid (an engine runs its jobs in the order received: the
                          kernel knows which one is running)
   ``child META SPEC BLOB PAYLOAD``   a dynamic job defined a child (streamed at once)
-  ``done META OUT ERR [DATA]``  a result: META job_id, result_fp, checksum, timing,
-                         durable [job ids whose files are now on disk], [files {output:
-                         stamp} of the outputs it wrote]; a small result
+  ``done META OUT ERR [DATA]``  a result: META a list (shared/outcomes.py, DONE_*):
+                         job_id, result_fp, checksum, timing [started, ended, duration,
+                         cpu, engine, peak_rss], durable [job ids whose files are now on
+                         disk], file, stamp, files {output: stamp} of the outputs it
+                         wrote (or null), consumed (or null); a small result
                          travels as DATA (the kernel stores it), a large one is in its
-                         file (META file, stamp: readable now, durable once listed)
+                         file (file, stamp: readable now, durable once listed)
   ``returned META TEMPLATE OUT ERR``  a dynamic job's value, which may hold child promises
   ``failed META OUT ERR``             META: job_id, error, traceback, timing
                          (``done`` and ``failed`` of a job with ``after`` inputs also carry
@@ -73,7 +77,10 @@ from ..registration import install_sources
 from ..shared.call import error_line, format_job_traceback, run_call
 from ..shared.limits import own_alarm
 from ..shared.loading import ArgumentsUnloadable, load_arguments
-from ..shared.outcomes import Call, ChildSpec, JobRaised, JobReturned
+from ..shared.outcomes import (DONE_DURABLE, DONE_FILE, DONE_STAMP, JOB_AFTER, JOB_CONSUMED,
+                               JOB_DEPS, JOB_DYNAMIC, JOB_ENV, JOB_FILES, JOB_FUNC, JOB_ID,
+                               JOB_INLINE, JOB_TIMEOUT, Call, ChildSpec, JobRaised,
+                               JobReturned, done_meta)
 from ..shared.values_cache import ByteLRU
 from ..shared.wire import Signer, Verifier
 from .outbox import Outbox
@@ -161,10 +168,10 @@ class Engine:
                             return
             if self.queue:
                 job = self.queue.popleft()
-                self.outbox.before_job(job[0]["func_key"], len(self.queue))
+                self.outbox.before_job(job[0][JOB_FUNC], len(self.queue))
                 started = time.perf_counter()
                 self.run(*job)
-                self.outbox.ran(job[0]["func_key"], time.perf_counter() - started)
+                self.outbox.ran(job[0][JOB_FUNC], time.perf_counter() - started)
             elif self.synced:
                 self.send("durable", {"jobs": self.take_synced()})
 
@@ -180,23 +187,25 @@ class Engine:
             frames = iter(payloads[1:])
             for meta in json.loads(payloads[0]):
                 payload = next(frames)
-                self.queue.append((meta, payload, {d: next(frames) for d in meta["inline"]}))
+                inline = {d: next(frames) for d in meta[JOB_INLINE]} if meta[JOB_INLINE] \
+                    else {}
+                self.queue.append((meta, payload, inline))
                 # A new run of it: a job sent after this one must not take an older result.
-                self.made.pop(meta["job_id"], None)
+                self.made.pop(meta[JOB_ID], None)
             self.outbox.jobs_came()
         elif kind == "cancel":  # an interrupt: jobs not started go back
-            self.send("dropped", {"jobs": [job[0]["job_id"] for job in self.queue]})
+            self.send("dropped", {"jobs": [job[0][JOB_ID] for job in self.queue]})
             self.queue.clear()
         elif kind == "drop":  # jobs sent ahead that will not run after all
             drop = set(json.loads(payloads[0])["jobs"])
-            gone = [job[0]["job_id"] for job in self.queue if job[0]["job_id"] in drop]
+            gone = [job[0][JOB_ID] for job in self.queue if job[0][JOB_ID] in drop]
             if gone:
-                self.queue = deque(job for job in self.queue if job[0]["job_id"] not in drop)
+                self.queue = deque(job for job in self.queue if job[0][JOB_ID] not in drop)
                 self.send("dropped", {"jobs": gone})
         elif kind == "give_back":
             # Another engine is idle: return this job if it has not started here.
             job_id = json.loads(payloads[0])["job_id"]
-            kept = [job for job in self.queue if job[0]["job_id"] != job_id]
+            kept = [job for job in self.queue if job[0][JOB_ID] != job_id]
             if len(kept) < len(self.queue):
                 self.queue = deque(kept)
                 self.send("given_back", {"job_id": job_id})
@@ -213,10 +222,10 @@ class Engine:
 
     # -- one job --------------------------------------------------------------------------
 
-    def run(self, meta: dict, payload: bytes, inline: dict[str, bytes]) -> None:
-        job_id = meta["job_id"]
+    def run(self, meta: list, payload: bytes, inline: dict[str, bytes]) -> None:
+        job_id = meta[JOB_ID]
         self.made.pop(job_id, None)  # until it succeeds
-        if meta.get("after"):
+        if meta[JOB_AFTER]:
             meta = self._after(meta, inline)
             if meta is None:
                 return
@@ -232,32 +241,33 @@ class Engine:
         # Not cleared if this process dies of something raised above: the job is to blame.
         self._mark_running("")
 
-    def _after(self, meta: dict, inline: dict[str, bytes]) -> dict | None:
+    def _after(self, meta: list, inline: dict[str, bytes]) -> list | None:
         """A job sent ahead: its ``after`` inputs are the results this engine just made.
         None (and ``skipped`` sent) if one of them did not succeed here."""
-        deps, consumed = dict(meta["deps"]), {}
-        for dep in meta["after"]:
+        deps, consumed = dict(meta[JOB_DEPS]), {}
+        for dep in meta[JOB_AFTER]:
             made = self.made.get(dep)
             if made is None:
-                self.send_outcome("skipped", {"job_id": meta["job_id"], "dep": dep})
+                self.send_outcome("skipped", {"job_id": meta[JOB_ID], "dep": dep})
                 return None
             checksum, file, data = made
             deps[dep] = [file, checksum]
             if data is not None:
                 inline[dep] = data
             consumed[dep] = checksum
-        return {**meta, "deps": deps, "consumed": consumed}
+        # With its inputs' places, and what it takes of them (JOB_CONSUMED) last.
+        return [*meta[:JOB_DEPS], deps, *meta[JOB_DEPS + 1:JOB_CONSUMED], consumed]
 
     def _mark_running(self, job_id: str) -> None:
         if self._running is not None:
             self._running.set(job_id)
 
-    def _run(self, meta: dict, payload: bytes, inline: dict[str, bytes]) -> None:
-        job_id = meta["job_id"]
-        self._deps, self._inline = meta["deps"], inline
+    def _run(self, meta: list, payload: bytes, inline: dict[str, bytes]) -> None:
+        job_id = meta[JOB_ID]
+        self._deps, self._inline = meta[JOB_DEPS], inline
         where = self.where
-        if len(meta["deps"]) > PREFETCH_FROM:
-            self._prefetch(meta["deps"], inline)
+        if len(meta[JOB_DEPS]) > PREFETCH_FROM:
+            self._prefetch(meta[JOB_DEPS], inline)
         try:
             args, kwargs = load_arguments(payload, where)
             args = resolve(args, self._load)
@@ -270,15 +280,15 @@ class Engine:
                                  "traceback": bad.traceback, "timing": {}}, b"", b"")
             return
         try:
-            func = self._function(meta["func_key"])
+            func = self._function(meta[JOB_FUNC])
         except Exception as exc:  # noqa: BLE001 - reported as the job's failure
             self.send("failed", {"job_id": job_id, "error": f"cannot load the job on "
                                  f"engine {os.getpid()}: {type(exc).__name__}: {exc}",
                                  "traceback": "", "timing": {}}, b"", b"")
             return
-        files = meta.get("files")
-        call = Call(job_id, func, args, kwargs, meta["dynamic"], meta.get("timeout"),
-                    meta.get("env"), (tuple(files[0]), tuple(files[1])) if files else None)
+        files = meta[JOB_FILES]
+        call = Call(job_id, func, args, kwargs, meta[JOB_DYNAMIC], meta[JOB_TIMEOUT],
+                    meta[JOB_ENV], (tuple(files[0]), tuple(files[1])) if files else None)
         self.running_job, self.interrupted = job_id, False
         try:
             # A KeyboardInterrupt the job raised itself is its failure; only the kernel's
@@ -291,7 +301,7 @@ class Engine:
             return
         finally:
             self.running_job = None
-        consumed = meta.get("consumed")
+        consumed = meta[JOB_CONSUMED] if len(meta) > JOB_CONSUMED else None
         for outcome in outcomes:
             if isinstance(outcome, JobRaised):
                 self.send_outcome("failed", {"job_id": job_id, "error": outcome.error,
@@ -299,7 +309,7 @@ class Engine:
                                              "timing": _timing(outcome), "consumed": consumed},
                                   outcome.stdout.encode(), outcome.stderr.encode())
             elif isinstance(outcome, JobReturned):
-                self._returned(job_id, outcome, meta["dynamic"], consumed)
+                self._returned(job_id, outcome, meta[JOB_DYNAMIC], consumed)
 
     def _made(self, job_id: str, checksum: str, file: str, data: bytes | None) -> None:
         self.made[job_id] = (checksum, file, data)
@@ -324,12 +334,9 @@ class Engine:
             return
         sum_ = blobs.checksum(data)
         self.values.put((job_id, sum_), out.value, len(data))
-        meta = {"job_id": job_id, "result_fp": result_fp, "checksum": sum_,
-                "timing": _timing(out), "durable": self.take_synced()}
-        if out.files is not None:
-            meta["files"] = out.files
-        if consumed is not None:
-            meta["consumed"] = consumed
+        # A list (shared/outcomes.py, DONE_*): thousands of these a second.
+        meta = done_meta(job_id, result_fp, sum_, out.timing, self.take_synced(), out.files,
+                         consumed)
         if len(data) <= INLINE_MAX:  # the kernel stores it: no file, no flush here
             self._made(job_id, sum_, "", data)
             self.send_outcome("done", meta, *text, data)
@@ -341,14 +348,14 @@ class Engine:
             self.send("failed", {"job_id": job_id, "traceback": "", "timing": _timing(out),
                                  "error": f"could not store the result: {exc}"}, *text)
             return
-        meta.update(file=name, stamp=list(stamp))
+        meta[DONE_FILE], meta[DONE_STAMP] = name, list(stamp)
         self._made(job_id, sum_, name, None)
         if self.durable:
             # The file is readable now; its record is committed once it is on disk.
             self.unsynced += 1
             self.to_sync.put((job_id, name))
         else:
-            meta["durable"].append(job_id)
+            meta[DONE_DURABLE].append(job_id)
         self.send_outcome("done", meta, *text)
 
     def _sync_loop(self) -> None:

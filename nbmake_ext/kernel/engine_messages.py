@@ -29,13 +29,50 @@ class EngineMessages:
             at, engine.batching = 1, True
             try:
                 for kind, meta, count in json.loads(payloads[0]):
-                    self._message(engine, kind, meta, payloads[at:at + count], out)
+                    if kind == "done":  # most of them: no dispatch on the kind
+                        self._done(engine, meta, payloads[at:at + count], out)
+                    else:
+                        self._message(engine, kind, meta, payloads[at:at + count], out)
                     at += count
             finally:
                 engine.batching = False
+                self._depth = self.depth()  # for the mean job duration now: once
             self._head_started(engine, out)
             return
+        if kind == "done":
+            self._done(engine, json.loads(payloads[0]), payloads[1:], out)
+            self._depth = self.depth()
+            return
         self._message(engine, kind, json.loads(payloads[0]), payloads[1:], out)
+
+    def _done(self, engine: Engine, meta: list, payloads: list[bytes], out: list) -> None:
+        """A result (META: shared/outcomes.py, DONE_*). The caller sets ``_depth`` for the
+        mean job duration this updates (once per message)."""
+        job_id, result_fp, checksum, timing, durable, file, stamp, files, consumed = meta
+        void = self._finished(engine, job_id, out)
+        if not void:
+            self.produced_by[job_id] = engine.identity
+            self.made_here[job_id] = (engine.identity, checksum)
+        timing = Timing(*timing)
+        mean = self.job_seconds
+        self.job_seconds = timing.duration if mean is None \
+            else 0.8 * mean + 0.2 * timing.duration
+        stored = JobStored(job_id, result_fp, file, checksum,
+                           (stamp[0], stamp[1]) if stamp else (0, 0), timing,
+                           payloads[0].decode(), payloads[1].decode(), files=files)
+        if len(payloads) > 2:
+            stored.data = payloads[2]
+        elif void:
+            if job_id not in durable:
+                engine.stale_durable.add(job_id)
+        else:
+            engine.undurable[job_id] = file
+        if not void:
+            self._outcome(job_id, stored, consumed, out)
+        elif job_id in durable:
+            durable = [j for j in durable if j != job_id]
+        if durable:  # notices ride on results: after this one's own
+            self._durable(engine, durable, out)
 
     def _message(self, engine: Engine, kind: str, meta: dict, payloads: list[bytes],
                  out: list) -> None:
@@ -44,32 +81,6 @@ class EngineMessages:
             engine.ready = True
             self._failed_starts = 0
             engine.log_from = log_size(engine.log)
-        elif kind == "done":
-            job_id = meta["job_id"]
-            void = self._finished(engine, job_id, out)
-            if not void:
-                self.produced_by[job_id] = identity
-                self.made_here[job_id] = (identity, meta["checksum"])
-            timing = Timing(**meta["timing"])
-            self._mean_duration(timing.duration)
-            stored = JobStored(job_id, meta["result_fp"], meta.get("file", ""), meta["checksum"],
-                               tuple(meta.get("stamp", (0, 0))), timing,
-                               payloads[0].decode(), payloads[1].decode(),
-                               files=meta.get("files"))
-            if len(payloads) > 2:
-                stored.data = payloads[2]
-            elif void:
-                if job_id not in meta["durable"]:
-                    engine.stale_durable.add(job_id)
-            else:
-                engine.undurable[job_id] = stored.file
-            durable = meta["durable"]
-            if not void:
-                self._outcome(job_id, stored, meta.get("consumed"), out)
-            elif job_id in durable:
-                durable = [j for j in durable if j != job_id]
-            if durable:  # notices ride on results: after this one's own
-                self._durable(engine, durable, out)
         elif kind == "returned":
             if not self._finished(engine, meta["job_id"], out):
                 out.append(JobReturned(meta["job_id"], pickle.loads(payloads[0]),
@@ -122,11 +133,6 @@ class EngineMessages:
             forward.append(job_id)
         if forward:
             out.append(Durable(forward))
-
-    def _mean_duration(self, seconds: float) -> None:
-        mean = self.job_seconds
-        self.job_seconds = seconds if mean is None else 0.8 * mean + 0.2 * seconds
-        self._depth = self.depth()
 
     def _head_started(self, engine: Engine, out: list) -> None:
         """A job reached the head of its engine's queue: the engine runs it now."""

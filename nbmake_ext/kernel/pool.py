@@ -52,6 +52,7 @@ STEAL_AFTER = 0.1  # seconds a job must have run before the one behind it moves 
 NOBLOCK = int(zmq.NOBLOCK)
 AHEAD_MAX = 2      # jobs sent ahead (not decided yet) per engine at once
 KILL_AFTER = 0.25  # seconds past a job's timeout before its engine is killed
+_NONE: list = []   # the inline inputs of a job that has none (only ever read)
 
 
 class EnginePool(EngineDeaths, EngineMessages):
@@ -172,14 +173,20 @@ class EnginePool(EngineDeaths, EngineMessages):
     def _open_depth(self) -> int:
         """The depth engines are filled to now. Prefetch only once every engine is up:
         else the first one takes two jobs while the next is still starting."""
-        return self._depth if all(e.ready for e in self.engines.values()) else 1
+        for engine in self.engines.values():
+            if not engine.ready:
+                return 1
+        return self._depth
 
     def has_capacity(self) -> bool:
-        # Asked before every job handed over: one pass over the engines, no sum.
+        # Asked before every job handed over: plain loops, no sum, no generator.
         if time.monotonic() - self._checked > CHECK_EVERY:
             self._check_engines(self._out)
         depth = self._open_depth()
-        return any(e.ready and e.load < depth for e in self.engines.values())
+        for engine in self.engines.values():
+            if engine.ready and engine.load < depth:
+                return True
+        return False
 
     @property
     def busy(self) -> bool:
@@ -220,20 +227,17 @@ class EnginePool(EngineDeaths, EngineMessages):
                 self._unsent(jobs, self._out)
                 continue
             metas, frames = [], []
-            for job in jobs:
-                meta = {"job_id": job.job_id, "func_key": job.func_key,
-                        "dynamic": job.dynamic, "deps": job.deps, "inline": list(job.inline)}
-                if job.after:
-                    meta["after"] = job.after
+            add_meta, add_frame = metas.append, frames.append
+            for job in jobs:  # each a list (shared/outcomes.py, JOB_*)
+                inline = job.inline
+                add_meta([job.job_id, job.func_key, job.dynamic, job.deps,
+                          list(inline) if inline else _NONE, job.after or None,
+                          job.timeout or None, job.env or None, job.files or None])
                 if job.timeout:
-                    meta["timeout"] = job.timeout
                     engine.timeouts[job.job_id] = job.timeout
-                if job.env:
-                    meta["env"] = job.env
-                if job.files:
-                    meta["files"] = job.files
-                metas.append(meta)
-                frames += [job.payload, *job.inline.values()]
+                add_frame(job.payload)
+                if inline:
+                    frames += inline.values()
             if not self._send(engine, "jobs", json.dumps(metas).encode(), *frames):
                 self._unsent(jobs, self._out)
                 continue

@@ -112,6 +112,16 @@ class RemoteJob:
     files: tuple[tuple[str, ...], tuple[str, ...]] | None = None  # (inputs, outputs)
 
 
+# A job as the kernel sends it to an engine (``jobs``, kernel/pool.py, engine/main.py): a
+# list. Its fields, in order: the job, its function's key, whether it is dynamic, its
+# inputs' places {dep: [file, checksum]}, the inputs whose results travel along (``inline``),
+# those it takes from its engine's memory (``after``; or None), its time limit, environment
+# and files [inputs, outputs] (or None each). The engine adds what it took of its ``after``
+# inputs (JOB_CONSUMED).
+(JOB_ID, JOB_FUNC, JOB_DYNAMIC, JOB_DEPS, JOB_INLINE, JOB_AFTER, JOB_TIMEOUT, JOB_ENV,
+ JOB_FILES, JOB_CONSUMED) = range(10)
+
+
 @dataclass(slots=True)
 class JobStored:
     """An engine made a result: a small one is ``data`` (the kernel stores it), a large
@@ -128,6 +138,24 @@ class JobStored:
     data: bytes | None = None
     consumed: dict[str, str] | None = None  # (sent ahead) checksums of the inputs it took
     files: dict[str, list] | None = None  # its outputs' stamps (files/fingerprints.py)
+
+
+# The META of an engine's ``done`` message (engine/main.py): a list, not a dict, as
+# thousands travel a second. Its fields, in order: the job, its result's fingerprint, its
+# checksum, its timing (``Timing``'s fields in order), the jobs whose files are now durable,
+# its result's file ("" when the result travels as DATA) and that file's stamp (or None),
+# its outputs' stamps (or None), the checksums of the inputs it took (sent ahead; or None).
+(DONE_JOB, DONE_RESULT_FP, DONE_CHECKSUM, DONE_TIMING, DONE_DURABLE, DONE_FILE, DONE_STAMP,
+ DONE_FILES, DONE_CONSUMED) = range(9)
+
+
+def done_meta(job_id: str, result_fp: str, checksum: str, t: Timing, durable: list[str],
+              files: dict | None = None, consumed: dict | None = None) -> list:
+    """The META of a ``done`` message, its result travelling as DATA (else the engine sets
+    DONE_FILE and DONE_STAMP)."""
+    return [job_id, result_fp, checksum,
+            [t.started, t.ended, t.duration, t.cpu, t.engine, t.peak_rss],
+            durable, "", None, files, consumed]
 
 
 @dataclass(slots=True)

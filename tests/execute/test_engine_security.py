@@ -35,6 +35,7 @@ from enginejobs import jobs as J  # noqa: E402
 from enginejobs.support import *  # noqa: E402,F401,F403
 from enginejobs.support import ENGINE_MODULE, PYTHON, guarded  # noqa: E402
 
+from nbmake_ext.shared.outcomes import DONE_JOB  # noqa: E402
 from nbmake_ext.shared import wire  # noqa: E402
 from nbmake_ext.shared.wire import KEY_BYTES, Signer, Verifier  # noqa: E402
 
@@ -247,8 +248,9 @@ class _FakeKernel:
             assert opened is not None, "the engine's message does not verify"
             kind, payloads = opened
             if kind != "many":
-                return kind, json.loads(payloads[0])
-            self.pending += [(kind, meta) for kind, meta, _ in json.loads(payloads[0])]
+                return kind, _named(kind, json.loads(payloads[0]))
+            self.pending += [(kind, _named(kind, meta))
+                             for kind, meta, _ in json.loads(payloads[0])]
         return self.pending.pop(0)
 
     def close(self) -> None:
@@ -259,6 +261,11 @@ class _FakeKernel:
         self.router.close(0)
         self.zmq.term()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _named(kind: str, meta):
+    """A ``done`` META is a list (shared/outcomes.py): its job, as other METAs have it."""
+    return {"job_id": meta[DONE_JOB]} if kind == "done" else meta
 
 
 @pytest.mark.timeout(60)
@@ -272,8 +279,9 @@ def test_forged_messages_to_an_engine_are_dropped_unread(tmp_path, marker):
         out = tmp_path / "ran.txt"
 
         def job(job_id: str, func_key: str, payload: bytes) -> list[bytes]:
-            return [json.dumps([{"job_id": job_id, "func_key": func_key, "dynamic": False,
-                                 "deps": {}, "inline": []}]).encode(), payload]
+            # A job as the kernel sends it (shared/outcomes.py, JOB_*).
+            return [json.dumps([[job_id, func_key, False, {}, [], None, None, None, None]])
+                    .encode(), payload]
 
         good_args = pickle.dumps(((str(out), "one"), {}))
         # Forged functions and jobs, each of which would create the marker if unpickled.
