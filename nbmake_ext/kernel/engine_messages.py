@@ -76,7 +76,6 @@ class EngineMessages:
 
     def _message(self, engine: Engine, kind: str, meta: dict, payloads: list[bytes],
                  out: list) -> None:
-        identity = engine.identity
         if kind == "hello":
             engine.ready = True
             self._failed_starts = 0

@@ -1080,7 +1080,7 @@ def test_undoing_the_edit_that_broke_a_job_restores_it_and_why_says_so(ctx, run_
     ns = run_cell(WORKS)
     p = ctx.comp(ns["fragile"], 1, job_id="fragile")
     d = ctx.comp(process, p, job_id="d")
-    e = ctx.comp(load, 5, job_id="e")
+    ctx.comp(load, 5, job_id="e")
     ctx.make()
     run_cell(BREAKS, ns)
     ctx.comp(ns["fragile"], 1, job_id="fragile")
