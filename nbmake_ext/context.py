@@ -29,7 +29,7 @@ from .promise import Promise
 from .queries import Details, JobRow, Queries  # noqa: F401  (JobRow, Details: re-exported)
 from .registration import code_of, comp_spec, function_blob, payload, shell_spec
 from .store import Store, StoredJob
-from .shared.gc_pause import gc_paused
+from .shared.gc_pause import gc_paused, objects_frozen
 
 DEFAULT_STORE = ".nbmake"
 
@@ -396,7 +396,8 @@ class Context(Queries):
                     started(command, lambda: len(sched.status))
                 except Exception:  # noqa: BLE001 - a view must not stop the run
                     logger.debug("the run's observer failed to start", exc_info=True)
-            report = driver.run()
+            with objects_frozen():
+                report = driver.run()
         finally:
             if ended is not None:
                 try:

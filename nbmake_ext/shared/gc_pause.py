@@ -21,3 +21,21 @@ def gc_paused() -> Iterator[None]:
     finally:
         if was:
             gc.enable()
+
+
+@contextlib.contextmanager
+def objects_frozen() -> Iterator[None]:
+    """The objects alive now are left out of garbage collection inside (``gc.freeze``):
+    for a make, whose definitions, stored records and states of every job live through it.
+    Collections still run and still find the garbage of what is made inside (jobs that run
+    in this process included); they no longer walk the whole graph each time (at 100,000
+    jobs, a full collection took about 0.1 s). Those objects are collected normally again
+    after. Not done when someone else froze objects: their freeze is theirs to undo."""
+    if not gc.isenabled() or gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
