@@ -71,36 +71,29 @@ from typing import Any
 
 import zmq
 
-from ..fingerprint import digest
 from ..promise import resolve
 from ..registration import install_sources
 from ..shared.call import error_line, format_job_traceback, run_call
 from ..shared.limits import own_alarm
 from ..shared.loading import ArgumentsUnloadable, load_arguments
-from ..shared.outcomes import (DONE_DURABLE, DONE_FILE, DONE_STAMP, JOB_AFTER, JOB_CONSUMED,
-                               JOB_DEPS, JOB_DYNAMIC, JOB_ENV, JOB_FILES, JOB_FUNC, JOB_ID,
-                               JOB_INLINE, JOB_TIMEOUT, Call, ChildSpec, JobRaised,
-                               JobReturned, done_meta)
+from ..shared.outcomes import (JOB_AFTER, JOB_CONSUMED, JOB_DEPS, JOB_DYNAMIC, JOB_ENV,
+                               JOB_FILES, JOB_FUNC, JOB_ID, JOB_INLINE, JOB_TIMEOUT, Call,
+                               ChildSpec, JobRaised, JobReturned)
 from ..shared.values_cache import ByteLRU
 from ..shared.wire import Signer, Verifier
 from .outbox import Outbox
 from ..store import blobs
-from ..store.results import INLINE, INLINE_MAX as RESULT_ROW_MAX, ResultReader
+from ..store.results import INLINE, ResultReader
 from .running_mark import RunningMark
-from ..store.store import dumps_value
-
-# A pickled result up to this size travels in its ``done`` message (and becomes a row of
-# the store's database); a larger one is a file this engine writes.
-INLINE_MAX = RESULT_ROW_MAX
+from .storing import StoringResults, _timing
 
 
 VALUES_BYTES = 128 << 20  # values this engine made or read lately (a chain skips the disk)
-MADE_KEPT = 64  # jobs whose outcome this engine remembers for jobs sent after them
 LOOK_EVERY = 0.0005  # seconds between looks for messages while jobs are queued
 PREFETCH_FROM = 8  # inputs from which a job's small results are read in one query
 
 
-class Engine:
+class Engine(StoringResults):
     def __init__(self, config: dict):
         key = bytes.fromhex(config["key"])
         self.identity = config["identity"].encode()
@@ -213,13 +206,6 @@ class Engine:
             return False
         return True
 
-    def take_synced(self) -> list[str]:
-        ids = []
-        while self.synced:
-            ids.append(self.synced.popleft())
-        self.unsynced -= len(ids)
-        return ids
-
     # -- one job --------------------------------------------------------------------------
 
     def run(self, meta: list, payload: bytes, inline: dict[str, bytes]) -> None:
@@ -311,70 +297,6 @@ class Engine:
             elif isinstance(outcome, JobReturned):
                 self._returned(job_id, outcome, meta[JOB_DYNAMIC], consumed)
 
-    def _made(self, job_id: str, checksum: str, file: str, data: bytes | None) -> None:
-        self.made[job_id] = (checksum, file, data)
-        while len(self.made) > MADE_KEPT:
-            self.made.popitem(last=False)
-
-    def _returned(self, job_id: str, out: JobReturned, dynamic: bool,
-                  consumed: dict | None = None) -> None:
-        text = (out.stdout.encode(), out.stderr.encode())
-        try:
-            data = dumps_value(out.value)
-            result_fp = digest(out.value) if not dynamic else ""
-        except Exception as exc:  # noqa: BLE001 - the job fails with that message
-            self.send("failed", {"job_id": job_id, "traceback": "", "timing": _timing(out),
-                                 "error": f"its result cannot be pickled: {exc}"}, *text)
-            return
-        if dynamic:  # the kernel resolves the children's promises, then stores it
-            meta = {"job_id": job_id, "timing": _timing(out)}
-            if out.files is not None:
-                meta["files"] = out.files
-            self.send("returned", meta, data, *text)
-            return
-        sum_ = blobs.checksum(data)
-        self.values.put((job_id, sum_), out.value, len(data))
-        # A list (shared/outcomes.py, DONE_*): thousands of these a second.
-        meta = done_meta(job_id, result_fp, sum_, out.timing, self.take_synced(), out.files,
-                         consumed)
-        if len(data) <= INLINE_MAX:  # the kernel stores it: no file, no flush here
-            self._made(job_id, sum_, "", data)
-            self.send_outcome("done", meta, *text, data)
-            return
-        name = blobs.file_name(job_id, sum_)
-        try:
-            stamp = blobs.write_atomic(self.results_dir, name, data, durable=False)
-        except OSError as exc:
-            self.send("failed", {"job_id": job_id, "traceback": "", "timing": _timing(out),
-                                 "error": f"could not store the result: {exc}"}, *text)
-            return
-        meta[DONE_FILE], meta[DONE_STAMP] = name, list(stamp)
-        self._made(job_id, sum_, name, None)
-        if self.durable:
-            # The file is readable now; its record is committed once it is on disk.
-            self.unsynced += 1
-            self.to_sync.put((job_id, name))
-        else:
-            meta[DONE_DURABLE].append(job_id)
-        self.send_outcome("done", meta, *text)
-
-    def _sync_loop(self) -> None:
-        """Flush written files in batches (one syncfs for many), then report them."""
-        while True:
-            batch = [self.to_sync.get()]
-            while True:
-                try:
-                    batch.append(self.to_sync.get_nowait())
-                except queue.Empty:
-                    break
-            if None in batch:
-                return
-            try:
-                blobs.make_durable(self.results_dir, [name for _, name in batch])
-            except OSError:
-                pass  # the checksum guards every read anyway
-            self.synced.extend(job_id for job_id, _ in batch)
-
     def _child(self, child: ChildSpec) -> None:
         from ..registration import function_blob, function_sources, payload
 
@@ -444,12 +366,6 @@ def _bare(spec):
     from dataclasses import replace
 
     return replace(spec, func=None, args=(), kwargs={})
-
-
-def _timing(out) -> dict:
-    t = out.timing
-    return {"started": t.started, "ended": t.ended, "duration": t.duration, "cpu": t.cpu,
-            "engine": t.engine, "peak_rss": t.peak_rss}
 
 
 def _watch_parent(parent: int, deathsig: bool) -> None:

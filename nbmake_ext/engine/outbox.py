@@ -3,8 +3,9 @@
 Thousands of trivial jobs a second would otherwise cost one signed message each, on both
 sides (a send, a wake-up, a receive, a signature). Outcomes wait here while the engine runs
 the next job of its queue only when that job is known to be short (its function took less
-than ``SHORT`` the last time here) and more are queued behind it. So a result waits at most about that long behind a short
-job, and never behind a long or unknown one (the kernel is told before such a job starts).
+than ``SHORT`` the last time here) and more are queued behind it. So a result waits at
+most about that long behind a short job, and never behind a long or unknown one (the
+kernel is told before such a job starts).
 Anything else the engine says (a child, an answer to the kernel) goes at once, after
 whatever waits, so the kernel sees every message in the order the engine produced it.
 

@@ -20,7 +20,6 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-import cloudpickle
 
 from ..core.jobspec import JobSpec, RunRecord
 from ..core.options import NO_OPTIONS, from_json
@@ -31,6 +30,7 @@ from .results import INLINE, INLINE_MAX, checked_row, is_inline
 from .claims import Claims
 from .writer import Writer
 from .parts import _ARG_FPS, _CODE_PARTS, _Parts  # noqa: F401  (re-exported)
+from .pickles import dumps_value  # noqa: F401  (re-exported)
 from .recording import (
     _Recording,
     _chunks,
@@ -120,20 +120,6 @@ def _loads(text: str | None) -> Any:
         if len(_json_memo) < 50_000 and len(text) <= _MEMO_MAX_TEXT:
             _json_memo[text] = value
     return value
-
-
-_PLAIN = frozenset({int, float, complex, str, bytes, bool, type(None)})
-
-
-def dumps_value(value: Any) -> bytes:
-    """Results and payloads: cloudpickle, so notebook-defined classes survive a restart.
-    Plain values (and short tuples and lists of them) take the standard pickler, which
-    writes the same bytes without cloudpickle's cost of setting up a pickler."""
-    kind = type(value)
-    if kind in _PLAIN or (kind is tuple or kind is list) and len(value) <= 32 \
-            and all(type(v) in _PLAIN for v in value):
-        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    return cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 class Store(_Recording):

@@ -439,6 +439,46 @@ def test_small_and_large_results_reach_dependents_on_both_engines_and_persist(
     assert J.names(lab).count("small-start") == 1 and J.names(lab).count("large-start") == 1
 
 
+@pytest.mark.timeout(90)
+def test_large_results_are_pickled_into_their_files_as_before_and_persist(make_ctx, lab):
+    """A large result is pickled straight into its file, hashed as it is written: the file
+    holds the very pickle of before (any reader can check and load it), its name carries
+    its checksum, and dependents on either engine get the value."""
+    from nbmake_ext.store import blobs
+    from nbmake_ext.store.pickles import dumps_value
+
+    kinds = ["bytes", "array", "fortran"]
+    ctx = make_ctx()
+    made = {k: ctx.comp(J.large, lab, k, job_id=f"large-{k}") for k in kinds}
+    users = [ctx.comp(J.describe, made[k], job_id=f"use-{k}-{i}")
+             for k in kinds for i in range(2)]
+    guarded(ctx.parmake, n=2)
+    for k in kinds:
+        value = made[k].result()
+        d = ctx.store.details(f"large-{k}")
+        data = (ctx.store.results_dir / d["r_file"]).read_bytes()
+        assert data == dumps_value(value), k
+        assert d["r_checksum"] == blobs.checksum(data)
+        assert d["r_file"] == blobs.file_name(f"large-{k}", d["r_checksum"])
+    assert all(u.result() == J.describe(made[u.job_id.split("-")[1]].result()) for u in users)
+    assert not [p for p in ctx.store.results_dir.iterdir() if p.name.startswith(".")]
+    again = make_ctx(name="store")  # a fresh process's view of the store
+    reread = {k: again.comp(J.large, lab, k, job_id=f"large-{k}") for k in kinds}
+    assert again.make().ran == 0
+    assert all(J.describe(reread[k].result()) == J.describe(made[k].result()) for k in kinds)
+
+
+@pytest.mark.timeout(90)
+def test_a_large_result_that_fails_to_pickle_half_way_fails_its_job_and_leaves_no_file(
+        make_ctx, lab):
+    ctx = make_ctx()
+    ctx.comp(J.large, lab, "unpicklable", job_id="bad")
+    with pytest.raises(JobsFailed):
+        guarded(ctx.parmake, n=1)
+    assert "its result cannot be pickled" in ctx.store.details("bad")["error"]
+    assert list(ctx.store.results_dir.iterdir()) == []
+
+
 # -- 3. what does not pickle ----------------------------------------------------------------
 
 @pytest.mark.timeout(90)

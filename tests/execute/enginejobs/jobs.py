@@ -141,6 +141,33 @@ def sized(lab: str, name: str, size: int) -> bytes:
     return os.urandom(size)
 
 
+def large(lab: str, kind: str):
+    """A result of about 2 MB of a kind an engine pickles straight into its file."""
+    import numpy as np
+
+    log(lab, f"large-{kind}-start")
+    if kind == "bytes":
+        return os.urandom(2 << 20)
+    if kind == "array":
+        return np.arange(1 << 18, dtype=np.float64)
+    if kind == "fortran":  # contiguous, but not in C order
+        return np.asfortranarray(np.arange(1 << 18, dtype=np.float64).reshape(512, 512))
+    if kind == "unpicklable":  # fails half way through its pickle
+        return [*range(200_000), (i for i in range(3))]
+    raise ValueError(kind)
+
+
+def describe(value) -> list:
+    """What a dependent sees of a large input."""
+    import hashlib
+
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        return ["array", value.shape, bool(value.flags.f_contiguous), float(value.sum())]
+    return ["bytes", hashlib.sha256(value).hexdigest()]
+
+
 def digests(a: bytes, b: bytes, tag: int = 0) -> list:
     import hashlib
 
