@@ -84,6 +84,7 @@ from ..shared.wire import Signer, Verifier
 from .outbox import Outbox
 from ..store import blobs
 from ..store.results import INLINE, ResultReader
+from .read_ahead import ReadAhead
 from .running_mark import RunningMark
 from .storing import StoringResults, _timing
 
@@ -110,6 +111,7 @@ class Engine(StoringResults):
         self.functions: dict[str, Any] = {}
         self.queue: deque[tuple[dict, bytes, dict[str, bytes]]] = deque()
         self.values = ByteLRU(VALUES_BYTES)  # keyed by (job id, result checksum)
+        self._read_ahead = ReadAhead(self.reader.read)
         self.to_sync: queue.SimpleQueue = queue.SimpleQueue()
         self.synced: deque[str] = deque()  # job ids whose files are durable, to report
         self.unsynced = 0                   # files handed to the syncer, not yet reported
@@ -252,8 +254,13 @@ class Engine(StoringResults):
         job_id = meta[JOB_ID]
         self._deps, self._inline = meta[JOB_DEPS], inline
         where = self.where
-        if len(meta[JOB_DEPS]) > PREFETCH_FROM:
-            self._prefetch(meta[JOB_DEPS], inline)
+        deps = meta[JOB_DEPS]
+        if len(deps) > PREFETCH_FROM:
+            self._prefetch(deps, inline)
+        if len(deps) > 1:
+            self._read_ahead.start([(dep, file, checksum) for dep, (file, checksum) in deps.items()
+                                    if file and file != INLINE and dep not in inline
+                                    and not self.values.get((dep, checksum))[0]])
         try:
             args, kwargs = load_arguments(payload, where)
             args = resolve(args, self._load)
@@ -265,6 +272,8 @@ class Engine(StoringResults):
             self.send("failed", {"job_id": job_id, "error": bad.message,
                                  "traceback": bad.traceback, "timing": {}}, b"", b"")
             return
+        finally:
+            self._read_ahead.clear()
         try:
             func = self._function(meta[JOB_FUNC])
         except Exception as exc:  # noqa: BLE001 - reported as the job's failure
@@ -341,6 +350,8 @@ class Engine(StoringResults):
             return value
         data = self._inline.get(job_id)
         try:
+            if data is None:
+                data = self._read_ahead.take(job_id)
             if data is None:
                 data = self.reader.read(job_id, file, checksum)
             value = pickle.loads(data)

@@ -469,6 +469,29 @@ def test_large_results_are_pickled_into_their_files_as_before_and_persist(make_c
 
 
 @pytest.mark.timeout(90)
+def test_a_job_of_many_input_files_reads_them_ahead_and_a_corrupt_one_is_remade(make_ctx, lab):
+    # Input files are read and checked ahead of their loading, on the engine's threads
+    # (engine/read_ahead.py): every input arrives, in order, and a file that no longer
+    # matches its checksum is reported lost from that thread too, and made again.
+    ctx = make_ctx()
+    raw = [ctx.comp(J.sized, lab, f"file{i}", 40_000 + i, job_id=f"file{i}") for i in range(8)]
+    assert ctx.make().ran == 8
+    bad = ctx.store.results_dir / ctx.store.details("file3")["r_file"]
+    data = bytearray(bad.read_bytes())
+    data[-100] ^= 0xFF
+    stamp = bad.stat()
+    bad.write_bytes(bytes(data))
+    os.utime(bad, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))  # as only a checksum can tell
+    top = ctx.comp(J.describe_all, raw, job_id="all")
+    with logcheck.warns("'file3' is unreadable: checksum mismatch"):
+        guarded(ctx.parmake, n=1)
+    assert top.result() == J.describe_all([r.result() for r in raw])
+    assert [len(x) for x in [r.result() for r in raw]] == [40_000 + i for i in range(8)]
+    assert [e for e, _, _ in J.events(lab)].count("file3-start") == 2
+    assert [e for e, _, _ in J.events(lab)].count("file4-start") == 1
+
+
+@pytest.mark.timeout(90)
 def test_a_large_result_that_fails_to_pickle_half_way_fails_its_job_and_leaves_no_file(
         make_ctx, lab):
     ctx = make_ctx()

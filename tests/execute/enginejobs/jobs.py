@@ -168,6 +168,12 @@ def describe(value) -> list:
     return ["bytes", hashlib.sha256(value).hexdigest()]
 
 
+def describe_all(values: list) -> list:
+    import hashlib
+
+    return [hashlib.sha256(v).hexdigest() for v in values]
+
+
 def digests(a: bytes, b: bytes, tag: int = 0) -> list:
     import hashlib
 
