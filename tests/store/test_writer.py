@@ -47,18 +47,24 @@ def test_a_result_is_committed_soon_while_the_make_is_busy_elsewhere(tmp_path):
     store.close()
 
 
-def test_a_quick_make_commits_on_its_own_thread_once_enough_writes_wait(tmp_path, monkeypatch):
-    monkeypatch.setattr(writer_module, "MAX_AGE", 60.0)  # the background thread never steps in
+def store_noting_appliers(tmp_path, monkeypatch, n: int) -> tuple[Store, set[str]]:
+    """A store of ``n`` defined jobs, and the names of the threads that apply its batches."""
     store = Store(tmp_path / "s")
-    n = writer_module.MAX_BACKLOG
     store.define([(spec(f"j{i}"), "key", b"blob", b"payload") for i in range(n)])
-    appliers = set()
+    appliers: set[str] = set()
     apply_batch = writer_module.Writer._apply_batch
 
     def noting(self, batch):
         appliers.add(threading.current_thread().name)
         apply_batch(self, batch)
     monkeypatch.setattr(writer_module.Writer, "_apply_batch", noting)
+    return store, appliers
+
+
+def test_a_quick_make_commits_on_its_own_thread_once_enough_writes_wait(tmp_path, monkeypatch):
+    monkeypatch.setattr(writer_module, "MAX_AGE", 60.0)  # the background thread never steps in
+    n = writer_module.MAX_BACKLOG
+    store, appliers = store_noting_appliers(tmp_path, monkeypatch, n)
     for i in range(n - 1):
         store.record_success(f"j{i}", record(), dumps_value(i), {}, ("", ""))
     assert not committed(store) and not appliers  # quick writes wait for company...
@@ -73,16 +79,8 @@ def test_a_quick_make_leaves_batches_due_by_age_to_the_background_thread(tmp_pat
     """Writes that waited long enough are committed, but not by the make's thread: it goes
     on handing out jobs while the background thread commits (below a full backlog)."""
     monkeypatch.setattr(writer_module, "MAX_AGE", 0.0)  # every write is due at once
-    store = Store(tmp_path / "s")
     n = 50
-    store.define([(spec(f"j{i}"), "key", b"blob", b"payload") for i in range(n)])
-    appliers = set()
-    apply_batch = writer_module.Writer._apply_batch
-
-    def noting(self, batch):
-        appliers.add(threading.current_thread().name)
-        apply_batch(self, batch)
-    monkeypatch.setattr(writer_module.Writer, "_apply_batch", noting)
+    store, appliers = store_noting_appliers(tmp_path, monkeypatch, n)
     for i in range(n):
         store.record_success(f"j{i}", record(), dumps_value(i), {}, ("", ""))
     deadline = time.monotonic() + 10
