@@ -19,6 +19,7 @@ import time
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
+from servers import restart_kernel
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
@@ -132,12 +133,7 @@ def run_in_a_fresh_kernel(page, late_ms: int) -> float:
     """Restarts the notebook's kernel, makes the page load the board's code anew (late by
     ``late_ms``), runs every cell; returns how long the run took."""
     page.evaluate("(delay) => window.__freshCode(delay)", late_ms)
-    page.evaluate("""async () => {
-      const ctx = window.jupyterapp.shell.currentWidget.sessionContext;
-      await ctx.session.kernel.restart(); }""")
-    page.wait_for_function(
-        "() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status === 'idle'",
-        timeout=60_000)
+    restart_kernel(page)
     t0 = time.monotonic()
     page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
     # Three boards (make, remake, show), none of them still running, the kernel idle.

@@ -19,6 +19,7 @@ import re
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
+from servers import restart_kernel
 from test_board_jupyter import watch_errors
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
@@ -170,9 +171,7 @@ def test_timeline_after_a_restart_and_the_graph_in_view(server_name, request, ch
         check_graph_fits(page, board, "details-closed", screenshots)
 
         # A fresh kernel: nothing ran in it, the store remembers.
-        page.evaluate("""() => window.jupyterapp.shell.currentWidget.sessionContext.session
-                           .kernel.restart()""")
-        page.wait_for_timeout(500)
+        restart_kernel(page)
         wait_idle(page, path)
         run_cell(page, 4)
         shown = board_of(page, 4)
