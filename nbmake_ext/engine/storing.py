@@ -46,8 +46,7 @@ class StoringResults:
             data = dumps_value(out.value)
             result_fp = digest(out.value) if not dynamic else ""
         except Exception as exc:  # noqa: BLE001 - the job fails with that message
-            self.send("failed", {"job_id": job_id, "traceback": "", "timing": _timing(out),
-                                 "error": f"its result cannot be pickled: {exc}"}, *text)
+            self._not_stored(job_id, out, text, f"its result cannot be pickled: {exc}")
             return
         if dynamic:  # the kernel resolves the children's promises, then stores it
             meta = {"job_id": job_id, "timing": _timing(out)}
@@ -68,8 +67,7 @@ class StoringResults:
         try:
             stamp = blobs.write_atomic(self.results_dir, name, data, durable=False)
         except OSError as exc:
-            self.send("failed", {"job_id": job_id, "traceback": "", "timing": _timing(out),
-                                 "error": f"could not store the result: {exc}"}, *text)
+            self._not_stored(job_id, out, text, f"could not store the result: {exc}")
             return
         self._stored(job_id, meta, name, stamp, text)
 
@@ -81,17 +79,21 @@ class StoringResults:
             name, sum_, stamp = blobs.write_pickled(
                 self.results_dir, job_id, lambda file: dump_value(out.value, file))
         except OSError as exc:
-            self.send("failed", {"job_id": job_id, "traceback": "", "timing": _timing(out),
-                                 "error": f"could not store the result: {exc}"}, *text)
+            self._not_stored(job_id, out, text, f"could not store the result: {exc}")
             return
         except Exception as exc:  # noqa: BLE001 - the job fails with that message
-            self.send("failed", {"job_id": job_id, "traceback": "", "timing": _timing(out),
-                                 "error": f"its result cannot be pickled: {exc}"}, *text)
+            self._not_stored(job_id, out, text, f"its result cannot be pickled: {exc}")
             return
         self.values.put((job_id, sum_), out.value, stamp[0])
         meta = done_meta(job_id, result_fp, sum_, out.timing, self.take_synced(), out.files,
                          consumed)
         self._stored(job_id, meta, name, stamp, text)
+
+    def _not_stored(self, job_id: str, out: JobReturned, text: tuple[bytes, bytes],
+                    error: str) -> None:
+        """The job returned, but its result cannot be kept: it failed."""
+        self.send("failed", {"job_id": job_id, "traceback": "", "timing": _timing(out),
+                             "error": error}, *text)
 
     def _stored(self, job_id: str, meta: list, name: str, stamp: tuple[int, int],
                 text: tuple[bytes, bytes]) -> None:

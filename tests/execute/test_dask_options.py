@@ -45,6 +45,8 @@ GPU_WORKER = {"gpus": 1, "licence": 1}
 
 
 # -- jobs (they run on the workers) ---------------------------------------------------------
+# Defined here, not taken from enginejobs: this module is pickled by value, so Dask workers
+# run these without the tests' folder on their path (log, events and names included).
 
 def log(lab: str, event: str) -> None:
     fd = os.open(os.path.join(lab, "events.log"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
