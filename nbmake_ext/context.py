@@ -280,7 +280,7 @@ class Context(Queries):
                 code = seen[key] = code_of(func)
             if code.digest != spec.code_fp:
                 new = dataclasses.replace(spec, code_fp=code.digest, code_parts=code.parts,
-                                          def_fp="")
+                                          _def_fp="")
                 self.graph.specs[jid] = new
                 if spec.parent is None:
                     self._pending[jid] = new

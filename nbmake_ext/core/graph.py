@@ -37,7 +37,7 @@ class Graph:
         not part of the definition: the job keeps its result). Raises InvalidJob on a
         cycle."""
         old = self.specs.get(spec.job_id)
-        if old is not None and old.def_fp == spec.def_fp and old.deps == spec.deps:
+        if old is not None and old.same_definition(spec) and old.deps == spec.deps:
             if spec.func is not None and old.func is None or (
                     old.options is not spec.options and old.options != spec.options):
                 self.specs[spec.job_id] = spec  # the richer in-process definition; options

@@ -38,17 +38,27 @@ class JobSpec:
     func: Any = None
     args: tuple = ()
     kwargs: dict = field(default_factory=dict)
-    def_fp: str = ""
     options: JobOptions = NO_OPTIONS
     # the files it reads (``File`` arguments): absolute paths, in the order found; their
     # content counts in its signature (its outputs are ``options.outputs``)
     inputs: tuple[str, ...] = ()
+    # ``def_fp``, once asked for: a no-op make of 100,000 jobs never hashes one (what it
+    # stands for is compared field by field, see ``same_definition``)
+    _def_fp: str = field(default="", compare=False, repr=False)
 
-    def __post_init__(self) -> None:
-        if not self.def_fp:
-            self.def_fp = short_hash(
+    @property
+    def def_fp(self) -> str:
+        """The fingerprint of the definition: its code, arguments, kind and parent."""
+        if not self._def_fp:
+            self._def_fp = short_hash(
                 self.code_fp, self.args_fp, "dyn" if self.dynamic else "", self.parent or "", n=32
             )
+        return self._def_fp
+
+    def same_definition(self, other: "JobSpec") -> bool:
+        """What ``def_fp`` stands for, compared without hashing either."""
+        return self.code_fp == other.code_fp and self.args_fp == other.args_fp \
+            and self.dynamic == other.dynamic and self.parent == other.parent
 
 
 _NO_FILES: dict[str, str] = {}

@@ -384,7 +384,7 @@ class Driver(Recording, SendAhead, HandingOver):
         """Another process ran this very definition during this make and it failed: that
         is this make's outcome too (running it again would run it twice)."""
         if new.state != "failed" or (new.ended or 0) < self.started_at \
-                or new.spec.def_fp != self.graph.specs[jid].def_fp:
+                or not new.spec.same_definition(self.graph.specs[jid]):
             return False
         error = f"{new.error} (in another process)"
         self._apply(self.sched.handle(ev.Failed(jid, error)))

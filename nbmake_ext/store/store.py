@@ -61,7 +61,7 @@ class StoredJob:
 
     __slots__ = ("job_id", "record", "state", "forced", "error", "blocked_by", "duration",
                  "func_key", "ended", "r_file", "r_checksum", "_function", "_parent",
-                 "_dynamic", "_code_fp", "_args_fp", "_deps", "_def_fp", "_options", "_inputs",
+                 "_dynamic", "_code_fp", "_args_fp", "_deps", "_options", "_inputs",
                  "_spec", "_store")
 
     def __init__(self, job_id, record, state, forced, error, blocked_by, duration, func_key,
@@ -70,13 +70,16 @@ class StoredJob:
         self.error, self.blocked_by, self.duration = error, blocked_by, duration
         self.func_key, self.ended, self.r_file, self.r_checksum = func_key, ended, r_file, r_checksum
         (self._function, self._parent, self._dynamic, self._code_fp, self._args_fp,
-         self._deps, self._def_fp, self._options, self._inputs) = row
+         self._deps, self._options, self._inputs) = row
         self._spec, self._store = None, store
 
     def same_definition(self, spec: JobSpec) -> bool:
         """Whether ``spec`` is what is stored (without building the stored JobSpec),
         options included."""
-        if self._def_fp != spec.def_fp or self.func_key is None:
+        # (what def_fp stands for, field by field: neither is hashed)
+        if self._code_fp != spec.code_fp or self._args_fp != spec.args_fp \
+                or self.func_key is None or bool(self._dynamic) != spec.dynamic \
+                or self._parent != spec.parent:
             return False
         if spec.options is NO_OPTIONS:
             if self._options is not None:
@@ -101,7 +104,7 @@ class StoredJob:
             self._spec = JobSpec(self.job_id, self._function, self._code_fp,
                                  _Parts(self._store, _CODE_PARTS, self._code_fp), self._args_fp,
                                  tuple(_loads(self._deps)), self._parent, bool(self._dynamic),
-                                 def_fp=self._def_fp, options=from_json(self._options),
+                                 options=from_json(self._options),
                                  inputs=tuple(_loads(self._inputs)) if self._inputs else ())
         return self._spec
 
@@ -159,7 +162,7 @@ class Store(_Recording):
     # result was made from are mostly the job's own) or the text most rows hold, SQLite
     # gives 1 instead (never a text of these columns), which costs no new string.
     _ROWS = "SELECT j.job_id, j.function, j.parent, j.dynamic, j.code_fp, j.args_fp," \
-        " CASE j.deps WHEN '[]' THEN 1 ELSE j.deps END, j.def_fp, j.func_key," \
+        " CASE j.deps WHEN '[]' THEN 1 ELSE j.deps END, j.func_key," \
         " COALESCE(o.state, 'todo'), COALESCE(o.forced, 0)," \
         " CASE WHEN o.r_code_fp = j.code_fp THEN 1 ELSE o.r_code_fp END," \
         " CASE WHEN o.r_args_fp = j.args_fp THEN 1 ELSE o.r_args_fp END," \
@@ -215,7 +218,7 @@ class Store(_Recording):
         inflight = self._inflight
         share = {None: None}.setdefault
         code_parts: dict[str, _Parts] = {}
-        for (jid, function, parent, dynamic, code_fp, args_fp, deps, def_fp, func_key,
+        for (jid, function, parent, dynamic, code_fp, args_fp, deps, func_key,
              state, forced, r_code_fp, r_args_fp, r_dep_fps, r_result_fp, r_file, error,
              blocked_by, duration, ended, r_checksum, r_size, r_mtime, options, inputs,
              r_files) in rows:
@@ -243,7 +246,7 @@ class Store(_Recording):
                                  share(func_key, func_key), ended, share(r_file, r_file),
                                  r_checksum,
                                  (share(function, function), share(parent, parent), dynamic,
-                                  code_fp, args_fp, share(deps, deps), def_fp,
+                                  code_fp, args_fp, share(deps, deps),
                                   share(options, options), inputs), self)
         return out
 

@@ -6,11 +6,13 @@ import os
 import subprocess
 import sys
 import threading
+from hashlib import blake2b
 
 import numpy as np
 import pytest
 
-from nbmake_ext.fingerprint import Unpicklable, digest, scan_args, set_tracked_root
+from nbmake_ext.fingerprint import Unpicklable, digest, scan_args, scan_call, set_tracked_root
+from nbmake_ext.fingerprint.values import _feed_seq
 from nbmake_ext.promise import Promise
 
 # Built the same way in this process and in the subprocesses below.
@@ -243,3 +245,32 @@ def test_other_objects_are_pickled():
 
     assert digest(Plain(1)) == digest(Plain(1))
     assert digest(Plain(1)) != digest(Plain(2))
+
+
+# The fingerprints of these arguments as stores written by earlier versions hold them: a
+# change here would make every stored job run again.
+KEPT_ARGUMENT_FINGERPRINTS = [
+    ((), "de75f5edfabdb0477e652512e4287161"),
+    ((5,), "115f94c8f8de35c44561c1f2ab634e23"),
+    ((1, "a", 2.5, None, True, b"x", 3 + 1j), "0a117a2ccf358f0d4a832186d0a5904c"),
+    ((-7, 2**80), "17d9a65665e442ca31990fb9e12fa244"),
+    (tuple(range(70)), "c2c13b077eab7a2a759052228dbc92ee"),  # past the bulk threshold
+]
+
+
+@pytest.mark.parametrize("args, expected", KEPT_ARGUMENT_FINGERPRINTS)
+def test_argument_fingerprints_stay_what_stores_hold(args, expected):
+    assert scan_call(args, {})[0] == expected
+
+
+@pytest.mark.parametrize("args", [(5,), (1, "a", 2.5, None, True, b"x", 3 + 1j), (2**80,)])
+def test_plain_values_fingerprint_as_the_full_walk_does(args):
+    """A call of plain values takes a shortcut; its digest is the walk's, and the same
+    values inside a list (which always takes the walk) differ only by their brackets."""
+    fp, deps, files = scan_call(args, {})
+    walked = scan_call(args + (Promise("j"),), {})  # a promise: the walk
+    assert (deps, files) == ((), ())
+    assert walked[1] == ("j",) and walked[0] != fp
+    h = blake2b(digest_size=16)
+    _feed_seq(h.update, args, {}, {}, b"(", b")")
+    assert fp == h.hexdigest()
