@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping
 
 from ..errors import InternalError
-from . import signature
+from . import signature, sweep
 from .events import (
     Action, ChildDefined, Event, Failed, Reconsider, ResultLost, Retry, Returned, Run, Skip,
     Succeeded,
@@ -236,11 +236,15 @@ class Scheduler(Checks, DynamicJobs, Failures):
         # legal moves, set here without _set (the whole of a no-op make goes this way).
         story = self._story
         if sweep:
-            for jid in self._fresh(seen):
+            swept = self._fresh(seen)
+            skip = self._skip if self.unsettled else Skip  # (nothing to restore: plain skips)
+            out = self._out
+            for jid in swept:
                 status[jid] = SKIPPED
-                self._out.append(self._skip(jid))
+                out.append(skip(jid))
                 del seen[jid]
-                if story is not None:
+            if story is not None:
+                for jid in swept:
                     self._tell(jid, None, SKIPPED)
         waiting_on = self.waiting_on
         for jid in seen:
@@ -256,53 +260,12 @@ class Scheduler(Checks, DynamicJobs, Failures):
                 self._decide(jid)
 
     def _fresh(self, among: Mapping[str, None]) -> list[str]:
-        """The jobs of ``among`` that are up to date and whose dependencies (and dynamic
-        parent) are too, dependencies first: what deciding them one by one would skip,
-        without the bookkeeping (the whole of a no-op make)."""
-        specs, records, results, forced = self.graph.specs, self.records, self.results, self.forced
-        status, defined, files = self.status, self._defined, self.files
-        up_to_date = signature.is_up_to_date
-        fresh: dict[str, bool] = {}
-        order: list[str] = []
+        """The jobs of ``among`` that are up to date, and their upstream too, dependencies
+        first (core/sweep.py)."""
+        return sweep.fresh(among, self.graph.specs, self.records, self.results, self.forced,
+                           self.status, self._defined, self.files)
 
-        def judge(jid: str, ups: tuple[str, ...]) -> None:
-            ok = True
-            for u in ups:
-                if not (fresh[u] if u in fresh else status.get(u) == SKIPPED):
-                    ok = False
-                    break
-            if ok and up_to_date(specs[jid], records.get(jid), results, forced.get(jid), files):
-                fresh[jid] = True
-                order.append(jid)
-            else:
-                fresh[jid] = False
-
-        for root in among:  # mostly in dependency order already: jobs are defined so
-            if root in fresh:
-                continue
-            ups = self._upstream(specs[root], defined)
-            if all(u in fresh or u not in among for u in ups):
-                judge(root, ups)
-                continue
-            stack = [(root, ups, iter(ups))]  # otherwise depth first (iterative: long chains)
-            while stack:
-                jid, ups, it = stack[-1]
-                for up in it:
-                    if up in among and up not in fresh:
-                        u_ups = self._upstream(specs[up], defined)
-                        stack.append((up, u_ups, iter(u_ups)))
-                        break
-                else:
-                    stack.pop()
-                    judge(jid, ups)
-        return order
-
-    @staticmethod
-    def _upstream(spec, defined: Mapping[str, set[str]]) -> tuple[str, ...]:
-        parent = spec.parent
-        if parent is None or spec.job_id in defined.get(parent, ()):
-            return spec.deps
-        return (*spec.deps, parent)
+    _upstream = staticmethod(sweep.upstream)
 
     def _init_waiting(self, jid: str) -> None:
         spec = self.graph.specs[jid]

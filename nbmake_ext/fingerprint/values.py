@@ -196,16 +196,28 @@ def _feed_seq(up: _Update, seq: Any, deps: dict, stack: dict, tag: bytes, end: b
             return
     up(tag)
     scalars = _SCALARS
+    # Items as ``_feed`` encodes them, fed in one update per run of scalars and plain
+    # promises (a job taking 100,000 results hashes one buffer, not 100,000 pieces).
+    chunks: list[bytes] = []
     try:
         for x in seq:
-            enc = scalars.get(type(x))
+            t = type(x)
+            enc = scalars.get(t)
             if enc is not None:
-                up(enc(x))
+                chunks.append(enc(x))
+            elif t is Promise and x.output is None:
+                deps[x.job_id] = None
+                chunks.append(b"P" + _enc_str(x.job_id))
             else:
+                if chunks:
+                    up(b"".join(chunks))
+                    chunks.clear()
                 _feed(up, x, deps, stack)
     except Unpicklable as e:
         e._steps.append(f"[{_index(seq, x)}]")
         raise
+    if chunks:
+        up(b"".join(chunks))
     up(end)
 
 

@@ -263,6 +263,14 @@ def test_argument_fingerprints_stay_what_stores_hold(args, expected):
     assert scan_call(args, {})[0] == expected
 
 
+def test_promise_fingerprints_stay_what_stores_hold():
+    nested = (Promise("a"), [1, Promise("b"), (2, "x")], Promise("c", output="y"))
+    assert scan_call(nested, {}) == ("2bd28938f3a402e9014f7bd872cf5987", ("a", "b", "c"), ())
+    many = tuple(Promise(f"d{i}") for i in range(100))
+    fp, deps, _ = scan_call(many, {})
+    assert fp == "17b6d90bfdcd953d6e504d40ac21d2c7" and deps == tuple(f"d{i}" for i in range(100))
+
+
 @pytest.mark.parametrize("args", [(5,), (1, "a", 2.5, None, True, b"x", 3 + 1j), (2**80,)])
 def test_plain_values_fingerprint_as_the_full_walk_does(args):
     """A call of plain values takes a shortcut; its digest is the walk's, and the same
