@@ -52,14 +52,19 @@ def make_spec(func: Any, args: tuple, kwargs: dict, job_id: str | None = None,
     function's), checked once the job's id is known, or ``JobOptions`` already made.
     ``File`` arguments are the job's input files (``JobSpec.inputs``); ``job_outputs``
     its output files, ``{name}`` filled from ``kwargs``."""
-    if not callable(func):
-        raise InvalidJob(job_id or "?", f"{func!r} is not callable; comp() takes a function first")
     if job_id is not None and (not isinstance(job_id, str) or not job_id.strip()):
         raise InvalidJob(repr(job_id), "job_id must be a non-empty string")
     if label is not None:
         name = label
     else:
-        label, name = _label(func)
+        hit = _labels.get(id(func))  # (a function seen before: callable, its names known)
+        if hit is not None and hit[0] is func:
+            label, name = hit[1], hit[2]
+        else:
+            if not callable(func):
+                raise InvalidJob(job_id or "?",
+                                 f"{func!r} is not callable; comp() takes a function first")
+            label, name = _label(func)
     try:
         args_fp, deps, inputs = scan_call(args, kwargs)
     except Unpicklable as exc:
@@ -79,8 +84,7 @@ def make_spec(func: Any, args: tuple, kwargs: dict, job_id: str | None = None,
                                   f"of the job")
     code = code or code_of(func)
     return JobSpec(jid, label, code.digest, code.parts, args_fp, deps, parent, dynamic,
-                   func, args, kwargs or _NO_KWARGS, options=options or NO_OPTIONS,
-                   inputs=inputs)
+                   func, args, kwargs or _NO_KWARGS, options or NO_OPTIONS, inputs)
 
 
 def comp_spec(func: Any, args: tuple, kwargs: dict, job_id: str | None = None,

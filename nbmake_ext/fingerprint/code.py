@@ -18,7 +18,6 @@ import textwrap
 import weakref
 from dataclasses import dataclass, field
 from hashlib import blake2b
-from operator import attrgetter
 from types import FunctionType, MethodType, ModuleType
 from typing import Any
 
@@ -279,8 +278,6 @@ def _namespace(owner: Any) -> dict:
 # dies. It holds strongly only constants and code objects, which do not lead to a root.
 
 _MISSINGS = itertools.repeat(_MISSING)  # endless: map(ns.get, names, _MISSINGS)
-_code_of = attrgetter("__code__")
-_deref = weakref.ref.__call__
 
 
 def _cell_contents(cell: Any) -> Any:
@@ -299,7 +296,7 @@ def _drop(key: Any, token: object, _ref: weakref.ref) -> None:
 class _Entry:
     """A computed fingerprint and the lookups that must still hold for it to be current."""
 
-    __slots__ = ("token", "refs", "fp", "by_id", "by_type", "functions", "codes", "cells", "held")
+    __slots__ = ("token", "refs", "fp", "by_id", "by_type", "functions", "cells", "held")
 
     def __init__(self, key: Any, roots: tuple[Any, ...], fp: CodeFingerprint, walk: _Walk):
         self.token = token = object()
@@ -324,9 +321,8 @@ class _Entry:
             tuple((weakref.ref(owner, drop), type(owner) is FunctionType, tuple(ids), tuple(ids.values()))
                   for (_, ident), (owner, ids) in groups.items() if ident is wanted)
             for wanted in (True, False))
-        self.functions = tuple(weakref.ref(f, drop) for f in walk.functions)
-        self.codes = tuple(id(f.__code__) for f in walk.functions)
-        held.extend(f.__code__ for f in walk.functions)
+        # each function and the code it had (the code objects are held: compared by identity)
+        self.functions = tuple((weakref.ref(f, drop), f.__code__) for f in walk.functions)
         self.cells = tuple((weakref.ref(f, drop), index, hold(obj)) for f, index, obj in walk.cells)
         self.held = held
 
@@ -340,8 +336,9 @@ class _Entry:
                 ns = owner().__globals__ if is_function else owner().__dict__
                 if tuple(map(id, map(type, map(ns.get, names, _MISSINGS)))) != ids:
                     return False
-            if tuple(map(id, map(_code_of, map(_deref, self.functions)))) != self.codes:
-                return False
+            for function, code in self.functions:
+                if function().__code__ is not code:
+                    return False
             for f, index, expected in self.cells:
                 if id(_cell_contents(f().__closure__[index])) != expected:
                     return False
