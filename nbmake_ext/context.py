@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import functools
 import logging
 import os
 import weakref
@@ -39,6 +40,17 @@ logger = logging.getLogger(__name__)
 def default_store_path() -> Path:
     """``$NBMAKE_STORE`` or ``./.nbmake``; relative paths are relative to the working dir."""
     return Path(os.environ.get("NBMAKE_STORE") or DEFAULT_STORE).absolute()
+
+
+def _kept_out_of_collections(command: Callable) -> Callable:
+    """A make's bookkeeping (the store read, every job's definition and state) lives through
+    it: what is alive at its start and what its bookkeeping builds are left out of garbage
+    collection until it ends (shared/gc_pause.py)."""
+    @functools.wraps(command)
+    def run(self, *args, **kwargs):
+        with objects_frozen():
+            return command(self, *args, **kwargs)
+    return run
 
 
 class Context(Queries):
@@ -310,6 +322,7 @@ class Context(Queries):
 
     # -- running --------------------------------------------------------------------------
 
+    @_kept_out_of_collections
     def make(self, *targets: str, echo: bool = False, observer: Observer | None = None) -> RunReport:
         """Run, here and one at a time, every job the targets need that is not up to date.
         ``observer`` (a view such as the job board) is told of every change as it happens."""
@@ -317,6 +330,7 @@ class Context(Queries):
         ids = self._select(targets)
         return self._run(ids, InKernelRunner(echo=echo), "make", observer=observer)
 
+    @_kept_out_of_collections
     def parmake(self, *targets: str, n: int | None = None, echo: bool = False,
                 dask: Any = None, observer: Observer | None = None,
                 resources: Mapping[str, float | str] | None = None) -> RunReport:
@@ -360,6 +374,7 @@ class Context(Queries):
             self._pool.resize(n)
         return self._pool
 
+    @_kept_out_of_collections
     def remake(self, *targets: str, echo: bool = False,
                observer: Observer | None = None) -> RunReport:
         """Force the targets to run again, then make them and what depends on them."""

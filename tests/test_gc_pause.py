@@ -56,3 +56,30 @@ def test_someone_elses_freeze_is_left_as_it_is():
         assert gc.get_freeze_count() == frozen
     finally:
         gc.unfreeze()
+
+
+def test_what_a_pause_builds_inside_a_freeze_joins_it_until_the_freeze_ends():
+    outside = cycle()
+    with objects_frozen():
+        frozen = gc.get_freeze_count()
+        with gc_paused():
+            kept = [Node() for _ in range(1000)]
+            dropped = cycle()  # garbage by the pause's end: frozen with the rest
+        assert gc.get_freeze_count() >= frozen + 1000
+        made_after = cycle()
+        gc.collect()
+        assert made_after() is None, "garbage made after the pause is still collected"
+        assert dropped() is not None
+        with objects_frozen():  # nested: the outer one undoes the freeze
+            assert gc.get_freeze_count() >= frozen + 1000
+        assert gc.get_freeze_count() >= frozen + 1000
+    assert gc.get_freeze_count() == 0
+    gc.collect()
+    assert dropped() is None and outside() is None
+    assert len(kept) == 1000
+
+
+def test_a_pause_outside_any_freeze_freezes_nothing():
+    with gc_paused():
+        kept = [Node() for _ in range(100)]
+    assert gc.get_freeze_count() == 0 and len(kept) == 100
