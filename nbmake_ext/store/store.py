@@ -65,12 +65,14 @@ class StoredJob:
                  "_spec", "_store")
 
     def __init__(self, job_id, record, state, forced, error, blocked_by, duration, func_key,
-                 ended, r_file, r_checksum, row, store):
+                 ended, r_file, r_checksum, function, parent, dynamic, code_fp, args_fp, deps,
+                 options, inputs, store):
         self.job_id, self.record, self.state, self.forced = job_id, record, state, forced
         self.error, self.blocked_by, self.duration = error, blocked_by, duration
         self.func_key, self.ended, self.r_file, self.r_checksum = func_key, ended, r_file, r_checksum
-        (self._function, self._parent, self._dynamic, self._code_fp, self._args_fp,
-         self._deps, self._options, self._inputs) = row
+        self._function, self._parent, self._dynamic = function, parent, dynamic
+        self._code_fp, self._args_fp, self._deps = code_fp, args_fp, deps
+        self._options, self._inputs = options, inputs
         self._spec, self._store = None, store
 
     def same_definition(self, spec: JobSpec) -> bool:
@@ -218,36 +220,37 @@ class Store(_Recording):
         inflight = self._inflight
         share = {None: None}.setdefault
         code_parts: dict[str, _Parts] = {}
+        no_deps = _loads("{}")  # (the one dict every record without dependencies shares)
         for (jid, function, parent, dynamic, code_fp, args_fp, deps, func_key,
              state, forced, r_code_fp, r_args_fp, r_dep_fps, r_result_fp, r_file, error,
              blocked_by, duration, ended, r_checksum, r_size, r_mtime, options, inputs,
              r_files) in rows:
+            # (the common values first: inline results, no dependencies, no options)
             code_fp = share(code_fp, code_fp)
-            if deps == 1:
-                deps = "[]"
             if r_file == 1:
                 r_file = INLINE
+            elif r_file is not None:
+                r_file = share(r_file, r_file)
             record = None
             if r_result_fp is not None:
-                present = jid in inflight or (r_file is not None and (
-                    is_inline(r_file) or self._intact(jid, r_file, stamp_of(r_file),
-                                                      (r_size, r_mtime))))
+                present = r_file is INLINE or jid in inflight or (r_file is not None and (
+                    self._intact(jid, r_file, stamp_of(r_file), (r_size, r_mtime))))
                 r_code_fp = code_fp if r_code_fp == 1 else share(r_code_fp, r_code_fp)
                 parts = code_parts.get(r_code_fp)
                 if parts is None:
                     parts = code_parts[r_code_fp] = _Parts(self, _CODE_PARTS, r_code_fp)
                 record = RunRecord(r_code_fp, parts, args_fp if r_args_fp == 1 else r_args_fp,
-                                   _loads("{}" if r_dep_fps == 1 else r_dep_fps), r_result_fp,
-                                   _Parts(self, _ARG_FPS, jid), present=present)
+                                   no_deps if r_dep_fps == 1 else _loads(r_dep_fps),
+                                   r_result_fp, _Parts(self, _ARG_FPS, jid), present)
                 if r_files is not None:
                     record.files = json.loads(r_files)
-            out[jid] = StoredJob(jid, record, share(state, state), FORCED_REASONS.get(forced),
-                                 error, blocked_by, duration,
-                                 share(func_key, func_key), ended, share(r_file, r_file),
-                                 r_checksum,
-                                 (share(function, function), share(parent, parent), dynamic,
-                                  code_fp, args_fp, share(deps, deps),
-                                  share(options, options), inputs), self)
+            out[jid] = StoredJob(jid, record, share(state, state),
+                                 FORCED_REASONS.get(forced) if forced else None,
+                                 error, blocked_by, duration, share(func_key, func_key), ended,
+                                 r_file, r_checksum, share(function, function),
+                                 parent and share(parent, parent), dynamic, code_fp, args_fp,
+                                 "[]" if deps == 1 else share(deps, deps),
+                                 options and share(options, options), inputs, self)
         return out
 
     def details(self, job_id: str) -> dict[str, Any]:
