@@ -41,18 +41,23 @@ def fresh(among: Mapping[str, None], specs: Mapping[str, JobSpec],
         else:
             judged[jid] = False
 
+    # First the jobs with nothing upstream (most jobs: a fan-out's), in one plain loop.
+    record_of, forced_of = records.get, forced.get
+    for jid in among:
+        spec = specs[jid]
+        if spec.deps or spec.parent is not None:
+            continue
+        if up_to_date(spec, record_of(jid), results, forced_of(jid), files):
+            judged[jid] = True
+            order.append(jid)
+        else:
+            judged[jid] = False
+    # Then the others, each after what it waits for.
     for root in among:  # mostly in dependency order already: jobs are defined so
         if root in judged:
             continue
         spec = specs[root]
         ups = upstream(spec, defined)
-        if not ups:  # most jobs: nothing upstream to look at first
-            if up_to_date(spec, records.get(root), results, forced.get(root), files):
-                judged[root] = True
-                order.append(root)
-            else:
-                judged[root] = False
-            continue
         stack = [(root, spec, ups, iter(ups))]  # depth first (iterative: long chains)
         while stack:
             jid, spec, ups, it = stack[-1]
@@ -60,15 +65,8 @@ def fresh(among: Mapping[str, None], specs: Mapping[str, JobSpec],
                 if up in among and up not in judged:
                     u_spec = specs[up]
                     u_ups = upstream(u_spec, defined)
-                    if u_ups:
-                        stack.append((up, u_spec, u_ups, iter(u_ups)))
-                        break
-                    # nothing upstream of it (a fan-out's jobs): judged here
-                    if up_to_date(u_spec, records.get(up), results, forced.get(up), files):
-                        judged[up] = True
-                        order.append(up)
-                    else:
-                        judged[up] = False
+                    stack.append((up, u_spec, u_ups, iter(u_ups)))
+                    break
             else:
                 stack.pop()
                 judge(jid, spec, ups)
