@@ -237,12 +237,14 @@ class Scheduler(Checks, DynamicJobs, Failures):
         story = self._story
         if sweep:
             swept = self._fresh(seen)
-            skip = self._skip if self.unsettled else Skip  # (nothing to restore: plain skips)
-            out = self._out
-            for jid in swept:
-                status[jid] = SKIPPED
-                out.append(skip(jid))
-                del seen[jid]
+            status.update(dict.fromkeys(swept, SKIPPED))
+            # (nothing to restore: plain skips)
+            self._out.extend(map(self._skip if self.unsettled else Skip, swept))
+            if len(swept) == len(seen):
+                seen = {}
+            else:
+                for jid in swept:
+                    del seen[jid]
             if story is not None:
                 for jid in swept:
                     self._tell(jid, None, SKIPPED)
