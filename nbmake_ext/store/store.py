@@ -22,7 +22,6 @@ from typing import Any, Callable, Iterable, Iterator
 
 
 from ..core.jobspec import JobSpec, RunRecord
-from ..core.options import NO_OPTIONS, from_json
 from ..errors import NotDone, StoreError
 from ..shared.gc_pause import gc_paused
 from . import blobs, db
@@ -31,6 +30,14 @@ from .claims import Claims
 from .writer import Writer
 from .parts import _ARG_FPS, _CODE_PARTS, _Parts  # noqa: F401  (re-exported)
 from .pickles import dumps_value  # noqa: F401  (re-exported)
+from .stored_job import (  # noqa: F401  (FORCED_UNFINISHED, StoredJob: re-exported)
+    FORCED_BY_REMAKE,
+    FORCED_REASONS,
+    FORCED_UNFINISHED,
+    ShownLater,
+    StoredJob,
+    loads_json,
+)
 from .recording import (
     _Recording,
     _chunks,
@@ -45,86 +52,6 @@ HOST = socket.gethostname()
 
 class ResultUnavailable(NotDone):
     """A stored result cannot be read (missing or corrupt file): it has no usable result."""
-
-
-FORCED_BY_REMAKE, FORCED_UNFINISHED = 1, 2
-FORCED_REASONS = {FORCED_BY_REMAKE: "forced by remake",
-                  FORCED_UNFINISHED: "its last run did not finish"}
-
-
-class StoredJob:
-    """A job as the store knows it: its outcome, and (built when first asked for, since a
-    process that registered the job itself never needs it) its stored definition.
-
-    A store of 100,000 jobs holds 100,000 of these: slots, and no tuple of the row kept
-    beside them."""
-
-    __slots__ = ("job_id", "record", "state", "forced", "error", "blocked_by", "duration",
-                 "func_key", "ended", "r_file", "r_checksum", "_function", "_parent",
-                 "_dynamic", "_code_fp", "_args_fp", "_deps", "_options", "_inputs",
-                 "_spec", "_store")
-
-    def __init__(self, job_id, record, state, forced, error, blocked_by, duration, func_key,
-                 ended, r_file, r_checksum, function, parent, dynamic, code_fp, args_fp, deps,
-                 options, inputs, store):
-        self.job_id, self.record, self.state, self.forced = job_id, record, state, forced
-        self.error, self.blocked_by, self.duration = error, blocked_by, duration
-        self.func_key, self.ended, self.r_file, self.r_checksum = func_key, ended, r_file, r_checksum
-        self._function, self._parent, self._dynamic = function, parent, dynamic
-        self._code_fp, self._args_fp, self._deps = code_fp, args_fp, deps
-        self._options, self._inputs = options, inputs
-        self._spec, self._store = None, store
-
-    def same_definition(self, spec: JobSpec) -> bool:
-        """Whether ``spec`` is what is stored (without building the stored JobSpec),
-        options included."""
-        # (what def_fp stands for, field by field: neither is hashed)
-        if self._code_fp != spec.code_fp or self._args_fp != spec.args_fp \
-                or self.func_key is None or bool(self._dynamic) != spec.dynamic \
-                or self._parent != spec.parent:
-            return False
-        if spec.options is NO_OPTIONS:
-            if self._options is not None:
-                return False
-        elif from_json(self._options) != spec.options:
-            return False
-        deps = self._deps
-        if deps == "[]":  # most jobs: no dependency, nothing to decode
-            return not spec.deps
-        return tuple(_loads(deps)) == spec.deps
-
-    def outputs(self) -> tuple[str, ...]:
-        """The files it declares as outputs (read from its options only if it has any)."""
-        options = self._options
-        if options is None or '"outputs"' not in options:
-            return ()
-        return from_json(options).outputs
-
-    @property
-    def spec(self) -> JobSpec:
-        if self._spec is None:
-            self._spec = JobSpec(self.job_id, self._function, self._code_fp,
-                                 _Parts(self._store, _CODE_PARTS, self._code_fp), self._args_fp,
-                                 tuple(_loads(self._deps)), self._parent, bool(self._dynamic),
-                                 options=from_json(self._options),
-                                 inputs=tuple(_loads(self._inputs)) if self._inputs else ())
-        return self._spec
-
-
-_json_memo: dict[str, Any] = {}
-_MEMO_MAX_TEXT = 1024  # longer texts (a job with thousands of dependencies) are not kept
-
-
-def _loads(text: str | None) -> Any:
-    # Thousands of jobs share the same small json ("[]", one function's parts): memoise.
-    if text is None:
-        return None
-    value = _json_memo.get(text)
-    if value is None:
-        value = json.loads(text)
-        if len(_json_memo) < 50_000 and len(text) <= _MEMO_MAX_TEXT:
-            _json_memo[text] = value
-    return value
 
 
 class Store(_Recording):
@@ -163,23 +90,28 @@ class Store(_Recording):
     # Where a column holds what another one of the row does (the code and arguments a
     # result was made from are mostly the job's own) or the text most rows hold, SQLite
     # gives 1 instead (never a text of these columns), which costs no new string.
-    _ROWS = "SELECT j.job_id, j.function, j.parent, j.dynamic, j.code_fp, j.args_fp," \
+    _ROWS = "SELECT j.job_id, j.parent, j.dynamic, j.code_fp, j.args_fp," \
         " CASE j.deps WHEN '[]' THEN 1 ELSE j.deps END, j.func_key," \
         " COALESCE(o.state, 'todo'), COALESCE(o.forced, 0)," \
         " CASE WHEN o.r_code_fp = j.code_fp THEN 1 ELSE o.r_code_fp END," \
         " CASE WHEN o.r_args_fp = j.args_fp THEN 1 ELSE o.r_args_fp END," \
         " CASE o.r_dep_fps WHEN '{}' THEN 1 ELSE o.r_dep_fps END, o.r_result_fp," \
-        " CASE o.r_file WHEN ':db' THEN 1 ELSE o.r_file END, o.error," \
-        " o.blocked_by, o.duration, o.ended, o.r_checksum, o.r_size, o.r_mtime, j.options," \
-        " j.inputs, o.r_files" \
-        " FROM jobs AS j LEFT JOIN outcomes AS o ON o.job_id = j.job_id"
+        " CASE o.r_file WHEN ':db' THEN 1 ELSE o.r_file END, o.r_checksum, o.r_size," \
+        " o.r_mtime, j.options, j.inputs, o.r_files"
+    # What is only shown (stored_job.py, Shown): a whole snapshot reads it when first asked
+    # for (a fifth of the read's time, which a no-op make never needs); a re-read of a few
+    # jobs reads it with the rest.
+    _SHOWN = ", j.function, o.error, o.blocked_by, o.duration, o.ended"
+    _FROM = " FROM jobs AS j LEFT JOIN outcomes AS o ON o.job_id = j.job_id"
+    _BASE_COLUMNS = 20
 
     def snapshot(self) -> dict[str, StoredJob]:
         """Every stored job, with what its result was made from and whether the file is there."""
         files = blobs.stamps(self.results_dir)
         # One read transaction: every row is of the same moment.
         with _one_moment(self._conn) as conn, gc_paused():
-            return self._decode(conn.execute(self._ROWS), files.get)
+            return self._decode(conn.execute(self._ROWS + self._FROM), files.get,
+                                ShownLater(self._shown_rows))
 
     def snapshot_of(self, job_ids: Iterable[str]) -> dict[str, StoredJob]:
         """The same for a few jobs (re-reads after a claim or a wait)."""
@@ -187,9 +119,18 @@ class Store(_Recording):
         stamp_of = functools.partial(blobs.stamp, self.results_dir)
         with _one_moment(self._conn) as conn, gc_paused():
             for chunk in _chunks(list(job_ids)):
-                rows = conn.execute(self._ROWS + f" WHERE j.job_id IN ({_marks(chunk)})", chunk)
-                out.update(self._decode(rows, stamp_of))
+                rows = conn.execute(self._ROWS + self._SHOWN + self._FROM +
+                                    f" WHERE j.job_id IN ({_marks(chunk)})", chunk)
+                out.update(self._decode(rows, stamp_of, None))
         return out
+
+    def _shown_rows(self) -> dict[str, tuple]:
+        """What every job's row holds only to be shown (stored_job.py, ShownLater)."""
+        share = {None: None}.setdefault
+        with gc_paused():
+            return {jid: (share(function, function), error, blocked_by, duration, ended)
+                    for jid, function, error, blocked_by, duration, ended
+                    in self._conn.execute("SELECT j.job_id" + self._SHOWN + self._FROM)}
 
     def _intact(self, job_id: str, name: str | None, found: tuple | None, recorded: tuple) -> bool:
         """A result file counts only as it was written: missing or modified since (a
@@ -209,8 +150,10 @@ class Store(_Recording):
         return self.snapshot_of([job_id]).get(job_id)
 
     def _decode(self, rows: Iterable[tuple],
-                stamp_of: Callable[[str], tuple[int, int] | None]) -> dict[str, StoredJob]:
-        """StoredJobs from rows of ``_ROWS``.
+                stamp_of: Callable[[str], tuple[int, int] | None],
+                shown_later: ShownLater | None) -> dict[str, StoredJob]:
+        """StoredJobs from rows of ``_ROWS``, with what is only shown read later
+        (``shown_later``) or at the end of each row (None: ``_SHOWN``).
 
         Each row comes with strings of its own even where all rows hold the same text (the
         function, its code's fingerprint, the state, ``[]``): one object is kept per text
@@ -220,11 +163,17 @@ class Store(_Recording):
         inflight = self._inflight
         share = {None: None}.setdefault
         code_parts: dict[str, _Parts] = {}
-        no_deps = _loads("{}")  # (the one dict every record without dependencies shares)
-        for (jid, function, parent, dynamic, code_fp, args_fp, deps, func_key,
-             state, forced, r_code_fp, r_args_fp, r_dep_fps, r_result_fp, r_file, error,
-             blocked_by, duration, ended, r_checksum, r_size, r_mtime, options, inputs,
-             r_files) in rows:
+        no_deps = loads_json("{}")  # (the one dict every record without dependencies shares)
+        base = self._BASE_COLUMNS
+        shown = shown_later
+        for row in rows:
+            if shown_later is None:
+                function, *rest = row[base:]
+                shown = (share(function, function), *rest)
+                row = row[:base]
+            (jid, parent, dynamic, code_fp, args_fp, deps, func_key, state, forced, r_code_fp,
+             r_args_fp, r_dep_fps, r_result_fp, r_file, r_checksum, r_size, r_mtime, options,
+             inputs, r_files) = row
             # (the common values first: inline results, no dependencies, no options)
             code_fp = share(code_fp, code_fp)
             if r_file == 1:
@@ -240,14 +189,13 @@ class Store(_Recording):
                 if parts is None:
                     parts = code_parts[r_code_fp] = _Parts(self, _CODE_PARTS, r_code_fp)
                 record = RunRecord(r_code_fp, parts, args_fp if r_args_fp == 1 else r_args_fp,
-                                   no_deps if r_dep_fps == 1 else _loads(r_dep_fps),
+                                   no_deps if r_dep_fps == 1 else loads_json(r_dep_fps),
                                    r_result_fp, _Parts(self, _ARG_FPS, jid), present)
                 if r_files is not None:
                     record.files = json.loads(r_files)
             out[jid] = StoredJob(jid, record, share(state, state),
                                  FORCED_REASONS.get(forced) if forced else None,
-                                 error, blocked_by, duration, share(func_key, func_key), ended,
-                                 r_file, r_checksum, share(function, function),
+                                 share(func_key, func_key), r_file, r_checksum, shown,
                                  parent and share(parent, parent), dynamic, code_fp, args_fp,
                                  "[]" if deps == 1 else share(deps, deps),
                                  options and share(options, options), inputs, self)
