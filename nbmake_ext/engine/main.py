@@ -263,8 +263,9 @@ class Engine(StoringResults):
                                     and not self.values.get((dep, checksum))[0]])
         try:
             args, kwargs = load_arguments(payload, where)
-            args = resolve(args, self._load)
-            kwargs = resolve(kwargs, self._load)
+            if deps:  # a promise among the arguments is always one of its inputs
+                args = resolve(args, self._load)
+                kwargs = resolve(kwargs, self._load)
         except _Unreadable as lost:
             self.send("lost", {"job_id": job_id, "dep": lost.job_id, "why": lost.why})
             return
