@@ -50,8 +50,8 @@ engine -> kernel:
   ``dropped META``       job ids of the jobs a ``cancel`` dropped
   ``durable META``       job ids whose result files are now on disk (sent alone only
                          when no ``done`` is about to carry them)
-  ``many INDEX *PAYLOADS``  outcomes of short jobs sent together, in order: INDEX json
-                         [[kind, META, number of payloads], ...], then their payloads
+  ``many INDEX *PAYLOADS``  outcomes of short jobs sent together, in order: INDEX a
+                         pickled [[kind, META, number of payloads], ...], then their payloads
 """
 
 from __future__ import annotations
