@@ -50,8 +50,8 @@ engine -> kernel:
   ``dropped META``       job ids of the jobs a ``cancel`` dropped
   ``durable META``       job ids whose result files are now on disk (sent alone only
                          when no ``done`` is about to carry them)
-  ``many INDEX *PAYLOADS``  outcomes of short jobs sent together, in order: INDEX json
-                         [[kind, META, number of payloads], ...], then their payloads
+  ``many INDEX *PAYLOADS``  outcomes of short jobs sent together, in order: INDEX a
+                         pickled [[kind, META, number of payloads], ...], then their payloads
 """
 
 from __future__ import annotations
@@ -263,8 +263,9 @@ class Engine(StoringResults):
                                     and not self.values.get((dep, checksum))[0]])
         try:
             args, kwargs = load_arguments(payload, where)
-            args = resolve(args, self._load)
-            kwargs = resolve(kwargs, self._load)
+            if deps:  # a promise among the arguments is always one of its inputs
+                args = resolve(args, self._load)
+                kwargs = resolve(kwargs, self._load)
         except _Unreadable as lost:
             self.send("lost", {"job_id": job_id, "dep": lost.job_id, "why": lost.why})
             return

@@ -20,6 +20,7 @@ kernel refills it.
 from __future__ import annotations
 
 import json
+import pickle
 import time
 from typing import Callable
 
@@ -54,8 +55,10 @@ class Outbox:
         self._send_frames(self._signer.frames(kind, json.dumps(meta or {}).encode(), *payloads))
 
     def flush(self) -> None:
-        """What waits, in one message: ``many INDEX *PAYLOADS``, INDEX a json list of
-        [kind, meta, number of payloads], the payloads of each in turn."""
+        """What waits, in one message: ``many INDEX *PAYLOADS``, INDEX a pickled list of
+        [kind, meta, number of payloads], the payloads of each in turn. (A pickle, not
+        json: several times cheaper to make and read, per outcome; the kernel reads it
+        only once the message's signature holds, as it does every pickle an engine sends.)"""
         waiting = self._waiting
         if not waiting:
             return
@@ -64,9 +67,10 @@ class Outbox:
             kind, meta, payloads = waiting[0]
             self._send_frames(self._signer.frames(kind, json.dumps(meta).encode(), *payloads))
             return
-        index = json.dumps([[kind, meta, len(payloads)] for kind, meta, payloads in waiting])
+        index = pickle.dumps([[kind, meta, len(payloads)] for kind, meta, payloads in waiting],
+                             protocol=pickle.HIGHEST_PROTOCOL)
         frames = [payload for _, _, payloads in waiting for payload in payloads]
-        self._send_frames(self._signer.frames("many", index.encode(), *frames))
+        self._send_frames(self._signer.frames("many", index, *frames))
 
     def ran(self, func_key: str, seconds: float) -> None:
         self._seconds[func_key] = seconds

@@ -28,7 +28,7 @@ class EngineMessages:
             # started and ended between two messages are not said to have started.
             at, engine.batching = 1, True
             try:
-                for kind, meta, count in json.loads(payloads[0]):
+                for kind, meta, count in pickle.loads(payloads[0]):
                     if kind == "done":  # most of them: no dispatch on the kind
                         self._done(engine, meta, payloads[at:at + count], out)
                     else:

@@ -45,7 +45,9 @@ from .runner import Capabilities
 
 logger = logging.getLogger(__name__)
 DEPTH = 2
-MAX_DEPTH = 32
+# Short jobs: an engine holds up to this many, so a message carries many jobs each way
+# (each message costs both sides a send, a wake-up, a receive and a signature).
+MAX_DEPTH = 128
 QUEUE_SECONDS = 0.005  # work queued per engine when jobs are short (fewer round trips)
 CHECK_EVERY = 0.02     # seconds between looks for dead engines outside ``poll``
 STEAL_AFTER = 0.1  # seconds a job must have run before the one behind it moves elsewhere

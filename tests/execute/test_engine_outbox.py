@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -29,7 +30,7 @@ class Kernel:
     def __call__(self, frames: list) -> None:
         kind, payloads = self.verifier.open(frames)
         if kind == "many":
-            index = json.loads(payloads[0])
+            index = pickle.loads(payloads[0])
             assert sum(count for _, _, count in index) == len(payloads) - 1
             self.messages.append([(kind, meta) for kind, meta, _ in index])
         else:

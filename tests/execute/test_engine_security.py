@@ -250,7 +250,7 @@ class _FakeKernel:
             if kind != "many":
                 return kind, _named(kind, json.loads(payloads[0]))
             self.pending += [(kind, _named(kind, meta))
-                             for kind, meta, _ in json.loads(payloads[0])]
+                             for kind, meta, _ in pickle.loads(payloads[0])]
         return self.pending.pop(0)
 
     def close(self) -> None:
