@@ -425,3 +425,31 @@ def test_snapshot_rows_read_back_as_written_one_object_per_repeated_text(tmp_pat
         assert a.same_definition(spec("a")) and not a.same_definition(spec("a", deps=["b"]))
         assert c.same_definition(spec("c", deps=["a", "b"]))
     store.close()
+
+
+def test_what_is_only_shown_is_read_for_every_job_at_once_when_first_asked(tmp_path):
+    """A snapshot's read leaves out what only views show (a no-op make never needs it);
+    the first job asked for it reads it for all jobs, in one query."""
+    store = Store(tmp_path / "s")
+    define(store, spec("a"), spec("b"), spec("c"))
+    store.record_success("a", record("fa"), dumps_value(1), {"duration": 0.5, "ended": 9.0},
+                         ("", ""))
+    store.record_failure("b", "ValueError: bad", "Traceback ...", {"duration": 1.5}, ("", ""))
+    store.flush()
+    queries: list[str] = []
+    store._conn.set_trace_callback(queries.append)
+    snap = store.snapshot()
+    assert not any("o.error" in q for q in queries)
+    queries.clear()
+    a, b, c = snap["a"], snap["b"], snap["c"]
+    assert (a.function, a.error, a.duration, a.ended) == ("m.f", None, 0.5, 9.0)
+    assert (b.error, b.duration, b.blocked_by) == ("ValueError: bad", 1.5, None)
+    assert (c.error, c.duration, c.ended, c.function) == (None, None, None, "m.f")
+    assert len([q for q in queries if q.lstrip().upper().startswith("SELECT")]) == 1
+    # a re-read of a few jobs has it at once
+    queries.clear()
+    again = store.snapshot_of(["b"])
+    assert again["b"].error == "ValueError: bad" and again["b"].function == "m.f"
+    assert len([q for q in queries if q.lstrip().upper().startswith("SELECT")]) == 1
+    store._conn.set_trace_callback(None)
+    store.close()
