@@ -189,10 +189,20 @@ def _feed(up: _Update, obj: Any, deps: dict, stack: dict) -> None:
 
 def _feed_seq(up: _Update, seq: Any, deps: dict, stack: dict, tag: bytes, end: bytes) -> None:
     if len(seq) > _BULK_MIN:
-        bulk = _bulk(seq)
-        if bulk is not None:
+        kind = _uniform_type(seq)
+        if kind in _BULK_TYPES:
+            bulk = _bulk(seq)
             up(b"%s*%d:" % (tag, len(bulk)))
             up(bulk)
+            return
+        if kind is Promise and not any(p.output for p in seq):
+            # Many results taken whole (a fan-in): each encoded as ``_feed`` does.
+            ids = [p.job_id for p in seq]
+            deps.update(dict.fromkeys(ids))
+            up(tag)
+            up(b"".join([b"Ps%d:%s" % (len(b), b)
+                         for b in [i.encode("utf-8", "surrogatepass") for i in ids]]))
+            up(end)
             return
     up(tag)
     scalars = _SCALARS
@@ -225,10 +235,8 @@ def _index(seq: Any, item: Any) -> int:
     return next(i for i, x in enumerate(seq) if x is item)
 
 
-def _bulk(seq: Any) -> bytes | None:
-    """One pickle of a long homogeneous list of ints, floats or strs, else None."""
-    if _uniform_type(seq) not in _BULK_TYPES:
-        return None
+def _bulk(seq: Any) -> bytes:
+    """One pickle of a long homogeneous list of ints, floats or strs."""
     buf = io.BytesIO()
     pickler = pickle.Pickler(buf, 5)
     pickler.fast = True  # no memo: equal strs pickle alike whether or not they are one object

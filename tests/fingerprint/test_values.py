@@ -269,6 +269,10 @@ def test_promise_fingerprints_stay_what_stores_hold():
     many = tuple(Promise(f"d{i}") for i in range(100))
     fp, deps, _ = scan_call(many, {})
     assert fp == "17b6d90bfdcd953d6e504d40ac21d2c7" and deps == tuple(f"d{i}" for i in range(100))
+    mixed = [Promise(f"d{i}") for i in range(80)] + [Promise("c", output="y")]
+    fp, deps, _ = scan_call((mixed, {"k": [Promise(f"e{i}") for i in range(70)]}), {})
+    assert fp == "b7a4f8289f8df91c2ce765faee838bab"
+    assert deps == (*(f"d{i}" for i in range(80)), "c", *(f"e{i}" for i in range(70)))
 
 
 @pytest.mark.parametrize("args", [(5,), (1, "a", 2.5, None, True, b"x", 3 + 1j), (2**80,)])
