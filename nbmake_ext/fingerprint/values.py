@@ -87,11 +87,14 @@ def scan_call(args: tuple, kwargs: dict) -> tuple[str, tuple[str, ...], tuple[st
         # Most jobs: a few plain values. The same bytes in one piece (``_feed_seq`` of
         # scalars), so the same digest, with no walk.
         try:
-            encoded = [_SCALARS[type(x)](x) for x in args]
+            if len(args) == 1:
+                encoded = _SCALARS[type(args[0])](args[0])
+            else:
+                encoded = b"".join([_SCALARS[type(x)](x) for x in args])
         except KeyError:
             pass
         else:
-            return blake2b(b"(%s)" % b"".join(encoded), digest_size=16).hexdigest(), (), ()
+            return blake2b(b"(%s)" % encoded, digest_size=16).hexdigest(), (), ()
     h = blake2b(digest_size=16)
     deps: dict[str, None] = {}
     root = "args"
