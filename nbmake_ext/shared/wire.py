@@ -30,9 +30,23 @@ def _mac(key: bytes, body: bytes) -> bytes:
     return hmac.digest(key, body, hashlib.sha256)
 
 
+def _sizes(count: int) -> struct.Struct:
+    """The sizes of ``count`` parts, packed in one call (a message of many outcomes has
+    dozens of parts)."""
+    packer = _SIZES.get(count)
+    if packer is None:
+        packer = struct.Struct(f"!{count}Q")
+        if len(_SIZES) < 1024:
+            _SIZES[count] = packer
+    return packer
+
+
+_SIZES: dict[int, struct.Struct] = {}
+
+
 def pack(header: bytes, payloads: tuple[bytes, ...]) -> bytes:
     parts = [header, *payloads]
-    sizes = b"".join(_SIZE.pack(len(p)) for p in parts)
+    sizes = _sizes(len(parts)).pack(*map(len, parts))
     return b"".join([_COUNT.pack(len(parts)), sizes, *parts])
 
 
@@ -41,7 +55,9 @@ def unpack(body: bytes) -> list[bytes] | None:
     try:
         (count,) = _COUNT.unpack_from(body, 0)
         at = _COUNT.size
-        sizes = [_SIZE.unpack_from(body, at + i * _SIZE.size)[0] for i in range(count)]
+        if count > (len(body) - at) // _SIZE.size:
+            return None  # (more sizes than the body could hold)
+        sizes = _sizes(count).unpack_from(body, at)
     except struct.error:
         return None
     at += count * _SIZE.size

@@ -359,6 +359,10 @@ def test_a_message_is_one_signed_body_and_a_malformed_one_is_dropped():
     assert verifier.open(frames, b"p") == ("jobs", [b"meta", b"", b"x" * 100_000])
     # Signed right but not a body the sender could have made (a length table that lies,
     # no header): dropped, never taken apart further.
-    for body in (b"", b"\x00\x00\x00\x05" + b"\x00" * 8, wire.pack(b"nospace", ())):
+    many = wire.pack(b"many 2", tuple(b"p%d" % i for i in range(50)))
+    for body in (b"", b"\x00\x00\x00\x05" + b"\x00" * 8, wire.pack(b"nospace", ()),
+                 b"\xff\xff\xff\xff" + b"\x00" * 64,  # more parts than bytes to size them
+                 many[:-1], many + b"x"):  # the parts' sizes and the body disagree
         assert verifier.open([wire._mac(key, body), body], b"p") is None
-    assert verifier.dropped == 3
+    assert verifier.dropped == 6
+    assert wire.unpack(many) == [b"many 2", *(b"p%d" % i for i in range(50))]
