@@ -147,6 +147,18 @@ class Scheduler(Checks, DynamicJobs, Failures):
         return self._flush()
 
     def handle(self, event: Event) -> list[Action]:
+        self._on(event)
+        return self._flush()
+
+    def handle_many(self, events: Iterable[Event]) -> list[Action]:
+        """The events in order, as ``handle`` each (and checked after each with
+        ``validate``): their actions in one list (a batch of results is one call)."""
+        on = self._on
+        for event in events:
+            on(event)
+        return self._flush()
+
+    def _on(self, event: Event) -> None:
         kind = type(event)
         if self._story is not None:
             self._cause = _describe(event)
@@ -178,7 +190,6 @@ class Scheduler(Checks, DynamicJobs, Failures):
             raise InternalError(f"unknown event {event!r}")
         if self.validate:
             self.check()
-        return self._flush()
 
     @property
     def finished(self) -> bool:

@@ -276,20 +276,29 @@ class Driver(Recording, SendAhead, HandingOver):
         runner = self.runner
         ahead = self.ahead
         holds = ahead.waiting if ahead is not None else _never  # sent ahead: need no slot
+        claimed, ready, running = self.claimed, self.ready, self.running
+        state, started, submit = self.sched.state, self.sched.started, runner.submit
+        # The runner's free slots, asked once and counted down (asked again when used up):
+        # one question per batch of jobs handed over rather than one per job.
+        room = 0
         while True:
-            if not self.claimed:
-                if not self.ready:
+            if not claimed:
+                if not ready:
                     return
-                if not runner.has_capacity() and not holds(self.ready[0]):
+                if room <= 0:
+                    room = runner.free_slots()
+                if room <= 0 and not holds(ready[0]):
                     return
                 self._claim_batch()
                 continue
-            if not runner.has_capacity() and not holds(self.claimed[0]):
+            if room <= 0:
+                room = runner.free_slots()
+            if room <= 0 and not holds(claimed[0]):
                 return
-            jid = self.claimed.popleft()
-            if self.sched.state(jid) != QUEUED or jid in self.running:
+            jid = claimed.popleft()
+            if state(jid) != QUEUED or jid in running:
                 continue
-            held = ahead is not None and ahead.waiting(jid)
+            held = holds(jid)
             env = self._hold_resources(jid) if self.holdings is not None else None
             if env is False:
                 continue
@@ -298,10 +307,11 @@ class Driver(Recording, SendAhead, HandingOver):
                 self._release_held(jid)
             else:
                 # Handed over, maybe queued behind others: "running" once it starts (Started).
-                self.sched.started(jid)
+                started(jid)
                 if held and self._adopt(call):
                     continue
-                self.runner.submit(call)
+                submit(call)
+                room -= 1
                 if ahead is not None:
                     ahead.handed(jid)
 

@@ -42,6 +42,9 @@ class Recording:
         # raises it after): the outcomes not reached yet are recorded by _put_back.
         self._unhandled = unhandled = deque(outcomes)
         while unhandled:
+            if type(unhandled[0]) is JobStored:  # most outcomes: results, many at once
+                self._stored_many(unhandled)
+                continue
             outcome = unhandled.popleft()
             kind = type(outcome)
             if kind is Started:
@@ -56,7 +59,7 @@ class Recording:
             if kind is Progress:
                 self._progress(outcome.job_id, outcome.done, outcome.total, outcome.message)
                 continue
-            if kind is JobReturned or kind is JobStored:
+            if kind is JobReturned:
                 seconds = outcome.timing.duration or 0.0
                 mean = self._mean_seconds
                 self._mean_seconds = seconds if mean is None else 0.8 * mean + 0.2 * seconds
@@ -72,8 +75,6 @@ class Recording:
                     self._persist(jid, outcome.value, outcome)
             elif kind is JobRaised:
                 self._fail(outcome.job_id, outcome.error, outcome.traceback, outcome)
-            elif kind is JobStored:
-                self._stored_by_engine(outcome)
             elif kind is Durable:
                 self._commit_durable(outcome.job_ids)
             elif kind is Requeue:
@@ -155,6 +156,72 @@ class Recording:
         self._apply(self.sched.handle(ev.Succeeded(jid, result_fp)))
         self.tell(jid, "done", _info(out.timing, out.stdout, out.stderr, timing))
 
+    def _stored_many(self, unhandled: deque[Outcome]) -> None:
+        """The results at the head of ``unhandled`` (an engine sends those of short jobs
+        together), handled as one: the store is handed them at once, then the scheduler
+        is told of them in order, then the views. They leave ``unhandled`` only once the
+        store has them (an interrupt before: ``_put_back`` records them)."""
+        batch = self._simple_results(unhandled)
+        if not batch:  # a job with files: looked at first, and it may fail
+            self._stored_by_engine(unhandled.popleft())
+            return
+        entries, events, timings, left = [], [], [], []
+        specs, running, locations = self.graph.specs, self.running, self.locations
+        records, inline_max, mean = self.sched.records, self.store.inline_max, self._mean_seconds
+        try:
+            for out in batch:
+                jid = out.job_id
+                spec = specs[jid]
+                was = running.pop(jid, None)
+                left.append((jid, was))
+                if self.holdings is not None:
+                    self._release_held(jid)
+                consumed, args, kwargs, _ = was or _NOT_RUNNING
+                record = RunRecord(spec.code_fp, spec.code_parts, spec.args_fp, consumed,
+                                   out.result_fp,
+                                   _lazy_arg_fps(args, kwargs) if spec.func is not None else {})
+                timing = self._timing(jid, out.timing)
+                timings.append(timing)
+                logs = (out.stdout, out.stderr)
+                data = out.data
+                if data is not None:  # a small result: the store writes its file
+                    entries.append((jid, record, data, timing, logs, out.checksum))
+                    locations[jid] = (INLINE if len(data) <= inline_max
+                                      else blobs.file_name(jid, out.checksum), out.checksum)
+                else:
+                    locations[jid] = (out.file, out.checksum)
+                    self.pending_durable[jid] = (record, out.file, out.checksum, out.stamp,
+                                                 timing, logs)
+                records[jid] = record
+                events.append(ev.Succeeded(jid, out.result_fp))
+                seconds = out.timing.duration or 0.0
+                mean = seconds if mean is None else 0.8 * mean + 0.2 * seconds
+            self.store.record_successes(entries)
+        except BaseException:
+            for jid, was in left:  # still running to _put_back, which records them
+                if was is not None:
+                    running[jid] = was
+            raise
+        self._mean_seconds = mean
+        for _ in batch:
+            unhandled.popleft()
+        self._apply(self.sched.handle_many(events))
+        tell = self.tell
+        for out, timing in zip(batch, timings):
+            tell(out.job_id, "done", _info(out.timing, out.stdout, out.stderr, timing))
+
+    def _simple_results(self, unhandled: deque[Outcome]) -> list[JobStored]:
+        """The results at the head of ``unhandled`` of jobs without files."""
+        specs, batch = self.graph.specs, []
+        for out in unhandled:
+            if type(out) is not JobStored:
+                break
+            spec = specs[out.job_id]
+            if spec.inputs or spec.options.outputs:
+                break
+            batch.append(out)
+        return batch
+
     def _stored_by_engine(self, out: JobStored) -> None:
         jid = out.job_id
         spec = self.graph.specs[jid]
@@ -206,10 +273,9 @@ class Recording:
         return files
 
     def _commit_durable(self, job_ids: list[str]) -> None:
-        for jid in job_ids:
-            pending = self.pending_durable.pop(jid, None)
-            if pending is not None:
-                self.store.record_stored(jid, *pending)
+        pending_durable = self.pending_durable
+        entries = [(jid, *pending_durable.pop(jid)) for jid in job_ids if jid in pending_durable]
+        self.store.record_stored_many(entries)
 
     def _fail(self, jid: str, error: str, tb: str, out: JobReturned | JobRaised | None) -> None:
         self._left(jid)

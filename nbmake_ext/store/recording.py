@@ -47,6 +47,25 @@ class _Recording:
 
         self.writer.result(write_file, commit, on_file_error, len(data))
 
+    def record_successes(self, entries: list[tuple]) -> None:
+        """``record_success(*entry)`` for each, the small results handed to the writer at
+        once (the results of a batch of jobs)."""
+        inline_max, inflight = self.inline_max, self._inflight
+        small, size = [], 0
+        for job_id, record, data, timing, logs, checksum in entries:
+            if len(data) > inline_max:
+                self.record_success(job_id, record, data, timing, logs, checksum)
+                continue
+            inflight[job_id] = data
+            small.append(Result(job_id, record, INLINE, checksum or blobs.checksum(data),
+                                (len(data), 0), timing, logs, data, made_here=True))
+            size += len(data)
+        self.writer.db_many(small, size)
+
+    def record_stored_many(self, entries: list[tuple]) -> None:
+        """``record_stored(*entry)`` for each, handed to the writer at once."""
+        self.writer.db_many([Result(*entry) for entry in entries])
+
     def pending_result(self, job_id: str) -> bytes | None:
         """The pickled result of a ``record_success`` not yet committed (its file may not
         exist yet), else None."""

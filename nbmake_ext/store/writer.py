@@ -76,6 +76,11 @@ class Writer:
         """``size``: bytes it holds in memory until applied (an inline result's)."""
         self._put(("db", fn), size)
 
+    def db_many(self, fns: list[Callable[[sqlite3.Connection], Any]], size: int = 0) -> None:
+        """``db(fn)`` for each, in order, handed over at once (a batch of results)."""
+        if fns:
+            self._put_many([("db", fn) for fn in fns], size)
+
     def result(self, write, commit, on_error, size: int) -> None:
         """``write()`` makes the file (of ``size`` bytes); ``commit(its info)`` gives the
         Result to record once it is durable; ``on_error(exc)`` gives the write to record
@@ -93,6 +98,18 @@ class Writer:
                 full = size >= MAX_BYTES
             else:
                 full = len(items) >= MAX_BACKLOG or self._bytes >= MAX_BYTES
+        if full:
+            self.apply()
+
+    def _put_many(self, new: list[tuple], size: int) -> None:
+        with self._lock:
+            items = self._items
+            if not items:
+                self._since = time.monotonic()
+                self._wake.notify()
+            items += new
+            self._bytes += size
+            full = len(items) >= MAX_BACKLOG or self._bytes >= MAX_BYTES
         if full:
             self.apply()
 

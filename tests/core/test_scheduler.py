@@ -398,3 +398,41 @@ def test_many_changed_arguments_are_one_reason():
     assert argument_reasons(old, {k: "new" for k in old}) == [
         "10 arguments (x0, x1, x2, ...) changed"]
     assert argument_reasons({}, {}) == ["arguments changed"]
+
+
+def test_handle_many_applies_each_success_in_order_and_returns_all_their_actions():
+    # a and b feed c; d follows a alone; e follows c.
+    specs = [spec("a"), spec("b"), spec("c", ["a", "b"]), spec("d", ["a"]), spec("e", ["c"])]
+    sched = Scheduler(Graph(specs), {}, ["d", "e"], validate=True)
+    assert sched.start() == [ev.Run("a", ("never ran",)), ev.Run("b", ("never ran",))]
+    actions = sched.handle_many([ev.Succeeded("a", "ra"), ev.Succeeded("b", "rb")])
+    assert actions == [ev.Run("d", ("never ran",)), ev.Run("c", ("never ran",))]
+    assert sched.state("a") == sched.state("b") == "done"
+    assert sched.handle_many([]) == []
+
+
+def test_handle_many_gives_what_handle_gives_one_by_one():
+    def run(batched):
+        specs = [spec("a"), spec("b", ["a"]), spec("c", ["a"]), spec("x"), spec("y", ["x"])]
+        old = RunRecord("c", {"m.b": "c"}, "a", {"a": "ra"}, "rb")
+        sched = Scheduler(Graph(specs), {"a": RunRecord("c", {"m.a": "c"}, "a", {}, "ra"),
+                                         "b": old}, ["b", "c", "y"], forced={"a": "forced"},
+                          validate=True)
+        first = sched.start()
+        events = [ev.Succeeded("x", "rx"), ev.Succeeded("a", "ra")]
+        if batched:
+            return first, sched.handle_many(events), dict(sched.status)
+        return first, [a for e in events for a in sched.handle(e)], dict(sched.status)
+
+    assert run(True) == run(False)
+    first, actions, status = run(True)
+    assert actions == [ev.Run("y", ("never ran",)), ev.Skip("b"), ev.Run("c", ("never ran",))]
+    assert status == {"a": "done", "b": "skipped", "c": "queued", "x": "done", "y": "queued"}
+
+
+def test_handle_many_stops_at_an_unexpected_event_with_the_job_named():
+    sched = Scheduler(Graph([spec("a")]), {}, ["a"])
+    sched.start()
+    with pytest.raises(InternalError, match="'b'"):
+        sched.handle_many([ev.Succeeded("a", "ra"), ev.Succeeded("b", "x")])
+    assert sched.state("a") == "done"

@@ -90,18 +90,18 @@ def test_a_chain_runs_ahead_on_one_engine_before_the_kernel_records_its_links(
     # start that early if they were on the engine already, sent ahead of the kernel's
     # decision (which needs c0's result recorded).
     seen: dict[str, bool] = {}
-    record = Driver._stored_by_engine
+    record = Driver._stored_many
 
-    def slow_record(self, out):
-        if out.job_id == "c0" and "c0" not in seen:
+    def slow_record(self, unhandled):  # the results at the head of unhandled
+        if unhandled[0].job_id == "c0" and "c0" not in seen:
             try:
                 wait_until(lambda: {"c1-start", "c2-start"} <= set(J.names(lab)), 10)
                 seen["c0"] = True
             except AssertionError:
                 seen["c0"] = False
-        return record(self, out)
+        return record(self, unhandled)
 
-    monkeypatch.setattr(Driver, "_stored_by_engine", slow_record)
+    monkeypatch.setattr(Driver, "_stored_many", slow_record)
     before = ctx._pool.sent_ahead
     report = guarded(ctx.parmake, n=2)
     assert report.ran == n and not report.failed
@@ -336,14 +336,14 @@ def test_a_job_sent_ahead_that_crashes_its_engine_fails_and_blocks_what_follows(
     before = pool.sent_ahead
     release = release_when(lab, "head", lambda: pool.sent_ahead - before >= 2)
     thread, killed = _killer(lab, "mid", lambda: True)
-    record = Driver._stored_by_engine
+    record = Driver._stored_many
 
-    def record_once_mid_is_dead(self, out):
-        if out.job_id == "head":
+    def record_once_mid_is_dead(self, unhandled):  # the results at the head of unhandled
+        if unhandled[0].job_id == "head":
             wait_until(lambda: killed and not is_engine(killed[0]), 30, "mid killed")
-        return record(self, out)
+        return record(self, unhandled)
 
-    monkeypatch.setattr(Driver, "_stored_by_engine", record_once_mid_is_dead)
+    monkeypatch.setattr(Driver, "_stored_many", record_once_mid_is_dead)
     with pytest.raises(JobsFailed) as info:
         guarded(ctx.parmake, n=2)
     release.join(10)

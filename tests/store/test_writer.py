@@ -8,7 +8,7 @@ import time
 import pytest
 
 from nbmake_ext.core.jobspec import JobSpec, RunRecord
-from nbmake_ext.store import Store
+from nbmake_ext.store import Store, blobs
 from nbmake_ext.store import writer as writer_module
 from nbmake_ext.store.store import dumps_value
 
@@ -124,4 +124,41 @@ def test_ctrl_c_while_the_make_commits_a_batch_comes_after_the_commit(tmp_path):
     assert store.details("b")["error"] == "boom"  # the rest of the batch too
     assert not store._claims.held and not store._inflight
     store._commit_results = commit_results
+    store.close()
+
+
+def test_results_recorded_together_are_committed_in_one_batch_small_and_large(tmp_path,
+                                                                             monkeypatch):
+    """``record_successes``: the small results handed over at once, a large one written to
+    its file first; all committed, readable, their claims let go."""
+    store, _ = store_noting_appliers(tmp_path, monkeypatch, 4)
+    ids = ["j0", "j1", "j2", "j3"]
+    assert store.claim(ids)[0] == ids
+    big = "x" * (store.inline_max + 10)
+    values = {"j0": 0, "j1": big, "j2": 2, "j3": 3}
+    store.record_successes([(j, record(), dumps_value(v), {}, ("", ""), "")
+                            for j, v in values.items()])
+    assert store.pending_result("j2") == dumps_value(2)
+    store.flush()
+    assert committed(store) == set(ids)
+    assert not store._claims.held
+    assert {j: store.load_result(j) for j in ids} == values
+    store.close()
+
+
+def test_results_an_engine_stored_are_committed_together(tmp_path):
+    store = Store(tmp_path / "s")
+    store.define([(spec(j), "key", b"blob", b"payload") for j in ("a", "b")])
+    entries = []
+    for j, v in (("a", 1), ("b", 2)):
+        data = dumps_value(v)
+        sum_ = blobs.checksum(data)
+        name = blobs.file_name(j, sum_)
+        stamp = blobs.write_atomic(store.results_dir, name, data, durable=False)
+        entries.append((j, record(), name, sum_, stamp, {}, ("", "")))
+    store.record_stored_many(entries)
+    store.record_stored_many([])
+    store.flush()
+    assert committed(store) == {"a", "b"}
+    assert store.load_result("a") == 1 and store.load_result("b") == 2
     store.close()
