@@ -160,11 +160,19 @@ class Recording:
         """The results at the head of ``unhandled`` (an engine sends those of short jobs
         together), handled as one: the store is handed them at once, then the scheduler
         is told of them in order, then the views. They leave ``unhandled`` only once the
-        store has them (an interrupt before: ``_put_back`` records them)."""
+        store has them (an interrupt before: ``_put_back`` records them). A job with
+        files is a batch of its own: its files are looked at first, and may fail it."""
         batch = self._simple_results(unhandled)
-        if not batch:  # a job with files: looked at first, and it may fail
-            self._stored_by_engine(unhandled.popleft())
-            return
+        files = None
+        if not batch:
+            out = unhandled[0]
+            spec = self.graph.specs[out.job_id]
+            in_fps = self.running[out.job_id][3] if out.job_id in self.running else {}
+            files = self._files_written(out.job_id, spec, in_fps, out.files, out)
+            if files is None:  # failed: recorded so
+                unhandled.popleft()
+                return
+            batch = [out]
         entries, events, timings, left = [], [], [], []
         specs, running, locations = self.graph.specs, self.running, self.locations
         records, inline_max, mean = self.sched.records, self.store.inline_max, self._mean_seconds
@@ -180,6 +188,8 @@ class Recording:
                 record = RunRecord(spec.code_fp, spec.code_parts, spec.args_fp, consumed,
                                    out.result_fp,
                                    _lazy_arg_fps(args, kwargs) if spec.func is not None else {})
+                if files is not None:
+                    record.files = files
                 timing = self._timing(jid, out.timing)
                 timings.append(timing)
                 logs = (out.stdout, out.stderr)
@@ -221,33 +231,6 @@ class Recording:
                 break
             batch.append(out)
         return batch
-
-    def _stored_by_engine(self, out: JobStored) -> None:
-        jid = out.job_id
-        spec = self.graph.specs[jid]
-        if spec.options.outputs or spec.inputs:
-            in_fps = self.running[jid][3] if jid in self.running else {}
-            files = self._files_written(jid, spec, in_fps, out.files, out)
-            if files is None:
-                return
-        consumed, args, kwargs, _ = self._left(jid) or _NOT_RUNNING
-        record = RunRecord(spec.code_fp, spec.code_parts, spec.args_fp, consumed, out.result_fp,
-                           _lazy_arg_fps(args, kwargs) if spec.func is not None else {})
-        if spec.options.outputs or spec.inputs:
-            record.files = files
-        timing = self._timing(jid, out.timing)
-        logs = (out.stdout, out.stderr)
-        if out.data is not None:  # a small result: the store writes its file
-            self.store.record_success(jid, record, out.data, timing, logs, out.checksum)
-            name = INLINE if len(out.data) <= self.store.inline_max \
-                else blobs.file_name(jid, out.checksum)
-            self.locations[jid] = (name, out.checksum)
-        else:
-            self.locations[jid] = (out.file, out.checksum)
-            self.pending_durable[jid] = (record, out.file, out.checksum, out.stamp, timing, logs)
-        self.sched.records[jid] = record
-        self._apply(self.sched.handle(ev.Succeeded(jid, out.result_fp)))
-        self.tell(jid, "done", _info(out.timing, out.stdout, out.stderr, timing))
 
     def _files_written(self, jid: str, spec, in_fps: dict[str, str], stamps: dict | None,
                        out) -> dict[str, str] | None:
