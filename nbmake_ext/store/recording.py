@@ -53,7 +53,9 @@ class _Recording:
         inline_max, inflight = self.inline_max, self._inflight
         small, size = [], 0
         for job_id, record, data, timing, logs, checksum in entries:
-            if len(data) > inline_max:
+            if len(data) > inline_max:  # (after those before it: the writes keep their order)
+                self.writer.db_many(small, size)
+                small, size = [], 0
                 self.record_success(job_id, record, data, timing, logs, checksum)
                 continue
             inflight[job_id] = data
