@@ -282,14 +282,17 @@ class Context(Queries):
         seen: dict[int, Any] = {}
         specs = self.graph.specs
         chosen = specs.items() if job_ids is None else [(j, specs[j]) for j in job_ids]
+        last = code = None  # (jobs of one function mostly come one after another)
         for jid, spec in list(chosen):
             func = spec.func
             if func is None:
                 continue
-            key = id(func)
-            code = seen.get(key)
-            if code is None:
-                code = seen[key] = code_of(func)
+            if func is not last:
+                key = id(func)
+                code = seen.get(key)
+                if code is None:
+                    code = seen[key] = code_of(func)
+                last = func
             if code.digest != spec.code_fp:
                 new = dataclasses.replace(spec, code_fp=code.digest, code_parts=code.parts,
                                           _def_fp="")

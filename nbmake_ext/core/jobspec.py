@@ -61,7 +61,7 @@ class JobSpec:
             and self.dynamic == other.dynamic and self.parent == other.parent
 
 
-_NO_FILES: dict[str, str] = {}
+NO_FILES: dict[str, str] = {}
 
 
 @dataclass(slots=True)
@@ -77,4 +77,4 @@ class RunRecord:
     present: bool = True              # False when the result file is missing or corrupt
     # path -> content fingerprint of each input file it read and each output it wrote
     # (replaced, never changed: records without files share one empty dict)
-    files: Mapping[str, str] = field(default_factory=lambda: _NO_FILES)
+    files: Mapping[str, str] = field(default_factory=lambda: NO_FILES)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -194,12 +194,14 @@ class Driver(Recording, SendAhead, HandingOver):
         """Fill in the counts of ``report`` from how far the run got."""
         s = self.sched
         status = s.status
-        report.ran = sum(1 for v in status.values() if v == "done")
-        skipped = sum(1 for v in status.values() if v == "skipped")
+        counts = Counter(status.values())
+        report.ran = counts["done"]
         report.restored = sum(1 for j in s.restored if status.get(j) == "skipped")
-        report.skipped = skipped - report.restored
-        report.failed = {j: s.errors[j] for j, v in status.items() if v == "failed"}
-        report.blocked = {j: s.blocked_by[j] for j, v in status.items() if v == "blocked"}
+        report.skipped = counts["skipped"] - report.restored
+        report.failed = {j: s.errors[j] for j, v in status.items() if v == "failed"} \
+            if counts["failed"] else {}
+        report.blocked = {j: s.blocked_by[j] for j, v in status.items() if v == "blocked"} \
+            if counts["blocked"] else {}
 
     def _put_back(self) -> None:
         """Interrupted: running jobs go back to their earlier state; nothing of them is kept.
@@ -233,14 +235,15 @@ class Driver(Recording, SendAhead, HandingOver):
     # -- actions from the scheduler -------------------------------------------------------
 
     def _apply(self, actions: list[ev.Action]) -> None:
+        stored, tell = self.stored, self.tell  # (a no-op make: 100,000 skips in one list)
         for action in actions:
             kind = type(action)
             if kind is ev.Skip:
                 jid = action.job_id
-                st = self.stored.get(jid)
+                st = stored.get(jid)
                 if st is None or st.state != "done" or st.forced or action.restored:
                     self.store.record_skipped(jid, restored=action.restored)
-                self.tell(jid, "done", {"restored": True} if action.restored else {})
+                tell(jid, "done", {"restored": True} if action.restored else {})
             elif kind is ev.Run:
                 self.ready.append(action.job_id)
             elif kind is ev.Block:

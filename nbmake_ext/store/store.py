@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 
-from ..core.jobspec import JobSpec, RunRecord
+from ..core.jobspec import NO_FILES, JobSpec, RunRecord
 from ..errors import NotDone, StoreError
 from ..shared.gc_pause import gc_paused
 from . import blobs, db
@@ -190,7 +190,7 @@ class Store(_Recording):
                     parts = code_parts[r_code_fp] = _Parts(self, _CODE_PARTS, r_code_fp)
                 record = RunRecord(r_code_fp, parts, args_fp if r_args_fp == 1 else r_args_fp,
                                    no_deps if r_dep_fps == 1 else loads_json(r_dep_fps),
-                                   r_result_fp, _Parts(self, _ARG_FPS, jid), present)
+                                   r_result_fp, _Parts(self, _ARG_FPS, jid), present, NO_FILES)
                 if r_files is not None:
                     record.files = json.loads(r_files)
             out[jid] = StoredJob(jid, record, share(state, state),
