@@ -88,25 +88,14 @@ class Writer:
         self._put(("file", write, commit, on_error), size)
 
     def _put(self, item: tuple, size: int) -> None:
-        with self._lock:
-            items = self._items
-            items.append(item)
-            self._bytes += size
-            if len(items) == 1:
-                self._since = time.monotonic()
-                self._wake.notify()  # the background thread applies it by MAX_AGE
-                full = size >= MAX_BYTES
-            else:
-                full = len(items) >= MAX_BACKLOG or self._bytes >= MAX_BYTES
-        if full:
-            self.apply()
+        self._put_many([item], size)
 
     def _put_many(self, new: list[tuple], size: int) -> None:
         with self._lock:
             items = self._items
             if not items:
                 self._since = time.monotonic()
-                self._wake.notify()
+                self._wake.notify()  # the background thread applies them by MAX_AGE
             items += new
             self._bytes += size
             full = len(items) >= MAX_BACKLOG or self._bytes >= MAX_BYTES
