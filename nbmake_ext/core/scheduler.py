@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping
 
 from ..errors import InternalError
-from . import signature, sweep
+from . import signature
+from .sweep import fresh as fresh_jobs, upstream as upstream_of
 from .events import (
     Action, ChildDefined, Event, Failed, Reconsider, ResultLost, Retry, Returned, Run, Skip,
     Succeeded,
@@ -275,10 +276,10 @@ class Scheduler(Checks, DynamicJobs, Failures):
     def _fresh(self, among: Mapping[str, None]) -> list[str]:
         """The jobs of ``among`` that are up to date, and their upstream too, dependencies
         first (core/sweep.py)."""
-        return sweep.fresh(among, self.graph.specs, self.records, self.results, self.forced,
-                           self.status, self._defined, self.files)
+        return fresh_jobs(among, self.graph.specs, self.records, self.results, self.forced,
+                          self.status, self._defined, self.files)
 
-    _upstream = staticmethod(sweep.upstream)
+    _upstream = staticmethod(upstream_of)
 
     def _init_waiting(self, jid: str) -> None:
         spec = self.graph.specs[jid]
