@@ -228,7 +228,7 @@ class Context(Queries):
     def own_rows(self) -> list[JobRow]:
         """``ls`` of ``own_jobs()`` (of every job when it registered none), from one read
         of the store (what a kernel's board shows)."""
-        self.sync()
+        self.sync(shown=True)
         own = [j for j in self._registered if j in self.graph]
         return self._rows(self._needed_by(own) if own else ())
 
@@ -253,18 +253,19 @@ class Context(Queries):
         """Definitions registered since the store last heard of them."""
         return bool(self._pending)
 
-    def sync(self) -> None:
-        """Record pending definitions in the store and reread what is stored."""
+    def sync(self, shown: bool = False) -> None:
+        """Record pending definitions in the store and reread what is stored (``shown``:
+        with what only views show, for a view of every job)."""
         with gc_paused():  # (objects per job, kept: nothing to collect)
-            self._sync()
+            self._sync(shown)
 
-    def _sync(self) -> None:
+    def _sync(self, shown: bool = False) -> None:
         self._refresh_code()
         if self._outputs_added:
             self._link_inputs()
         self.files.moment()  # a command looks at each file afresh
         self._keep_file_stats()
-        self._load()
+        self._load(shown)
         stored = self._stored
         entries = []
         for jid, spec in self._pending.items():
@@ -306,10 +307,10 @@ class Context(Queries):
                     # the child ran with it.
                     self._lagging.add(jid)
 
-    def _load(self) -> None:
+    def _load(self, shown: bool = False) -> None:
         self._stored_mark = self.store.activity()  # before the read: see Driver._reread
         self._stored = {}  # the old snapshot goes before the new one is read, not after
-        self._stored = self.store.snapshot()
+        self._stored = self.store.snapshot(shown)
         self._loaded = True
         specs = self.graph.specs
         producers = self._producers

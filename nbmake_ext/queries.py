@@ -92,7 +92,7 @@ class Queries:
     # and ``sync`` and ``_refresh_code``, of Context
 
     def ls(self, *targets: str) -> list[JobRow]:
-        self.sync()
+        self.sync(shown=True)
         return self._rows(targets)
 
     def _rows(self, targets: Iterable[str]) -> list[JobRow]:

@@ -313,3 +313,23 @@ def test_own_jobs_are_what_a_context_registered_and_what_they_need(tmp_path):
             c.close()
     finally:
         b.close()
+
+
+def test_ls_reads_the_store_once_and_a_make_leaves_the_shown_columns_out(tmp_path):
+    """A view of every job reads what it shows with the rest, in one read; a make reads
+    only what it decides with."""
+    with nbmake_ext.Context(tmp_path / "s", durable=False) as ctx:
+        for i in range(3):
+            ctx.comp(load, i, job_id=f"j{i}")
+        ctx.make()
+        reads: list[str] = []
+        ctx.store._conn.set_trace_callback(reads.append)
+        rows = ctx.ls()
+        selects = [q for q in reads if "o.error" in q]
+        assert len(selects) == 1 and "o.r_result_fp" in selects[0]  # (with the rest)
+        assert {r.job_id for r in rows} == {"j0", "j1", "j2"}
+        assert all(r.state == "done" and r.duration is not None for r in rows)
+        reads.clear()
+        ctx.make()
+        assert not [q for q in reads if "o.error" in q]
+        ctx.store._conn.set_trace_callback(None)

@@ -99,17 +99,21 @@ class Store(_Recording):
         " CASE o.r_file WHEN ':db' THEN 1 ELSE o.r_file END, o.r_checksum, o.r_size," \
         " o.r_mtime, j.options, j.inputs, o.r_files"
     # What is only shown (stored_job.py, Shown): a whole snapshot reads it when first asked
-    # for (a fifth of the read's time, which a no-op make never needs); a re-read of a few
-    # jobs reads it with the rest.
+    # for (a fifth of the read's time, which a no-op make never needs), unless it is for a
+    # view of every job; a re-read of a few jobs reads it with the rest.
     _SHOWN = ", j.function, o.error, o.blocked_by, o.duration, o.ended"
     _FROM = " FROM jobs AS j LEFT JOIN outcomes AS o ON o.job_id = j.job_id"
     _BASE_COLUMNS = 20
 
-    def snapshot(self) -> dict[str, StoredJob]:
-        """Every stored job, with what its result was made from and whether the file is there."""
+    def snapshot(self, shown: bool = False) -> dict[str, StoredJob]:
+        """Every stored job, with what its result was made from and whether the file is
+        there; ``shown``: with what only views show, read now (a view of every job)."""
         files = blobs.stamps(self.results_dir)
         # One read transaction: every row is of the same moment.
         with _one_moment(self._conn) as conn, gc_paused():
+            if shown:
+                return self._decode(conn.execute(self._ROWS + self._SHOWN + self._FROM),
+                                    files.get, None)
             return self._decode(conn.execute(self._ROWS + self._FROM), files.get,
                                 ShownLater(self._shown_rows))
 

@@ -446,10 +446,12 @@ def test_what_is_only_shown_is_read_for_every_job_at_once_when_first_asked(tmp_p
     assert (b.error, b.duration, b.blocked_by) == ("ValueError: bad", 1.5, None)
     assert (c.error, c.duration, c.ended, c.function) == (None, None, None, "m.f")
     assert len([q for q in queries if q.lstrip().upper().startswith("SELECT")]) == 1
-    # a re-read of a few jobs has it at once
-    queries.clear()
-    again = store.snapshot_of(["b"])
-    assert again["b"].error == "ValueError: bad" and again["b"].function == "m.f"
-    assert len([q for q in queries if q.lstrip().upper().startswith("SELECT")]) == 1
+    # a re-read of a few jobs has it at once, and so has a snapshot for a view of them all
+    for read in (lambda: store.snapshot_of(["b"]), lambda: store.snapshot(shown=True)):
+        queries.clear()
+        again = read()
+        assert again["b"].error == "ValueError: bad" and again["b"].function == "m.f"
+        assert again["b"].duration == 1.5
+        assert len([q for q in queries if q.lstrip().upper().startswith("SELECT")]) == 1
     store._conn.set_trace_callback(None)
     store.close()
