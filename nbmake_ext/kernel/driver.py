@@ -159,6 +159,8 @@ class Driver(Recording, SendAhead, HandingOver):
                         or self.pending_durable or self._replay):
                     raise InternalError(
                         f"make stalled with jobs in flight: {sorted(self.sched.active)[:10]}")
+                if not (self.ready or self.claimed or self._replay):
+                    self.store.write_soon()  # nothing to hand out: the writer's turn
                 outcomes = self.runner.poll(0 if self._replay else 0.05)
                 if self._replay:
                     outcomes, self._replay = self._replay + outcomes, []

@@ -82,7 +82,7 @@ class Claims:
         path = store_dir / "claims.lock"
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         self._shard_dir = store_dir / "claims"
-        self._shards: list[int | None] = [None] * _SHARDS  # fds, opened when first used
+        self._shards: list[int | None] = [None] * _SHARDS  # fds
         self.held: dict[str, tuple[int, int]] = {}  # job -> its claim file's fd, offset
         appender = os.open(path, os.O_WRONLY | os.O_APPEND)
         try:
@@ -90,6 +90,10 @@ class Claims:
         finally:
             os.close(appender)
         self._lock(self._fd, _PRESENCE, fcntl.F_RDLCK)
+        # All opened now, with the store: a new store's first make would otherwise create
+        # them one by one as it claims, some milliseconds spent while its jobs wait.
+        for shard in range(_SHARDS):
+            self._fd_of(shard)
 
     def activity(self) -> tuple[int, bool]:
         """A mark of now: how many stores have opened this one, and whether another is open."""

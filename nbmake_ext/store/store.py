@@ -443,6 +443,12 @@ class Store(_Recording):
         if self._writer is not None:
             self._writer.flush()
 
+    def write_soon(self) -> None:
+        """The make has nothing to hand out until running jobs end: what waits to be
+        written may go now, on the writer's thread, rather than at the make's end."""
+        if self._writer is not None:
+            self._writer.hurry()
+
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()

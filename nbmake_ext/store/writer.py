@@ -34,6 +34,7 @@ MAX_BYTES = 64 << 20  # of results held in memory until written
 # write waits at most 0.05 s to be applied, which leaves the other half for its commit
 # (and for the background thread to get the interpreter lock: a few milliseconds).
 MAX_AGE = 0.045       # seconds
+HURRIED_FROM = 64     # writes waiting from which ``hurry`` applies them at once
 
 
 @dataclass(slots=True)
@@ -101,6 +102,15 @@ class Writer:
             full = len(items) >= MAX_BACKLOG or self._bytes >= MAX_BYTES
         if full:
             self.apply()
+
+    def hurry(self) -> None:
+        """The background thread applies what waits now, if that is enough to be worth a
+        commit of its own (the make's thread is about to wait: the work is done meanwhile
+        rather than by the make's final flush)."""
+        with self._lock:
+            if len(self._items) >= HURRIED_FROM:
+                self._since = float("-inf")
+                self._wake.notify()
 
     def apply(self) -> None:
         """Apply every write waiting (after the batch being applied, if any)."""
