@@ -8,7 +8,7 @@ Protocol (all messages signed, see shared/wire.py), kernel -> engine:
   ``func KEY BLOB SOURCES``  a pickled function, sent once per engine; SOURCES json
                          {file: text} of its code files that exist only in the kernel's
                          linecache (notebook cells), so tracebacks show their lines
-  ``jobs META *FRAMES``  one or more jobs: META json list of, per job, a list
+  ``jobs META *FRAMES``  one or more jobs: META a pickled list of, per job, a list
                          (shared/outcomes.py, JOB_*): job_id, func_key, dynamic,
                          deps {id: [file, checksum]}, inline [dep ids], after [dep ids]
                          (or null), timeout (or null), env (or null), files [inputs,
@@ -126,8 +126,8 @@ class Engine(StoringResults):
         self.made: OrderedDict[str, tuple[str, str, bytes | None]] = OrderedDict()
         # Which job runs now, written where the kernel reads it if this process dies: a
         # message sent just before a crash may never leave, a write to a file always does.
-        self._running = RunningMark(config["running_file"]) \
-            if config.get("running_file") else None
+        running = RunningMark(config["running_file"]) if config.get("running_file") else None
+        self._mark_running = running.set if running is not None else _unmarked
         self.where = f"engine {os.getpid()}"
 
     def send(self, kind: str, meta: dict | None = None, *payloads: bytes) -> None:
@@ -180,7 +180,7 @@ class Engine(StoringResults):
             install_sources(json.loads(payloads[2]) if len(payloads) > 2 else {})
         elif kind == "jobs":
             frames = iter(payloads[1:])
-            for meta in json.loads(payloads[0]):
+            for meta in pickle.loads(payloads[0]):
                 payload = next(frames)
                 inline = {d: next(frames) for d in meta[JOB_INLINE]} if meta[JOB_INLINE] \
                     else {}
@@ -246,9 +246,9 @@ class Engine(StoringResults):
         # With its inputs' places, and what it takes of them (JOB_CONSUMED) last.
         return [*meta[:JOB_DEPS], deps, *meta[JOB_DEPS + 1:JOB_CONSUMED], consumed]
 
-    def _mark_running(self, job_id: str) -> None:
-        if self._running is not None:
-            self._running.set(job_id)
+    def _interrupted(self) -> bool:
+        """Whether the kernel's SIGINT stopped the running job (see main)."""
+        return self.interrupted
 
     def _run(self, meta: list, payload: bytes, inline: dict[str, bytes]) -> None:
         job_id = meta[JOB_ID]
@@ -257,7 +257,8 @@ class Engine(StoringResults):
         deps = meta[JOB_DEPS]
         if len(deps) > PREFETCH_FROM:
             self._prefetch(deps, inline)
-        if len(deps) > 1:
+        reading = len(deps) > 1
+        if reading:
             self._read_ahead.start([(dep, file, checksum) for dep, (file, checksum) in deps.items()
                                     if file and file != INLINE and dep not in inline
                                     and not self.values.get((dep, checksum))[0]])
@@ -274,7 +275,8 @@ class Engine(StoringResults):
                                  "traceback": bad.traceback, "timing": {}}, b"", b"")
             return
         finally:
-            self._read_ahead.clear()
+            if reading:
+                self._read_ahead.clear()
         try:
             func = self._function(meta[JOB_FUNC])
         except Exception as exc:  # noqa: BLE001 - reported as the job's failure
@@ -290,7 +292,7 @@ class Engine(StoringResults):
             # A KeyboardInterrupt the job raised itself is its failure; only the kernel's
             # SIGINT (see main) stops it.
             outcomes = run_call(call, self._child, engine=where,
-                                interrupted=lambda: self.interrupted, progress=self._progress)
+                                interrupted=self._interrupted, progress=self._progress)
         except KeyboardInterrupt:
             self.send("failed", {"job_id": job_id, "error": "interrupted", "interrupted": True,
                                  "traceback": "", "timing": {}}, b"", b"")
@@ -366,6 +368,10 @@ class Engine(StoringResults):
                 f"{os.getpid()}: {error_line(exc)}", format_job_traceback(exc)) from None
         self.values.put((job_id, checksum), value, len(data))
         return value
+
+
+def _unmarked(job_id: str) -> None:
+    """No file to mark the running job in (an engine started without one)."""
 
 
 class _Unreadable(Exception):

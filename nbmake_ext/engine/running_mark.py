@@ -33,8 +33,14 @@ class RunningMark:
         self._size = size
 
     def set(self, job_id: str) -> None:
+        if not job_id:  # none: a length of zero is enough
+            self._map[0:4] = _NONE
+            return
         data = encode_running(job_id)
         if len(data) > self._size:
             self._grow(len(data))
         self._map[4:len(data)] = data[4:]
         self._map[0:4] = data[:4]
+
+
+_NONE = encode_running("")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 import shutil
 import signal
 import subprocess
@@ -240,7 +241,10 @@ class EnginePool(EngineDeaths, EngineMessages):
                 add_frame(job.payload)
                 if inline:
                     frames += inline.values()
-            if not self._send(engine, "jobs", json.dumps(metas).encode(), *frames):
+            # A pickle, not json: several times cheaper on both sides (the engine reads it
+            # only once the message's signature holds, as every pickle the kernel sends).
+            meta = pickle.dumps(metas, protocol=pickle.HIGHEST_PROTOCOL)
+            if not self._send(engine, "jobs", meta, *frames):
                 self._unsent(jobs, self._out)
                 continue
             idle = not engine.queue

@@ -13,7 +13,7 @@ from typing import TextIO
 
 from ..files import run as job_files
 from .dynamic import DynamicContext
-from .limits import JobTimedOut, environment, peak_memory, time_limit, timed_out_message
+from .limits import JobTimedOut, bounds, peak_memory, timed_out_message
 from .outcomes import Call, JobRaised, JobReturned, Outcome, Timing
 from .progress import Send, reporting
 
@@ -87,8 +87,8 @@ def run_call(call: Call, sink, echo: bool = False, engine: str = "kernel",
     ``progress`` receives what the job reports with ``nbmake_ext.progress`` (throttled:
     shared/progress.py; ``progress_later``: a report held back is sent by a timer)."""
     out, err = _Tee(sys.stdout if echo else None), _Tee(sys.stderr if echo else None)
-    timing = Timing(started=time.time(), engine=engine)
-    t0, c0 = time.perf_counter(), time.process_time()
+    timing = Timing(time.time(), 0.0, 0.0, 0.0, engine)
+    t0, c0 = time.perf_counter(), peak_memory.cpu()
     args = call.args
     if call.dynamic:
         args = (DynamicContext(call.job_id, sink), *args)
@@ -105,7 +105,7 @@ def run_call(call: Call, sink, echo: bool = False, engine: str = "kernel",
     sys.stdout, sys.stderr = out, err
     peak_memory.reset()
     try:
-        with environment(call.env), time_limit(call.timeout), \
+        with bounds(call.env, call.timeout), \
                 reporting(call.job_id, progress, later=progress_later):
             value = call.func(*args, **call.kwargs)
     except JobTimedOut as exc:
@@ -153,6 +153,6 @@ def _raised(call, exc, out, err, timing, t0, c0, error: str = "") -> JobRaised:
 
 def _finish(timing: Timing, t0: float, c0: float) -> None:
     timing.duration = time.perf_counter() - t0
-    timing.cpu = time.process_time() - c0
+    cpu, timing.peak_rss = peak_memory.cpu_and_peak()
+    timing.cpu = max(cpu - c0, 0.0)
     timing.ended = timing.started + timing.duration
-    timing.peak_rss = peak_memory.peak()

@@ -132,6 +132,48 @@ def _async_raise_after(seconds: float) -> Iterator[None]:
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(target), None)
 
 
+class _NoBounds:
+    """What ``bounds`` gives a job without a time limit or an environment (most jobs)."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
+_NO_BOUNDS = _NoBounds()
+
+
+class _Bounds:
+    __slots__ = ("_env", "_limit")
+
+    def __init__(self, env: dict[str, str] | None, seconds: float | None):
+        self._env, self._limit = environment(env), time_limit(seconds)
+
+    def __enter__(self) -> None:
+        self._env.__enter__()
+        try:
+            self._limit.__enter__()
+        except BaseException:
+            self._env.__exit__(None, None, None)
+            raise
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self._limit.__exit__(*exc)
+        finally:
+            self._env.__exit__(*exc)
+
+
+def bounds(env: dict[str, str] | None, seconds: float | None):
+    """``with environment(env), time_limit(seconds):`` as one context, and a shared one
+    that does nothing for a job that has neither (thousands of short jobs a second)."""
+    return _Bounds(env, seconds) if env or seconds else _NO_BOUNDS
+
+
 class environment:
     """``with environment(env):`` sets ``env`` in os.environ while the job runs, and puts
     back what was there after (None or empty: nothing)."""
@@ -159,13 +201,17 @@ class PeakMemory:
     """The peak resident memory of this process while a job ran, in bytes."""
 
     def __init__(self) -> None:
-        self._pid = 0
+        self._opened = False
         self._fd: int | None = None
+        if hasattr(os, "register_at_fork"):  # /proc/self is resolved when opened: a child
+            os.register_at_fork(after_in_child=self._forked)  # opens its own
+
+    def _forked(self) -> None:
+        self._opened, self._fd = False, None
 
     def reset(self) -> None:
-        pid = os.getpid()
-        if pid != self._pid:  # opened per process: /proc/self is resolved when opened
-            self._pid, self._fd = pid, _open_clear_refs()
+        if not self._opened:
+            self._opened, self._fd = True, _open_clear_refs()
         if self._fd is not None:
             try:
                 os.pwrite(self._fd, b"5", 0)
@@ -176,6 +222,20 @@ class PeakMemory:
     def peak() -> int:
         maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return maxrss if sys.platform == "darwin" else maxrss * 1024
+
+    @staticmethod
+    def cpu() -> float:
+        """The CPU seconds this process has used (as ``time.process_time``)."""
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    @staticmethod
+    def cpu_and_peak() -> tuple[float, int]:
+        """``(cpu(), peak())`` from one system call (a job's end, thousands a second)."""
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        maxrss = usage.ru_maxrss
+        return usage.ru_utime + usage.ru_stime, \
+            maxrss if sys.platform == "darwin" else maxrss * 1024
 
 
 def _open_clear_refs() -> int | None:

@@ -36,13 +36,16 @@ Send = Callable[[str, float, float, str], None]
 
 _local = threading.local()      # .reporter: the job this thread runs
 _process: list = [None]         # the job this process runs, when it runs one at a time
+# Between a job's thread and a timer sending what it held back. One for every reporter:
+# reports are a few a second, and a reporter is made for every job, however short.
+_emitting = threading.Lock()
 
 
 class Reporter:
     """The progress of one run of one job, throttled (see the module's docstring)."""
 
     __slots__ = ("job_id", "_send", "_later", "_clock", "_next", "_last", "_held", "_timer",
-                 "_lock", "closed")
+                 "closed")
 
     def __init__(self, job_id: str, send: Send, later: bool = False,
                  clock: Callable[[], float] = time.monotonic):
@@ -54,7 +57,6 @@ class Reporter:
         self._last: tuple | None = None   # the last report sent
         self._held: tuple | None = None   # a report held back by the interval
         self._timer: threading.Timer | None = None
-        self._lock = threading.Lock()
         self.closed = False
 
     def report(self, done: float, total: float, message: str) -> None:
@@ -76,7 +78,7 @@ class Reporter:
                             f"and {numbers[1]!r}") from None
         message = message if isinstance(message, str) else str(message)
         report = (done, total, message[:MESSAGE_MAX])
-        with self._lock:  # (the job's thread, or the timer's)
+        with _emitting:  # (the job's thread, or the timer's)
             if report == self._last:
                 return
             self._last = report
@@ -122,27 +124,37 @@ def progress(done: float, total: float, message: str = "") -> None:
 class reporting:
     """``with reporting(job_id, send, ...):`` the job runs with its reporter installed:
     for this thread, and with ``whole_process`` for any thread of the process (a job that
-    runs alone in its process: the kernel's make, an engine)."""
+    runs alone in its process: the kernel's make, an engine). The Reporter is made when
+    the job first reports: most jobs never do, and thousands may run a second."""
 
-    __slots__ = ("reporter", "whole_process", "_saved")
+    __slots__ = ("job_id", "send", "later", "reporter", "whole_process", "_saved")
 
     def __init__(self, job_id: str, send: Send | None, whole_process: bool = True,
                  later: bool = False):
-        self.reporter = Reporter(job_id, send, later) if send is not None else None
+        self.job_id, self.send, self.later = job_id, send, later
+        self.reporter: Reporter | None = None
         self.whole_process = whole_process
         self._saved = None
 
-    def __enter__(self) -> "Reporter | None":
-        if self.reporter is not None:
-            self._saved = (getattr(_local, "reporter", None), _process[0])
-            _local.reporter = self.reporter
-            if self.whole_process:
-                _process[0] = self.reporter
-        return self.reporter
+    def report(self, done: float, total: float, message: str) -> None:
+        reporter = self.reporter
+        if reporter is None:
+            reporter = self.reporter = Reporter(self.job_id, self.send, self.later)
+        reporter.report(done, total, message)
+
+    def __enter__(self) -> "reporting | None":
+        if self.send is None:
+            return None
+        self._saved = (getattr(_local, "reporter", None), _process[0])
+        _local.reporter = self
+        if self.whole_process:
+            _process[0] = self
+        return self
 
     def __exit__(self, *exc) -> None:
-        if self.reporter is not None:
-            self.reporter.close()
+        if self.send is not None:
+            if self.reporter is not None:
+                self.reporter.close()
             _local.reporter, process = self._saved
             if self.whole_process:
                 _process[0] = process

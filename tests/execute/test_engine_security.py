@@ -280,8 +280,8 @@ def test_forged_messages_to_an_engine_are_dropped_unread(tmp_path, marker):
 
         def job(job_id: str, func_key: str, payload: bytes) -> list[bytes]:
             # A job as the kernel sends it (shared/outcomes.py, JOB_*).
-            return [json.dumps([[job_id, func_key, False, {}, [], None, None, None, None]])
-                    .encode(), payload]
+            return [pickle.dumps([[job_id, func_key, False, {}, [], None, None, None, None]]),
+                    payload]
 
         good_args = pickle.dumps(((str(out), "one"), {}))
         # Forged functions and jobs, each of which would create the marker if unpickled.
