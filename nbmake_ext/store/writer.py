@@ -35,6 +35,11 @@ MAX_BYTES = 64 << 20  # of results held in memory until written
 # (and for the background thread to get the interpreter lock: a few milliseconds).
 MAX_AGE = 0.045       # seconds
 HURRIED_FROM = 64     # writes waiting from which ``hurry`` applies them at once
+# Results written by one set of statements. The rows of a write are made, and its
+# statements' values bound, holding the interpreter lock; the make's thread, which hands
+# out jobs, gets it back between two writes (while SQLite works), not once a whole batch
+# of a thousand results is through.
+RESULTS_PER_WRITE = 64
 
 
 @dataclass(slots=True)
@@ -223,11 +228,15 @@ class Writer:
 
 
 def _runs_of_results(ops: list, commit: Callable) -> Iterator[Callable]:
-    """The writes in order, each run of consecutive results as one write."""
+    """The writes in order, each run of consecutive results as one write (of at most
+    ``RESULTS_PER_WRITE``)."""
     run: list[Result] = []
     for op in ops:
         if type(op) is Result:
             run.append(op)
+            if len(run) == RESULTS_PER_WRITE:
+                yield functools.partial(commit, results=run)
+                run = []
             continue
         if run:
             yield functools.partial(commit, results=run)
