@@ -7,6 +7,8 @@ in CPU seconds of the process (steadier than wall time on a shared machine):
 - ``store read``: ``Store.snapshot``, every stored job read back;
 - ``sync, rest``: comparing the definitions with the stored ones, code fingerprints again;
 - ``run``: the scheduler's sweep and the run loop (``Driver``);
+- ``unchanged``: the look at the record of the last clean make (kernel/clean_makes.py)
+  that lets a make of jobs all as that make left them skip the three phases above;
 - ``gc``: garbage collections, wherever they fell.
 
     .venv/bin/python bench/bench_noop.py                 # 100,000 jobs, 5 runs
@@ -31,6 +33,7 @@ import functools, gc, json, sys, time
 sys.path.insert(0, sys.argv[3])
 import nbmake_ext as nb
 from nbmake_ext import context as context_module
+from nbmake_ext.kernel import clean_makes
 from nbmake_ext.kernel.driver import Driver
 from nbmake_ext.store.store import Store
 from _jobs import work
@@ -59,6 +62,7 @@ def timed(cls, name, phase):
 timed(Store, "snapshot", "store read")
 timed(context_module.Context, "sync", "sync")
 timed(Driver, "run", "run")
+timed(clean_makes, "unchanged_report", "unchanged")
 gc_started = [0.0]
 
 
@@ -82,12 +86,12 @@ if sys.argv[4] == "noop":
     assert report.ran == 0, report
 spent["define"] = t1 - t0
 spent["make"] = t2 - t1
-spent["sync, rest"] = spent.pop("sync") - spent["store read"]
+spent["sync, rest"] = spent.pop("sync", 0.0) - spent.get("store read", 0.0)
 ctx.close()
 print(json.dumps(spent))
 """
 
-PHASES = ["define", "store read", "sync, rest", "run", "make", "gc"]
+PHASES = ["define", "unchanged", "store read", "sync, rest", "run", "make", "gc"]
 
 
 def main() -> None:

@@ -22,6 +22,7 @@ from .commands import engine_count
 from .errors import InvalidJob, JobsFailed, NbmakeError, UnknownTarget
 from .files.fingerprints import FileState
 from .files.paths import show
+from .kernel import clean_makes
 from .kernel.driver import Driver, RunReport
 from .kernel.inkernel import InKernelRunner
 from .kernel.machine import machine_totals
@@ -330,6 +331,9 @@ class Context(Queries):
     def make(self, *targets: str, echo: bool = False, observer: Observer | None = None) -> RunReport:
         """Run, here and one at a time, every job the targets need that is not up to date.
         ``observer`` (a view such as the job board) is told of every change as it happens."""
+        unchanged = clean_makes.unchanged_report(self, targets, "make", observer)
+        if unchanged is not None:
+            return unchanged
         self.sync()
         ids = self._select(targets)
         return self._run(ids, InKernelRunner(echo=echo), "make", observer=observer)
@@ -351,21 +355,24 @@ class Context(Queries):
         if n is not None:
             n = engine_count(n, word=False)
         given = parse_totals(resources)
+        # A cluster's workers declare what they have: Dask shares it out (a job's resources
+        # are its task's), not this kernel.
+        self.resource_totals = dict(given) if dask is not None \
+            else machine_totals(n or os.cpu_count() or 1, given)
+        unchanged = clean_makes.unchanged_report(self, targets, "parmake", observer)
+        if unchanged is not None:
+            return unchanged
         self.sync()
         ids = self._select(targets)
         if dask is not None:
             from .kernel.dask import DaskRunner
 
-            # A cluster's workers declare what they have: Dask shares it out (a job's
-            # resources are its task's), not this kernel.
-            self.resource_totals = dict(given)
             runner = DaskRunner(dask, self.store.path, n=n, durable=self.store.durable)
             try:
                 return self._run(ids, runner, "parmake", observer=observer)
             finally:
                 runner.close()
         n = n or os.cpu_count() or 1
-        self.resource_totals = machine_totals(n, given)
         return self._run(ids, self._engines(n), "parmake", observer=observer,
                          resources=self.resource_totals)
 
@@ -429,6 +436,7 @@ class Context(Queries):
                 report = RunReport(command, interrupted=True)
                 driver.count(report)
             self.report(report.line())
+        clean_makes.record_if_clean(self, driver, ids, command, report)
         targets = set(ids)
         failed_targets = [j for j in report.failed if j in targets]
         blocked_targets = {j: by for j, by in report.blocked.items() if j in targets}

@@ -325,13 +325,19 @@ def test_parmake_totals_reach_the_driver(ctx, driver_totals, monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2")
     ctx.comp(abs, -1, job_id="a", job_resources={"licence": 1})  # engines import abs
     ctx.parmake(n=1, resources={"gpus": 2, "licence": 3})
+    ctx.comp(abs, -2, job_id="b")  # (a make with nothing to do builds no driver)
     ctx.make()
+    ctx.comp(abs, -3, job_id="c")
     ctx.parmake(n=2)
     memory = machine.memory_bytes()
     assert driver_totals == [{"cpus": 1, "mem": memory, "gpus": 2, "licence": 3}, None,
                              {"cpus": 2, "mem": memory, "gpus": 3}]
     assert driver_totals[2]["licence"] == 1
     assert ctx.resource_totals == driver_totals[2]
+    # A parmake told by the record of the last clean make that nothing changed: its
+    # totals are the latest all the same.
+    ctx.parmake(n=1, resources={"licence": 5})
+    assert len(driver_totals) == 3 and ctx.resource_totals["licence"] == 5
 
 
 def test_parmake_resources_from_the_command_line(ctx, driver_totals):

@@ -111,12 +111,27 @@ def _use_wal(conn: sqlite3.Connection, timeout: float = 30.0) -> None:
         delay = min(2 * delay, 0.05)
 
 
+# Every change to what decides whether a job is up to date (its definition, its outcome,
+# its inline result) counts one more write in ``meta``, whoever makes it (this version,
+# another, another process): a make can tell that nothing changed since a clean make by
+# that number alone (store/unchanged.py). Created in stores of every version as they open.
+COUNTED = ("jobs", "outcomes", "results")
+TRIGGERS = [
+    f"CREATE TRIGGER IF NOT EXISTS counted_{table}_{op.lower()} AFTER {op} ON {table}"
+    " BEGIN UPDATE meta SET value = value + 1 WHERE key = 'writes'; END"
+    for table in COUNTED for op in ("INSERT", "UPDATE", "DELETE")
+]
+
+
 def init_schema(conn: sqlite3.Connection) -> None:
     conn.execute("BEGIN IMMEDIATE")
     try:
         for statement in SCHEMA.split(";"):
             if statement.strip():
                 conn.execute(statement)
+        conn.execute("INSERT OR IGNORE INTO meta VALUES ('writes', 0)")
+        for trigger in TRIGGERS:
+            conn.execute(trigger)
         row = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
         version = row[0] if row else SCHEMA_VERSION
         if version == "1":

@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Iterator
 from ..core.jobspec import NO_FILES, JobSpec, RunRecord
 from ..errors import NotDone, StoreError
 from ..shared.gc_pause import gc_paused
-from . import blobs, db
+from . import blobs, db, unchanged
 from .results import INLINE, INLINE_MAX, checked_row, is_inline
 from .claims import Claims
 from .writer import Writer
@@ -442,6 +442,33 @@ class Store(_Recording):
         """Wait until every recorded outcome is committed."""
         if self._writer is not None:
             self._writer.flush()
+
+    def record_clean_make(self, mark: tuple, definitions: str, targets: str,
+                          jobs: int) -> None:
+        """A make left every one of its jobs up to date (store/unchanged.py); ``mark``:
+        when it read the store. Not recorded if another store was open since."""
+        self.flush()
+        if not self._claims.quiet_since(mark):
+            return
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error:
+            return  # (busy: the next make reads every job, as always)
+        try:
+            if self._claims.quiet_since(mark):
+                unchanged.record(conn, self.results_dir, definitions, targets, jobs)
+            conn.execute("COMMIT")
+        except (sqlite3.Error, OSError, ValueError) as exc:  # the next make goes the usual way
+            logger.debug("no record of a clean make: %r", exc)
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+
+    def clean_make_jobs(self, definitions: str, targets: str) -> int | None:
+        """The number of jobs of the last clean make, if it made these definitions and
+        targets and nothing changed since (store/unchanged.py); else None."""
+        with _one_moment(self._conn) as conn:
+            return unchanged.jobs_unchanged(conn, self.results_dir, definitions, targets)
 
     def write_soon(self) -> None:
         """The make has nothing to hand out until running jobs end: what waits to be

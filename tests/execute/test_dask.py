@@ -91,7 +91,9 @@ def fail(lab: str, name: str):
 def wait_to_be_killed(lab: str, name: str):
     log(lab, name)
     time.sleep(0.2)  # well into the job (its start has been announced)
-    Path(lab, f"started-{name}").write_text(str(os.getpid()))
+    # Whole or absent (written aside, then renamed): the killer reads it as it appears.
+    Path(lab, f"started-{name}.part").write_text(str(os.getpid()))
+    os.replace(Path(lab, f"started-{name}.part"), Path(lab, f"started-{name}"))
     time.sleep(WAIT)
     return "survived"
 

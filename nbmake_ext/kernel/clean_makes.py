@@ -1,0 +1,70 @@
+"""A make of jobs that are all as the last clean make left them: said so from the record
+that make left (store/unchanged.py), without reading and judging every job again. What a
+no-op make of 100,000 jobs costs is then mostly the registering of them.
+
+The record is left by a make or parmake of every job registered in this process (and no
+other), each of which ended up to date; the next make of the same targets, over the same
+definitions, with nothing written to the store since, is a no-op of as many jobs. Any
+doubt (another target, a job added or changed, a write by anyone, a result file touched,
+jobs with files or dynamic jobs, a view that follows each job) and the make goes the
+usual way."""
+
+from __future__ import annotations
+
+import time
+from hashlib import blake2b
+from typing import TYPE_CHECKING, Any
+
+from ..core.states import DONE, SKIPPED
+from ..core.unchanged import definitions_digest
+from .driver import Driver, RunReport
+
+if TYPE_CHECKING:
+    from ..context import Context
+
+
+def unchanged_report(ctx: "Context", targets: tuple[str, ...], command: str,
+                     observer: Any) -> RunReport | None:
+    """The report of a make that finds every job as the last clean make left it, or None
+    (the make then runs as usual)."""
+    registered = ctx._registered
+    if observer is not None or ctx._lagging or not registered \
+            or any(t not in registered for t in targets):
+        return None  # (a view is told of each job; a glob or state word needs the store)
+    t0 = time.perf_counter()
+    ctx._refresh_code()
+    specs = ctx.graph.specs
+    own = [j for j in registered if j in specs]
+    definitions = definitions_digest(own, specs)
+    if definitions is None:
+        return None
+    jobs = ctx.store.clean_make_jobs(definitions, _digest(ctx._select(targets)))
+    if jobs is None:
+        return None
+    ctx._pending.clear()  # the store has these very definitions
+    report = RunReport(command, skipped=jobs, targets=list(targets),
+                       seconds=time.perf_counter() - t0)
+    ctx.report(report.line())
+    return report
+
+
+def record_if_clean(ctx: "Context", driver: Driver, ids: list[str], command: str,
+                    report: RunReport) -> None:
+    """After a make: leave the record of a clean make if this one was (see the module)."""
+    if command not in ("make", "parmake") or report.interrupted or report.failed \
+            or report.blocked or ctx._stored_mark is None or ctx._lagging:
+        return
+    status = driver.sched.status
+    specs = ctx.graph.specs
+    own = [j for j in ctx._registered if j in specs]
+    if len(own) != len(status) or any(s != DONE and s != SKIPPED for s in status.values()):
+        return
+    if any(j not in status for j in own):
+        return
+    definitions = definitions_digest(own, specs)
+    if definitions is not None:
+        ctx.store.record_clean_make(ctx._stored_mark, definitions, _digest(ids), len(status))
+
+
+def _digest(ids: list[str]) -> str:
+    return blake2b("\0".join(ids).encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()

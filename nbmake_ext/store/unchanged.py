@@ -1,0 +1,63 @@
+"""The record of a clean make: proof, for the next make of the same jobs, that nothing it
+would look at has changed since, so that it need not read and judge every job again.
+
+A make whose jobs all ended up to date (done or skipped, none failed) records, in the
+store's ``meta`` table, the digest of the definitions it made (core/unchanged.py), its
+targets, how many jobs it covered, the store's count of writes (db.py: triggers count
+every change to a job's definition, outcome or inline result, by any process) and a digest
+of the result files' names, sizes and times. A later make of the same targets whose
+definitions have that digest finds the same count and the same files: every job is as
+that make left it, up to date.
+
+The record is written only when no other store was open on this one since the make read
+the store (``Claims.quiet_since``): what another process wrote meanwhile may not be what
+this make judged.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from hashlib import blake2b
+from pathlib import Path
+
+from . import blobs
+
+RECORD_KEY = "clean_make"
+
+
+def files_digest(results_dir: Path) -> str:
+    """The result files as they are: names, sizes and modification times."""
+    listing = sorted(blobs.stamps(results_dir).items())
+    return blake2b(json.dumps(listing).encode(), digest_size=16).hexdigest()
+
+
+def record(conn: sqlite3.Connection, results_dir: Path, definitions: str,
+           targets: str, jobs: int) -> None:
+    """Record a clean make, in the caller's write transaction (taken before the count is
+    read, so that no write can come between the two)."""
+    row = conn.execute("SELECT value FROM meta WHERE key='writes'").fetchone()
+    if row is None:  # (no count kept: no record either)
+        return
+    writes = row[0]
+    conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (RECORD_KEY, json.dumps({
+        "definitions": definitions, "targets": targets, "jobs": jobs,
+        "writes": int(writes), "files": files_digest(results_dir)})))
+
+
+def jobs_unchanged(conn: sqlite3.Connection, results_dir: Path, definitions: str,
+                   targets: str) -> int | None:
+    """How many jobs the last clean make covered, if it made these very definitions and
+    targets and nothing changed since; else None."""
+    rows = dict(conn.execute(
+        "SELECT key, value FROM meta WHERE key IN ('writes', ?)", (RECORD_KEY,)))
+    try:
+        clean = json.loads(rows[RECORD_KEY])
+        if clean["definitions"] != definitions or clean["targets"] != targets \
+                or clean["writes"] != int(rows["writes"]):
+            return None
+    except (KeyError, TypeError, ValueError):
+        return None
+    if clean["files"] != files_digest(results_dir):
+        return None
+    return int(clean["jobs"])

@@ -1,0 +1,334 @@
+"""A make of jobs all as the last clean make left them is told so by the record that make
+left (kernel/clean_makes.py, store/unchanged.py), without reading and judging every job.
+Every test here checks that any change since (a definition, a write by anyone, a touched
+result file, other targets, files or dynamic jobs, a failure, another store open) sends
+the make the usual way, and that what it then does is right."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+import logcheck
+from contexts import new_context
+from nbmake_ext import File, JobsFailed
+from nbmake_ext.store import blobs
+from nbmake_ext.store.store import Store
+from nbmake_ext.store.unchanged import RECORD_KEY
+
+N = 30
+
+
+def double(i):
+    return 2 * i
+
+
+def total(*parts):
+    return sum(parts)
+
+
+def big(i):
+    return bytes([i % 251]) * 100_000  # a result file of its own, not a row
+
+
+def fails(i):
+    raise ValueError(f"no {i}")
+
+
+def size_of(path):
+    return len(open(path).read())
+
+
+def lengths(*parts):
+    return sum(len(p) for p in parts)
+
+
+def spawn(context, n):
+    return [context.comp(double, i) for i in range(n)]
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    """How many times a store read every job (``Store.snapshot``)."""
+    count = [0]
+    snapshot = Store.snapshot
+
+    def counted(self, *args, **kwargs):
+        count[0] += 1
+        return snapshot(self, *args, **kwargs)
+
+    monkeypatch.setattr(Store, "snapshot", counted)
+    return count
+
+
+def define(ctx, n=N, func=double):
+    parts = [ctx.comp(func, i, job_id=f"d{i}") for i in range(n)]
+    return ctx.comp(lengths if func is big else total, *parts, job_id="total")
+
+
+def restart(ctx, store_path, n=N, func=double):
+    """A new kernel running the notebook again: a fresh Context, the same definitions."""
+    ctx.close()
+    fresh = new_context(store_path)
+    return fresh, define(fresh, n, func)
+
+
+def test_a_make_after_a_clean_one_reads_no_job_and_says_what_the_usual_way_says(
+        store_path, reads):
+    ctx = new_context(store_path)
+    define(ctx)
+    assert ctx.make("total").ran == N + 1
+    ctx, sink = restart(ctx, store_path)
+    reads[0] = 0
+    report = ctx.make("total")
+    assert reads[0] == 0  # told by the record
+    assert (report.ran, report.skipped, report.failed, report.blocked) == (0, N + 1, {}, {})
+    assert ctx.lines[-1] == f"make: 0 done, {N + 1} up to date in {report.seconds:.2f}s"
+    assert sink.result() == sum(2 * i for i in range(N))
+    # The usual way (without the record) says the same.
+    ctx, sink = restart(ctx, store_path)
+    with sqlite3.connect(store_path / "nbmake.db") as conn:
+        conn.execute("DELETE FROM meta WHERE key=?", (RECORD_KEY,))
+    reads[0] = 0
+    usual = ctx.make("total")
+    assert reads[0] == 1
+    assert (usual.ran, usual.skipped, usual.targets) == (0, N + 1, report.targets)
+    # ...and leaves the record again: parmake is told by it too, and starts no engine.
+    ctx, sink = restart(ctx, store_path)
+    reads[0] = 0
+    assert ctx.parmake("total", n=2).skipped == N + 1
+    assert reads[0] == 0 and ctx._pool is None
+    ctx.close()
+
+
+def _remake_elsewhere(store_path, ctx):
+    other = new_context(store_path)
+    define(other)
+    other.remake("d3")
+    other.close()
+
+
+def _clean_elsewhere(store_path, ctx):
+    other = new_context(store_path)
+    define(other)
+    other.clean("d3")
+    other.close()
+
+
+def _forced_by_hand(store_path, ctx):
+    with sqlite3.connect(store_path / "nbmake.db") as conn:
+        conn.execute("UPDATE outcomes SET forced=1 WHERE job_id='d3'")
+
+
+def _result_row_gone(store_path, ctx):
+    with sqlite3.connect(store_path / "nbmake.db") as conn:
+        conn.execute("DELETE FROM results WHERE job_id='d3'")
+
+
+def _definition_replaced(store_path, ctx):
+    with sqlite3.connect(store_path / "nbmake.db") as conn:
+        conn.execute("UPDATE jobs SET args_fp='something else' WHERE job_id='d3'")
+
+
+@pytest.mark.parametrize("write", [_remake_elsewhere, _clean_elsewhere, _forced_by_hand,
+                                   _result_row_gone, _definition_replaced])
+def test_any_write_since_sends_the_make_the_usual_way(store_path, reads, write):
+    ctx = new_context(store_path)
+    define(ctx)
+    ctx.make("total")
+    ctx.close()
+    write(store_path, ctx)
+    ctx = new_context(store_path)
+    sink = define(ctx)
+    reads[0] = 0
+    report = ctx.make("total")
+    assert reads[0] == 1
+    # Whatever the write, the make leaves every job up to date and right.
+    assert sink.result() == sum(2 * i for i in range(N))
+    assert ctx.make("total").ran == 0
+    assert {j: ctx.state_of(j) for j in ["d3", "total"]} == {"d3": "done", "total": "done"}
+    if write in (_clean_elsewhere, _forced_by_hand):
+        assert report.ran == 1  # d3; its result is the same, total's inputs are too
+    ctx.close()
+
+
+def test_a_changed_definition_runs_what_changed(store_path, reads):
+    ctx = new_context(store_path)
+    define(ctx)
+    ctx.make("total")
+    ctx, sink = restart(ctx, store_path)
+    ctx.comp(double, 100, job_id="d3")  # a new argument
+    reads[0] = 0
+    report = ctx.make("total")
+    assert reads[0] == 1 and report.ran == 2  # d3 and total
+    assert sink.result() == sum(2 * i for i in range(N)) - 6 + 200
+
+
+def test_another_target_is_made_the_usual_way(store_path, reads):
+    ctx = new_context(store_path)
+    define(ctx)
+    ctx.make("total")
+    ctx, _ = restart(ctx, store_path)
+    reads[0] = 0
+    report = ctx.make("d3")
+    assert reads[0] == 1 and (report.ran, report.skipped) == (0, 1)
+    ctx.close()
+
+
+@pytest.mark.parametrize("touch", ["deleted", "rewritten"])
+def test_a_touched_result_file_is_seen(store_path, reads, touch):
+    ctx = new_context(store_path)
+    define(ctx, 5, big)
+    ctx.make("total")
+    ctx.close()
+    results = store_path / "results"
+    prefix = blobs.file_name("d2", "0" * 12).split("-")[0]
+    name = next(n for n in blobs.stamps(results) if n.startswith(prefix))
+    if touch == "deleted":
+        (results / name).unlink()
+    else:
+        data = (results / name).read_bytes()
+        (results / name).write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    ctx = new_context(store_path)
+    define(ctx, 5, big)
+    reads[0] = 0
+    with logcheck.warns("missing" if touch == "deleted" else "corrupt"):
+        report = ctx.make("total")
+    assert reads[0] == 1 and report.ran == 1  # d2: total takes a result equal to the last
+    assert ctx.result_of("d2") == bytes([2]) * 100_000
+    ctx.close()
+
+
+def test_a_make_that_failed_leaves_no_record(store_path, reads):
+    ctx = new_context(store_path)
+    define(ctx)
+    ctx.comp(fails, 1, job_id="bad")
+    with pytest.raises(JobsFailed):
+        ctx.make()
+    ctx.close()
+    ctx = new_context(store_path)
+    define(ctx)
+    ctx.comp(fails, 1, job_id="bad")
+    reads[0] = 0
+    with pytest.raises(JobsFailed):
+        ctx.make()
+    assert reads[0] == 1
+    ctx.close()
+
+
+def test_no_record_while_another_store_was_open(store_path, reads):
+    ctx = new_context(store_path)
+    other = Store(store_path)  # another process, as far as the store can tell
+    define(ctx)
+    ctx.make("total")
+    other.close()
+    ctx, _ = restart(ctx, store_path)
+    reads[0] = 0
+    assert ctx.make("total").skipped == N + 1
+    assert reads[0] == 1
+    ctx.close()
+
+
+def test_jobs_with_files_or_dynamic_jobs_are_always_made_the_usual_way(store_path, reads,
+                                                                        tmp_path):
+    data = tmp_path / "data.txt"
+    data.write_text("four")
+    ctx = new_context(store_path)
+    ctx.comp(size_of, File(str(data)), job_id="size")
+    ctx.make()
+    ctx.close()
+    ctx = new_context(store_path)
+    ctx.comp(size_of, File(str(data)), job_id="size")
+    data.write_text("seven !")
+    reads[0] = 0
+    assert ctx.make().ran == 1 and reads[0] == 1
+    assert ctx.result_of("size") == 7
+    ctx.close()
+
+    dynamic_store = tmp_path / "dynamic"
+    for attempt in range(2):
+        ctx = new_context(dynamic_store)
+        ctx.comp_dynamic(spawn, 3, job_id="parent")
+        reads[0] = 0
+        report = ctx.make()
+        assert reads[0] == 1 and report.ran == (4 if attempt == 0 else 0)
+        ctx.close()
+
+
+def test_a_make_followed_by_a_view_goes_the_usual_way(store_path, reads):
+    from nbmake_ext.kernel.observer import NoObserver
+
+    ctx = new_context(store_path)
+    define(ctx)
+    ctx.make("total")
+    ctx, _ = restart(ctx, store_path)
+    seen = []
+
+    class Watching(NoObserver):
+        def job_changed(self, job_id, state, info):
+            seen.append(job_id)
+
+    reads[0] = 0
+    ctx.make("total", observer=Watching())
+    assert reads[0] == 1 and len(seen) == N + 1  # the view is told of every job
+    ctx.close()
+
+
+def test_writes_are_counted_in_every_table_that_decides(store_path):
+    Store(store_path).close()
+
+    def writes():
+        with sqlite3.connect(store_path / "nbmake.db") as conn:
+            return int(conn.execute("SELECT value FROM meta WHERE key='writes'").fetchone()[0])
+    with sqlite3.connect(store_path / "nbmake.db") as conn:
+        counted = []
+        for statement in [
+                "INSERT INTO jobs (job_id, function, code_fp, args_fp, deps, def_fp)"
+                " VALUES ('a', 'f', 'c', 'x', '[]', 'd')",
+                "UPDATE jobs SET args_fp='y'",
+                "INSERT INTO outcomes (job_id, state) VALUES ('a', 'done')",
+                "UPDATE outcomes SET forced=1",
+                "INSERT INTO results VALUES ('a', x'00')",
+                "UPDATE results SET data=x'01'",
+                "DELETE FROM results", "DELETE FROM outcomes", "DELETE FROM jobs"]:
+            before = writes()
+            conn.execute(statement)
+            conn.commit()
+            counted.append(writes() - before)
+    assert counted == [1] * 9
+    # Reopened (as every store is, by every version): the triggers are there once.
+    Store(store_path).close()
+    with sqlite3.connect(store_path / "nbmake.db") as conn:
+        triggers = conn.execute("SELECT count(*) FROM sqlite_master WHERE type='trigger'")
+        assert triggers.fetchone()[0] == 9
+
+
+def test_an_unreadable_record_is_no_record(store_path, reads):
+    ctx = new_context(store_path)
+    define(ctx)
+    ctx.make("total")
+    ctx.close()
+    with sqlite3.connect(store_path / "nbmake.db") as conn:
+        conn.execute("UPDATE meta SET value='{not json' WHERE key=?", (RECORD_KEY,))
+    ctx = new_context(store_path)
+    define(ctx)
+    reads[0] = 0
+    assert ctx.make("total").skipped == N + 1 and reads[0] == 1
+    ctx.close()
+
+
+def test_the_record_survives_in_a_path_with_results_files_elsewhere(store_path: Path, reads):
+    """Result files (large results) are part of what the record checks: untouched, the
+    make is told by the record."""
+    ctx = new_context(store_path)
+    define(ctx, 4, big)
+    ctx.make("total")
+    ctx.close()
+    ctx = new_context(store_path)
+    define(ctx, 4, big)
+    reads[0] = 0
+    assert ctx.make("total").skipped == 5 and reads[0] == 0
+    assert ctx.result_of("d1") == bytes([1]) * 100_000
+    ctx.close()
