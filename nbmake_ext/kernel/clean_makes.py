@@ -2,8 +2,9 @@
 that make left (store/unchanged.py), without reading and judging every job again. What a
 no-op make of 100,000 jobs costs is then mostly the registering of them.
 
-The record is left by a make or parmake of every job registered in this process (and no
-other), each of which ended up to date; the next make of the same targets, over the same
+The record is left by a make or parmake of jobs registered in this process (and no other),
+each of which ended up to date; it holds the digest of every job registered here (the
+make wrote them all to the store). The next make of the same targets, over the same
 definitions, with nothing written to the store since, is a no-op of as many jobs. Any
 doubt (another target, a job added or changed, a write by anyone, a result file touched,
 jobs with files or dynamic jobs, a view that follows each job) and the make goes the
@@ -55,15 +56,16 @@ def record_if_clean(ctx: "Context", driver: Driver, ids: list[str], command: str
             or report.blocked or ctx._stored_mark is None or ctx._lagging:
         return
     status = driver.sched.status
+    registered = ctx._registered
+    if any(s != DONE and s != SKIPPED for s in status.values()) \
+            or any(j not in registered for j in status):
+        return  # (a job not registered here: defined by another notebook, or a child)
     specs = ctx.graph.specs
-    own = [j for j in ctx._registered if j in specs]
-    if len(own) != len(status) or any(s != DONE and s != SKIPPED for s in status.values()):
-        return
-    if any(j not in status for j in own):
-        return
-    definitions = definitions_digest(own, specs)
-    if definitions is not None:
-        ctx.store.record_clean_make(ctx._stored_mark, definitions, _digest(ids), len(status))
+    # All written to the store by this make. Their digest is taken on the store's writer
+    # thread, with the record (specs are replaced, never changed: a copy of the list).
+    own = {j: specs[j] for j in registered if j in specs}
+    ctx.store.record_clean_make(ctx._stored_mark, lambda: definitions_digest(own, own),
+                                _digest(ids), len(status))
 
 
 def _digest(ids: list[str]) -> str:

@@ -111,11 +111,12 @@ def _use_wal(conn: sqlite3.Connection, timeout: float = 30.0) -> None:
         delay = min(2 * delay, 0.05)
 
 
-# Every change to what decides whether a job is up to date (its definition, its outcome,
-# its inline result) counts one more write in ``meta``, whoever makes it (this version,
-# another, another process): a make can tell that nothing changed since a clean make by
-# that number alone (store/unchanged.py). Created in stores of every version as they open.
-COUNTED = ("jobs", "outcomes", "results")
+# Every change to what decides whether a job is up to date (its definition, its outcome)
+# counts one more write in ``meta``, whoever makes it (this version, another, another
+# process, by hand): a make can tell that nothing changed since a clean make by that number
+# alone (store/unchanged.py). Created in stores of every version as they open. (An inline
+# result's row is written with its outcome's; a make judges jobs without reading them.)
+COUNTED = ("jobs", "outcomes")
 TRIGGERS = [
     f"CREATE TRIGGER IF NOT EXISTS counted_{table}_{op.lower()} AFTER {op} ON {table}"
     " BEGIN UPDATE meta SET value = value + 1 WHERE key = 'writes'; END"

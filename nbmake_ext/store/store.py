@@ -443,30 +443,27 @@ class Store(_Recording):
         if self._writer is not None:
             self._writer.flush()
 
-    def record_clean_make(self, mark: tuple, definitions: str, targets: str,
-                          jobs: int) -> None:
+    def record_clean_make(self, mark: tuple, definitions: Callable[[], str | None],
+                          targets: str, jobs: int) -> None:
         """A make left every one of its jobs up to date (store/unchanged.py); ``mark``:
-        when it read the store. Not recorded if another store was open since."""
-        self.flush()
-        if not self._claims.quiet_since(mark):
-            return
-        conn = self._conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error:
-            return  # (busy: the next make reads every job, as always)
-        try:
-            if self._claims.quiet_since(mark):
-                unchanged.record(conn, self.results_dir, definitions, targets, jobs)
-            conn.execute("COMMIT")
-        except (sqlite3.Error, OSError, ValueError) as exc:  # the next make goes the usual way
-            logger.debug("no record of a clean make: %r", exc)
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
+        when it read the store; ``definitions()``: their digest (None: no record). Written
+        by the writer, after the make's own writes; not if another store was open since."""
+        def write(conn: sqlite3.Connection) -> None:
+            try:
+                if not self._claims.quiet_since(mark):
+                    return
+                digest = definitions()
+                if digest is not None:
+                    unchanged.record(conn, self.results_dir, digest, targets, jobs)
+            except (sqlite3.Error, OSError, ValueError) as exc:  # the next make goes the
+                logger.debug("no record of a clean make: %r", exc)  # usual way
+        self.writer.db(write)
 
     def clean_make_jobs(self, definitions: str, targets: str) -> int | None:
         """The number of jobs of the last clean make, if it made these definitions and
-        targets and nothing changed since (store/unchanged.py); else None."""
+        targets and nothing changed since (store/unchanged.py); else None. (What this
+        store still has to write, the record of its last make included, is written first.)"""
+        self.flush()
         with _one_moment(self._conn) as conn:
             return unchanged.jobs_unchanged(conn, self.results_dir, definitions, targets)
 

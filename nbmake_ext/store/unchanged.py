@@ -4,7 +4,7 @@ would look at has changed since, so that it need not read and judge every job ag
 A make whose jobs all ended up to date (done or skipped, none failed) records, in the
 store's ``meta`` table, the digest of the definitions it made (core/unchanged.py), its
 targets, how many jobs it covered, the store's count of writes (db.py: triggers count
-every change to a job's definition, outcome or inline result, by any process) and a digest
+every change to a job's definition or outcome, by any process) and a digest
 of the result files' names, sizes and times. A later make of the same targets whose
 definitions have that digest finds the same count and the same files: every job is as
 that make left it, up to date.
