@@ -45,7 +45,8 @@ def _libc():
         lock, seek = libc.fcntl, libc.lseek
     except (OSError, AttributeError):
         return None, None
-    lock.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_char_p)
+    # (No argtypes: ints and bytes convert as they are, a third cheaper than declared
+    # conversions. fcntl is variadic: a pointer as its third argument is what it reads.)
     lock.restype = ctypes.c_int
     seek.argtypes = (ctypes.c_int, ctypes.c_longlong, ctypes.c_int)
     seek.restype = ctypes.c_longlong
