@@ -347,3 +347,26 @@ def test_the_record_survives_in_a_path_with_results_files_elsewhere(store_path: 
     assert ctx.make("total").skipped == 5 and reads[0] == 0
     assert ctx.result_of("d1") == bytes([1]) * 100_000
     ctx.close()
+
+
+def test_what_changes_right_after_a_make_is_seen_by_the_next_in_the_same_process(
+        store_path, reads):
+    """The record is written by the store's writer a little later: it holds the store as
+    the make left it, and is not written at all once anything was written since."""
+    ctx = new_context(store_path)
+    define(ctx, 4, big)
+    ctx.make("total")
+    results = store_path / "results"
+    prefix = blobs.file_name("d1", "0" * 12).split("-")[0]
+    (results / next(n for n in blobs.stamps(results) if n.startswith(prefix))).unlink()
+    reads[0] = 0
+    with logcheck.warns("missing"):
+        assert ctx.make("total").ran == 1
+    assert reads[0] == 1
+    with sqlite3.connect(store_path / "nbmake.db") as conn:
+        conn.execute("UPDATE outcomes SET forced=1 WHERE job_id='d2'")
+    reads[0] = 0
+    assert ctx.make("total").ran == 1 and reads[0] == 1
+    reads[0] = 0
+    assert ctx.make("total").ran == 0 and reads[0] == 0  # that make left its record
+    ctx.close()

@@ -446,15 +446,26 @@ class Store(_Recording):
     def record_clean_make(self, mark: tuple, definitions: Callable[[], str | None],
                           targets: str, jobs: int) -> None:
         """A make left every one of its jobs up to date (store/unchanged.py); ``mark``:
-        when it read the store; ``definitions()``: their digest (None: no record). Written
-        by the writer, after the make's own writes; not if another store was open since."""
+        when it read the store; ``definitions()``: their digest (None: no record). The
+        store is taken as the make leaves it (its writes are all committed); the record is
+        written by the writer, only if no write came since, nor another store opened."""
+        self.flush()
+        try:
+            writes = unchanged.write_count(self._conn)
+            files = unchanged.files_digest(self.results_dir)
+        except (sqlite3.Error, OSError) as exc:
+            logger.debug("no record of a clean make: %r", exc)
+            return
+        if writes is None:
+            return
+
         def write(conn: sqlite3.Connection) -> None:
             try:
-                if not self._claims.quiet_since(mark):
+                if unchanged.write_count(conn) != writes or not self._claims.quiet_since(mark):
                     return
                 digest = definitions()
                 if digest is not None:
-                    unchanged.record(conn, self.results_dir, digest, targets, jobs)
+                    unchanged.record(conn, digest, targets, jobs, writes, files)
             except (sqlite3.Error, OSError, ValueError) as exc:  # the next make goes the
                 logger.debug("no record of a clean make: %r", exc)  # usual way
         self.writer.db(write)

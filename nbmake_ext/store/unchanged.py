@@ -32,17 +32,20 @@ def files_digest(results_dir: Path) -> str:
     return blake2b(json.dumps(listing).encode(), digest_size=16).hexdigest()
 
 
-def record(conn: sqlite3.Connection, results_dir: Path, definitions: str,
-           targets: str, jobs: int) -> None:
-    """Record a clean make, in the caller's write transaction (taken before the count is
-    read, so that no write can come between the two)."""
+def write_count(conn: sqlite3.Connection) -> int | None:
+    """The store's count of writes (None in a store that keeps none)."""
     row = conn.execute("SELECT value FROM meta WHERE key='writes'").fetchone()
-    if row is None:  # (no count kept: no record either)
-        return
-    writes = row[0]
+    return None if row is None else int(row[0])
+
+
+def record(conn: sqlite3.Connection, definitions: str, targets: str, jobs: int, writes: int,
+           files: str) -> None:
+    """Record a clean make: the store as it left it (``writes``, ``files``), to be
+    written only while the count of writes is still that (the caller checks it in the
+    same write transaction)."""
     conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (RECORD_KEY, json.dumps({
-        "definitions": definitions, "targets": targets, "jobs": jobs,
-        "writes": int(writes), "files": files_digest(results_dir)})))
+        "definitions": definitions, "targets": targets, "jobs": jobs, "writes": writes,
+        "files": files})))
 
 
 def jobs_unchanged(conn: sqlite3.Connection, results_dir: Path, definitions: str,
