@@ -66,6 +66,7 @@ from nbfuzz_notebook import (  # noqa: E402
 )
 
 from nbmake_ext import Context, JobFailed, JobsFailed, NotDone  # noqa: E402
+from nbmake_ext.kernel import clean_makes  # noqa: E402
 from nbmake_ext.errors import UnknownTarget  # noqa: E402
 from nbmake_ext.fingerprint import set_tracked_root  # noqa: E402
 
@@ -184,6 +185,16 @@ class MakeFuzz(RuleBasedStateMachine):
         self.damaged: set[str] = set()  # jobs whose result file we deleted or corrupted
         self.settled = False            # the last command was a complete make of everything
         #                                 with nothing failed, and nothing changed since
+        # Makes told by the record of the last clean make (kernel/clean_makes.py): counted
+        # in the statistics, checked like any other.
+        self.told = 0
+        self._unchanged_report = clean_makes.unchanged_report
+
+        def counted(*args, **kwargs):
+            report = self._unchanged_report(*args, **kwargs)
+            self.told += report is not None
+            return report
+        clean_makes.unchanged_report = counted
 
     # -- the kernel -----------------------------------------------------------------------
 
@@ -209,6 +220,7 @@ class MakeFuzz(RuleBasedStateMachine):
             self.kernel.run(src)
 
     def teardown(self):
+        clean_makes.unchanged_report = self._unchanged_report
         try:
             if self.ctx is not None:
                 with self.product():
@@ -677,6 +689,9 @@ class MakeFuzz(RuleBasedStateMachine):
     def events(self, name, plan, ran, interrupted) -> None:
         """What this command exercised (see --hypothesis-show-statistics)."""
         event(f"{name}: interrupted" if interrupted else f"{name}: ran {min(len(ran), 5)}+ jobs")
+        if self.told:
+            event("make told by the record of the last clean make")
+            self.told = 0
         o = plan.outcome
         if any(v == "skip" and any(d in ran for d in plan.specs[j].deps) for j, v in o.items()):
             event("early cutoff: skipped although a dependency ran")
