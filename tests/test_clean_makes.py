@@ -68,6 +68,14 @@ def define(ctx, n=N, func=double):
     return ctx.comp(lengths if func is big else total, *parts, job_id="total")
 
 
+def after_a_clean_make(store_path, n=N, func=double):
+    """A Context that made every job, then a new kernel running the notebook again."""
+    ctx = new_context(store_path)
+    define(ctx, n, func)
+    ctx.make("total")
+    return restart(ctx, store_path, n, func)
+
+
 def restart(ctx, store_path, n=N, func=double):
     """A new kernel running the notebook again: a fresh Context, the same definitions."""
     ctx.close()
@@ -150,10 +158,7 @@ def test_any_write_since_sends_the_make_the_usual_way(store_path, reads, write):
 
 
 def test_a_changed_definition_runs_what_changed(store_path, reads):
-    ctx = new_context(store_path)
-    define(ctx)
-    ctx.make("total")
-    ctx, sink = restart(ctx, store_path)
+    ctx, sink = after_a_clean_make(store_path)
     ctx.comp(double, 100, job_id="d3")  # a new argument
     reads[0] = 0
     report = ctx.make("total")
@@ -184,10 +189,7 @@ def test_a_make_of_some_of_the_jobs_registered_leaves_its_record_too(store_path,
 
 
 def test_another_target_is_made_the_usual_way(store_path, reads):
-    ctx = new_context(store_path)
-    define(ctx)
-    ctx.make("total")
-    ctx, _ = restart(ctx, store_path)
+    ctx, _ = after_a_clean_make(store_path)
     reads[0] = 0
     report = ctx.make("d3")
     assert reads[0] == 1 and (report.ran, report.skipped) == (0, 1)
@@ -277,10 +279,7 @@ def test_jobs_with_files_or_dynamic_jobs_are_always_made_the_usual_way(store_pat
 def test_a_make_followed_by_a_view_goes_the_usual_way(store_path, reads):
     from nbmake_ext.kernel.observer import NoObserver
 
-    ctx = new_context(store_path)
-    define(ctx)
-    ctx.make("total")
-    ctx, _ = restart(ctx, store_path)
+    ctx, _ = after_a_clean_make(store_path)
     seen = []
 
     class Watching(NoObserver):
