@@ -207,6 +207,11 @@ class PeakMemory:
             os.register_at_fork(after_in_child=self._forked)  # opens its own
 
     def _forked(self) -> None:
+        if self._fd is not None:  # the parent's: a child opens its own when it resets
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
         self._opened, self._fd = False, None
 
     def reset(self) -> None:

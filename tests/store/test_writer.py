@@ -162,3 +162,43 @@ def test_results_an_engine_stored_are_committed_together(tmp_path):
     assert committed(store) == {"a", "b"}
     assert store.load_result("a") == 1 and store.load_result("b") == 2
     store.close()
+
+
+def test_writes_soon_go_on_the_background_thread_once_enough_wait(tmp_path, monkeypatch):
+    """A make with nothing to hand out (``write_soon``): what waits is committed by the
+    background thread now, if there is enough of it; a few writes keep waiting."""
+    monkeypatch.setattr(writer_module, "MAX_AGE", 60.0)  # only a hurry can start a batch
+    n = writer_module.HURRIED_FROM
+    store, appliers = store_noting_appliers(tmp_path, monkeypatch, n)
+    for i in range(n - 1):
+        store.record_success(f"j{i}", record(), dumps_value(i), {}, ("", ""))
+    store.write_soon()
+    time.sleep(0.2)  # (nothing is to happen: no deadline to poll for)
+    assert not committed(store) and not appliers
+    store.record_success(f"j{n - 1}", record(), dumps_value(n), {}, ("", ""))
+    store.write_soon()
+    deadline = time.monotonic() + 5
+    while len(committed(store)) < n and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert committed(store) == {f"j{i}" for i in range(n)}
+    assert appliers == {"nbmake-writer"}
+    store.close()
+
+
+def test_a_batch_of_results_is_written_a_few_at_a_time_in_order(tmp_path, monkeypatch):
+    store, _ = store_noting_appliers(tmp_path, monkeypatch, 150)
+    writes: list[list[str]] = []
+    commit_results = store._commit_results
+
+    def noting(conn, results):
+        writes.append([r.job_id for r in results])
+        return commit_results(conn, results)
+    store.writer._commit_results = noting
+    for i in range(150):
+        store.record_success(f"j{i}", record(), dumps_value(i), {}, ("", ""))
+    store.flush()
+    per = writer_module.RESULTS_PER_WRITE
+    assert [len(w) for w in writes] == [per, per, 150 - 2 * per]
+    assert [j for w in writes for j in w] == [f"j{i}" for i in range(150)]
+    assert committed(store) == {f"j{i}" for i in range(150)}
+    store.close()
