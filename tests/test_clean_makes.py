@@ -108,6 +108,14 @@ def test_a_make_after_a_clean_one_reads_no_job_and_says_what_the_usual_way_says(
     reads[0] = 0
     assert ctx.parmake("total", n=2).skipped == N + 1
     assert reads[0] == 0 and ctx._pool is None
+    # A make of everything: the same report either way too.
+    usual = ctx.make()
+    assert reads[0] == 1
+    ctx, sink = restart(ctx, store_path)
+    told = ctx.make()
+    assert reads[0] == 1
+    assert (told.ran, told.skipped, told.targets) == (usual.ran, usual.skipped, usual.targets)
+    assert told.skipped == N + 1 and sorted(told.targets) == sorted(ctx.graph.specs)
     ctx.close()
 
 

@@ -39,12 +39,12 @@ def unchanged_report(ctx: "Context", targets: tuple[str, ...], command: str,
     definitions = definitions_digest(own, specs)
     if definitions is None:
         return None
-    jobs = ctx.store.clean_make_jobs(definitions, _digest(ctx._select(targets)))
+    ids = ctx._select(targets)
+    jobs = ctx.store.clean_make_jobs(definitions, _digest(ids))
     if jobs is None:
         return None
     ctx._pending.clear()  # the store has these very definitions
-    report = RunReport(command, skipped=jobs, targets=list(targets),
-                       seconds=time.perf_counter() - t0)
+    report = RunReport(command, skipped=jobs, targets=ids, seconds=time.perf_counter() - t0)
     ctx.report(report.line())
     return report
 
