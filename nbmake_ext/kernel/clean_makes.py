@@ -33,13 +33,15 @@ def unchanged_report(ctx: "Context", targets: tuple[str, ...], command: str,
             or any(t not in registered for t in targets):
         return None  # (a view is told of each job; a glob or state word needs the store)
     t0 = time.perf_counter()
-    ctx._refresh_code()
-    specs = ctx.graph.specs
-    own = [j for j in registered if j in specs]
-    definitions = definitions_digest(own, specs)
-    if definitions is None:
-        return None
     ids = ctx._select(targets)
+
+    def definitions() -> str | None:
+        ctx._refresh_code()
+        specs = ctx.graph.specs
+        return definitions_digest([j for j in registered if j in specs], specs)
+
+    # (The digest of every definition is taken only once the record's targets and count
+    # of writes match: a make of other targets, or after a write, does not pay for it.)
     jobs = ctx.store.clean_make_jobs(definitions, _digest(ids))
     if jobs is None:
         return None

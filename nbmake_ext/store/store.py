@@ -470,9 +470,10 @@ class Store(_Recording):
                 logger.debug("no record of a clean make: %r", exc)  # usual way
         self.writer.db(write)
 
-    def clean_make_jobs(self, definitions: str, targets: str) -> int | None:
-        """The number of jobs of the last clean make, if it made these definitions and
-        targets and nothing changed since (store/unchanged.py); else None. (What this
+    def clean_make_jobs(self, definitions: Callable[[], str | None], targets: str) -> int | None:
+        """The number of jobs of the last clean make, if it made these definitions (their
+        digest: ``definitions()``, asked for last) and targets and nothing changed since
+        (store/unchanged.py); else None. (What this
         store still has to write, the record of its last make included, is written first.)"""
         self.flush()
         with _one_moment(self._conn) as conn:

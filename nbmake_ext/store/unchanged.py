@@ -20,6 +20,7 @@ import json
 import sqlite3
 from hashlib import blake2b
 from pathlib import Path
+from typing import Callable
 
 from . import blobs
 
@@ -48,18 +49,21 @@ def record(conn: sqlite3.Connection, definitions: str, targets: str, jobs: int, 
         "files": files})))
 
 
-def jobs_unchanged(conn: sqlite3.Connection, results_dir: Path, definitions: str,
-                   targets: str) -> int | None:
-    """How many jobs the last clean make covered, if it made these very definitions and
-    targets and nothing changed since; else None."""
+def jobs_unchanged(conn: sqlite3.Connection, results_dir: Path,
+                   definitions: Callable[[], str | None], targets: str) -> int | None:
+    """How many jobs the last clean make covered, if it made these very definitions (their
+    digest: ``definitions()``, taken only once the rest matches) and targets and nothing
+    changed since; else None."""
     rows = dict(conn.execute(
         "SELECT key, value FROM meta WHERE key IN ('writes', ?)", (RECORD_KEY,)))
     try:
         clean = json.loads(rows[RECORD_KEY])
-        if clean["definitions"] != definitions or clean["targets"] != targets \
-                or clean["writes"] != int(rows["writes"]):
+        if clean["targets"] != targets or clean["writes"] != int(rows["writes"]):
             return None
+        made = clean["definitions"]
     except (KeyError, TypeError, ValueError):
+        return None
+    if made is None or made != definitions():
         return None
     if clean["files"] != files_digest(results_dir):
         return None
