@@ -103,6 +103,9 @@ class Driver(Recording, SendAhead, HandingOver):
         self.command = command
         self.observer = observer or NoObserver()
         self.tell = self.observer.job_changed
+        # Whether a view follows the jobs: without one, what it would be told of each job
+        # (a dict per job, in the loops over thousands of results) is not made.
+        self.watched = type(self.observer) is not NoObserver
         # Views that show how far a running job is (nbmake_ext.progress); a runner that
         # runs jobs in this thread tells it from within the job (InKernelRunner).
         self._job_progress = progress_listener(self.observer)
@@ -238,6 +241,7 @@ class Driver(Recording, SendAhead, HandingOver):
 
     def _apply(self, actions: list[ev.Action]) -> None:
         stored, tell = self.stored, self.tell  # (a no-op make: 100,000 skips in one list)
+        watched = self.watched
         for action in actions:
             kind = type(action)
             if kind is ev.Skip:
@@ -245,7 +249,8 @@ class Driver(Recording, SendAhead, HandingOver):
                 st = stored.get(jid)
                 if st is None or st.state != "done" or st.forced or action.restored:
                     self.store.record_skipped(jid, restored=action.restored)
-                tell(jid, "done", {"restored": True} if action.restored else {})
+                if watched:
+                    tell(jid, "done", {"restored": True} if action.restored else {})
             elif kind is ev.Run:
                 self.ready.append(action.job_id)
             elif kind is ev.Block:

@@ -216,9 +216,10 @@ class Recording:
         for _ in batch:
             unhandled.popleft()
         self._apply(self.sched.handle_many(events))
-        tell = self.tell
-        for out, timing in zip(batch, timings):
-            tell(out.job_id, "done", _info(out.timing, out.stdout, out.stderr, timing))
+        if self.watched:
+            tell = self.tell
+            for out, timing in zip(batch, timings):
+                tell(out.job_id, "done", _info(out.timing, out.stdout, out.stderr, timing))
 
     def _simple_results(self, unhandled: deque[Outcome]) -> list[JobStored]:
         """The results at the head of ``unhandled`` of jobs without files."""

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from pathlib import Path
+from typing import Iterator
 
 SCHEMA_VERSION = "5"
 
@@ -209,3 +211,16 @@ def _from_version_4(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE TABLE IF NOT EXISTS file_stats (path TEXT PRIMARY KEY,"
                  " size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, inode INTEGER NOT NULL,"
                  " hashed_ns INTEGER NOT NULL, fp TEXT NOT NULL)")
+
+
+@contextlib.contextmanager
+def one_moment(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """Reads inside see the database as it was at one moment (a read transaction)."""
+    if conn.in_transaction:
+        yield conn
+        return
+    conn.execute("BEGIN")
+    try:
+        yield conn
+    finally:
+        conn.execute("COMMIT")

@@ -8,7 +8,6 @@ state is on disk as each job finishes and a crash leaves either the whole result
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import logging
@@ -18,15 +17,16 @@ import socket
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable
 
 
 from ..core.jobspec import NO_FILES, JobSpec, RunRecord
 from ..errors import NotDone, StoreError
 from ..shared.gc_pause import gc_paused
-from . import blobs, db, unchanged
+from . import blobs, db
 from .results import INLINE, INLINE_MAX, checked_row, is_inline
 from .claims import Claims
+from .unchanged import CleanMakeRecord
 from .writer import Writer
 from .parts import _ARG_FPS, _CODE_PARTS, _Parts  # noqa: F401  (re-exported)
 from .pickles import dumps_value  # noqa: F401  (re-exported)
@@ -54,7 +54,7 @@ class ResultUnavailable(NotDone):
     """A stored result cannot be read (missing or corrupt file): it has no usable result."""
 
 
-class Store(_Recording):
+class Store(_Recording, CleanMakeRecord):
     def __init__(self, path: str | os.PathLike, *, durable: bool = True):
         self.path = Path(path).absolute()
         self.results_dir = self.path / "results"
@@ -110,7 +110,7 @@ class Store(_Recording):
         there; ``shown``: with what only views show, read now (a view of every job)."""
         files = blobs.stamps(self.results_dir)
         # One read transaction: every row is of the same moment.
-        with _one_moment(self._conn) as conn, gc_paused():
+        with db.one_moment(self._conn) as conn, gc_paused():
             if shown:
                 return self._decode(conn.execute(self._ROWS + self._SHOWN + self._FROM),
                                     files.get, None)
@@ -121,7 +121,7 @@ class Store(_Recording):
         """The same for a few jobs (re-reads after a claim or a wait)."""
         out: dict[str, StoredJob] = {}
         stamp_of = functools.partial(blobs.stamp, self.results_dir)
-        with _one_moment(self._conn) as conn, gc_paused():
+        with db.one_moment(self._conn) as conn, gc_paused():
             for chunk in _chunks(list(job_ids)):
                 rows = conn.execute(self._ROWS + self._SHOWN + self._FROM +
                                     f" WHERE j.job_id IN ({_marks(chunk)})", chunk)
@@ -443,42 +443,6 @@ class Store(_Recording):
         if self._writer is not None:
             self._writer.flush()
 
-    def record_clean_make(self, mark: tuple, definitions: Callable[[], str | None],
-                          targets: str, jobs: int) -> None:
-        """A make left every one of its jobs up to date (store/unchanged.py); ``mark``:
-        when it read the store; ``definitions()``: their digest (None: no record). The
-        store is taken as the make leaves it (its writes are all committed); the record is
-        written by the writer, only if no write came since, nor another store opened."""
-        self.flush()
-        try:
-            writes = unchanged.write_count(self._conn)
-            files = unchanged.files_digest(self.results_dir)
-        except (sqlite3.Error, OSError) as exc:
-            logger.debug("no record of a clean make: %r", exc)
-            return
-        if writes is None:
-            return
-
-        def write(conn: sqlite3.Connection) -> None:
-            try:
-                if unchanged.write_count(conn) != writes or not self._claims.quiet_since(mark):
-                    return
-                digest = definitions()
-                if digest is not None:
-                    unchanged.record(conn, digest, targets, jobs, writes, files)
-            except (sqlite3.Error, OSError, ValueError) as exc:  # the next make goes the
-                logger.debug("no record of a clean make: %r", exc)  # usual way
-        self.writer.db(write)
-
-    def clean_make_jobs(self, definitions: Callable[[], str | None], targets: str) -> int | None:
-        """The number of jobs of the last clean make, if it made these definitions (their
-        digest: ``definitions()``, asked for last) and targets and nothing changed since
-        (store/unchanged.py); else None. (What this
-        store still has to write, the record of its last make included, is written first.)"""
-        self.flush()
-        with _one_moment(self._conn) as conn:
-            return unchanged.jobs_unchanged(conn, self.results_dir, definitions, targets)
-
     def write_soon(self) -> None:
         """The make has nothing to hand out until running jobs end: what waits to be
         written may go now, on the writer's thread, rather than at the make's end."""
@@ -492,15 +456,3 @@ class Store(_Recording):
         self._claims.close()
         self._conn.close()
 
-
-@contextlib.contextmanager
-def _one_moment(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """Reads inside see the database as it was at one moment (a read transaction)."""
-    if conn.in_transaction:
-        yield conn
-        return
-    conn.execute("BEGIN")
-    try:
-        yield conn
-    finally:
-        conn.execute("COMMIT")

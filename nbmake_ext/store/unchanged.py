@@ -17,12 +17,15 @@ this make judged.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from hashlib import blake2b
 from pathlib import Path
 from typing import Callable
 
-from . import blobs
+from . import blobs, db
+
+logger = logging.getLogger(__name__)
 
 RECORD_KEY = "clean_make"
 
@@ -68,3 +71,44 @@ def jobs_unchanged(conn: sqlite3.Connection, results_dir: Path,
     if clean["files"] != files_digest(results_dir):
         return None
     return int(clean["jobs"])
+
+
+class CleanMakeRecord:
+    """The record's methods of ``Store`` (it uses the store's connection, claims and
+    writer)."""
+
+    def record_clean_make(self, mark: tuple, definitions: Callable[[], str | None],
+                          targets: str, jobs: int) -> None:
+        """A make left every one of its jobs up to date (see the module); ``mark``:
+        when it read the store; ``definitions()``: their digest (None: no record). The
+        store is taken as the make leaves it (its writes are all committed); the record is
+        written by the writer, only if no write came since, nor another store opened."""
+        self.flush()
+        try:
+            writes = write_count(self._conn)
+            files = files_digest(self.results_dir)
+        except (sqlite3.Error, OSError) as exc:
+            logger.debug("no record of a clean make: %r", exc)
+            return
+        if writes is None:
+            return
+
+        def write(conn: sqlite3.Connection) -> None:
+            try:
+                if write_count(conn) != writes or not self._claims.quiet_since(mark):
+                    return
+                digest = definitions()
+                if digest is not None:
+                    record(conn, digest, targets, jobs, writes, files)
+            except (sqlite3.Error, OSError, ValueError) as exc:  # the next make goes the
+                logger.debug("no record of a clean make: %r", exc)  # usual way
+        self.writer.db(write)
+
+    def clean_make_jobs(self, definitions: Callable[[], str | None], targets: str) -> int | None:
+        """The number of jobs of the last clean make, if it made these definitions (their
+        digest: ``definitions()``, asked for last) and targets and nothing changed since
+        (see the module); else None. (What this store still has to write, the record of its
+        last make included, is written first.)"""
+        self.flush()
+        with db.one_moment(self._conn) as conn:
+            return jobs_unchanged(conn, self.results_dir, definitions, targets)

@@ -271,11 +271,13 @@ def test_a_job_its_worker_cannot_stop_is_failed_at_its_timeout_and_its_late_resu
         failed = parmake(ctx, client)
         took = time.monotonic() - t0
         assert isinstance(failed, JobsFailed), failed
-        assert took < 0.5 + 3, f"the make returned {took:.1f} s after it started"
+        # The job hangs until released below: the make returned without waiting for it,
+        # at its time limit (with room for a busy machine's Dask).
+        assert took < 0.5 + 8, f"the make returned {took:.1f} s after it started"
         assert "hang-late" not in names(lab)  # the job still ran when the make returned
         details = ctx.details("hang")
         assert details.state == "failed" and details.error == "timed out after 0.5 s"
-        assert 0.5 <= details.duration < 0.5 + 2
+        assert 0.5 <= details.duration < 0.5 + 6
         ran_on = [pid for e, pid, _ in events(lab) if e == "hang-start1"]
         assert details.engine in workers and workers[details.engine][0] in ran_on
         assert ctx.details("other").state == "done"
