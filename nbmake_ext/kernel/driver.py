@@ -150,6 +150,7 @@ class Driver(Recording, SendAhead, HandingOver):
         t0 = time.perf_counter()
         report = RunReport(self.command, targets=list(self.sched.targets))
         try:
+            self.store.run_alone()  # claims in memory while no other store is open
             with gc_paused():  # every job decided at once: objects per job, kept
                 self._apply(self.sched.start())
             while True:
@@ -189,7 +190,10 @@ class Driver(Recording, SendAhead, HandingOver):
                 self._drop_ahead(self.ahead.stop())
             self.runner.detach()
             self.reader.close()
-            self.store.flush()
+            try:
+                self.store.flush()
+            finally:
+                self.store.run_over()
             self.count(report)
             report.seconds = time.perf_counter() - t0
             self.sched.detach()

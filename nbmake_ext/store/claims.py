@@ -10,6 +10,18 @@ of claims a make holds until its results commit keep each call short.)
 On Linux the locks are open-file-description locks (``F_OFD_SETLK``): they belong to the
 open file, not the process, so two stores opened in one process exclude each other too.
 Elsewhere, classic POSIX locks are used, which only exclude other processes.
+
+A run with the store to itself claims in memory. Two system calls a job (a lock, and an
+unlock once its result is committed) were a tenth of a fan-out of trivial jobs on
+engines. The gate, a byte of ``claims.lock``, makes that safe:
+
+- a store claims with a lock per job only while it holds a shared lock on the gate;
+- a run that finds no other store open takes the gate exclusively (``run_alone``). No
+  other store can then claim at all, so its claims need no locks;
+- a store that opens meanwhile is seen within ``WATCH_EVERY`` by a thread of the run: the
+  claims held in memory are then locked one by one, and the gate is shared again;
+- until then, the newcomer waits for the gate before it claims, or says which jobs run
+  (``settled``).
 """
 
 from __future__ import annotations
@@ -21,6 +33,8 @@ import hashlib
 import os
 import struct
 import sys
+import threading
+import time
 from pathlib import Path
 
 _OFD = hasattr(fcntl, "F_OFD_SETLK")
@@ -31,6 +45,10 @@ _FLOCK = "@hhqqi4x"
 _SPAN = 1 << 40  # offsets are hashed into a sparse 1 TiB range: collisions are negligible
 _SHARDS = 32     # claim files
 _PRESENCE = 0    # in claims.lock: each open store holds a shared lock on this byte
+_GATE = 1        # ... shared while a store claims with locks; exclusive: claims in memory
+WATCH_EVERY = 0.02  # seconds between looks for another store, while claiming in memory
+SETTLE_WITHIN = 2.0  # seconds a store waits for another one to lock its claims in memory
+_IN_MEMORY = (-1, -1)  # the place of a claim held in memory only
 
 
 def _libc():
@@ -95,6 +113,13 @@ class Claims:
         # them one by one as it claims, some milliseconds spent while its jobs wait.
         for shard in range(_SHARDS):
             self._fd_of(shard)
+        self._gate: int | None = None  # what this store holds of the gate: RD, WR or nothing
+        self._in_memory = False        # claims are kept in memory only (the gate is ours)
+        # Claims taken and released (the store's writer thread releases them), and the
+        # switch back to locks (the watcher's thread), one at a time.
+        self._mutex = threading.Lock()
+        self._watcher: threading.Thread | None = None
+        self._stop_watching = threading.Event()
 
     def activity(self) -> tuple[int, bool]:
         """A mark of now: how many stores have opened this one, and whether another is open."""
@@ -135,6 +160,12 @@ class Claims:
         """True if this store now holds the job (or already did)."""
         if job_id in self.held:
             return True
+        with self._mutex:
+            if self._in_memory:
+                self.held[job_id] = _IN_MEMORY
+                return True
+        if self._gate is None and not self._share_gate():
+            return False  # another store claims in memory: not one job can be claimed now
         shard, offset = _place(job_id)
         fd = self._fd_of(shard)
         if self._lock(fd, offset, fcntl.F_WRLCK):
@@ -143,8 +174,9 @@ class Claims:
         return False
 
     def release(self, job_id: str) -> None:
-        place = self.held.pop(job_id, None)
-        if place is not None:
+        with self._mutex:
+            place = self.held.pop(job_id, None)
+        if place is not None and place is not _IN_MEMORY:
             self._lock(place[0], place[1], fcntl.F_UNLCK)
 
     def held_elsewhere(self, job_id: str) -> bool:
@@ -154,12 +186,101 @@ class Claims:
         shard, offset = _place(job_id)
         return self._held_elsewhere(self._fd_of(shard), offset)
 
+    # -- a run alone on the store: claims in memory ---------------------------------------
+
+    def run_alone(self) -> bool:
+        """At a run's start: claim in memory from now on if no other store is open (and
+        none holds a claim). ``run_over`` ends it."""
+        if not _OFD or self._in_memory:
+            return self._in_memory
+        if not self._lock(self._fd, _GATE, fcntl.F_WRLCK):
+            return False  # another store claims: with locks, as it does
+        if self._held_elsewhere(self._fd, _PRESENCE):  # open, not claiming (yet)
+            self._lock(self._fd, _GATE, fcntl.F_RDLCK if self._gate else fcntl.F_UNLCK)
+            return False
+        self._gate = fcntl.F_WRLCK
+        with self._mutex:
+            self._in_memory = True
+        self._stop_watching.clear()
+        self._watcher = threading.Thread(target=self._watch, name="nbmake-claims",
+                                         daemon=True)
+        self._watcher.start()
+        return True
+
+    def run_over(self) -> None:
+        """The run ended: claims left (none, after a whole run) are locked, and the gate
+        is let go unless a claim still needs it."""
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            self._stop_watching.set()
+            watcher.join()
+        self._to_locks()
+        with self._mutex:
+            if self._gate is not None and not self.held:
+                self._lock(self._fd, _GATE, fcntl.F_UNLCK)
+                self._gate = None
+
+    def _watch(self) -> None:
+        """Another store opened: claims go back to locks (it waits for them)."""
+        while not self._stop_watching.wait(WATCH_EVERY):
+            if self._held_elsewhere(self._fd, _PRESENCE):
+                self._to_locks()
+                return
+
+    def _to_locks(self) -> None:
+        with self._mutex:
+            if not self._in_memory:
+                return
+            for job_id, place in list(self.held.items()):
+                if place is _IN_MEMORY:
+                    shard, offset = _place(job_id)
+                    fd = self._fd_of(shard)
+                    # No other store could claim while the gate was this one's alone.
+                    self._lock(fd, offset, fcntl.F_WRLCK)
+                    self.held[job_id] = (fd, offset)
+            self._lock(self._fd, _GATE, fcntl.F_RDLCK)  # (from exclusive, at once)
+            self._gate = fcntl.F_RDLCK
+            self._in_memory = False
+
+    def _share_gate(self) -> bool:
+        """Take the gate shared before claiming with locks; another store that claims in
+        memory switches back to locks within ``WATCH_EVERY`` of seeing this one open."""
+        deadline = time.monotonic() + SETTLE_WITHIN
+        while not self._lock(self._fd, _GATE, fcntl.F_RDLCK):
+            if time.monotonic() > deadline:
+                return False  # (its process stopped?) the jobs count as held elsewhere
+            time.sleep(0.002)
+        self._gate = fcntl.F_RDLCK
+        return True
+
+    def settled(self) -> bool:
+        """Whether the claims of other stores can be seen (``held_elsewhere``): after a wait,
+        if another store claims in memory, for it to lock them. False if it did not in
+        ``SETTLE_WITHIN``: any job may be held by it."""
+        deadline = time.monotonic() + SETTLE_WITHIN
+        while self._gate_held_elsewhere(fcntl.F_RDLCK):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.002)
+        return True
+
+    def _gate_held_elsewhere(self, kind: int) -> bool:
+        """Another store holds the gate in a way that excludes ``kind``."""
+        if self._gate == fcntl.F_WRLCK or not _OFD:
+            return False
+        arg = struct.pack(_FLOCK, kind, os.SEEK_SET, _GATE, 1, 0)
+        return struct.unpack(_FLOCK, _fcntl(self._fd, _GET, arg))[0] != fcntl.F_UNLCK
+
     def _held_elsewhere(self, fd: int, offset: int) -> bool:
         arg = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, offset, 1, 0)
         result = _fcntl(fd, _GET, arg)
         return struct.unpack(_FLOCK, result)[0] != fcntl.F_UNLCK
 
     def close(self) -> None:
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            self._stop_watching.set()
+            watcher.join()
         for fd in self._shards:  # closing releases every claim of this store
             if fd is not None:
                 os.close(fd)

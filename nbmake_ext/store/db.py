@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-SCHEMA_VERSION = "5"
+SCHEMA_VERSION = "6"
 
 JOBS = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -148,6 +148,11 @@ def init_schema(conn: sqlite3.Connection) -> None:
             version = "4"
         if version == "4":
             _from_version_4(conn)
+            version = "5"
+        if version == "5":
+            # The tables are those of version 5. What changed is how stores claim jobs
+            # (claims.py, the gate): a version that claims without the gate must not open
+            # a store that this one may use at the same time.
             version = SCHEMA_VERSION
         conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (version,))
     except BaseException:

@@ -219,6 +219,7 @@ class Store(_Recording, CleanMakeRecord):
         logs = self._conn.execute(
             "SELECT stdout, stderr, traceback FROM logs WHERE job_id=?", (job_id,)).fetchone()
         out["stdout"], out["stderr"], out["traceback"] = logs or ("", "", "")
+        self._claims.settled()
         out["running_elsewhere"] = self._claims.held_elsewhere(job_id)
         return out
 
@@ -399,6 +400,8 @@ class Store(_Recording, CleanMakeRecord):
         return self._claims.quiet_since(mark)
 
     def claimed_elsewhere(self, job_ids: Iterable[str]) -> set[str]:
+        if not self._claims.settled():
+            return set(job_ids)  # another store claims in memory: any of them, maybe
         return {j for j in job_ids if self._claims.held_elsewhere(j)}
 
     def running_among(self, job_ids: Iterable[str]) -> set[str]:
@@ -406,7 +409,16 @@ class Store(_Recording, CleanMakeRecord):
         held = self._claims.held
         if self._claims.alone():  # one look instead of one per job
             return {j for j in job_ids if j in held}
+        self._claims.settled()
         return {j for j in job_ids if j in held or self._claims.held_elsewhere(j)}
+
+    def run_alone(self) -> bool:
+        """A run starts: its claims are kept in memory while no other store is open
+        (claims.py); ``run_over`` when it ends."""
+        return self._claims.run_alone()
+
+    def run_over(self) -> None:
+        self._claims.run_over()
 
     def changed(self, known: dict[str, StoredJob], job_ids: list[str]) -> dict[str, StoredJob]:
         """Of ``job_ids``, those whose stored outcome differs from ``known``, reread.
