@@ -427,6 +427,55 @@ def test_two_processes_making_one_graph_run_each_job_once(lab, procs, shape, n):
     assert pt.integrity(store) == "ok"
 
 
+ALONE_THEN_ANOTHER = '''
+from nbmake_ext import Context
+
+ctx = Context(store=os.environ["NBMAKE_TEST_STORE"])
+print("PID", os.getpid())
+
+
+def work(i):
+    note(f"work-{i}")
+    time.sleep(0.15)
+    return i
+
+
+jobs = [ctx.comp(work, i) for i in range(16)]
+if sys.argv[1] == "first":
+    ctx.parmake(n=2)
+else:
+    ctx.make()
+print("STATES", sorted({p.state for p in jobs}))
+'''
+
+
+@pytest.mark.timeout(60)
+def test_a_process_that_opens_the_store_during_a_make_alone_runs_no_job_twice(lab, procs):
+    """The first make has the store to itself: it claims in memory (store/claims.py).
+    The second process opens the store while it runs and makes the same jobs: it waits
+    for the claims to be locks, and each job runs once."""
+    tmp, log, store, env = lab
+    path = pt.script(tmp / "alone.py", ALONE_THEN_ANOTHER)
+    first = procs.start([pt.PYTHON, str(path), "first"], cwd=tmp, env=env)
+    pt.wait_until(lambda: len(pt.read_log(log)) >= 2, what="the first make running jobs",
+                  procs=(first,))
+    second = procs.start([pt.PYTHON, str(path), "second"], cwd=tmp, env=env)
+    c1, out1, err1 = procs.finish(first)
+    c2, out2, err2 = procs.finish(second)
+    assert c1 == 0, out1 + err1
+    assert c2 == 0, out2 + err2
+    ran = pt.read_log(log)
+    c = Counter(name for name, _ in ran)
+    assert len(c) == 16 and set(c.values()) == {1}, {k: v for k, v in c.items() if v > 1}
+    for out in (out1, out2):
+        assert "STATES ['done']" in out
+    # Each make's "done" is what it ran (the first's on its engines).
+    by_second = sum(1 for _, pid in ran if pid == pid_of(out2))
+    assert summary_counts(summary(out2))[0] == by_second
+    assert summary_counts(summary(out1, "parmake"))[0] == len(ran) - by_second
+    assert pt.integrity(store) == "ok"
+
+
 ANOTHER_MAKES_A_LATER_JOB = '''
 import subprocess
 
