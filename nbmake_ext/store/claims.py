@@ -102,7 +102,8 @@ class Claims:
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         self._shard_dir = store_dir / "claims"
         self._shards: list[int | None] = [None] * _SHARDS  # fds
-        self.held: dict[str, tuple[int, int]] = {}  # job -> its claim file's fd, offset
+        # job -> its claim file's fd and offset (_IN_MEMORY: not locked, see run_alone)
+        self.held: dict[str, tuple[int, int]] = {}
         appender = os.open(path, os.O_WRONLY | os.O_APPEND)
         try:
             os.write(appender, b"\n")
