@@ -88,7 +88,7 @@ def run_call(call: Call, sink, echo: bool = False, engine: str = "kernel",
     shared/progress.py; ``progress_later``: a report held back is sent by a timer)."""
     out, err = _Tee(sys.stdout if echo else None), _Tee(sys.stderr if echo else None)
     timing = Timing(time.time(), 0.0, 0.0, 0.0, engine)
-    t0, c0 = time.perf_counter(), peak_memory.cpu()
+    t0 = time.perf_counter()
     args = call.args
     if call.dynamic:
         args = (DynamicContext(call.job_id, sink), *args)
@@ -97,13 +97,13 @@ def run_call(call: Call, sink, echo: bool = False, engine: str = "kernel",
         try:
             job_files.before(*files)
         except (job_files.FilesProblem, OSError) as exc:
-            _finish(timing, t0, c0)
+            _finish(timing, t0, peak_memory.cpu())  # (it did not run: no CPU of its own)
             return [JobRaised(call.job_id, str(exc) if isinstance(exc, job_files.FilesProblem)
                               else f"could not prepare its files: {error_line(exc)}", "",
                               "", "", timing)]
     saved = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = out, err
-    peak_memory.reset()
+    c0 = peak_memory.start()  # (its high-water mark reset, if it must be)
     try:
         with bounds(call.env, call.timeout), \
                 reporting(call.job_id, progress, later=progress_later):
