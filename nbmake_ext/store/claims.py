@@ -86,6 +86,17 @@ def _fcntl(fd: int, cmd: int, arg: bytes) -> bytes:
     return buf.raw if cmd == _GET else arg
 
 
+def _settle(done) -> bool:
+    """Look again and again (briefly) until ``done()``; False if it is not by
+    ``SETTLE_WITHIN``."""
+    deadline = time.monotonic() + SETTLE_WITHIN
+    while not done():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.002)
+    return True
+
+
 def _place(job_id: str) -> tuple[int, int]:
     """The claim file and the byte in it of a job."""
     h = int.from_bytes(hashlib.blake2b(job_id.encode(), digest_size=8).digest(), "big")
@@ -211,15 +222,18 @@ class Claims:
     def run_over(self) -> None:
         """The run ended: claims left (none, after a whole run) are locked, and the gate
         is let go unless a claim still needs it."""
-        watcher, self._watcher = self._watcher, None
-        if watcher is not None:
-            self._stop_watching.set()
-            watcher.join()
+        self._stop_watcher()
         self._to_locks()
         with self._mutex:
             if self._gate is not None and not self.held:
                 self._lock(self._fd, _GATE, fcntl.F_UNLCK)
                 self._gate = None
+
+    def _stop_watcher(self) -> None:
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            self._stop_watching.set()
+            watcher.join()
 
     def _watch(self) -> None:
         """Another store opened: claims go back to locks (it waits for them)."""
@@ -245,12 +259,11 @@ class Claims:
 
     def _share_gate(self) -> bool:
         """Take the gate shared before claiming with locks; another store that claims in
-        memory switches back to locks within ``WATCH_EVERY`` of seeing this one open."""
-        deadline = time.monotonic() + SETTLE_WITHIN
-        while not self._lock(self._fd, _GATE, fcntl.F_RDLCK):
-            if time.monotonic() > deadline:
-                return False  # (its process stopped?) the jobs count as held elsewhere
-            time.sleep(0.002)
+        memory switches back to locks within ``WATCH_EVERY`` of seeing this one open.
+        False if it did not in ``SETTLE_WITHIN`` (its process stopped?): the jobs then
+        count as held elsewhere."""
+        if not _settle(lambda: self._lock(self._fd, _GATE, fcntl.F_RDLCK)):
+            return False
         self._gate = fcntl.F_RDLCK
         return True
 
@@ -258,18 +271,13 @@ class Claims:
         """Whether the claims of other stores can be seen (``held_elsewhere``): after a wait,
         if another store claims in memory, for it to lock them. False if it did not in
         ``SETTLE_WITHIN``: any job may be held by it."""
-        deadline = time.monotonic() + SETTLE_WITHIN
-        while self._gate_held_elsewhere(fcntl.F_RDLCK):
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.002)
-        return True
+        return _settle(lambda: not self._gate_taken_elsewhere())
 
-    def _gate_held_elsewhere(self, kind: int) -> bool:
-        """Another store holds the gate in a way that excludes ``kind``."""
+    def _gate_taken_elsewhere(self) -> bool:
+        """Another store holds the gate exclusively: it claims in memory."""
         if self._gate == fcntl.F_WRLCK or not _OFD:
             return False
-        arg = struct.pack(_FLOCK, kind, os.SEEK_SET, _GATE, 1, 0)
+        arg = struct.pack(_FLOCK, fcntl.F_RDLCK, os.SEEK_SET, _GATE, 1, 0)
         return struct.unpack(_FLOCK, _fcntl(self._fd, _GET, arg))[0] != fcntl.F_UNLCK
 
     def _held_elsewhere(self, fd: int, offset: int) -> bool:
@@ -278,10 +286,7 @@ class Claims:
         return struct.unpack(_FLOCK, result)[0] != fcntl.F_UNLCK
 
     def close(self) -> None:
-        watcher, self._watcher = self._watcher, None
-        if watcher is not None:
-            self._stop_watching.set()
-            watcher.join()
+        self._stop_watcher()
         for fd in self._shards:  # closing releases every claim of this store
             if fd is not None:
                 os.close(fd)

@@ -53,11 +53,16 @@ def test_a_job_counts_what_it_allocated_and_the_next_one_does_not_inherit_it():
     assert small <= resident() + 20 * MB
 
 
-def test_trivial_jobs_in_a_row_leave_the_mark_alone_most_of_the_time(monkeypatch):
-    resets = []
+@pytest.fixture
+def resets(monkeypatch) -> list:
+    """One entry per time the high-water mark is brought down."""
+    done: list = []
     reset = limits.PeakMemory.reset
-    monkeypatch.setattr(limits.PeakMemory, "reset",
-                        lambda self: (resets.append(1), reset(self))[1])
+    monkeypatch.setattr(limits.PeakMemory, "reset", lambda self: (done.append(1), reset(self))[1])
+    return done
+
+
+def test_trivial_jobs_in_a_row_leave_the_mark_alone_most_of_the_time(resets):
     peak_of(allocate, 20)  # whatever came before, the next job resets
     resets.clear()
     for i in range(2000):
@@ -67,14 +72,11 @@ def test_trivial_jobs_in_a_row_leave_the_mark_alone_most_of_the_time(monkeypatch
     assert len(resets) < 400, len(resets)
 
 
-def test_a_job_that_starts_long_after_the_last_reset_brings_the_mark_down(monkeypatch):
+def test_a_job_that_starts_long_after_the_last_reset_brings_the_mark_down(monkeypatch, resets):
     peak_of(trivial, 0)
     # As if the last reset were long ago, with no rise since.
     monkeypatch.setattr(limits.peak_memory, "_reset_at",
                         limits.peak_memory._reset_at - 2 * limits.PeakMemory.RESET_EVERY)
-    resets = []
-    reset = limits.PeakMemory.reset
-    monkeypatch.setattr(limits.PeakMemory, "reset",
-                        lambda self: (resets.append(1), reset(self))[1])
+    resets.clear()
     peak_of(trivial, 1)
     assert resets == [1]
