@@ -206,8 +206,8 @@ class PeakMemory:
     down, or when that was more than ``RESET_EVERY`` ago. Not before every job: the reset
     takes the process's memory map lock for writing, which waits for the page faults of
     its other threads, and the ``os`` call lets go of the interpreter lock, which the
-    store's writer then takes: thousands of trivial jobs a second spent a tenth of their
-    time there. A job's peak is the most its process held while it ran or, for a job that
+    store's writer then takes: a serial make of trivial jobs spent a fifth of its time
+    there. A job's peak is the most its process held while it ran or, for a job that
     started less than ``RESET_EVERY`` after the last reset with no rise since, what the
     process held at that reset."""
 

@@ -16,7 +16,6 @@ import pytest
 
 from nbmake_ext.store import Store
 from nbmake_ext.store import claims
-from nbmake_ext.store.db import SCHEMA_VERSION
 
 pytestmark = pytest.mark.skipif(not hasattr(fcntl, "F_OFD_SETLK"),
                                 reason="claims in memory need open-file-description locks")
@@ -90,7 +89,6 @@ def test_a_store_that_claims_keeps_another_from_claiming_in_memory(tmp_path):
     path = tmp_path / "s"
     one, two = Store(path), Store(path)
     assert two.claim(["a"]) == (["a"], {})  # holds the gate, shared
-    two_present = two._claims
     # As if ``one`` had seen no other store open: the gate alone keeps it from claims in
     # memory.
     real = one._claims._held_elsewhere
@@ -101,7 +99,7 @@ def test_a_store_that_claims_keeps_another_from_claiming_in_memory(tmp_path):
     finally:
         one._claims._held_elsewhere = real
     assert one.claim(["a"]) == ([], {"a": "another process"})
-    assert two_present.held
+    assert two._claims.held
     one.close()
     two.close()
 
@@ -156,20 +154,3 @@ def test_claims_released_while_they_go_back_to_locks_leave_no_lock_behind(tmp_pa
     assert two.claim(ids) == (ids, {})
     one.close()
     two.close()
-
-
-def test_a_store_of_the_version_before_the_gate_opens_as_this_version(tmp_path):
-    import sqlite3
-
-    path = tmp_path / "s"
-    Store(path).close()
-    conn = sqlite3.connect(path / "nbmake.db", isolation_level=None)
-    conn.execute("UPDATE meta SET value='5' WHERE key='schema'")
-    conn.close()
-    Store(path).close()
-    conn = sqlite3.connect(path / "nbmake.db")
-    try:
-        assert conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone() \
-            == (SCHEMA_VERSION,) == ("6",)
-    finally:
-        conn.close()

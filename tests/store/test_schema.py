@@ -223,6 +223,22 @@ def test_a_version_4_store_opens_and_takes_jobs_with_files(tmp_path, monkeypatch
         conn.close()
 
 
+def test_a_store_of_the_version_before_the_gate_opens_as_this_version(tmp_path):
+    """Version 6 changed how stores claim jobs (store/claims.py), not the tables."""
+    path = tmp_path / "s"
+    Context(path).close()
+    conn = sqlite3.connect(path / "nbmake.db", isolation_level=None)
+    conn.execute("UPDATE meta SET value='5' WHERE key='schema'")
+    conn.close()
+    Context(path).close()
+    conn = sqlite3.connect(path / "nbmake.db")
+    try:
+        assert conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone() \
+            == (db.SCHEMA_VERSION,) == ("6",)
+    finally:
+        conn.close()
+
+
 def test_a_store_of_a_later_version_is_refused_untouched(tmp_path):
     path = tmp_path / "store"
     Context(path).close()

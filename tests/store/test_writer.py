@@ -30,6 +30,14 @@ def committed(store) -> set[str]:
         conn.close()
 
 
+def committed_within(store, n: int, seconds: float) -> set[str]:
+    """``committed(store)`` once ``n`` are, or when ``seconds`` have passed."""
+    deadline = time.monotonic() + seconds
+    while len(committed(store)) < n and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return committed(store)
+
+
 def test_a_result_is_committed_soon_while_the_make_is_busy_elsewhere(tmp_path):
     """A make inside a long job records nothing more: the background thread commits
     what waits, so other processes see the result and may use it."""
@@ -83,10 +91,7 @@ def test_a_quick_make_leaves_batches_due_by_age_to_the_background_thread(tmp_pat
     store, appliers = store_noting_appliers(tmp_path, monkeypatch, n)
     for i in range(n):
         store.record_success(f"j{i}", record(), dumps_value(i), {}, ("", ""))
-    deadline = time.monotonic() + 10
-    while len(committed(store)) < n and time.monotonic() < deadline:
-        time.sleep(0.005)
-    assert committed(store) == {f"j{i}" for i in range(n)}
+    assert committed_within(store, n, 10) == {f"j{i}" for i in range(n)}
     assert appliers == {"nbmake-writer"}
     store.close()
 
@@ -177,10 +182,7 @@ def test_writes_soon_go_on_the_background_thread_once_enough_wait(tmp_path, monk
     assert not committed(store) and not appliers
     store.record_success(f"j{n - 1}", record(), dumps_value(n), {}, ("", ""))
     store.write_soon()
-    deadline = time.monotonic() + 5
-    while len(committed(store)) < n and time.monotonic() < deadline:
-        time.sleep(0.005)
-    assert committed(store) == {f"j{i}" for i in range(n)}
+    assert committed_within(store, n, 5) == {f"j{i}" for i in range(n)}
     assert appliers == {"nbmake-writer"}
     store.close()
 
