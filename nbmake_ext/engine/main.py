@@ -121,6 +121,7 @@ class Engine(StoringResults):
         self.interrupted = False  # the kernel's SIGINT stopped the running job
         self._deps: dict[str, list[str]] = {}
         self._inline: dict[str, bytes] = {}
+        self._held: dict[str, Any] = {}  # the running job's inputs found in ``values``
         # The last results this engine made: job id -> (checksum, file or "", small data),
         # for jobs the kernel sends "after" them. A job that did not succeed is absent.
         self.made: OrderedDict[str, tuple[str, str, bytes | None]] = OrderedDict()
@@ -259,9 +260,7 @@ class Engine(StoringResults):
             self._prefetch(deps, inline)
         reading = len(deps) > 1
         if reading:
-            self._read_ahead.start([(dep, file, checksum) for dep, (file, checksum) in deps.items()
-                                    if file and file != INLINE and dep not in inline
-                                    and not self.values.get((dep, checksum))[0]])
+            self._read_ahead.start(self._hold_inputs(deps, inline))
         try:
             args, kwargs = load_arguments(payload, where)
             if deps:  # a promise among the arguments is always one of its inputs
@@ -277,6 +276,7 @@ class Engine(StoringResults):
         finally:
             if reading:
                 self._read_ahead.clear()
+                self._held = {}
         try:
             func = self._function(meta[JOB_FUNC])
         except Exception as exc:  # noqa: BLE001 - reported as the job's failure
@@ -323,6 +323,20 @@ class Engine(StoringResults):
         at once (after any outcome that waits: messages keep their order)."""
         self.send("progress", {"job_id": job_id, "done": done, "total": total, "msg": message})
 
+    def _hold_inputs(self, deps: dict, inline: dict[str, bytes]) -> list[tuple[str, str, str]]:
+        """The inputs this engine keeps in memory are taken out of ``values`` before any
+        other is loaded: each value loaded goes into ``values`` too, and would push out
+        those not used yet (a fan-in of large results would read again from disk what it
+        made here). Returns the files to read, in the order the job loads them."""
+        held, files = self._held, []
+        for dep, (file, checksum) in deps.items():
+            found, value = self.values.get((dep, checksum))
+            if found:
+                held[dep] = value
+            elif file and file != INLINE and dep not in inline:
+                files.append((dep, file, checksum))
+        return files
+
     def _prefetch(self, deps: dict, inline: dict[str, bytes]) -> None:
         """A job of many inputs: the small results it needs from the store's database,
         read together (they then travel as if the kernel had sent them)."""
@@ -347,6 +361,8 @@ class Engine(StoringResults):
         where = self._deps.get(job_id)
         if where is None:
             raise _Unreadable(job_id, f"no result of {job_id!r} was named for this job")
+        if job_id in self._held:
+            return self._held[job_id]
         file, checksum = where
         found, value = self.values.get((job_id, checksum))
         if found:

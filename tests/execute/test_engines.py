@@ -491,6 +491,41 @@ def test_a_job_of_many_input_files_reads_them_ahead_and_a_corrupt_one_is_remade(
     assert [e for e, _, _ in J.events(lab)].count("file4-start") == 1
 
 
+def bytes_read(pid: int) -> int:
+    """What the process has read so far, files and sockets (Linux: /proc/PID/io)."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no rchar in /proc/{pid}/io")
+
+
+@pytest.mark.timeout(120)
+def test_a_fan_in_takes_the_inputs_its_engine_holds_though_loading_the_others_fills_its_cache(
+        make_ctx, lab):
+    """Inputs made on the engine are in its memory; the others are read from disk, and
+    each one read goes into the same cache. The ones held are taken before, so none is
+    pushed out and read back from disk (the engine keeps 128 MB: four 20 MB results made
+    there and four read are more than that)."""
+    from nbmake_ext.engine.main import VALUES_BYTES
+
+    size = 20 << 20
+    assert 4 * size < VALUES_BYTES < 8 * size
+    ctx = make_ctx()
+    stored = [ctx.comp(J.sized, lab, f"stored{i}", size, job_id=f"stored{i}") for i in range(4)]
+    assert ctx.make().ran == 4  # in the kernel: on disk only
+    warm = ctx.comp(J.add, lab, "warm", 1, 2, job_id="warm")
+    guarded(ctx.parmake, warm.job_id, n=1)
+    (engine,) = ctx._pool.engines.values()
+    made = [ctx.comp(J.sized, lab, f"made{i}", size, job_id=f"made{i}") for i in range(4)]
+    # The inputs read from disk come first: they fill the cache before the others are used.
+    top = ctx.comp(J.describe_all, stored + made, job_id="all")
+    before = bytes_read(engine.pid)
+    guarded(ctx.parmake, top.job_id, n=1)
+    read = bytes_read(engine.pid) - before
+    assert top.result() == J.describe_all([x.result() for x in stored + made])
+    assert 4 * size <= read < 5 * size, f"the engine read {read / size:.2f} inputs' worth"
+
+
 @pytest.mark.timeout(90)
 def test_a_large_result_that_fails_to_pickle_half_way_fails_its_job_and_leaves_no_file(
         make_ctx, lab):
