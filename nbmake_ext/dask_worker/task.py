@@ -201,7 +201,7 @@ def _run_job_here(job_id: str, func_key: str, func_blob: bytes, payload: bytes, 
                   dep_ids: tuple, dep_sums: tuple, timeout: float | None,
                   files: tuple | None, inputs: list, where: str, progress=None) -> tuple:
     from ..files import run as job_files
-    from ..fingerprint import digest
+    from ..fingerprint import result_digest
     from ..promise import resolve
     from ..shared.call import error_line, failure_line, format_job_traceback
     from ..shared.loading import ArgumentsUnloadable, load_arguments
@@ -279,10 +279,10 @@ def _run_job_here(job_id: str, func_key: str, func_blob: bytes, payload: bytes, 
         if dynamic:
             return ("dynamic", dumps_value(value), children, stdout, stderr, timing, stamps)
         data = dumps_value(value)
-        result_fp = digest(value)
+        checksum = blobs.checksum(data)
+        result_fp = result_digest(value, checksum)
     except Exception as exc:  # noqa: BLE001 - the job fails with that message
         return ("raised", f"its result cannot be pickled: {exc}", "", stdout, stderr, timing)
-    checksum = blobs.checksum(data)
     _cache.values.put((job_id, checksum), value, len(data))
     return ("ok", data, result_fp, checksum, stdout, stderr, timing, stamps)
 

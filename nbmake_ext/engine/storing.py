@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import queue
 
-from ..fingerprint import digest
+from ..fingerprint import counts_by_checksum, digest, result_digest
 from ..shared.outcomes import (DONE_CHECKSUM, DONE_DURABLE, DONE_FILE, DONE_STAMP, JobReturned,
                                done_meta)
 from ..store import blobs
@@ -44,7 +44,9 @@ class StoringResults:
             return
         try:
             data = dumps_value(out.value)
-            result_fp = digest(out.value) if not dynamic else ""
+            if not dynamic:
+                sum_ = blobs.checksum(data)
+                result_fp = result_digest(out.value, sum_)
         except Exception as exc:  # noqa: BLE001 - the job fails with that message
             self._not_stored(job_id, out, text, f"its result cannot be pickled: {exc}")
             return
@@ -54,7 +56,6 @@ class StoringResults:
                 meta["files"] = out.files
             self.send("returned", meta, data, *text)
             return
-        sum_ = blobs.checksum(data)
         self.values.put((job_id, sum_), out.value, len(data))
         # A list (shared/outcomes.py, DONE_*): thousands of these a second.
         meta = done_meta(job_id, result_fp, sum_, out.timing, self.take_synced(), out.files,
@@ -75,7 +76,9 @@ class StoringResults:
                         text: tuple[bytes, bytes]) -> None:
         """A large result is pickled straight into its file, hashed as it is written."""
         try:
-            result_fp = digest(out.value)
+            # Digested before its file is written (a failure leaves no file), unless it
+            # counts by the checksum that writing it takes.
+            result_fp = None if counts_by_checksum(out.value) else digest(out.value)
             name, sum_, stamp = blobs.write_pickled(
                 self.results_dir, job_id, lambda file: dump_value(out.value, file))
         except OSError as exc:
@@ -84,6 +87,8 @@ class StoringResults:
         except Exception as exc:  # noqa: BLE001 - the job fails with that message
             self._not_stored(job_id, out, text, f"its result cannot be pickled: {exc}")
             return
+        if result_fp is None:
+            result_fp = result_digest(out.value, sum_)
         self.values.put((job_id, sum_), out.value, stamp[0])
         meta = done_meta(job_id, result_fp, sum_, out.timing, self.take_synced(), out.files,
                          consumed)

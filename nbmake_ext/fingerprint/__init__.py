@@ -8,16 +8,19 @@ from .code import (
     is_tracked,
     set_tracked_root,
 )
-from .values import Unpicklable, digest, scan_args, scan_call
+from .values import (Unpicklable, counts_by_checksum, digest, result_digest, scan_args,
+                     scan_call)
 
 __all__ = [
     "CodeFingerprint",
     "Unpicklable",
     "cell_fingerprint",
     "code_fingerprint",
+    "counts_by_checksum",
     "digest",
     "function_label",
     "is_tracked",
+    "result_digest",
     "scan_args",
     "scan_call",
     "set_tracked_root",

@@ -20,7 +20,7 @@ from ..core.jobspec import RunRecord
 from ..errors import InvalidJob
 from ..files import run as job_files
 from ..files.paths import show
-from ..fingerprint import Unpicklable, digest
+from ..fingerprint import Unpicklable, result_digest
 from ..registration import arg_fingerprints, function_blob, payload
 from ..shared.outcomes import (ChildSpec, DependencyLost, Durable, JobRaised, JobReturned,
                                JobStored, Outcome, Progress, Requeue, Started, Timing)
@@ -129,7 +129,8 @@ class Recording:
         spec = self.graph.specs[jid]
         try:
             data = dumps_value(value)
-            result_fp = digest(value)
+            sum_ = blobs.checksum(data)
+            result_fp = self._kept_fingerprint(jid, sum_) or result_digest(value, sum_)
         except (Unpicklable, Exception) as exc:  # noqa: BLE001
             self._fail(jid, f"its result cannot be pickled: {exc}", "", out)
             return
@@ -142,7 +143,6 @@ class Recording:
             record.files = files
         timing = self._timing(jid, out.timing)
         if self.remote:  # engines will read it: write it before anyone is told
-            sum_ = blobs.checksum(data)
             name = blobs.file_name(jid, sum_)
             stamp = blobs.write_atomic(self.store.results_dir, name, data,
                                        durable=self.store.durable)
@@ -150,11 +150,20 @@ class Recording:
             self.store.record_stored(jid, record, name, sum_, stamp, timing,
                                      (out.stdout, out.stderr))
         else:
-            self.store.record_success(jid, record, data, timing, (out.stdout, out.stderr))
+            self.store.record_success(jid, record, data, timing, (out.stdout, out.stderr), sum_)
         self.values.put(jid, value, len(data))
         self.sched.records[jid] = record
         self._apply(self.sched.handle(ev.Succeeded(jid, result_fp)))
         self.tell(jid, "done", _info(out.timing, out.stdout, out.stderr, timing))
+
+    def _kept_fingerprint(self, jid: str, checksum: str) -> str | None:
+        """The stored result's fingerprint, when the new result has its very bytes: the
+        same value, however it was fingerprinted when stored (an earlier version digested
+        every large array: see ``result_digest``), so its dependents stay up to date."""
+        st = self.stored.get(jid)
+        if st is not None and st.r_checksum == checksum and st.record is not None:
+            return st.record.result_fp
+        return None
 
     def _stored_many(self, unhandled: deque[Outcome]) -> None:
         """The results at the head of ``unhandled`` (an engine sends those of short jobs
@@ -176,6 +185,7 @@ class Recording:
         entries, events, timings, left = [], [], [], []
         specs, running, locations = self.graph.specs, self.running, self.locations
         records, inline_max, mean = self.sched.records, self.store.inline_max, self._mean_seconds
+        kept = self._kept_fingerprint
         try:
             for out in batch:
                 jid = out.job_id
@@ -185,8 +195,9 @@ class Recording:
                 if self.holdings is not None:
                     self._release_held(jid)
                 consumed, args, kwargs, _ = was or _NOT_RUNNING
+                result_fp = kept(jid, out.checksum) or out.result_fp
                 record = RunRecord(spec.code_fp, spec.code_parts, spec.args_fp, consumed,
-                                   out.result_fp,
+                                   result_fp,
                                    _lazy_arg_fps(args, kwargs) if spec.func is not None else {})
                 if files is not None:
                     record.files = files
@@ -203,7 +214,7 @@ class Recording:
                     self.pending_durable[jid] = (record, out.file, out.checksum, out.stamp,
                                                  timing, logs)
                 records[jid] = record
-                events.append(ev.Succeeded(jid, out.result_fp))
+                events.append(ev.Succeeded(jid, result_fp))
                 seconds = out.timing.duration or 0.0
                 mean = seconds if mean is None else 0.8 * mean + 0.2 * seconds
             self.store.record_successes(entries)

@@ -33,7 +33,7 @@ class _Recording:
             return
 
         def write_file() -> tuple[str, str, tuple[int, int]]:
-            sum_ = blobs.checksum(data)
+            sum_ = checksum or blobs.checksum(data)
             name = blobs.file_name(job_id, sum_)
             return name, sum_, blobs.write_atomic(self.results_dir, name, data, durable=False)
 

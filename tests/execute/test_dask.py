@@ -68,6 +68,18 @@ def names(lab: str) -> list[str]:
     return [e for e, _ in events(lab)]
 
 
+def floats(lab: str, name: str, n: int, version: int = 0):
+    """0.0, 1.0, ... n - 1 as a numpy array; ``version`` changes the job, not its result."""
+    import numpy as np
+
+    log(lab, f"{name}-start")
+    return np.arange(n, dtype=np.float64)
+
+
+def total_of(a) -> float:
+    return float(a.sum())
+
+
 def wait_for(path: Path, timeout: float = WAIT) -> bool:
     end = time.monotonic() + timeout
     while not path.exists():
@@ -367,6 +379,27 @@ def test_small_results_are_rows_of_the_store_large_ones_files(client, make_ctx):
     ctx.clean("both")
     assert ctx.parmake(dask=client).ran == 1  # its stored inputs: a row and a file
     assert both.result() == [100, 100 << 10]
+
+
+@pytest.mark.timeout(120)
+def test_a_large_array_counts_by_its_stored_bytes_on_a_worker_as_in_the_kernel(
+        client, make_ctx, lab):
+    """Made on a worker, then again in the kernel, alike: its dependent stays up to date
+    (test_result_fingerprints.py: the kernel and engines)."""
+    ctx = make_ctx()
+    made = ctx.comp(floats, lab, "a", 1 << 18, 0, job_id="a")
+    ctx.comp(total_of, made, job_id="total")
+    assert ctx.parmake(dask=client).ran == 2
+    fp = ctx.store.details("a")["r_result_fp"]
+    assert fp == ctx.store.details("a")["r_checksum"][:32]
+    made = ctx.comp(floats, lab, "a", 1 << 18, 1, job_id="a")
+    total = ctx.comp(total_of, made, job_id="total")
+    assert ctx.make().ran == 1 and names(lab).count("a-start") == 2
+    assert ctx.store.details("a")["r_result_fp"] == fp
+    made = ctx.comp(floats, lab, "a", 1 << 17, 1, job_id="a")
+    total = ctx.comp(total_of, made, job_id="total")
+    assert ctx.parmake(dask=client).ran == 2
+    assert total.result() == float((1 << 17) * ((1 << 17) - 1) / 2)
 
 
 @pytest.mark.timeout(120)

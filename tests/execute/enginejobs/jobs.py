@@ -157,6 +157,14 @@ def large(lab: str, kind: str):
     raise ValueError(kind)
 
 
+def floats(lab: str, name: str, n: int, version: int = 0):
+    """0.0, 1.0, ... n - 1 as a numpy array; ``version`` changes the job, not its result."""
+    import numpy as np
+
+    log(lab, f"{name}-start")
+    return np.arange(n, dtype=np.float64)
+
+
 def describe(value) -> list:
     """What a dependent sees of a large input."""
     import hashlib
