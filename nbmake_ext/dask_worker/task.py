@@ -19,6 +19,7 @@ from ..shared.outcomes import ChildSpec
 from ..shared.progress import reporting
 from ..shared.values_cache import ByteLRU
 from ..store import blobs
+from ..store.pickles import loads_value
 
 _local = threading.local()
 # The worker event on which a job's nbmake_ext.progress reaches the kernel (throttled,
@@ -97,7 +98,7 @@ class _WorkerCache:
         found, value = self.values.get(key)
         if found:
             return value
-        value = pickle.loads(data)
+        value = loads_value(data)
         self.values.put(key, value, len(data))
         return value
 

@@ -83,6 +83,7 @@ from ..shared.values_cache import ByteLRU
 from ..shared.wire import Signer, Verifier
 from .outbox import Outbox
 from ..store import blobs
+from ..store.pickles import loads_value
 from ..store.results import INLINE, ResultReader
 from .read_ahead import ReadAhead
 from .running_mark import RunningMark
@@ -373,7 +374,7 @@ class Engine(StoringResults):
                 data = self._read_ahead.take(job_id)
             if data is None:
                 data = self.reader.read(job_id, file, checksum)
-            value = pickle.loads(data)
+            value = loads_value(data)
         except (OSError, blobs.CorruptResult, pickle.UnpicklingError) as exc:
             raise _Unreadable(job_id, f"the result of {job_id!r} is unreadable: {exc}") from None
         except KeyboardInterrupt:

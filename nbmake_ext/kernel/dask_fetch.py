@@ -14,6 +14,7 @@ from ..dask_worker.task import _unpack
 from ..shared.outcomes import (ChildSpec, JobRaised, JobReturned, JobStored, Progress, Requeue,
                                Started, Timing)
 from ..store import blobs
+from ..store.pickles import loads_value
 from ..store.results import INLINE_MAX
 
 if TYPE_CHECKING:
@@ -178,7 +179,7 @@ class ComingBack:
             _, template, children, stdout, stderr, timing, stamps = result
             outcomes = [ChildSpec(pickle.loads(body), blob, data, sources)
                         for body, blob, data, sources in children]
-            outcomes.append(JobReturned(job_id, pickle.loads(template), stdout, stderr,
+            outcomes.append(JobReturned(job_id, loads_value(template), stdout, stderr,
                                         _timing(timing), stamps))
             return task, outcomes, "", 0
         if kind != "ok":

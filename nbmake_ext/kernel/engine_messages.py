@@ -12,6 +12,7 @@ import time
 
 from ..shared.outcomes import (ChildSpec, DependencyLost, Durable, JobRaised, JobReturned,
                                JobStored, Progress, Requeue, Started, Timing)
+from ..store.pickles import loads_value
 from .engine_proc import Engine, log_size
 
 
@@ -82,7 +83,7 @@ class EngineMessages:
             engine.log_from = log_size(engine.log)
         elif kind == "returned":
             if not self._finished(engine, meta["job_id"], out):
-                out.append(JobReturned(meta["job_id"], pickle.loads(payloads[0]),
+                out.append(JobReturned(meta["job_id"], loads_value(payloads[0]),
                                        payloads[1].decode(), payloads[2].decode(),
                                        Timing(**meta["timing"]), meta.get("files")))
         elif kind == "failed":

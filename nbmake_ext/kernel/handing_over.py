@@ -16,6 +16,7 @@ from ..registration import function_blob, function_sources, payload
 from ..shared.outcomes import Call, RemoteJob
 from ..store import ResultUnavailable
 from ..store import blobs
+from ..store.pickles import loads_value
 
 
 class Lost(Exception):
@@ -160,11 +161,11 @@ class HandingOver:
             return value
         pending = self.store.pending_result(job_id)
         if pending is not None:
-            return pickle.loads(pending)
+            return loads_value(pending)
         where = self.locations.get(job_id)
         if where is not None:  # made by an engine in this run; maybe not committed yet
             try:
-                return pickle.loads(self.reader.read(job_id, *where))
+                return loads_value(self.reader.read(job_id, *where))
             except (OSError, blobs.CorruptResult, pickle.UnpicklingError) as exc:
                 raise Lost(job_id, f"the result file of {job_id!r} is unreadable: {exc}") from None
         try:

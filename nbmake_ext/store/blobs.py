@@ -135,9 +135,21 @@ class CorruptResult(Exception):
     pass
 
 
-def read_checked(directory: Path, name: str, expected: str) -> bytes:
-    """The file's bytes; raises FileNotFoundError, or CorruptResult on a checksum mismatch."""
-    data = (directory / name).read_bytes()
+def read_checked(directory: Path, name: str, expected: str) -> bytearray:
+    """The file's bytes; raises FileNotFoundError, or CorruptResult on a checksum mismatch.
+    A bytearray: the arrays of a result loaded from it are views of it, not copies
+    (``pickles.loads_value``)."""
+    with open(directory / name, "rb", buffering=0) as file:
+        data = bytearray(os.fstat(file.fileno()).st_size)
+        with memoryview(data) as view:
+            got = 0
+            while got < len(data):
+                n = file.readinto(view[got:])
+                if not n:
+                    break
+                got += n
+    if got < len(data):  # it shrank meanwhile: whatever is left cannot match
+        raise CorruptResult(f"{name} was cut short while it was read")
     if not matches(data, expected):
         raise CorruptResult(f"checksum mismatch in {name}")
     return data

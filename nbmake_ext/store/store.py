@@ -29,7 +29,7 @@ from .claims import Claims
 from .unchanged import CleanMakeRecord
 from .writer import Writer
 from .parts import _ARG_FPS, _CODE_PARTS, _Parts  # noqa: F401  (re-exported)
-from .pickles import dumps_value  # noqa: F401  (re-exported)
+from .pickles import dumps_value, loads_value  # noqa: F401  (dumps_value: re-exported)
 from .stored_job import (  # noqa: F401  (FORCED_UNFINISHED, StoredJob: re-exported)
     FORCED_BY_REMAKE,
     FORCED_REASONS,
@@ -247,7 +247,7 @@ class Store(_Recording, CleanMakeRecord):
             except blobs.CorruptResult:
                 raise ResultUnavailable(f"the result file of {job_id!r} is corrupt") from None
         try:
-            return pickle.loads(data)
+            return loads_value(data)
         except Exception as exc:
             raise ResultUnavailable(f"the result of {job_id!r} cannot be loaded: {exc!r}") from exc
 

@@ -442,8 +442,8 @@ def test_small_and_large_results_reach_dependents_on_both_engines_and_persist(
 @pytest.mark.timeout(90)
 def test_large_results_are_pickled_into_their_files_as_before_and_persist(make_ctx, lab):
     """A large result is pickled straight into its file, hashed as it is written: the file
-    holds the very pickle of before (any reader can check and load it), its name carries
-    its checksum, and dependents on either engine get the value."""
+    holds the bytes ``dumps_value`` gives (its arrays' data after the pickle), its name
+    carries its checksum, and dependents on either engine get the value."""
     from nbmake_ext.store import blobs
     from nbmake_ext.store.pickles import dumps_value
 
@@ -466,6 +466,21 @@ def test_large_results_are_pickled_into_their_files_as_before_and_persist(make_c
     reread = {k: again.comp(J.large, lab, k, job_id=f"large-{k}") for k in kinds}
     assert again.make().ran == 0
     assert all(J.describe(reread[k].result()) == J.describe(made[k].result()) for k in kinds)
+
+
+@pytest.mark.timeout(90)
+def test_an_array_read_from_its_file_is_writable_and_the_file_stays_as_it_was(make_ctx, lab):
+    """Arrays loaded from a result file are views of the bytes read, not copies: still
+    writable, as a copy was, and the stored result is not changed."""
+    ctx = make_ctx()
+    made = ctx.comp(J.floats, lab, "a", 1 << 18, job_id="a")
+    assert ctx.make().ran == 1  # in the kernel: the engine reads it from its file
+    bumped = ctx.comp(J.bump_and_sum, made, job_id="bump")
+    guarded(ctx.parmake, n=1)
+    expected = float((1 << 18) * ((1 << 18) + 1) / 2)
+    assert bumped.result() == expected
+    assert float(make_ctx(name="store").comp(J.floats, lab, "a", 1 << 18, job_id="a")
+                 .result().sum()) == expected - (1 << 18)
 
 
 @pytest.mark.timeout(90)

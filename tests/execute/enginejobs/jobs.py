@@ -165,6 +165,12 @@ def floats(lab: str, name: str, n: int, version: int = 0):
     return np.arange(n, dtype=np.float64)
 
 
+def bump_and_sum(a) -> float:
+    """Changes its input in place, then sums it."""
+    a += 1.0
+    return float(a.sum())
+
+
 def describe(value) -> list:
     """What a dependent sees of a large input."""
     import hashlib
