@@ -374,12 +374,14 @@ class Engine(StoringResults):
                 data = self._read_ahead.take(job_id)
             if data is None:
                 data = self.reader.read(job_id, file, checksum)
-            value = loads_value(data)
-        except (OSError, blobs.CorruptResult, pickle.UnpicklingError) as exc:
+        except (OSError, blobs.CorruptResult) as exc:
             raise _Unreadable(job_id, f"the result of {job_id!r} is unreadable: {exc}") from None
+        try:
+            value = loads_value(data)
         except KeyboardInterrupt:
             raise
         except BaseException as exc:  # noqa: BLE001 - e.g. its class's __setstate__ raised
+            # Its bytes are those its job stored (checked): making it again would not help.
             raise ArgumentsUnloadable(
                 f"the result of its input {job_id!r} cannot be loaded on engine "
                 f"{os.getpid()}: {error_line(exc)}", format_job_traceback(exc)) from None

@@ -665,6 +665,29 @@ def test_an_argument_that_cannot_be_loaded_on_the_engine_fails_its_job_only(make
 
 
 @pytest.mark.timeout(90)
+@pytest.mark.parametrize("kind", ["OSError", "ValueError"])
+def test_an_input_that_cannot_be_loaded_on_the_engine_fails_its_dependent_and_stays_stored(
+        make_ctx, lab, kind):
+    """The input's bytes are whole (they match their checksum), but loading them raises:
+    the dependent fails, naming the input and the error. Not the input's fault: it is not
+    made again, and its stored result stays (an OSError too: raised by loading, not by
+    reading the file)."""
+    ctx = make_ctx()
+    made = ctx.comp(J.unloadable, lab, kind, job_id="made")
+    assert ctx.make().ran == 1  # in the kernel: the engine loads it from the store
+    stored = ctx.store.details("made")["r_checksum"]
+    pid = _one_engine(ctx, lab)
+    ctx.comp(J.work, lab, "use", made, job_id="use")
+    with pytest.raises(JobsFailed) as info:
+        guarded(ctx.parmake, n=1, within=30)
+    assert info.value.failed == {"use": f"the result of its input 'made' cannot be loaded on "
+                                        f"engine {pid}: {kind}: no loading this ({kind})"}
+    assert J.names(lab).count("unloadable-start") == 1 and "use-start" not in J.names(lab)
+    assert states(ctx)["made"] == "done" and ctx.store.details("made")["r_checksum"] == stored
+    assert "refuse_to_load_with" in ctx.details("use").traceback
+
+
+@pytest.mark.timeout(90)
 @pytest.mark.parametrize("kind, error", [
     ("KeyboardInterrupt", "KeyboardInterrupt"),
     ("GeneratorExit", "GeneratorExit: closed"),

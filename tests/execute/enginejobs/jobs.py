@@ -388,6 +388,26 @@ def refuse_to_load(message: str):
     raise ValueError(message)
 
 
+def refuse_to_load_with(kind: str, message: str):
+    raise {"OSError": OSError, "ValueError": ValueError}[kind](message)
+
+
+class LoadsWithError:
+    """Pickles fine; loading it raises ``kind`` (as a class whose ``__setstate__`` opens a
+    file that is not there would)."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+
+    def __reduce__(self):
+        return (refuse_to_load_with, (self.kind, f"no loading this ({self.kind})"))
+
+
+def unloadable(lab: str, kind: str) -> LoadsWithError:
+    log(lab, "unloadable-start")
+    return LoadsWithError(kind)
+
+
 class LoadsNowhere:
     """Pickles fine; loading it calls ``refuse_to_load``, which raises."""
 
