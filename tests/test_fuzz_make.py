@@ -667,6 +667,14 @@ class MakeFuzz(RuleBasedStateMachine):
                 with self.product():
                     if self.ctx.state_of(jid) == "todo":
                         rec.present = rec.corrupt = False
+        # A job the plan left open (MAY: the children of a failed dynamic job) may read a
+        # corrupt result the plan did not see read: that result's job then runs again, and
+        # has none until it ends (an interrupt may come first). The product says which.
+        for jid, rec in m.records.items():
+            if rec.corrupt and (jid in ran or interrupted) and jid in m.specs:
+                with self.product():
+                    if self.ctx.state_of(jid) == "todo":
+                        rec.present = rec.corrupt = False
 
         # JobsFailed exactly when a target failed or is blocked
         if not interrupted:
