@@ -50,11 +50,6 @@ class _Collected(list):
         return False
 
 
-def _pickler(value: Any, file: BinaryIO, collected: _Collected) -> pickle.Pickler:
-    if _plain(value):
-        return pickle.Pickler(file, protocol=pickle.HIGHEST_PROTOCOL, buffer_callback=collected)
-    return cloudpickle.CloudPickler(file, protocol=pickle.HIGHEST_PROTOCOL,
-                                    buffer_callback=collected)
 
 
 def _trailer(pickle_length: int, buffers: list[pickle.PickleBuffer]) -> bytes:
@@ -76,11 +71,8 @@ class _Counting:
 
 def dumps_value(value: Any) -> bytes:
     collected = _Collected()
-    if _plain(value):
-        data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL, buffer_callback=collected)
-    else:
-        data = cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL,
-                                 buffer_callback=collected)
+    dumps = pickle.dumps if _plain(value) else cloudpickle.dumps
+    data = dumps(value, protocol=pickle.HIGHEST_PROTOCOL, buffer_callback=collected)
     if not collected:
         return data
     return b"".join([data, *(b.raw() for b in collected), _trailer(len(data), collected)])
@@ -89,7 +81,8 @@ def dumps_value(value: Any) -> bytes:
 def dump_value(value: Any, file: BinaryIO) -> None:
     """``dumps_value`` into ``file``: the same bytes, written as they are made."""
     collected, counting = _Collected(), _Counting(file)
-    _pickler(value, counting, collected).dump(value)
+    pickler = pickle.Pickler if _plain(value) else cloudpickle.CloudPickler
+    pickler(counting, protocol=pickle.HIGHEST_PROTOCOL, buffer_callback=collected).dump(value)
     if collected:
         for buffer in collected:
             file.write(buffer)
