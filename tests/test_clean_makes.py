@@ -370,6 +370,7 @@ def test_what_changes_right_after_a_make_is_seen_by_the_next_in_the_same_process
     ctx = new_context(store_path)
     define(ctx, 4, big)
     ctx.make("total")
+    ctx.store.flush()  # (the make's last writes, its last result files with them, land)
     results = store_path / "results"
     prefix = blobs.file_name("d1", "0" * 12).split("-")[0]
     (results / next(n for n in blobs.stamps(results) if n.startswith(prefix))).unlink()

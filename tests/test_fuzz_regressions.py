@@ -57,6 +57,7 @@ class Notebook:
         exec(compile(src, filename, "exec"), self.ns)
 
     def result_file(self, job_id: str) -> Path:
+        self.ctx.store.flush()  # (the last make's writes land: its result files exist)
         prefix = hashlib.blake2b(job_id.encode(), digest_size=10).hexdigest() + "-"
         (found,) = [p for p in (self.store / "results").iterdir() if p.name.startswith(prefix)]
         return found
@@ -225,6 +226,7 @@ for attempt in range(10):
     cell("def h(a):\\n    return a + 1\\n")
     cell("comp(h, comp(f, 1, job_id='F'), job_id='H')")
     ctx.make()
+    ctx.store.flush()  # (the make's last writes land: its result files exist)
     prefix = hashlib.blake2b(b"F", digest_size=10).hexdigest()
     (path,) = (store / "results").glob(prefix + "-*")
     st = path.stat()

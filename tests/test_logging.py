@@ -32,6 +32,7 @@ def test_a_missing_result_is_a_logged_warning_not_a_python_warning(ctx, caplog):
     ctx.store.inline_max = 0  # results in files, even small ones
     a = ctx.comp(triple, 1, job_id="a")
     ctx.make()
+    ctx.store.flush()  # (the make's last writes land: its result file exists)
     (result,) = (ctx.store.path / "results").iterdir()
     result.unlink()
     with warnings.catch_warnings(record=True) as python_warnings, \

@@ -163,8 +163,6 @@ class Driver(Recording, SendAhead, HandingOver):
                         or self.pending_durable or self._replay):
                     raise InternalError(
                         f"make stalled with jobs in flight: {sorted(self.sched.active)[:10]}")
-                if not (self.ready or self.claimed or self._replay):
-                    self.store.write_soon()  # nothing to hand out: the writer's turn
                 outcomes = self.runner.poll(0 if self._replay else 0.05)
                 if self._replay:
                     outcomes, self._replay = self._replay + outcomes, []
@@ -190,10 +188,13 @@ class Driver(Recording, SendAhead, HandingOver):
                 self._drop_ahead(self.ahead.stop())
             self.runner.detach()
             self.reader.close()
-            try:
-                self.store.flush()
-            finally:
-                self.store.run_over()
+            if report.interrupted:  # (nothing is left to the writer: see _put_back)
+                try:
+                    self.store.flush()
+                finally:
+                    self.store.run_over()
+            else:  # its last writes are committed as the make returns
+                self.store.end_run()
             self.count(report)
             report.seconds = time.perf_counter() - t0
             self.sched.detach()

@@ -62,8 +62,8 @@ class Store(_Recording, CleanMakeRecord):
         self.inline_max = INLINE_MAX  # results up to this size are rows, not files
         try:
             self._create_dirs()
-            self._conn = db.connect(self.path / "nbmake.db")
-            db.init_schema(self._conn)
+            self._db_conn = db.connect(self.path / "nbmake.db")
+            db.init_schema(self._db_conn)
             os.chmod(self.path / "nbmake.db", 0o600)
         except (OSError, sqlite3.Error, ValueError) as exc:
             raise StoreError(f"cannot open the store at {self.path}: {exc}") from exc
@@ -72,6 +72,9 @@ class Store(_Recording, CleanMakeRecord):
         self._inflight: dict[str, bytes] = {}
         self._writer: Writer | None = None
         self._lock = threading.Lock()
+        # A run ended with writes of it not committed yet (``end_run``): the next look at
+        # the store, its claims or its database waits for them.
+        self._run_ending = False
 
     def _create_dirs(self) -> None:
         existed = self.path.exists()
@@ -83,6 +86,14 @@ class Store(_Recording, CleanMakeRecord):
             raise OSError(f"{self.path} is not writable")
 
     # -- reading ----------------------------------------------------------------------------
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        """The connection reads (and writes outside the writer) go through: what this
+        process wrote, it reads back (``end_run``)."""
+        if self._run_ending:
+            self._settle()
+        return self._db_conn
 
     # One row per job, its outcome joined (a job without one is todo, never forced). Read
     # as a stream: no list of 100,000 rows is ever held, and each row's strings are freed
@@ -108,9 +119,10 @@ class Store(_Recording, CleanMakeRecord):
     def snapshot(self, shown: bool = False) -> dict[str, StoredJob]:
         """Every stored job, with what its result was made from and whether the file is
         there; ``shown``: with what only views show, read now (a view of every job)."""
+        main = self._conn  # (first: the files of this process's last writes are written)
         files = blobs.stamps(self.results_dir)
         # One read transaction: every row is of the same moment.
-        with db.one_moment(self._conn) as conn, gc_paused():
+        with db.one_moment(main) as conn, gc_paused():
             if shown:
                 return self._decode(conn.execute(self._ROWS + self._SHOWN + self._FROM),
                                     files.get, None)
@@ -406,6 +418,8 @@ class Store(_Recording, CleanMakeRecord):
 
     def running_among(self, job_ids: Iterable[str]) -> set[str]:
         """Jobs being run now, by this store or any other process on it."""
+        if self._run_ending:  # (their claims are held until their results are committed)
+            self._settle()
         held = self._claims.held
         if self._claims.alone():  # one look instead of one per job
             return {j for j in job_ids if j in held}
@@ -414,11 +428,45 @@ class Store(_Recording, CleanMakeRecord):
 
     def run_alone(self) -> bool:
         """A run starts: its claims are kept in memory while no other store is open
-        (claims.py); ``run_over`` when it ends."""
+        (claims.py); ``run_over`` or ``end_run`` when it ends."""
+        if self._run_ending:
+            self._settle()
         return self._claims.run_alone()
 
     def run_over(self) -> None:
+        """A run ends, its writes committed (``flush``)."""
         self._claims.run_over()
+
+    def end_run(self) -> None:
+        """A run ends whose writes may not all be committed yet: the writer commits them
+        now, on its thread, and the make that ran returns meanwhile. A kill of this
+        process before they are loses the jobs that finished last (SPEC 4: at most those
+        of its last 0.1 s, ``MAX_AGE`` and one commit). Until then this store holds their
+        claims, so no other process runs them, and any read of this store, of its claims,
+        or another run, waits for them first (``_settle``): this process reads back what it
+        wrote. A failure of one of those writes is raised by that read."""
+        writer = self._writer
+        if writer is None or not writer.pending() or writer.errors:
+            try:
+                self.flush()  # (raises the errors of writes done already)
+            finally:
+                self.run_over()
+            return
+        # Once every write before it is committed, the claims left (none, unless a write
+        # failed) become locks, and the gate goes (claims.py).
+        writer.db(lambda conn: self._claims.run_over)
+        writer.start_now()
+        self._run_ending = True
+
+    def _settle(self) -> None:
+        """The writes of the run that ended are committed (see ``end_run``)."""
+        if self._writer is not None and self._writer.on_its_thread():
+            return  # (a write reading the store: it is one of them)
+        self._run_ending = False
+        try:
+            self.flush()
+        finally:
+            self.run_over()  # (done already, once committed: unless a write failed)
 
     def changed(self, known: dict[str, StoredJob], job_ids: list[str]) -> dict[str, StoredJob]:
         """Of ``job_ids``, those whose stored outcome differs from ``known``, reread.
@@ -455,16 +503,11 @@ class Store(_Recording, CleanMakeRecord):
         if self._writer is not None:
             self._writer.flush()
 
-    def write_soon(self) -> None:
-        """The make has nothing to hand out until running jobs end: what waits to be
-        written may go now, on the writer's thread, rather than at the make's end."""
-        if self._writer is not None:
-            self._writer.hurry()
-
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+        self._run_ending = False
         self._claims.close()
-        self._conn.close()
+        self._db_conn.close()
 

@@ -81,25 +81,16 @@ class CleanMakeRecord:
                           targets: str, jobs: int) -> None:
         """A make left every one of its jobs up to date (see the module); ``mark``:
         when it read the store; ``definitions()``: their digest (None: no record). The
-        store is taken as the make leaves it (its writes are all committed); the record is
-        written by the writer, only if no write came since, nor another store opened."""
-        self.flush()
-        try:
-            writes = write_count(self._conn)
-            files = files_digest(self.results_dir)
-        except (sqlite3.Error, OSError) as exc:
-            logger.debug("no record of a clean make: %r", exc)
-            return
-        if writes is None:
-            return
-
+        store is taken as the make leaves it: the writer writes the record after the
+        make's own writes, in order, and only if no other store opened since."""
         def write(conn: sqlite3.Connection) -> None:
             try:
-                if write_count(conn) != writes or not self._claims.quiet_since(mark):
+                if not self._claims.quiet_since(mark):
                     return
+                writes = write_count(conn)
                 digest = definitions()
-                if digest is not None:
-                    record(conn, digest, targets, jobs, writes, files)
+                if writes is not None and digest is not None:
+                    record(conn, digest, targets, jobs, writes, files_digest(self.results_dir))
             except (sqlite3.Error, OSError, ValueError) as exc:  # the next make goes the
                 logger.debug("no record of a clean make: %r", exc)  # usual way
         self.writer.db(write)

@@ -11,7 +11,8 @@ interpreter lock. Large batches are cheap batches: a commit costs about the same
 results as for a thousand.
 Handing every write to another thread would cost more than the write itself: the two
 threads share one interpreter lock, and each hand-over waits for it. A batch is handed
-over whole, by the age of its oldest write.
+over whole, by the age of its oldest write, or at once when a make ends (``start_now``):
+the make returns without waiting for it (``Store.end_run``).
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ MAX_BYTES = 64 << 20  # of results held in memory until written
 # write waits at most 0.05 s to be applied, which leaves the other half for its commit
 # (and for the background thread to get the interpreter lock: a few milliseconds).
 MAX_AGE = 0.045       # seconds
-HURRIED_FROM = 64     # writes waiting from which ``hurry`` applies them at once
 # Results written by one set of statements. The rows of a write are made, and its
 # statements' values bound, holding the interpreter lock; the make's thread, which hands
 # out jobs, gets it back between two writes (while SQLite works), not once a whole batch
@@ -108,14 +108,20 @@ class Writer:
         if full:
             self.apply()
 
-    def hurry(self) -> None:
-        """The background thread applies what waits now, if that is enough to be worth a
-        commit of its own (the make's thread is about to wait: the work is done meanwhile
-        rather than by the make's final flush)."""
+    def start_now(self) -> None:
+        """The background thread applies what waits now, not once it is ``MAX_AGE`` old
+        (a make ended: its thread no longer needs the interpreter lock)."""
         with self._lock:
-            if len(self._items) >= HURRIED_FROM:
+            if self._items:
                 self._since = float("-inf")
                 self._wake.notify()
+
+    def pending(self) -> bool:
+        """Whether writes wait, or are being applied."""
+        return bool(self._items) or self._applying.locked()
+
+    def on_its_thread(self) -> bool:
+        return threading.current_thread() is self._thread
 
     def apply(self) -> None:
         """Apply every write waiting (after the batch being applied, if any)."""

@@ -125,6 +125,7 @@ def test_a_job_of_many_inputs_reads_their_rows_together_and_a_corrupt_one_is_rem
     ctx = make_ctx()
     raw = [ctx.comp(J.work, lab, f"load{i}", i, job_id=f"load{i}") for i in range(30)]
     assert ctx.make().ran == 30
+    ctx.store.flush()  # (the make's last writes land)
     import sqlite3
     with sqlite3.connect(ctx.store.path / "nbmake.db") as conn:
         (data,) = conn.execute("SELECT data FROM results WHERE job_id='load7'").fetchone()

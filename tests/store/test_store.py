@@ -299,7 +299,7 @@ def test_the_writer_thread_never_reads_through_the_main_connection(tmp_path):
     first.close()
     store = Store(tmp_path / "s")
     probe = _OneThreadConnection(store._conn)
-    store._conn = probe
+    store._db_conn = probe
     stored = store.snapshot()
     lazy = stored["a"].spec.code_parts
     store.record_success("a", RunRecord("code", lazy, "args", {}, "r", arg_fps=lazy),

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from nbmake_ext.core.jobspec import JobSpec, RunRecord
+from nbmake_ext.errors import StoreError
 from nbmake_ext.store import Store, blobs
 from nbmake_ext.store import writer as writer_module
 from nbmake_ext.store.store import dumps_value
@@ -169,21 +170,94 @@ def test_results_an_engine_stored_are_committed_together(tmp_path):
     store.close()
 
 
-def test_writes_soon_go_on_the_background_thread_once_enough_wait(tmp_path, monkeypatch):
-    """A make with nothing to hand out (``write_soon``): what waits is committed by the
-    background thread now, if there is enough of it; a few writes keep waiting."""
-    monkeypatch.setattr(writer_module, "MAX_AGE", 60.0)  # only a hurry can start a batch
-    n = writer_module.HURRIED_FROM
+def slowed_commits(store, monkeypatch, seconds: float) -> threading.Event:
+    """Each batch of results takes ``seconds`` longer to write; the event is set when the
+    first begins."""
+    began = threading.Event()
+    commit_results = store._commit_results
+
+    def slow(conn, results):
+        began.set()
+        time.sleep(seconds)
+        return commit_results(conn, results)
+    monkeypatch.setattr(store.writer, "_commit_results", slow)
+    return began
+
+
+def test_a_run_ends_without_waiting_for_its_last_writes(tmp_path, monkeypatch):
+    """``end_run``: the background thread commits what waits at once (not once it is
+    ``MAX_AGE`` old), and the make's thread goes on meanwhile; the claims of those
+    results are held until they are committed, so another store does not run them."""
+    monkeypatch.setattr(writer_module, "MAX_AGE", 60.0)  # only the run's end starts a batch
+    n = 5
     store, appliers = store_noting_appliers(tmp_path, monkeypatch, n)
-    for i in range(n - 1):
+    began = slowed_commits(store, monkeypatch, 0.5)
+    assert store.run_alone()
+    assert store.claim([f"j{i}" for i in range(n)])[0] == [f"j{i}" for i in range(n)]
+    for i in range(n):
         store.record_success(f"j{i}", record(), dumps_value(i), {}, ("", ""))
-    store.write_soon()
-    time.sleep(0.2)  # (nothing is to happen: no deadline to poll for)
-    assert not committed(store) and not appliers
-    store.record_success(f"j{n - 1}", record(), dumps_value(n), {}, ("", ""))
-    store.write_soon()
+    other = Store(tmp_path / "s")  # another process's view (its claims: locks from now)
+    t0 = time.monotonic()
+    store.end_run()
+    assert time.monotonic() - t0 < 0.2  # (the batch takes 0.5 s)
+    assert began.wait(5) and not committed(store)
+    assert other.claimed_elsewhere(["j0", f"j{n - 1}"]) == {"j0", f"j{n - 1}"}
     assert committed_within(store, n, 5) == {f"j{i}" for i in range(n)}
+    deadline = time.monotonic() + 5
+    while other.claimed_elsewhere(["j0"]) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert not other.claimed_elsewhere([f"j{i}" for i in range(n)])
     assert appliers == {"nbmake-writer"}
+    other.close()
+    store.close()
+
+
+@pytest.mark.parametrize("read", ["snapshot", "load_result", "running_among", "run_alone"])
+def test_what_a_run_left_to_its_writer_is_read_back_by_its_own_process(
+        tmp_path, monkeypatch, read):
+    """After ``end_run``, a read of the store, of its claims, or the next run, waits for
+    the run's last writes: this process never sees its own results as missing, nor its
+    finished jobs as running."""
+    store, _ = store_noting_appliers(tmp_path, monkeypatch, 2)
+    began = slowed_commits(store, monkeypatch, 0.3)
+    store.run_alone()
+    store.claim(["j0", "j1"])
+    store.record_success("j0", record(), dumps_value(10), {}, ("", ""))
+    store.record_success("j1", record(), dumps_value(11), {}, ("", ""))
+    store.end_run()
+    assert began.wait(5)
+    if read == "snapshot":
+        stored = store.snapshot()
+        assert stored["j0"].state == stored["j1"].state == "done"
+    elif read == "load_result":
+        store._inflight.clear()  # (as if read from the database, not from memory)
+        assert store.load_result("j1") == 11
+    elif read == "running_among":
+        assert store.running_among(["j0", "j1"]) == set()
+    else:
+        assert store.run_alone()
+        assert not store._claims.held
+    assert committed(store) == {"j0", "j1"}
+    store.close()
+
+
+def test_a_write_that_fails_after_the_run_ended_is_raised_by_the_next_read(tmp_path,
+                                                                          monkeypatch):
+    store, _ = store_noting_appliers(tmp_path, monkeypatch, 1)
+    commit_results = store._commit_results
+
+    def broken(conn, results):
+        raise sqlite3.OperationalError("disk I/O error")
+    monkeypatch.setattr(store.writer, "_commit_results", broken)
+    store.run_alone()
+    store.claim(["j0"])
+    store.record_success("j0", record(), dumps_value(1), {}, ("", ""))
+    store.end_run()
+    with pytest.raises(StoreError, match="disk I/O error"):
+        store.snapshot()
+    monkeypatch.setattr(store.writer, "_commit_results", commit_results)
+    assert store.snapshot()["j0"].state == "todo"  # (told once; nothing is committed)
+    assert not store._claims._in_memory  # the run is over (its claim stays: not recorded)
     store.close()
 
 
