@@ -438,10 +438,12 @@ class Store(_Recording, CleanMakeRecord):
         self._claims.run_over()
 
     def end_run(self) -> None:
-        """A run ends whose writes may not all be committed yet: the writer commits them
-        now, on its thread, and the make that ran returns meanwhile. A kill of this
-        process before they are loses the jobs that finished last (SPEC 4: at most those
-        of its last 0.1 s, ``MAX_AGE`` and one commit). Until then this store holds their
+        """A run ends whose writes may not all be committed yet: the make that ran
+        returns, and the writer's thread commits them once the oldest has waited
+        ``MAX_AGE`` (not at once: it would take the interpreter lock from the code that
+        follows the make), or whatever reads the store next does. A kill of this process
+        before then loses the jobs that finished last (SPEC 4: at most those of its last
+        0.1 s). Until then this store holds their
         claims, so no other process runs them, and any read of this store, of its claims,
         or another run, waits for them first (``_settle``): this process reads back what it
         wrote. A failure of one of those writes is raised by that read."""
@@ -455,7 +457,6 @@ class Store(_Recording, CleanMakeRecord):
         # Once every write before it is committed, the claims left (none, unless a write
         # failed) become locks, and the gate goes (claims.py).
         writer.db(lambda conn: self._claims.run_over)
-        writer.start_now()
         self._run_ending = True
 
     def _settle(self) -> None:

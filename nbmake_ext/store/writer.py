@@ -11,8 +11,8 @@ interpreter lock. Large batches are cheap batches: a commit costs about the same
 results as for a thousand.
 Handing every write to another thread would cost more than the write itself: the two
 threads share one interpreter lock, and each hand-over waits for it. A batch is handed
-over whole, by the age of its oldest write, or at once when a make ends (``start_now``):
-the make returns without waiting for it (``Store.end_run``).
+over whole, by the age of its oldest write; a make returns without waiting for the last
+one (``Store.end_run``).
 """
 
 from __future__ import annotations
@@ -107,14 +107,6 @@ class Writer:
             full = len(items) >= MAX_BACKLOG or self._bytes >= MAX_BYTES
         if full:
             self.apply()
-
-    def start_now(self) -> None:
-        """The background thread applies what waits now, not once it is ``MAX_AGE`` old
-        (a make ended: its thread no longer needs the interpreter lock)."""
-        with self._lock:
-            if self._items:
-                self._since = float("-inf")
-                self._wake.notify()
 
     def pending(self) -> bool:
         """Whether writes wait, or are being applied."""

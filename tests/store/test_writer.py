@@ -185,10 +185,9 @@ def slowed_commits(store, monkeypatch, seconds: float) -> threading.Event:
 
 
 def test_a_run_ends_without_waiting_for_its_last_writes(tmp_path, monkeypatch):
-    """``end_run``: the background thread commits what waits at once (not once it is
-    ``MAX_AGE`` old), and the make's thread goes on meanwhile; the claims of those
-    results are held until they are committed, so another store does not run them."""
-    monkeypatch.setattr(writer_module, "MAX_AGE", 60.0)  # only the run's end starts a batch
+    """``end_run``: the make's thread goes on, and the background thread commits what
+    waits (once it is ``MAX_AGE`` old); the claims of those results are held until they
+    are committed, so another store does not run them."""
     n = 5
     store, appliers = store_noting_appliers(tmp_path, monkeypatch, n)
     began = slowed_commits(store, monkeypatch, 0.5)
