@@ -363,6 +363,24 @@ def test_the_record_survives_in_a_path_with_results_files_elsewhere(store_path: 
     ctx.close()
 
 
+def test_a_change_by_hand_before_a_make_s_last_records_are_committed_is_seen(store_path,
+                                                                            reads):
+    """A make of small results returns before its last records are committed
+    (``Store.end_run``); the record of that clean make is written after them. A change by
+    hand in between (another connection's write) must not be taken for the make's own."""
+    ctx = new_context(store_path)
+    define(ctx, 4)
+    assert ctx.make("total").ran == 5
+    assert ctx.store._run_ending  # (the case at hand: its records wait)
+    with sqlite3.connect(store_path / "nbmake.db") as conn:  # (its outcome: not yet)
+        conn.execute("DELETE FROM jobs WHERE job_id='d2'")
+    reads[0] = 0
+    assert ctx.make("total").ran == 1 and reads[0] == 1  # d2 again
+    reads[0] = 0
+    assert ctx.make("total").ran == 0 and reads[0] == 0  # that make left its record
+    ctx.close()
+
+
 def test_what_changes_right_after_a_make_is_seen_by_the_next_in_the_same_process(
         store_path, reads):
     """The record is written by the store's writer a little later: it holds the store as
@@ -370,7 +388,6 @@ def test_what_changes_right_after_a_make_is_seen_by_the_next_in_the_same_process
     ctx = new_context(store_path)
     define(ctx, 4, big)
     ctx.make("total")
-    ctx.store.flush()  # (the make's last writes, its last result files with them, land)
     results = store_path / "results"
     prefix = blobs.file_name("d1", "0" * 12).split("-")[0]
     (results / next(n for n in blobs.stamps(results) if n.startswith(prefix))).unlink()

@@ -126,6 +126,12 @@ TRIGGERS = [
 ]
 
 
+def write_count(conn: sqlite3.Connection) -> int | None:
+    """The store's count of writes (None in a store that keeps none)."""
+    row = conn.execute("SELECT value FROM meta WHERE key='writes'").fetchone()
+    return None if row is None else int(row[0])
+
+
 def init_schema(conn: sqlite3.Connection) -> None:
     conn.execute("BEGIN IMMEDIATE")
     try:

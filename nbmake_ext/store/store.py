@@ -377,6 +377,8 @@ class Store(_Recording, CleanMakeRecord):
         conn.execute("BEGIN IMMEDIATE")
         try:
             write(conn)
+            if self._writer is not None:  # (this store's own write: not another's)
+                self._writer.expected_writes = db.write_count(conn)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -438,8 +440,8 @@ class Store(_Recording, CleanMakeRecord):
         self._claims.run_over()
 
     def end_run(self) -> None:
-        """A run ends whose writes may not all be committed yet: the make that ran
-        returns, and the writer's thread commits them once the oldest has waited
+        """A run ends whose writes may not all be committed yet (records, not files):
+        the make that ran returns, and the writer's thread commits them once the oldest has waited
         ``MAX_AGE`` (not at once: it would take the interpreter lock from the code that
         follows the make), or whatever reads the store next does. A kill of this process
         before then loses the jobs that finished last (SPEC 4: at most those of its last
@@ -448,7 +450,9 @@ class Store(_Recording, CleanMakeRecord):
         or another run, waits for them first (``_settle``): this process reads back what it
         wrote. A failure of one of those writes is raised by that read."""
         writer = self._writer
-        if writer is None or not writer.pending() or writer.errors:
+        # (Result files it is to write: waited for, so that the files are as the make
+        # leaves them when its end is recorded: unchanged.py.)
+        if writer is None or not writer.pending() or writer.errors or writer.pending_files():
             try:
                 self.flush()  # (raises the errors of writes done already)
             finally:
@@ -497,6 +501,8 @@ class Store(_Recording, CleanMakeRecord):
         with self._lock:
             if self._writer is None:
                 self._writer = Writer(self, self._commit_results)
+                # (what this store wrote so far: not another's writes, see unchanged.py)
+                self._writer.expected_writes = db.write_count(self._db_conn)
             return self._writer
 
     def flush(self) -> None:

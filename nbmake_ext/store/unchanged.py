@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import blobs, db
+from .db import write_count
 
 logger = logging.getLogger(__name__)
 
@@ -36,10 +37,6 @@ def files_digest(results_dir: Path) -> str:
     return blake2b(json.dumps(listing).encode(), digest_size=16).hexdigest()
 
 
-def write_count(conn: sqlite3.Connection) -> int | None:
-    """The store's count of writes (None in a store that keeps none)."""
-    row = conn.execute("SELECT value FROM meta WHERE key='writes'").fetchone()
-    return None if row is None else int(row[0])
 
 
 def record(conn: sqlite3.Connection, definitions: str, targets: str, jobs: int, writes: int,
@@ -81,16 +78,31 @@ class CleanMakeRecord:
                           targets: str, jobs: int) -> None:
         """A make left every one of its jobs up to date (see the module); ``mark``:
         when it read the store; ``definitions()``: their digest (None: no record). The
-        store is taken as the make leaves it: the writer writes the record after the
-        make's own writes, in order, and only if no other store opened since."""
+        store is taken as the make leaves it: its result files now, its count of writes
+        once its last records are committed (the writer writes the record after them),
+        and the record is written only if no other store opened since, and nothing else
+        wrote to the database since the make ended (by hand, say)."""
+        if not self._run_ending:  # the make's writes are all committed
+            try:
+                writes = write_count(self._conn)
+                files = files_digest(self.results_dir)
+            except (sqlite3.Error, OSError) as exc:
+                logger.debug("no record of a clean make: %r", exc)
+                return
+        else:  # its last records are not, but its files are all written (Store.end_run)
+            writes, files = None, files_digest(self.results_dir)
+        writer = self.writer
+        foreign = writer.foreign  # (writes of others, found as the writer commits)
+
         def write(conn: sqlite3.Connection) -> None:
             try:
-                if not self._claims.quiet_since(mark):
+                now = write_count(conn)
+                if now is None or writes is not None and now != writes \
+                        or writer.foreign != foreign or not self._claims.quiet_since(mark):
                     return
-                writes = write_count(conn)
                 digest = definitions()
-                if writes is not None and digest is not None:
-                    record(conn, digest, targets, jobs, writes, files_digest(self.results_dir))
+                if digest is not None:
+                    record(conn, digest, targets, jobs, now, files)
             except (sqlite3.Error, OSError, ValueError) as exc:  # the next make goes the
                 logger.debug("no record of a clean make: %r", exc)  # usual way
         self.writer.db(write)

@@ -74,6 +74,10 @@ class Writer:
         self._failure: str | None = None
         self._closing = False
         self.errors: list[str] = []
+        # The store's count of writes (db.py) as this store's last commit left it, and how
+        # often another connection was found to have written since (unchanged.py).
+        self.expected_writes: int | None = None
+        self.foreign = 0
         self._thread = threading.Thread(target=self._late_writes, name="nbmake-writer",
                                         daemon=True)
         self._thread.start()
@@ -111,6 +115,11 @@ class Writer:
     def pending(self) -> bool:
         """Whether writes wait, or are being applied."""
         return bool(self._items) or self._applying.locked()
+
+    def pending_files(self) -> bool:
+        """Whether result files may still be written (or a batch is being applied)."""
+        with self._lock:
+            return self._applying.locked() or any(item[0] == "file" for item in self._items)
 
     def on_its_thread(self) -> bool:
         return threading.current_thread() is self._thread
@@ -205,6 +214,10 @@ class Writer:
         afters = []
         try:
             conn.execute("BEGIN IMMEDIATE")
+            before = db.write_count(conn)
+            if before != self.expected_writes and self.expected_writes is not None:
+                self.foreign += 1
+            self.expected_writes = before
             for fn in _runs_of_results(ops, self._commit_results):
                 try:
                     after = fn(conn)
@@ -213,9 +226,12 @@ class Writer:
                     continue
                 if callable(after):
                     afters.append(after)
+            self.expected_writes = db.write_count(conn)
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             self.errors.append(str(exc))
+            self.foreign += 1  # (what the count is now is not known: as if another wrote)
+            self.expected_writes = None
             try:
                 conn.execute("ROLLBACK")
             except sqlite3.Error:
