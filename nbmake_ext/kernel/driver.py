@@ -193,7 +193,7 @@ class Driver(Recording, SendAhead, HandingOver):
                     self.store.flush()
                 finally:
                     self.store.run_over()
-            else:  # its last writes are committed as the make returns
+            else:  # its last records are committed after it returns (within MAX_AGE)
                 self.store.end_run()
             self.count(report)
             report.seconds = time.perf_counter() - t0

@@ -441,14 +441,14 @@ class Store(_Recording, CleanMakeRecord):
 
     def end_run(self) -> None:
         """A run ends whose writes may not all be committed yet (records, not files):
-        the make that ran returns, and the writer's thread commits them once the oldest has waited
-        ``MAX_AGE`` (not at once: it would take the interpreter lock from the code that
-        follows the make), or whatever reads the store next does. A kill of this process
-        before then loses the jobs that finished last (SPEC 4: at most those of its last
-        0.1 s). Until then this store holds their
-        claims, so no other process runs them, and any read of this store, of its claims,
-        or another run, waits for them first (``_settle``): this process reads back what it
-        wrote. A failure of one of those writes is raised by that read."""
+        the make that ran returns, and the writer's thread commits them once the oldest
+        has waited ``MAX_AGE`` (not at once: it would take the interpreter lock from the
+        code that follows the make), or whatever reads the store next does. A kill of
+        this process before then loses the jobs that finished last (SPEC 4: at most those
+        of its last 0.1 s). Until then this store holds their claims, so no other process
+        runs them, and any read of this store, of its claims, or another run, waits for
+        them first (``_settle``): this process reads back what it wrote. A failure of one
+        of those writes is raised by that read."""
         writer = self._writer
         # (Result files it is to write: waited for, so that the files are as the make
         # leaves them when its end is recorded: unchanged.py.)

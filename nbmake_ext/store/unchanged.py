@@ -37,8 +37,6 @@ def files_digest(results_dir: Path) -> str:
     return blake2b(json.dumps(listing).encode(), digest_size=16).hexdigest()
 
 
-
-
 def record(conn: sqlite3.Connection, definitions: str, targets: str, jobs: int, writes: int,
            files: str) -> None:
     """Record a clean make: the store as it left it (``writes``, ``files``), to be

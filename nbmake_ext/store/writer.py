@@ -214,10 +214,9 @@ class Writer:
         afters = []
         try:
             conn.execute("BEGIN IMMEDIATE")
-            before = db.write_count(conn)
-            if before != self.expected_writes and self.expected_writes is not None:
+            expected = self.expected_writes
+            if expected is not None and db.write_count(conn) != expected:
                 self.foreign += 1
-            self.expected_writes = before
             for fn in _runs_of_results(ops, self._commit_results):
                 try:
                     after = fn(conn)
