@@ -16,6 +16,7 @@ from contexts import new_context
 from nbmake_ext import File, JobsFailed
 from nbmake_ext.kernel import clean_makes
 from nbmake_ext.store import blobs
+from nbmake_ext.store import store as store_module
 from nbmake_ext.store.store import Store
 from nbmake_ext.store.unchanged import RECORD_KEY
 
@@ -363,11 +364,12 @@ def test_the_record_survives_in_a_path_with_results_files_elsewhere(store_path: 
     ctx.close()
 
 
-def test_a_change_by_hand_before_a_make_s_last_records_are_committed_is_seen(store_path,
-                                                                            reads):
+def test_a_change_by_hand_before_a_make_s_last_records_are_committed_is_seen(
+        store_path, reads, monkeypatch):
     """A make of small results returns before its last records are committed
     (``Store.end_run``); the record of that clean make is written after them. A change by
     hand in between (another connection's write) must not be taken for the make's own."""
+    monkeypatch.setattr(store_module, "DEFERRED_FROM", 1)  # (as for a make of many jobs)
     ctx = new_context(store_path)
     define(ctx, 4)
     assert ctx.make("total").ran == 5

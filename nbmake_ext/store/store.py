@@ -48,6 +48,9 @@ from .recording import (
 
 logger = logging.getLogger(__name__)
 HOST = socket.gethostname()
+# Writes waiting at a run's end from which the run does not wait for their commit
+# (``Store.end_run``).
+DEFERRED_FROM = 64
 
 
 class ResultUnavailable(NotDone):
@@ -450,9 +453,12 @@ class Store(_Recording, CleanMakeRecord):
         them first (``_settle``): this process reads back what it wrote. A failure of one
         of those writes is raised by that read."""
         writer = self._writer
-        # (Result files it is to write: waited for, so that the files are as the make
-        # leaves them when its end is recorded: unchanged.py.)
-        if writer is None or not writer.pending() or writer.errors or writer.pending_files():
+        # Waited for: a few writes (their commit costs about its flush to disk, which the
+        # next command would pay instead; other processes see them at once), and result
+        # files (so that the files are as the make leaves them when its end is recorded:
+        # unchanged.py).
+        if writer is None or writer.waiting() < DEFERRED_FROM or writer.errors \
+                or writer.pending_files():
             try:
                 self.flush()  # (raises the errors of writes done already)
             finally:

@@ -112,9 +112,9 @@ class Writer:
         if full:
             self.apply()
 
-    def pending(self) -> bool:
-        """Whether writes wait, or are being applied."""
-        return bool(self._items) or self._applying.locked()
+    def waiting(self) -> int:
+        """How many writes wait."""
+        return len(self._items)
 
     def pending_files(self) -> bool:
         """Whether result files may still be written (or a batch is being applied)."""

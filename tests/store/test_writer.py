@@ -10,6 +10,7 @@ import pytest
 from nbmake_ext.core.jobspec import JobSpec, RunRecord
 from nbmake_ext.errors import StoreError
 from nbmake_ext.store import Store, blobs
+from nbmake_ext.store import store as store_module
 from nbmake_ext.store import writer as writer_module
 from nbmake_ext.store.store import dumps_value
 
@@ -189,6 +190,7 @@ def test_a_run_ends_without_waiting_for_its_last_writes(tmp_path, monkeypatch):
     waits (once it is ``MAX_AGE`` old); the claims of those results are held until they
     are committed, so another store does not run them."""
     n = 5
+    monkeypatch.setattr(store_module, "DEFERRED_FROM", 1)  # (a make of many results)
     store, appliers = store_noting_appliers(tmp_path, monkeypatch, n)
     began = slowed_commits(store, monkeypatch, 0.5)
     assert store.run_alone()
@@ -217,6 +219,7 @@ def test_what_a_run_left_to_its_writer_is_read_back_by_its_own_process(
     """After ``end_run``, a read of the store, of its claims, or the next run, waits for
     the run's last writes: this process never sees its own results as missing, nor its
     finished jobs as running."""
+    monkeypatch.setattr(store_module, "DEFERRED_FROM", 1)
     store, _ = store_noting_appliers(tmp_path, monkeypatch, 2)
     began = slowed_commits(store, monkeypatch, 0.3)
     store.run_alone()
@@ -240,8 +243,26 @@ def test_what_a_run_left_to_its_writer_is_read_back_by_its_own_process(
     store.close()
 
 
+def test_a_run_that_leaves_a_few_writes_waits_for_them(tmp_path, monkeypatch):
+    """Fewer than ``DEFERRED_FROM`` writes: committed before the run ends (their commit
+    is about its flush to disk; the next command would pay it, and other processes see
+    them at once)."""
+    monkeypatch.setattr(writer_module, "MAX_AGE", 60.0)  # the background thread never steps in
+    n = store_module.DEFERRED_FROM - 1
+    store, appliers = store_noting_appliers(tmp_path, monkeypatch, n)
+    store.run_alone()
+    store.claim([f"j{i}" for i in range(n)])
+    for i in range(n):
+        store.record_success(f"j{i}", record(), dumps_value(i), {}, ("", ""))
+    store.end_run()
+    assert committed(store) == {f"j{i}" for i in range(n)} and not store._run_ending
+    assert appliers == {"MainThread"} and not store._claims.held
+    store.close()
+
+
 def test_a_write_that_fails_after_the_run_ended_is_raised_by_the_next_read(tmp_path,
                                                                           monkeypatch):
+    monkeypatch.setattr(store_module, "DEFERRED_FROM", 1)
     store, _ = store_noting_appliers(tmp_path, monkeypatch, 1)
     commit_results = store._commit_results
 
