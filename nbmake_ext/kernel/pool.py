@@ -174,12 +174,17 @@ class EnginePool(EngineDeaths, EngineMessages):
         return max(DEPTH, min(MAX_DEPTH, int(QUEUE_SECONDS / max(self.job_seconds, 1e-6))))
 
     def _open_depth(self) -> int:
-        """The depth engines are filled to now. Prefetch only once every engine is up:
-        else the first one takes two jobs while the next is still starting."""
+        """The depth engines are filled to now. While an engine is still starting, one job
+        each, unless jobs are known to be short: a job that takes long would wait behind
+        another on the first engine up while the next is free, but short jobs handed one at
+        a time cost a round trip each (a fifth of a millisecond), ten times their run."""
+        depth = self._depth
+        if depth > DEPTH:  # (short jobs: their mean is known)
+            return depth
         for engine in self.engines.values():
             if not engine.ready:
                 return 1
-        return self._depth
+        return depth
 
     def has_capacity(self) -> bool:
         # Asked before every job handed over: plain loops, no sum, no generator.
