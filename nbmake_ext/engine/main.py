@@ -122,7 +122,10 @@ class Engine(StoringResults):
         self.interrupted = False  # the kernel's SIGINT stopped the running job
         self._deps: dict[str, list[str]] = {}
         self._inline: dict[str, bytes] = {}
-        self._held: dict[str, Any] = {}  # the running job's inputs found in ``values``
+        # The running job's inputs found in ``values`` or loaded already, when it has
+        # several (each is looked up once: see _hold_inputs).
+        self._held: dict[str, Any] = {}
+        self._looked_up = False
         # The last results this engine made: job id -> (checksum, file or "", small data),
         # for jobs the kernel sends "after" them. A job that did not succeed is absent.
         self.made: OrderedDict[str, tuple[str, str, bytes | None]] = OrderedDict()
@@ -257,11 +260,12 @@ class Engine(StoringResults):
         self._deps, self._inline = meta[JOB_DEPS], inline
         where = self.where
         deps = meta[JOB_DEPS]
-        if len(deps) > PREFETCH_FROM:
-            self._prefetch(deps, inline)
-        reading = len(deps) > 1
+        reading = self._looked_up = len(deps) > 1
         if reading:
-            self._read_ahead.start(self._hold_inputs(deps, inline))
+            files = self._hold_inputs(deps, inline)
+            if len(deps) > PREFETCH_FROM:
+                self._prefetch(deps, inline)
+            self._read_ahead.start(files)
         try:
             args, kwargs = load_arguments(payload, where)
             if deps:  # a promise among the arguments is always one of its inputs
@@ -277,7 +281,7 @@ class Engine(StoringResults):
         finally:
             if reading:
                 self._read_ahead.clear()
-                self._held = {}
+                self._held, self._looked_up = {}, False
         try:
             func = self._function(meta[JOB_FUNC])
         except Exception as exc:  # noqa: BLE001 - reported as the job's failure
@@ -340,10 +344,11 @@ class Engine(StoringResults):
 
     def _prefetch(self, deps: dict, inline: dict[str, bytes]) -> None:
         """A job of many inputs: the small results it needs from the store's database,
-        read together (they then travel as if the kernel had sent them)."""
+        read together (they then travel as if the kernel had sent them). After
+        ``_hold_inputs``: those it found in memory are not read."""
+        held = self._held
         wanted = {job_id: checksum for job_id, (file, checksum) in deps.items()
-                  if file == INLINE and job_id not in inline
-                  and not self.values.get((job_id, checksum))[0]}
+                  if file == INLINE and job_id not in inline and job_id not in held}
         if wanted:
             try:
                 inline.update(self.reader.read_rows(wanted))
@@ -362,12 +367,14 @@ class Engine(StoringResults):
         where = self._deps.get(job_id)
         if where is None:
             raise _Unreadable(job_id, f"no result of {job_id!r} was named for this job")
-        if job_id in self._held:
-            return self._held[job_id]
+        held = self._held
+        if job_id in held:
+            return held[job_id]
         file, checksum = where
-        found, value = self.values.get((job_id, checksum))
-        if found:
-            return value
+        if not self._looked_up:  # (else: not in ``values`` when the job started)
+            found, value = self.values.get((job_id, checksum))
+            if found:
+                return value
         data = self._inline.get(job_id)
         try:
             if data is None:
@@ -386,6 +393,8 @@ class Engine(StoringResults):
                 f"the result of its input {job_id!r} cannot be loaded on engine "
                 f"{os.getpid()}: {error_line(exc)}", format_job_traceback(exc)) from None
         self.values.put((job_id, checksum), value, len(data))
+        if self._looked_up:  # (an input given twice is loaded once)
+            held[job_id] = value
         return value
 
 

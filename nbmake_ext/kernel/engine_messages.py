@@ -50,11 +50,14 @@ class EngineMessages:
         """A result (META: shared/outcomes.py, DONE_*). The caller sets ``_depth`` for the
         mean job duration this updates (once per message)."""
         job_id, result_fp, checksum, timing, durable, file, stamp, files, consumed = meta
+        func_key = engine.unsure.get(job_id) if engine.unsure else None
         void = self._finished(engine, job_id, out)
         if not void:
             self.produced_by[job_id] = engine.identity
             self.made_here[job_id] = (engine.identity, checksum)
         timing = Timing(*timing)
+        if func_key is not None:
+            self._learned(func_key, timing.duration)
         mean = self.job_seconds
         self.job_seconds = timing.duration if mean is None \
             else 0.8 * mean + 0.2 * timing.duration
@@ -149,6 +152,8 @@ class EngineMessages:
         void = job_id in engine.void
         if void:
             engine.void.discard(job_id)
+        if engine.unsure:
+            engine.unsure.pop(job_id, None)
         if engine.timeouts:
             engine.timeouts.pop(job_id, None)
         if engine.queue and engine.queue[0] == job_id:

@@ -30,6 +30,9 @@ class Engine:
     batching: bool = False                         # reading outcomes it sent together
     timeouts: dict = field(default_factory=dict)   # job id -> its job_timeout, in seconds
     timed_out: str | None = None                   # the job it was killed for: too long
+    # The jobs it holds whose function was not known to be short when they came: job id
+    # -> function key (pool.py, ``_limit``).
+    unsure: dict = field(default_factory=dict)
 
     @property
     def pid(self) -> int:

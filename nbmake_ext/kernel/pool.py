@@ -48,8 +48,12 @@ logger = logging.getLogger(__name__)
 DEPTH = 2
 # Short jobs: an engine holds up to this many, so a message carries many jobs each way
 # (each message costs both sides a send, a wake-up, a receive and a signature).
-MAX_DEPTH = 128
+MAX_DEPTH = 512
 QUEUE_SECONDS = 0.005  # work queued per engine when jobs are short (fewer round trips)
+SHORT_JOB = QUEUE_SECONDS / DEPTH  # seconds: a function whose job took less is short
+# Jobs handed out in one go leave in messages of this many: the first engine starts on
+# them while the kernel prepares the rest (a fan-out of a thousand, each engine's share).
+SEND_AT = 64
 CHECK_EVERY = 0.02     # seconds between looks for dead engines outside ``poll``
 STEAL_AFTER = 0.1  # seconds a job must have run before the one behind it moves elsewhere
 NOBLOCK = int(zmq.NOBLOCK)
@@ -87,6 +91,7 @@ class EnginePool(EngineDeaths, EngineMessages):
         self._checked = 0.0
         self.job_seconds: float | None = None  # a running mean of the jobs' durations
         self._depth = DEPTH  # depth() for that mean: set as the mean changes
+        self.short_funcs: set[str] = set()  # functions whose jobs here took under SHORT_JOB
         self.made_here: dict[str, tuple[bytes, str]] = {}  # this run: job -> engine, checksum
         self.after: dict[str, tuple[str, ...]] = {}  # sent ahead, on its engine: its inputs
         self.sent_ahead = 0                     # how many jobs were sent ahead (ever)
@@ -163,8 +168,9 @@ class EnginePool(EngineDeaths, EngineMessages):
     def free_slots(self) -> int:
         if time.monotonic() - self._checked > CHECK_EVERY:
             self._check_engines(self._out)
-        depth = self._open_depth()
-        return sum(max(0, depth - e.load) for e in self.engines.values() if e.ready)
+        depth, starting = self._depth, self._starting()
+        return sum(max(0, self._limit(e, depth, starting) - e.load)
+                   for e in self.engines.values() if e.ready)
 
     def depth(self) -> int:
         """Jobs each engine holds: more when they are short, so an engine is rarely idle
@@ -173,26 +179,35 @@ class EnginePool(EngineDeaths, EngineMessages):
             return DEPTH
         return max(DEPTH, min(MAX_DEPTH, int(QUEUE_SECONDS / max(self.job_seconds, 1e-6))))
 
-    def _open_depth(self) -> int:
-        """The depth engines are filled to now. While an engine is still starting, one job
-        each, unless jobs are known to be short: a job that takes long would wait behind
-        another on the first engine up while the next is free, but short jobs handed one at
-        a time cost a round trip each (a fifth of a millisecond), ten times their run."""
-        depth = self._depth
-        if depth > DEPTH:  # (short jobs: their mean is known)
-            return depth
+    def _starting(self) -> bool:
         for engine in self.engines.values():
             if not engine.ready:
-                return 1
+                return True
+        return False
+
+    @staticmethod
+    def _limit(engine: Engine, depth: int, starting: bool) -> int:
+        """The jobs ``engine`` may hold. While another engine is still starting, one,
+        unless it holds jobs already and all of functions known to be short: a job must
+        not wait behind a long one (or one not known yet) while the next engine is about
+        to be free, but short jobs handed out one at a time cost a round trip each (a
+        fifth of a millisecond, ten times their run)."""
+        if starting and (engine.unsure or not engine.load):
+            return 1
         return depth
+
+    def _learned(self, func_key: str, seconds: float) -> None:
+        """A job of a function not known to be short took ``seconds`` here."""
+        if seconds < SHORT_JOB:
+            self.short_funcs.add(func_key)
 
     def has_capacity(self) -> bool:
         # Asked before every job handed over: plain loops, no sum, no generator.
         if time.monotonic() - self._checked > CHECK_EVERY:
             self._check_engines(self._out)
-        depth = self._open_depth()
+        depth, starting = self._depth, self._starting()
         for engine in self.engines.values():
-            if engine.ready and engine.load < depth:
+            if engine.ready and engine.load < self._limit(engine, depth, starting):
                 return True
         return False
 
@@ -205,11 +220,12 @@ class EnginePool(EngineDeaths, EngineMessages):
         # this runs for every job.)
         depth, best, best_key = self._depth, None, None
         produced_by = self.produced_by
+        starting = self._starting()
         for engine in self.engines.values():
             if not engine.ready:
                 continue
             load = engine.load
-            if load >= depth:
+            if load >= (self._limit(engine, depth, True) if starting else depth):
                 continue
             key = (load, not any(produced_by.get(d) == engine.identity for d in job.deps)) \
                 if job.deps else (load, False)
@@ -220,43 +236,49 @@ class EnginePool(EngineDeaths, EngineMessages):
             return
         best.outbox.append(job)
         self._place(best, job)
+        if len(best.outbox) >= SEND_AT:  # (the rest of a long hand-out comes after)
+            self._send_outbox(best)
 
     def _place(self, engine: Engine, job: RemoteJob) -> None:
         if self.made_here:
             self.made_here.pop(job.job_id, None)  # made again: not that result
+        if job.func_key not in self.short_funcs:
+            engine.unsure[job.job_id] = job.func_key
 
     def _send_jobs(self) -> None:
         """The jobs submitted since the last poll, in one message per engine."""
         for engine in list(self.engines.values()):
-            if not engine.outbox:
-                continue
-            jobs, engine.outbox = engine.outbox, []
-            if not self._send_functions(engine, jobs):
-                self._unsent(jobs, self._out)
-                continue
-            metas, frames = [], []
-            add_meta, add_frame = metas.append, frames.append
-            for job in jobs:  # each a list (shared/outcomes.py, JOB_*)
-                inline = job.inline
-                add_meta([job.job_id, job.func_key, job.dynamic, job.deps,
-                          list(inline) if inline else _NONE, job.after or None,
-                          job.timeout or None, job.env or None, job.files or None])
-                if job.timeout:
-                    engine.timeouts[job.job_id] = job.timeout
-                add_frame(job.payload)
-                if inline:
-                    frames += inline.values()
-            # A pickle, not json: several times cheaper on both sides (the engine reads it
-            # only once the message's signature holds, as every pickle the kernel sends).
-            meta = pickle.dumps(metas, protocol=pickle.HIGHEST_PROTOCOL)
-            if not self._send(engine, "jobs", meta, *frames):
-                self._unsent(jobs, self._out)
-                continue
-            idle = not engine.queue
-            engine.queue.extend(j.job_id for j in jobs)
-            if idle:
-                engine.head_since = time.monotonic()
-                self._head_started(engine, self._out)
+            if engine.outbox:
+                self._send_outbox(engine)
+
+    def _send_outbox(self, engine: Engine) -> None:
+        jobs, engine.outbox = engine.outbox, []
+        if not self._send_functions(engine, jobs):
+            self._unsent(jobs, self._out)
+            return
+        metas, frames = [], []
+        add_meta, add_frame = metas.append, frames.append
+        for job in jobs:  # each a list (shared/outcomes.py, JOB_*)
+            inline = job.inline
+            add_meta([job.job_id, job.func_key, job.dynamic, job.deps,
+                      list(inline) if inline else _NONE, job.after or None,
+                      job.timeout or None, job.env or None, job.files or None])
+            if job.timeout:
+                engine.timeouts[job.job_id] = job.timeout
+            add_frame(job.payload)
+            if inline:
+                frames += inline.values()
+        # A pickle, not json: several times cheaper on both sides (the engine reads it
+        # only once the message's signature holds, as every pickle the kernel sends).
+        meta = pickle.dumps(metas, protocol=pickle.HIGHEST_PROTOCOL)
+        if not self._send(engine, "jobs", meta, *frames):
+            self._unsent(jobs, self._out)
+            return
+        idle = not engine.queue
+        engine.queue.extend(j.job_id for j in jobs)
+        if idle:
+            engine.head_since = time.monotonic()
+            self._head_started(engine, self._out)
 
     def _unsent(self, jobs: list[RemoteJob], out: list) -> None:
         """Jobs that never reached their engine (it died): handed back."""
@@ -374,6 +396,7 @@ class EnginePool(EngineDeaths, EngineMessages):
         for engine in self.engines.values():
             engine.void.clear()
             engine.stale_durable.clear()
+            engine.unsure.clear()
         self._out.clear()
         self.resize(self.n)
         return list(dict.fromkeys(stopped))
@@ -422,6 +445,7 @@ class EnginePool(EngineDeaths, EngineMessages):
         for i, job in enumerate(engine.outbox):
             if job.job_id == jid:
                 del engine.outbox[i]
+                engine.unsure.pop(jid, None)
                 return
         if jid in engine.queue and jid not in engine.void:
             engine.void.add(jid)
