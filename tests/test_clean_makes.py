@@ -212,6 +212,35 @@ def test_another_target_is_made_the_usual_way(store_path, reads, monkeypatch):
     ctx.close()
 
 
+def test_the_record_of_a_make_is_not_written_when_a_make_of_other_targets_follows_at_once(
+        store_path, reads, monkeypatch):
+    """The writer writes a make's record after the make returns. Another make before then,
+    of other targets, would replace the record or make it wrong: it is dropped, without
+    taking the digest of every definition (a make of a thousand jobs right after a make of
+    one waited for that). The record of the second make is written as usual, and serves."""
+    monkeypatch.setattr(store_module.Writer, "_late_writes", lambda self: None)  # no aging
+    ctx = new_context(store_path)
+    define(ctx)
+    warm = ctx.comp(double, 99, job_id="warm")
+    digests = []
+    digest = clean_makes.definitions_digest
+    monkeypatch.setattr(clean_makes, "definitions_digest",
+                        lambda *args: digests.append(args[0]) or digest(*args))
+    ctx.make(warm.job_id)
+    assert digests == []  # (not written yet)
+    report = ctx.make("total")
+    assert report.ran == N + 1 and digests == []  # the record of the first was dropped
+    ctx.store.flush()
+    assert len(digests) == 1  # the second's, written
+    with sqlite3.connect(store_path / "nbmake.db") as conn:
+        assert f'"jobs": {N + 1}' in dict(conn.execute("SELECT * FROM meta"))[RECORD_KEY]
+    ctx, _ = restart(ctx, store_path)
+    ctx.comp(double, 99, job_id="warm")
+    reads[0] = 0
+    assert ctx.make("total").skipped == N + 1 and reads[0] == 0  # the record served
+    ctx.close()
+
+
 @pytest.mark.parametrize("touch", ["deleted", "rewritten"])
 def test_a_touched_result_file_is_seen(store_path, reads, touch):
     ctx = new_context(store_path)

@@ -78,6 +78,9 @@ class Store(_Recording, CleanMakeRecord):
         # A run ended with writes of it not committed yet (``end_run``): the next look at
         # the store, its claims or its database waits for them.
         self._run_ending = False
+        # The targets of the record of a clean make not written yet (unchanged.py): a cell,
+        # emptied when another make starts before it is written.
+        self._pending_record: list[str | None] | None = None
 
     def _create_dirs(self) -> None:
         existed = self.path.exists()

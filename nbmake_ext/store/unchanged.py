@@ -91,8 +91,12 @@ class CleanMakeRecord:
             writes, files = None, files_digest(self.results_dir)
         writer = self.writer
         foreign = writer.foreign  # (writes of others, found as the writer commits)
+        # Until it is written: dropped if another make starts first (clean_make_jobs).
+        pending = self._pending_record = [targets]
 
         def write(conn: sqlite3.Connection) -> None:
+            if pending[0] is None:
+                return
             try:
                 now = write_count(conn)
                 if now is None or writes is not None and now != writes \
@@ -110,6 +114,14 @@ class CleanMakeRecord:
         digest: ``definitions()``, asked for last) and targets and nothing changed since
         (see the module); else None. (What this store still has to write, the record of its
         last make included, is written first.)"""
+        pending = self._pending_record
+        if pending is not None and pending[0] != targets:
+            # The record of a make of other targets, not written yet: it could not serve
+            # this make, and whatever this one does replaces it (its own record) or makes
+            # it wrong (its writes). Not written: its digest of every definition is not
+            # taken for nothing.
+            pending[0] = None
+        self._pending_record = None
         self.flush()
         with db.one_moment(self._conn) as conn:
             return jobs_unchanged(conn, self.results_dir, definitions, targets)
