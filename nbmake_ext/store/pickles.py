@@ -93,9 +93,9 @@ def loads_value(data: bytes | bytearray | memoryview) -> Any:
     """The value of ``dumps_value``'s bytes (or of an earlier version's plain pickle).
     Arrays loaded from a writable buffer (a bytearray) are views of it; from read-only
     bytes, each gets a writable copy, as a plain pickle gives."""
+    if data[-len(TRAILER_MARK):] != TRAILER_MARK:  # (most: a plain pickle)
+        return pickle.loads(data)
     view = memoryview(data)
-    if view[-len(TRAILER_MARK):] != TRAILER_MARK:
-        return pickle.loads(view)
     end = len(view) - len(TRAILER_MARK) - _LENGTH.size
     (count,) = _LENGTH.unpack_from(view, end) if end >= 0 else (-1,)
     start = end - (count + 1) * _LENGTH.size
