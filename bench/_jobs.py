@@ -29,3 +29,10 @@ def size_of(path):
     """A job with an input file (bench_files.py; it reads no global: CALLS changes as
     jobs run, and the code a job reads is part of its signature)."""
     return len(path)
+
+
+def total(*parts):
+    """Fan-in shape: one job taking every result."""
+    global CALLS
+    CALLS += 1
+    return sum(parts)
