@@ -5,8 +5,10 @@ identity. The pool is a runner for the driver: ``submit`` sends a job to the eng
 the best claim on it (one that already holds a dependency's value, else the least busy),
 ``poll`` turns messages and dead engines into outcomes. Each engine holds a few jobs, so
 the next job is already there when one finishes: ``DEPTH``, or, when jobs are short,
-about ``QUEUE_SECONDS`` of them. Jobs submitted between two polls travel to an engine in
-one message.
+about ``QUEUE_SECONDS`` of them (up to ``MAX_DEPTH``). While an engine is still starting,
+the others hold one job each, unless what they hold is of functions known to be short
+(``_limit``). Jobs submitted between two polls travel to an engine in one message, or in
+several of ``SEND_AT`` jobs when many are handed out at once.
 
 Sending ahead (the run loop decides what and where: core/ahead.py, driver.py): a place is
 an engine (``place_of``: the engine making a job's result, or holding the one it made);
