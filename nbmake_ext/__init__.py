@@ -4,7 +4,9 @@ Jobs registered with ``comp(f, *args)`` are cached in a store on disk and run ag
 when their code, arguments or dependencies' results change.
 """
 
+import importlib
 import os as _os
+from typing import TYPE_CHECKING
 
 if _os.name != "posix":  # byte-range locks (fcntl) guard the store, engines use ipc sockets
     raise ImportError(
@@ -13,17 +15,44 @@ if _os.name != "posix":  # byte-range locks (fcntl) guard the store, engines use
 
 __version__ = "0.1.0"  # the one place of the version (pyproject.toml reads it)
 
-from .context import Context, comp, comp_dynamic, current_context, sh
-from .errors import InvalidJob, JobFailed, JobsFailed, NbmakeError, NotDone, StoreError, UnknownTarget
-from .files.paths import File
-from .promise import Promise
-from .shared.progress import progress
-
+# What the package exports, imported when first asked for (PEP 562): an engine or a Dask
+# worker imports ``nbmake_ext.engine`` or ``nbmake_ext.dask_worker`` and, with them, the
+# package, which must not bring the kernel's side along (the context, the run loop, the
+# store's writer): an engine starts sooner and holds less.
+_EXPORTS = {
+    "Context": "context", "comp": "context", "comp_dynamic": "context",
+    "current_context": "context", "sh": "context",
+    "NbmakeError": "errors", "JobsFailed": "errors", "JobFailed": "errors",
+    "NotDone": "errors", "InvalidJob": "errors", "UnknownTarget": "errors",
+    "StoreError": "errors",
+    "File": "files.paths", "Promise": "promise", "progress": "shared.progress",
+}
 __all__ = [
     "Context", "Promise", "File", "comp", "comp_dynamic", "current_context", "sh",
     "NbmakeError", "JobsFailed", "JobFailed", "NotDone", "InvalidJob", "UnknownTarget",
     "StoreError", "progress",
 ]
+
+if TYPE_CHECKING:  # (for readers and type checkers: the names, where they live)
+    from .context import Context, comp, comp_dynamic, current_context, sh
+    from .errors import (InvalidJob, JobFailed, JobsFailed, NbmakeError, NotDone, StoreError,
+                         UnknownTarget)
+    from .files.paths import File
+    from .promise import Promise
+    from .shared.progress import progress
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nbmake_ext' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
 
 
 def load_ipython_extension(ipython):  # pragma: no cover - exercised through real kernels

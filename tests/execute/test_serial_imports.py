@@ -1,4 +1,6 @@
-"""A serial make (``Context.make``) needs no engines: it imports no ZeroMQ."""
+"""A serial make (``Context.make``) needs no engines: it imports no ZeroMQ. An engine or a
+Dask worker runs jobs: it imports none of the kernel's side (the context, the run loop,
+the scheduler, the store's writer)."""
 
 from __future__ import annotations
 
@@ -33,3 +35,35 @@ def test_a_serial_make_imports_no_zmq(tmp_path):
                           env=env, cwd=tmp_path, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout
+
+
+KERNEL_SIDE = ("nbmake_ext.context", "nbmake_ext.kernel", "nbmake_ext.queries",
+               "nbmake_ext.commands", "nbmake_ext.ui", "nbmake_ext.ipython",
+               "nbmake_ext.core.scheduler", "nbmake_ext.core.graph", "nbmake_ext.store.store",
+               "nbmake_ext.store.writer", "nbmake_ext.store.claims")
+
+
+def _imported_by(module: str) -> list[str]:
+    code = (f"import sys, {module}; print(sorted(m for m in sys.modules "
+            f"if m.startswith({KERNEL_SIDE!r})))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": ROOT}, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return eval(done.stdout.strip().splitlines()[-1])
+
+
+def test_an_engine_imports_nothing_of_the_kernel():
+    assert _imported_by("nbmake_ext.engine.main") == []
+
+
+def test_a_dask_worker_task_imports_nothing_of_the_kernel():
+    assert _imported_by("nbmake_ext.dask_worker.task") == []
+
+
+def test_the_package_still_gives_every_name_it_exports():
+    import nbmake_ext
+
+    assert sorted(nbmake_ext.__all__) == sorted(nbmake_ext._EXPORTS)
+    for name in nbmake_ext.__all__:
+        assert getattr(nbmake_ext, name) is not None, name
+    assert set(nbmake_ext.__all__) <= set(dir(nbmake_ext))
