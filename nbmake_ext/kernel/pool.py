@@ -227,7 +227,7 @@ class EnginePool(EngineDeaths, EngineMessages):
             if not engine.ready:
                 continue
             load = engine.load
-            if load >= (self._limit(engine, depth, True) if starting else depth):
+            if load >= self._limit(engine, depth, starting):
                 continue
             key = (load, not any(produced_by.get(d) == engine.identity for d in job.deps)) \
                 if job.deps else (load, False)
