@@ -183,7 +183,7 @@ class Queries:
             reasons = signature.reasons(spec, record, results, forced=forced, arg_fps=arg_fps,
                                         files=files)
             if state == "failed":
-                reasons = [r for r in reasons if r != "never ran"]
+                reasons = [r for r in reasons if r != signature.NEVER_RAN]
             out += reasons
         return out
 

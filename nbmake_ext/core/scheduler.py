@@ -40,6 +40,7 @@ _WAITS_ON_NOTHING: frozenset[str] = frozenset()
 # Jobs that run for the same reasons share one tuple of them (most share "never ran" or
 # "code changed: f"): at 100,000 jobs, one tuple each is megabytes.
 _REASONS: dict[tuple[str, ...], tuple[str, ...]] = {}
+_NEVER_RAN = (signature.NEVER_RAN,)  # (signature.reasons of a job with no record)
 
 
 def _shared_reasons(why: tuple[str, ...]) -> tuple[str, ...]:
@@ -308,8 +309,14 @@ class Scheduler(Checks, DynamicJobs, Failures):
         # Waiting on nothing now: one shared empty set rather than one per job (a job that
         # waits again gets a set of its own).
         self.waiting_on[jid] = _WAITS_ON_NOTHING
-        spec = self.graph.specs[jid]
         record = self.records.get(jid)
+        if record is None and self.unsettled.get(jid) != FAILED:  # (a first make: most jobs)
+            self.reasons[jid] = _NEVER_RAN
+            self.restored.discard(jid)
+            self._set(jid, QUEUED)
+            self._out.append(Run(jid, _NEVER_RAN))
+            return
+        spec = self.graph.specs[jid]
         forced = self.forced.get(jid)
         if signature.is_up_to_date(spec, record, self.results, forced, self.files):
             self._set(jid, SKIPPED)
@@ -323,7 +330,7 @@ class Scheduler(Checks, DynamicJobs, Failures):
         if self.unsettled.get(jid) == FAILED:
             # Not "never ran": it did, and failed. What changed since, when it has no
             # result to compare with.
-            why = [r for r in why if r != "never ran"]
+            why = [r for r in why if r != signature.NEVER_RAN]
             if record is None and self._since_failure is not None:
                 why = [*self._since_failure(jid), *why]
             why = [signature.LAST_RUN_FAILED, *why]

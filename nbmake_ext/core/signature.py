@@ -127,7 +127,7 @@ def reasons(
     are not looked at).
     """
     if record is None:
-        return ["never ran"]
+        return [NEVER_RAN]
     out = []
     if forced:
         out.append(forced)
@@ -161,6 +161,7 @@ def reasons(
 
 
 LAST_RUN_FAILED = "its last run failed"
+NEVER_RAN = "never ran"  # the reason of a job without a stored result
 #: What `why` says of a job whose last run failed or was blocked while its stored result is
 #: up to date again (the edit that broke it was undone): a make takes that result back.
 RESTORES = "its stored result matches again: the next make restores it"
