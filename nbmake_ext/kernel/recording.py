@@ -185,17 +185,19 @@ class Recording:
         entries, events, timings, left = [], [], [], []
         specs, running, locations = self.graph.specs, self.running, self.locations
         records, inline_max, mean = self.sched.records, self.store.inline_max, self._mean_seconds
-        kept = self._kept_fingerprint
+        stored, holdings = self.stored, self.holdings
         try:
             for out in batch:
                 jid = out.job_id
                 spec = specs[jid]
                 was = running.pop(jid, None)
                 left.append((jid, was))
-                if self.holdings is not None:
+                if holdings is not None and holdings.held:  # (some job asked for resources)
                     self._release_held(jid)
                 consumed, args, kwargs, _ = was or _NOT_RUNNING
-                result_fp = kept(jid, out.checksum) or out.result_fp
+                # (_kept_fingerprint, inline: a job with no stored result keeps none)
+                result_fp = (self._kept_fingerprint(jid, out.checksum) if jid in stored
+                             else None) or out.result_fp
                 record = RunRecord(spec.code_fp, spec.code_parts, spec.args_fp, consumed,
                                    result_fp,
                                    _lazy_arg_fps(args, kwargs) if spec.func is not None else {})
