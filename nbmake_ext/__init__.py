@@ -6,6 +6,7 @@ when their code, arguments or dependencies' results change.
 
 import importlib
 import os as _os
+import sys as _sys
 from typing import TYPE_CHECKING
 
 if _os.name != "posix":  # byte-range locks (fcntl) guard the store, engines use ipc sockets
@@ -15,10 +16,11 @@ if _os.name != "posix":  # byte-range locks (fcntl) guard the store, engines use
 
 __version__ = "0.1.0"  # the one place of the version (pyproject.toml reads it)
 
-# What the package exports, imported when first asked for (PEP 562): an engine or a Dask
-# worker imports ``nbmake_ext.engine`` or ``nbmake_ext.dask_worker`` and, with them, the
-# package, which must not bring the kernel's side along (the context, the run loop, the
-# store's writer): an engine starts sooner and holds less.
+# What the package exports. An engine (``python -m nbmake_ext.engine``) imports the package
+# too, and must not bring the kernel's side along (the context, the run loop, the store's
+# writer): it starts sooner and holds less. There, the names are imported when first asked
+# for (PEP 562); anywhere else, with the package, so that ``import nbmake_ext`` costs
+# what it costs at once, not at the first ``comp``.
 _EXPORTS = {
     "Context": "context", "comp": "context", "comp_dynamic": "context",
     "current_context": "context", "sh": "context",
@@ -53,6 +55,12 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *_EXPORTS})
+
+
+if "nbmake_ext.engine" not in getattr(_sys, "orig_argv", ()):
+    for _name in __all__:
+        __getattr__(_name)
+    del _name
 
 
 def load_ipython_extension(ipython):  # pragma: no cover - exercised through real kernels
