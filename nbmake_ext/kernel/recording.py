@@ -195,7 +195,7 @@ class Recording:
                 if holdings is not None and holdings.held:  # (some job asked for resources)
                     self._release_held(jid)
                 consumed, args, kwargs, _ = was or _NOT_RUNNING
-                # (_kept_fingerprint, inline: a job with no stored result keeps none)
+                # (a job with no stored result keeps no fingerprint: not asked)
                 result_fp = (self._kept_fingerprint(jid, out.checksum) if jid in stored
                              else None) or out.result_fp
                 record = RunRecord(spec.code_fp, spec.code_parts, spec.args_fp, consumed,
