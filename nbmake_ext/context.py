@@ -31,7 +31,7 @@ from .promise import Promise
 from .queries import Details, JobRow, Queries  # noqa: F401  (JobRow, Details: re-exported)
 from .registration import code_of, comp_spec, function_blob, payload, shell_spec
 from .store import Store, StoredJob
-from .shared.gc_pause import gc_paused, objects_frozen
+from .shared.gc_pause import fewer_collections, gc_paused, objects_frozen
 
 DEFAULT_STORE = ".nbmake"
 
@@ -349,7 +349,8 @@ class Context(Queries, DeclaredFiles):
                     started(command, lambda: len(sched.status))
                 except Exception:  # noqa: BLE001 - a view must not stop the run
                     logger.debug("the run's observer failed to start", exc_info=True)
-            with objects_frozen():
+            # (not while jobs run here: their garbage is collected as usual)
+            with objects_frozen(), fewer_collections(runner.capabilities.remote):
                 report = driver.run()
         finally:
             if ended is not None:

@@ -3,7 +3,8 @@
 import gc
 import weakref
 
-from nbmake_ext.shared.gc_pause import gc_paused, objects_frozen
+from nbmake_ext.shared.gc_pause import (BOOKKEEPING_THRESHOLD, fewer_collections, gc_paused,
+                                        objects_frozen)
 
 
 class Node:
@@ -83,3 +84,48 @@ def test_a_pause_outside_any_freeze_freezes_nothing():
     with gc_paused():
         kept = [Node() for _ in range(100)]
     assert gc.get_freeze_count() == 0 and len(kept) == 100
+
+
+def test_fewer_young_collections_inside_and_the_threshold_back_after():
+    before = gc.get_threshold()
+    with fewer_collections():
+        assert gc.get_threshold() == (BOOKKEEPING_THRESHOLD, *before[1:])
+        made_inside = cycle()
+        gc.collect()
+        assert made_inside() is None, "garbage is still collected"
+    assert gc.get_threshold() == before
+    with fewer_collections(on=False):  # a run whose jobs run here
+        assert gc.get_threshold() == before
+
+
+def test_a_threshold_the_user_chose_is_left_as_it_is():
+    before = gc.get_threshold()
+    try:
+        for chosen in (0, BOOKKEEPING_THRESHOLD * 2):
+            gc.set_threshold(chosen, *before[1:])
+            with fewer_collections():
+                assert gc.get_threshold()[0] == chosen
+            assert gc.get_threshold()[0] == chosen
+    finally:
+        gc.set_threshold(*before)
+
+
+def test_what_the_loop_built_inside_a_freeze_joins_it_so_no_collection_falls_after():
+    collections = []
+
+    def count(phase, info):
+        if phase == "start":
+            collections.append(info["generation"])
+
+    gc.collect()
+    with objects_frozen():
+        try:
+            with fewer_collections():
+                kept = [[i] for i in range(5000)]  # 5,000 young objects: over the usual 700
+                gc.callbacks.append(count)
+            more = [[i] for i in range(100)]
+        finally:
+            gc.callbacks.remove(count)
+        assert collections == [], "the collection put off fell on the end of the command"
+        assert gc.get_freeze_count() >= 5000
+    assert gc.get_freeze_count() == 0 and len(kept) == 5000 and len(more) == 100

@@ -508,3 +508,34 @@ def tight(n: int) -> float:
     for i in range(n):
         progress(i, n)
     return (time.perf_counter() - t0) / n
+
+
+# -- the garbage collector while inputs load ------------------------------------------------
+
+class Loaded:
+    """A result that notes, when it is unpickled, whether the collector was on."""
+
+    def __init__(self, n: int):
+        self.n, self.collector_was_on = n, None
+
+    def __reduce__(self):
+        return (_loaded, (self.n,))
+
+
+def _loaded(n: int) -> Loaded:
+    import gc
+
+    value = Loaded(n)
+    value.collector_was_on = gc.isenabled()
+    return value
+
+
+def loaded(n: int) -> Loaded:
+    return Loaded(n)
+
+
+def collector_seen(*inputs: Loaded) -> tuple[list, bool]:
+    """(whether the collector was on as each input was loaded, whether it is on now)."""
+    import gc
+
+    return [i.collector_was_on for i in inputs], gc.isenabled()
