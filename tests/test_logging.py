@@ -41,7 +41,7 @@ def test_a_missing_result_is_a_logged_warning_not_a_python_warning(ctx, caplog):
         ctx.make()
     assert python_warnings == []
     (record,) = [r for r in caplog.records if "result file" in r.getMessage()]
-    assert record.name == "nbmake_ext.store.store" and record.levelno == logging.WARNING
+    assert record.name == "nbmake_ext.store.snapshots" and record.levelno == logging.WARNING
     assert record.getMessage() == "the result file of 'a' is missing; the job will run again"
     assert a.result() == 3
 

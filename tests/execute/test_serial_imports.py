@@ -40,7 +40,7 @@ def test_a_serial_make_imports_no_zmq(tmp_path):
 KERNEL_SIDE = ("nbmake_ext.context", "nbmake_ext.kernel", "nbmake_ext.queries",
                "nbmake_ext.commands", "nbmake_ext.ui", "nbmake_ext.ipython",
                "nbmake_ext.core.scheduler", "nbmake_ext.core.graph", "nbmake_ext.store.store",
-               "nbmake_ext.store.writer", "nbmake_ext.store.claims")
+               "nbmake_ext.store.snapshots", "nbmake_ext.store.writer", "nbmake_ext.store.claims")
 
 
 def _imported_modules(module: str) -> list[str]:
