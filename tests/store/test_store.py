@@ -427,6 +427,36 @@ def test_snapshot_rows_read_back_as_written_one_object_per_repeated_text(tmp_pat
     store.close()
 
 
+def test_a_fan_in_record_keeps_the_texts_of_its_inputs_rows(tmp_path):
+    """A record of many inputs names each with its result's fingerprint: the texts its
+    inputs' rows hold already, kept once (a fan-in of 100,000: 13 MB)."""
+    from nbmake_ext.store.snapshots import SHARED_FROM
+
+    store = Store(tmp_path / "s")
+    parts = [f"part{i}" for i in range(SHARED_FROM)]
+    define(store, *[spec(p) for p in parts], spec("few", deps=parts[:2]),
+           spec("all", deps=[*parts, "gone"]))
+    for p in parts:
+        store.record_success(p, record(f"fp-{p}"), dumps_value(p), {}, ("", ""))
+    consumed = {p: f"fp-{p}" for p in parts}
+    consumed[parts[0]] = "an older result"  # (not the row's: its own text)
+    consumed["gone"] = "fp-gone"            # (no row of its own)
+    store.record_success("all", RunRecord("code", {}, "args", consumed, "fa"),
+                         dumps_value(0), {}, ("", ""))
+    store.record_success("few", RunRecord("code", {}, "args", {p: f"fp-{p}" for p in parts[:2]},
+                                          "ff"), dumps_value(0), {}, ("", ""))
+    store.flush()
+    for snap in (store.snapshot(), store.snapshot_of([*parts, "few", "all"])):
+        kept = snap["all"].record.dep_fps
+        assert kept == consumed
+        for p in parts[1:]:
+            (key,) = [k for k in kept if k == p]
+            assert key is snap[p].job_id and kept[p] is snap[p].record.result_fp
+        assert kept[parts[0]] == "an older result"
+        assert snap["few"].record.dep_fps == {p: f"fp-{p}" for p in parts[:2]}
+    store.close()
+
+
 def test_what_is_only_shown_is_read_for_every_job_at_once_when_first_asked(tmp_path):
     """A snapshot's read leaves out what only views show (a no-op make never needs it);
     the first job asked for it reads it for all jobs, in one query."""
