@@ -64,8 +64,9 @@ def fewer_collections(on: bool = True) -> Iterator[None]:
     the loop of a run whose jobs all run in other processes, where this process only
     records their outcomes (objects that mostly live as long as the run). Garbage is still
     collected, in larger batches (a few MB at most). Inside a freeze of ours, what was
-    built joins the frozen objects as it ends, so the collection it put off does not fall
-    on the end of the command. ``on``: False does nothing (a run whose jobs run here)."""
+    built since the last collection joins the frozen objects as it ends, so the collection
+    it put off does not fall on the end of the command: its garbage, if any, waits for a
+    full collection. ``on``: False does nothing (a run whose jobs run here)."""
     threshold = gc.get_threshold()
     if not on or threshold[0] == 0 or threshold[0] >= BOOKKEEPING_THRESHOLD:
         yield  # (collection off, or someone chose a higher threshold: theirs)
