@@ -97,7 +97,8 @@ class Snapshots:
         Each row comes with strings of its own even where all rows hold the same text (the
         function, its code's fingerprint, the state, ``[]``): one object is kept per text
         instead, and one ``_Parts`` per code fingerprint. Texts unique to a job (its id, its
-        result's fingerprint) are kept as read."""
+        result's fingerprint) are kept as read, and a record of many inputs names them with
+        those texts of theirs (``_shared_texts``)."""
         out = {}
         inflight = self._inflight
         share = {None: None}.setdefault
