@@ -59,15 +59,21 @@ def record_if_clean(ctx: "Context", driver: Driver, ids: list[str], command: str
         return
     status = driver.sched.status
     registered = ctx._registered
-    if any(s != DONE and s != SKIPPED for s in status.values()) \
-            or any(j not in registered for j in status):
+    # (set operations: this runs as the make returns, over every job of it)
+    if not set(status.values()) <= _UP_TO_DATE or not registered.keys() >= status.keys():
         return  # (a job not registered here: defined by another notebook, or a child)
-    specs = ctx.graph.specs
     # All written to the store by this make. Their digest is taken on the store's writer
-    # thread, with the record (specs are replaced, never changed: a copy of the list).
-    own = {j: specs[j] for j in registered if j in specs}
-    ctx.store.record_clean_make(ctx._stored_mark, lambda: definitions_digest(own, own),
-                                _digest(ids), len(status))
+    # thread, with the record, or not at all if another make comes first (specs are
+    # replaced, never changed: copies of the lists).
+    specs, own = dict(ctx.graph.specs), list(registered)
+
+    def definitions() -> str | None:
+        return definitions_digest([j for j in own if j in specs], specs)
+
+    ctx.store.record_clean_make(ctx._stored_mark, definitions, _digest(ids), len(status))
+
+
+_UP_TO_DATE = frozenset((DONE, SKIPPED))
 
 
 def _digest(ids: list[str]) -> str:
