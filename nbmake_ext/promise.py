@@ -101,8 +101,9 @@ def _has_promise(value: Any) -> bool:
 def _rebuild(value: Any, lookup: Callable[[str], Any]) -> Any:
     kind = type(value)
     if kind is tuple or kind is list:  # (first: a fan-in's thousand arguments)
-        return kind([_value_of(v, lookup) if type(v) is Promise else _rebuild(v, lookup)
-                     for v in value])
+        out = [_value_of(v, lookup) if type(v) is Promise else _rebuild(v, lookup)
+               for v in value]
+        return out if kind is list else tuple(out)
     if isinstance(value, Promise):
         return _value_of(value, lookup)
     if isinstance(value, dict):

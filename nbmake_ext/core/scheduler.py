@@ -311,10 +311,7 @@ class Scheduler(Checks, DynamicJobs, Failures):
         self.waiting_on[jid] = _WAITS_ON_NOTHING
         record = self.records.get(jid)
         if record is None and self.unsettled.get(jid) != FAILED:  # (a first make: most jobs)
-            self.reasons[jid] = _NEVER_RAN
-            self.restored.discard(jid)
-            self._set(jid, QUEUED)
-            self._out.append(Run(jid, _NEVER_RAN))
+            self._queue(jid, _NEVER_RAN)
             return
         spec = self.graph.specs[jid]
         forced = self.forced.get(jid)
@@ -334,7 +331,11 @@ class Scheduler(Checks, DynamicJobs, Failures):
             if record is None and self._since_failure is not None:
                 why = [*self._since_failure(jid), *why]
             why = [signature.LAST_RUN_FAILED, *why]
-        self.reasons[jid] = why = _shared_reasons(tuple(why))
+        self._queue(jid, _shared_reasons(tuple(why)))
+
+    def _queue(self, jid: str, why: tuple[str, ...]) -> None:
+        """``jid`` must run, for these reasons."""
+        self.reasons[jid] = why
         self.restored.discard(jid)
         self._set(jid, QUEUED)
         self._out.append(Run(jid, why))
