@@ -362,11 +362,18 @@ def test_writes_are_counted_in_every_table_that_decides(store_path):
             conn.commit()
             counted.append(writes() - before)
     assert counted == [1] * 6
+    # ... and each names its job in ``changes`` (what a snapshot reads again: snapshots.py)
+    with sqlite3.connect(store_path / "nbmake.db") as conn:
+        logged = [jid for (jid,) in conn.execute("SELECT job_id FROM changes ORDER BY seq")]
+    assert logged == ["a"] * 6
     # Reopened (as every store is, by every version): the triggers are there once.
     Store(store_path).close()
     with sqlite3.connect(store_path / "nbmake.db") as conn:
-        triggers = conn.execute("SELECT count(*) FROM sqlite_master WHERE type='trigger'")
-        assert triggers.fetchone()[0] == 6
+        triggers = [name for (name,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type='trigger'")]
+    assert len([t for t in triggers if t.startswith("counted_")]) == 6
+    assert len([t for t in triggers if t.startswith("logged_")]) == 8
+    assert len(triggers) == 14
 
 
 def test_an_unreadable_record_is_no_record(store_path, reads):

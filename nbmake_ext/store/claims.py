@@ -130,8 +130,13 @@ class Claims:
         # Claims taken and released (the store's writer thread releases them), and the
         # switch back to locks (the watcher's thread), one at a time.
         self._mutex = threading.Lock()
+        # The watcher's thread starts with the first run alone and waits between runs:
+        # a thread started per run cost its start (and, on busy cores, up to a millisecond
+        # or two of waiting for it to run) at the head of every make.
         self._watcher: threading.Thread | None = None
-        self._stop_watching = threading.Event()
+        self._watch_cond = threading.Condition(threading.Lock())
+        self._watching = False  # a run alone is on: look for other stores
+        self._closing = False
 
     def activity(self) -> tuple[int, bool]:
         """A mark of now: how many stores have opened this one, and whether another is open."""
@@ -213,10 +218,13 @@ class Claims:
         self._gate = fcntl.F_WRLCK
         with self._mutex:
             self._in_memory = True
-        self._stop_watching.clear()
-        self._watcher = threading.Thread(target=self._watch, name="nbmake-claims",
-                                         daemon=True)
-        self._watcher.start()
+        with self._watch_cond:
+            self._watching = True
+            self._watch_cond.notify()
+        if self._watcher is None:
+            self._watcher = threading.Thread(target=self._watch, name="nbmake-claims",
+                                             daemon=True)
+            self._watcher.start()
         return True
 
     def run_over(self) -> None:
@@ -230,17 +238,28 @@ class Claims:
                 self._gate = None
 
     def _stop_watcher(self) -> None:
-        watcher, self._watcher = self._watcher, None
-        if watcher is not None:
-            self._stop_watching.set()
-            watcher.join()
+        """The run ended. (A look already under way finds the claims locked, or turns
+        those of the next run to locks: what another store's arrival would do.)"""
+        with self._watch_cond:
+            self._watching = False
 
     def _watch(self) -> None:
-        """Another store opened: claims go back to locks (it waits for them)."""
-        while not self._stop_watching.wait(WATCH_EVERY):
+        """While a run is alone: another store opened, claims go back to locks (it waits
+        for them)."""
+        cond = self._watch_cond
+        while True:
+            with cond:
+                while not self._watching and not self._closing:
+                    cond.wait()
+                if self._closing:
+                    return
+                cond.wait(WATCH_EVERY)
+                if not self._watching or self._closing:
+                    continue
             if self._held_elsewhere(self._fd, _PRESENCE):
                 self._to_locks()
-                return
+                with cond:
+                    self._watching = False
 
     def _to_locks(self) -> None:
         with self._mutex:
@@ -286,7 +305,13 @@ class Claims:
         return struct.unpack(_FLOCK, result)[0] != fcntl.F_UNLCK
 
     def close(self) -> None:
-        self._stop_watcher()
+        watcher, self._watcher = self._watcher, None
+        with self._watch_cond:
+            self._watching = False
+            self._closing = True
+            self._watch_cond.notify()
+        if watcher is not None:
+            watcher.join()
         for fd in self._shards:  # closing releases every claim of this store
             if fd is not None:
                 os.close(fd)

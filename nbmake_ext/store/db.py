@@ -126,6 +126,48 @@ TRIGGERS = [
 ]
 
 
+# Which jobs changed, in order: every write to a job's definition or outcome (by anyone, as
+# above) adds the job's id to ``changes``. A snapshot read again reads only the rows of the
+# jobs named since it was read (snapshots.py). The oldest entries go once there are many
+# (``prune_changes``); a snapshot older than what is kept is read whole.
+CHANGES = "CREATE TABLE IF NOT EXISTS changes (seq INTEGER PRIMARY KEY, job_id TEXT NOT NULL)"
+LOGGED = [
+    f"CREATE TRIGGER IF NOT EXISTS logged_{table}_{op.lower()} AFTER {op} ON {table}"
+    f" BEGIN INSERT INTO changes (job_id) VALUES ({row}.job_id); END"
+    for table in COUNTED for op, row in (("INSERT", "NEW"), ("UPDATE", "NEW"), ("DELETE", "OLD"))
+] + [  # (a job's id is never changed by an update; if it were, both ids changed)
+    f"CREATE TRIGGER IF NOT EXISTS logged_{table}_renamed AFTER UPDATE OF job_id ON {table}"
+    " WHEN OLD.job_id IS NOT NEW.job_id"
+    " BEGIN INSERT INTO changes (job_id) VALUES (OLD.job_id); END"
+    for table in COUNTED
+]
+CHANGES_KEPT = 20_000   # entries kept when the oldest go
+CHANGES_PRUNED = 100_000  # entries beyond those that make the oldest go
+
+
+def changes_mark(conn: sqlite3.Connection) -> tuple[int, int]:
+    """The last entry of ``changes``, and the last one pruned (0: none)."""
+    last = conn.execute("SELECT max(seq) FROM changes").fetchone()[0] or 0
+    row = conn.execute("SELECT value FROM meta WHERE key='changes_from'").fetchone()
+    return last, int(row[0]) if row else 0
+
+
+def changed_since(conn: sqlite3.Connection, seq: int) -> list[str]:
+    """The jobs written to after entry ``seq`` of ``changes``, each once, in the order
+    they were first written to."""
+    return [jid for (jid,) in conn.execute(
+        "SELECT job_id FROM changes WHERE seq > ? GROUP BY job_id ORDER BY min(seq)", (seq,))]
+
+
+def prune_changes(conn: sqlite3.Connection) -> None:
+    """Within a write transaction: the oldest entries go once many are kept."""
+    last, pruned = changes_mark(conn)
+    if last - pruned > CHANGES_KEPT + CHANGES_PRUNED:
+        upto = last - CHANGES_KEPT
+        conn.execute("DELETE FROM changes WHERE seq <= ?", (upto,))
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('changes_from', ?)", (upto,))
+
+
 def write_count(conn: sqlite3.Connection) -> int | None:
     """The store's count of writes (None in a store that keeps none)."""
     row = conn.execute("SELECT value FROM meta WHERE key='writes'").fetchone()
@@ -139,7 +181,8 @@ def init_schema(conn: sqlite3.Connection) -> None:
             if statement.strip():
                 conn.execute(statement)
         conn.execute("INSERT OR IGNORE INTO meta VALUES ('writes', 0)")
-        for trigger in TRIGGERS:
+        conn.execute(CHANGES)
+        for trigger in TRIGGERS + LOGGED:
             conn.execute(trigger)
         row = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
         version = row[0] if row else SCHEMA_VERSION

@@ -39,18 +39,74 @@ class Snapshots:
     _FROM = " FROM jobs AS j LEFT JOIN outcomes AS o ON o.job_id = j.job_id"
     _BASE_COLUMNS = 20
 
+    def _keep_no_snapshot(self) -> None:
+        """(From ``Store.__init__``, and as it closes.) The last whole snapshot is kept and
+        brought up to date: what ``changes`` held then and the result files then. Jobs
+        whose result file it found missing or changed are read again by every snapshot,
+        which warns of them again, as a whole read does."""
+        self._kept: dict[str, StoredJob] | None = None
+        self._kept_at = 0
+        self._kept_files: dict[str, tuple[int, int]] = {}
+        self._kept_bad: list[str] = []
+        self._found_bad: list[str] = []
+
     def snapshot(self, shown: bool = False) -> dict[str, StoredJob]:
         """Every stored job, with what its result was made from and whether the file is
-        there; ``shown``: with what only views show, read now (a view of every job)."""
+        there; ``shown``: with what only views show, read now (a view of every job).
+
+        The dict is the store's, and the next snapshot updates it: only the rows of the jobs
+        written to since (by anyone, ``db.changes``), and of those whose result file changed
+        on disk, are read again, unless many are (then every row is)."""
         main = self._conn  # (first: the files of this process's last writes are written)
         files = blobs.stamps(self.results_dir)
         # One read transaction: every row is of the same moment.
         with db.one_moment(main) as conn, gc_paused():
-            if shown:
-                return self._decode(conn.execute(self._ROWS + self._SHOWN + self._FROM),
-                                    files.get, None)
-            return self._decode(conn.execute(self._ROWS + self._FROM), files.get,
-                                ShownLater(self._shown_rows))
+            last, pruned = db.changes_mark(conn)
+            self._found_bad = []
+            out = self._updated(conn, last, pruned, files)
+            if out is None:
+                self._kept = None  # (the old snapshot goes before the new one is read)
+                if shown:
+                    out = self._decode(conn.execute(self._ROWS + self._SHOWN + self._FROM),
+                                       files.get, None)
+                else:
+                    out = self._decode(conn.execute(self._ROWS + self._FROM), files.get,
+                                       ShownLater(self._shown_rows))
+            # A result of this process not committed yet counts as there without its file:
+            # such rows are not kept (the next snapshot reads every row).
+            self._kept = None if self._inflight else out
+            self._kept_at, self._kept_files, self._kept_bad = last, files, self._found_bad
+            return out
+
+    def _updated(self, conn, last: int, pruned: int,
+                 files: dict[str, tuple[int, int]]) -> dict[str, StoredJob] | None:
+        """The kept snapshot, brought up to date; None if it must be read whole."""
+        kept, since = self._kept, self._kept_at
+        if kept is None or since < pruned or last < since:
+            return None
+        if last - since > len(kept) // 4 + 64:
+            return None  # many changed: one read of every row costs less
+        ids = db.changed_since(conn, since) if last != since else []
+        ids += self._kept_bad
+        before = self._kept_files
+        if files != before:  # a result file came, went or changed: who names it is read
+            moved = {name for name in files.keys() | before.keys()
+                     if files.get(name) != before.get(name)}
+            ids += [jid for jid, st in kept.items() if st.r_file in moved]
+        if ids:
+            ids = list(dict.fromkeys(ids))
+            fresh: dict[str, StoredJob] = {}
+            for chunk in _chunks(ids):
+                fresh.update(self._decode(conn.execute(
+                    self._ROWS + self._SHOWN + self._FROM +
+                    f" WHERE j.job_id IN ({_marks(chunk)})", chunk), files.get, None))
+            for jid in ids:  # (in the order written first: new jobs come in their order)
+                st = fresh.get(jid)
+                if st is None:
+                    kept.pop(jid, None)
+                else:
+                    kept[jid] = st
+        return kept
 
     def snapshot_of(self, job_ids: Iterable[str]) -> dict[str, StoredJob]:
         """The same for a few jobs (re-reads after a claim or a wait)."""
@@ -78,10 +134,12 @@ class Snapshots:
             return False
         if found is None:
             logger.warning("the result file of %r is missing; the job will run again", job_id)
+            self._found_bad.append(job_id)
             return False
         if recorded[0] is not None and recorded[1] is not None and found != recorded:
             logger.warning("the result file of %r is corrupt (changed since it was "
                            "written); the job will run again", job_id)
+            self._found_bad.append(job_id)
             return False
         return True
 

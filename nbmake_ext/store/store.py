@@ -69,6 +69,7 @@ class Store(Snapshots, _Recording, CleanMakeRecord):
         self._claims = Claims(self.path)
         self._functions: dict[str, Any] = {}
         self._inflight: dict[str, bytes] = {}
+        self._keep_no_snapshot()
         self._writer: Writer | None = None
         self._lock = threading.Lock()
         # A run ended with writes of it not committed yet (``end_run``): the next look at
@@ -379,6 +380,7 @@ class Store(Snapshots, _Recording, CleanMakeRecord):
             self._writer.flush()
 
     def close(self) -> None:
+        self._keep_no_snapshot()
         if self._writer is not None:
             self._writer.close()
             self._writer = None

@@ -225,6 +225,7 @@ class Writer:
                     continue
                 if callable(after):
                     afters.append(after)
+            db.prune_changes(conn)
             self.expected_writes = db.write_count(conn)
             conn.execute("COMMIT")
         except sqlite3.Error as exc:

@@ -52,6 +52,33 @@ def test_a_run_alone_claims_in_memory_until_another_store_opens(tmp_path):
     two.close()
 
 
+def watchers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "nbmake-claims"]
+
+
+def test_one_watcher_serves_every_run_alone_and_still_sees_a_store_that_opens(tmp_path):
+    path = tmp_path / "s"
+    before = set(watchers())
+    one = Store(path)
+    seen = []
+    for job in ("a", "b", "c"):  # runs one after another, as makes are
+        assert one.run_alone()
+        one.claim([job])
+        seen.append(set(watchers()) - before)
+        one.release([job])
+        one.run_over()
+    assert len(seen[0]) == 1 and seen[0] == seen[1] == seen[2]  # not a thread per run
+    assert one.run_alone()
+    one.claim(["d"])
+    two = Store(path)  # the fourth run still hears of it: "d" is locked for it
+    assert two.claim(["d", "e"]) == (["e"], {"d": "another process"})
+    assert locked(path, "d")
+    one.run_over()
+    two.close()
+    one.close()
+    assert not (set(watchers()) - before)  # gone with its store
+
+
 def test_a_store_that_opens_during_a_run_alone_sees_what_it_runs(tmp_path):
     path = tmp_path / "s"
     one = Store(path)

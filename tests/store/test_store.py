@@ -477,11 +477,16 @@ def test_what_is_only_shown_is_read_for_every_job_at_once_when_first_asked(tmp_p
     assert (c.error, c.duration, c.ended, c.function) == (None, None, None, "m.f")
     assert len([q for q in queries if q.lstrip().upper().startswith("SELECT")]) == 1
     # a re-read of a few jobs has it at once, and so has a snapshot for a view of them all
-    for read in (lambda: store.snapshot_of(["b"]), lambda: store.snapshot(shown=True)):
+    # (read whole: by another store, which has none to bring up to date)
+    other = Store(tmp_path / "s")
+    for conn, read in ((store._conn, lambda: store.snapshot_of(["b"])),
+                       (other._conn, lambda: other.snapshot(shown=True))):
+        conn.set_trace_callback(queries.append)
         queries.clear()
         again = read()
         assert again["b"].error == "ValueError: bad" and again["b"].function == "m.f"
         assert again["b"].duration == 1.5
-        assert len([q for q in queries if q.lstrip().upper().startswith("SELECT")]) == 1
-    store._conn.set_trace_callback(None)
+        assert len([q for q in queries if "FROM jobs" in q]) == 1
+        conn.set_trace_callback(None)
+    other.close()
     store.close()
