@@ -152,11 +152,15 @@ def changes_mark(conn: sqlite3.Connection) -> tuple[int, int]:
     return last, int(row[0]) if row else 0
 
 
-def changed_since(conn: sqlite3.Connection, seq: int) -> list[str]:
+def changed_since(conn: sqlite3.Connection, seq: int,
+                  skipped: list[tuple[int, int]] = ()) -> list[str]:
     """The jobs written to after entry ``seq`` of ``changes``, each once, in the order
-    they were first written to."""
+    they were first written to; not counting the entries of the ``skipped`` ranges (each
+    (first, end): those after first, up to end)."""
+    skip = "".join(" AND NOT (seq > ? AND seq <= ?)" for _ in skipped)
     return [jid for (jid,) in conn.execute(
-        "SELECT job_id FROM changes WHERE seq > ? GROUP BY job_id ORDER BY min(seq)", (seq,))]
+        f"SELECT job_id FROM changes WHERE seq > ?{skip} GROUP BY job_id ORDER BY min(seq)",
+        (seq, *(n for pair in skipped for n in pair)))]
 
 
 def prune_changes(conn: sqlite3.Connection) -> None:

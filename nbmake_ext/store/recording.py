@@ -205,11 +205,25 @@ def _shared_texts() -> Callable[[Any, Callable[[], str]], str]:
     return shared
 
 
+_PLAIN = ("[]", None, None)  # (most jobs': one tuple)
+
+
+def definition_texts(spec: JobSpec) -> tuple[str, str | None, str | None]:
+    """What a job's row holds of its dependencies, options and input files (json)."""
+    if not spec.deps and spec.options is NO_OPTIONS and not spec.inputs:
+        return _PLAIN
+    return (json.dumps(list(spec.deps)) if spec.deps else "[]",
+            None if spec.options is NO_OPTIONS else options_json(spec.options),
+            json.dumps(list(spec.inputs)) if spec.inputs else None)
+
+
 def _write_definitions(conn: sqlite3.Connection,
-                       entries: list[tuple[JobSpec, str, bytes | None, bytes]]) -> None:
+                       entries: list[tuple[JobSpec, str, bytes | None, bytes]]) -> list[tuple]:
+    """The rows of ``entries``, written; returns what each holds of ``definition_texts``."""
     blobs_ = {key: blob for _, key, blob, _ in entries if blob is not None}
     conn.executemany("INSERT OR IGNORE INTO functions VALUES (?, ?)", blobs_.items())
     _remember_code(conn, {s.code_fp: s.code_parts for s, _, _, _ in entries})
+    texts = [definition_texts(s) for s, _, _, _ in entries]
     conn.executemany(
         "INSERT INTO jobs (job_id, function, parent, dynamic, code_fp,"
         " args_fp, deps, def_fp, func_key, payload, options, inputs)"
@@ -219,12 +233,11 @@ def _write_definitions(conn: sqlite3.Connection,
         " args_fp=excluded.args_fp, deps=excluded.deps,"
         " def_fp=excluded.def_fp, func_key=excluded.func_key, payload=excluded.payload,"
         " options=excluded.options, inputs=excluded.inputs",
-        [(s.job_id, s.function, s.parent, int(s.dynamic), s.code_fp, s.args_fp,
-          json.dumps(list(s.deps)) if s.deps else "[]",
-          s.def_fp, key, payload, None if s.options is NO_OPTIONS else options_json(s.options),
-          json.dumps(list(s.inputs)) if s.inputs else None)
-         for s, key, _, payload in entries],
+        [(s.job_id, s.function, s.parent, int(s.dynamic), s.code_fp, s.args_fp, deps,
+          s.def_fp, key, payload, options, inputs)
+         for (s, key, _, payload), (deps, options, inputs) in zip(entries, texts)],
     )
+    return texts
 
 
 def _remember_code(conn: sqlite3.Connection, parts_of: dict[str, Any]) -> None:

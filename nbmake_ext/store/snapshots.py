@@ -1,7 +1,12 @@
-"""Reading the store's rows back as ``StoredJob``s: every job at once (a make's start), a
-few again (after a claim or a wait), or those whose outcome changed since a snapshot. A
+"""Reading the store's rows back as ``StoredJob``s: every job at once (a command's start),
+a few again (after a claim or a wait), or those whose outcome changed since a snapshot. A
 mixin of ``Store`` (store.py): it uses its connection, its results folder and the results
-its writer has not committed yet."""
+its writer has not committed yet.
+
+Every command starts with a snapshot, and most jobs did not change since the last one:
+the last is kept, and brought up to date by reading only the rows of the jobs written to
+since (``db.changes``, whoever wrote), of those whose result file changed on disk, and
+not even those of the jobs this store defined anew (known as written)."""
 
 from __future__ import annotations
 
@@ -49,6 +54,10 @@ class Snapshots:
         self._kept_files: dict[str, tuple[int, int]] = {}
         self._kept_bad: list[str] = []
         self._found_bad: list[str] = []
+        # Definitions this store wrote since: the entries of ``changes`` they made, the
+        # new jobs among them as written (spec, function key, ``definition_texts``), and
+        # the other jobs they name.
+        self._defined_since: list[tuple[int, int, list[tuple], list[str]]] = []
 
     def snapshot(self, shown: bool = False) -> dict[str, StoredJob]:
         """Every stored job, with what its result was made from and whether the file is
@@ -63,9 +72,11 @@ class Snapshots:
         with db.one_moment(main) as conn, gc_paused():
             last, pruned = db.changes_mark(conn)
             self._found_bad = []
-            out = self._updated(conn, last, pruned, files)
+            defined, self._defined_since = self._defined_since, []
+            out = self._updated(conn, last, pruned, files, defined)
             if out is None:
-                self._kept = None  # (the old snapshot goes before the new one is read)
+                # (the old snapshot goes before the new one is read)
+                self._kept = defined = None
                 if shown:
                     out = self._decode(conn.execute(self._ROWS + self._SHOWN + self._FROM),
                                        files.get, None)
@@ -78,15 +89,30 @@ class Snapshots:
             self._kept_at, self._kept_files, self._kept_bad = last, files, self._found_bad
             return out
 
-    def _updated(self, conn, last: int, pruned: int,
-                 files: dict[str, tuple[int, int]]) -> dict[str, StoredJob] | None:
+    def _updated(self, conn, last: int, pruned: int, files: dict[str, tuple[int, int]],
+                 defined: list[tuple[int, int, list[tuple], list[str]]],
+                 ) -> dict[str, StoredJob] | None:
         """The kept snapshot, brought up to date; None if it must be read whole."""
         kept, since = self._kept, self._kept_at
         if kept is None or since < pruned or last < since:
             return None
-        if last - since > len(kept) // 4 + 64:
+        # The entries of this store's definitions: the rows of its new jobs are known as
+        # written, the other jobs they name are read (a redefinition keeps its outcome).
+        if len(defined) > 8:  # (each is a term of the query below)
+            defined = []
+        ranges = [(first, end) for first, end, _, _ in defined]
+        others = last - since - sum(end - first for first, end in ranges)
+        known = sum(len(new) for _, _, new, _ in defined)
+        if others + sum(len(rest) for *_, rest in defined) > (len(kept) + known) // 4 + 64:
             return None  # many changed: one read of every row costs less
-        ids = db.changed_since(conn, since) if last != since else []
+        ids = db.changed_since(conn, since, ranges) if others else []
+        shown = ShownLater(self._shown_rows)
+        for _, _, new, rest in defined:
+            for spec, key, (deps, options, inputs) in new:
+                kept[spec.job_id] = StoredJob(
+                    spec.job_id, None, "todo", None, key, None, None, shown, spec.parent,
+                    int(spec.dynamic), spec.code_fp, spec.args_fp, deps, options, inputs, self)
+            ids += rest
         ids += self._kept_bad
         before = self._kept_files
         if files != before:  # a result file came, went or changed: who names it is read
@@ -107,6 +133,29 @@ class Snapshots:
                 else:
                     kept[jid] = st
         return kept
+
+    def _note_definitions(self, conn, first: int, entries: list[tuple],
+                          texts: list[tuple]) -> tuple | None:
+        """Inside the transaction of ``define``, after its writes, which made the entries
+        of ``changes`` after ``first``: its new jobs, whose rows the next snapshot knows
+        without reading them (no outcome: todo). A job kept already, or with an outcome
+        (left by a job of that id deleted by hand), is read back instead."""
+        kept = self._kept
+        if kept is None:
+            return None
+        ids = [spec.job_id for spec, *_ in entries if spec.job_id not in kept]
+        with_outcome = set()
+        for chunk in _chunks(ids):
+            with_outcome.update(jid for (jid,) in conn.execute(
+                f"SELECT job_id FROM outcomes WHERE job_id IN ({_marks(chunk)})", chunk))
+        new, rest = [], []
+        for (spec, key, _, _), text in zip(entries, texts):
+            jid = spec.job_id
+            if jid in kept or jid in with_outcome:
+                rest.append(jid)
+            else:
+                new.append((spec, key, text))
+        return first, db.changes_mark(conn)[0], new, rest
 
     def snapshot_of(self, job_ids: Iterable[str]) -> dict[str, StoredJob]:
         """The same for a few jobs (re-reads after a claim or a wait)."""

@@ -8,7 +8,6 @@ state is on disk as each job finishes and a crash leaves either the whole result
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import pickle
@@ -203,7 +202,15 @@ class Store(Snapshots, _Recording, CleanMakeRecord):
         if not entries:
             return
         self.flush()
-        self._in_transaction(functools.partial(_write_definitions, entries=entries))
+        noted = []
+
+        def write(conn: sqlite3.Connection) -> None:
+            first = db.changes_mark(conn)[0] if self._kept is not None else None
+            texts = _write_definitions(conn, entries)
+            if first is not None:  # (what the next snapshot needs not read back)
+                noted.append(self._note_definitions(conn, first, entries, texts))
+        self._in_transaction(write)
+        self._defined_since += noted
 
     def set_forced(self, job_ids: Iterable[str], why: int = FORCED_BY_REMAKE) -> None:
         """Make jobs run at their next make whatever their signature says (cleared when

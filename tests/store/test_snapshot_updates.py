@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import random
+import sqlite3
 import subprocess
 import sys
 
@@ -42,7 +43,8 @@ def view(snapshot: dict) -> dict:
                     st.blocked_by, st.duration, st.ended,
                     None if r is None else (r.code_fp, r.args_fp, dict(r.dep_fps), r.result_fp,
                                             r.present, dict(r.files)),
-                    (s.code_fp, s.args_fp, s.deps, s.parent, s.dynamic))
+                    (s.code_fp, s.args_fp, s.deps, s.parent, s.dynamic, s.options, s.inputs),
+                    st.func_key)
     return out
 
 
@@ -80,6 +82,41 @@ def test_a_snapshot_read_again_reads_only_the_rows_written_to_since(tmp_path):
     assert view(snap) == whole(path)
     # nothing written since: no row is read at all
     assert rows_read(store, store.snapshot) == []
+    store.close()
+
+
+def test_new_jobs_defined_here_are_not_read_back(tmp_path):
+    """The rows of jobs this store defined anew are known as written; a redefinition, and
+    a new job another store gave an outcome meanwhile, are read (their outcome is kept)."""
+    path = tmp_path / "s"
+    store = Store(path)
+    other = Store(path)
+    define(store, spec("old"))
+    store.record_success("old", record("r"), dumps_value(0), {}, ("", ""))
+    store.flush()
+    store.snapshot()
+    define(store, *[spec(f"n{i}", deps=("old",)) for i in range(300)])
+    assert rows_read(store, store.snapshot) == []
+    assert view(store.snapshot()) == whole(path)
+    # another store gives "x" an outcome before this one defines it
+    define(other, spec("x"))
+    other.record_failure("x", "E", "tb", {}, ("", ""))
+    other.flush()
+    define(store, spec("old", code="new code"), spec("x"), spec("fresh"))
+    queries = rows_read(store, store.snapshot)
+    assert len(queries) == 1 and queries[0].endswith("WHERE j.job_id IN ('x','old')")
+    snap = store.snapshot()
+    assert snap["x"].state == "failed" and snap["old"].record.result_fp == "r"
+    assert snap["old"].spec.code_fp == "new code" and snap["fresh"].state == "todo"
+    assert view(snap) == whole(path)
+    # an outcome left without its job (a row deleted by hand) is the new job's again
+    with sqlite3.connect(path / "nbmake.db") as conn:
+        conn.execute("DELETE FROM jobs WHERE job_id='x'")
+    store.snapshot()
+    define(store, spec("x"))
+    assert store.snapshot()["x"].state == "failed"
+    assert view(store.snapshot()) == whole(path)
+    other.close()
     store.close()
 
 
@@ -137,6 +174,9 @@ def test_a_result_file_removed_or_changed_by_hand_is_seen_by_the_next_snapshot(t
         again = store.snapshot()
     assert not again["a"].record.present and not again["b"].record.present
     assert again["c"].record.present
+    with logcheck.warns("is missing") as records:  # each snapshot says so again
+        again = store.snapshot()
+    assert len(records) == 2 and not again["a"].record.present
     with logcheck.library_warnings():
         assert view(again) == whole(path)
     store.close()
