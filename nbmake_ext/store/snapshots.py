@@ -145,9 +145,14 @@ class Snapshots:
             return None
         ids = [spec.job_id for spec, *_ in entries if spec.job_id not in kept]
         with_outcome = set()
-        for chunk in _chunks(ids):
-            with_outcome.update(jid for (jid,) in conn.execute(
-                f"SELECT job_id FROM outcomes WHERE job_id IN ({_marks(chunk)})", chunk))
+        if len(ids) > len(kept):  # (more new jobs than outcomes, but for a few left alone)
+            wanted = set(ids)
+            with_outcome.update(jid for (jid,) in conn.execute("SELECT job_id FROM outcomes")
+                                if jid in wanted)
+        else:
+            for chunk in _chunks(ids):
+                with_outcome.update(jid for (jid,) in conn.execute(
+                    f"SELECT job_id FROM outcomes WHERE job_id IN ({_marks(chunk)})", chunk))
         new, rest = [], []
         for (spec, key, _, _), text in zip(entries, texts):
             jid = spec.job_id

@@ -109,13 +109,15 @@ def test_new_jobs_defined_here_are_not_read_back(tmp_path):
     assert snap["x"].state == "failed" and snap["old"].record.result_fp == "r"
     assert snap["old"].spec.code_fp == "new code" and snap["fresh"].state == "todo"
     assert view(snap) == whole(path)
-    # an outcome left without its job (a row deleted by hand) is the new job's again
-    with sqlite3.connect(path / "nbmake.db") as conn:
-        conn.execute("DELETE FROM jobs WHERE job_id='x'")
-    store.snapshot()
-    define(store, spec("x"))
-    assert store.snapshot()["x"].state == "failed"
-    assert view(store.snapshot()) == whole(path)
+    # an outcome left without its job (a row deleted by hand) is the new job's again,
+    # whether it comes alone or among more new jobs than the store holds
+    for among in ([], [spec(f"m{i}") for i in range(500)]):
+        with sqlite3.connect(path / "nbmake.db") as conn:
+            conn.execute("DELETE FROM jobs WHERE job_id='x'")
+        store.snapshot()
+        define(store, spec("x"), *among)
+        assert store.snapshot()["x"].state == "failed"
+        assert view(store.snapshot()) == whole(path)
     other.close()
     store.close()
 
