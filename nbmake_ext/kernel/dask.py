@@ -69,7 +69,8 @@ from ..shared.outcomes import (DependencyLost, Durable, JobRaised, JobStored, Re
 from ..shared.values_cache import ByteLRU
 from ..store import blobs
 from ..store.results import ResultReader
-from .dask_cluster import TOPIC, connect, import_distributed, listen, stop_listening
+from .dask_cluster import (TOPIC, connect, import_distributed, listen, stop_listening,
+                           warn_if_tasks_run_again)
 from .dask_fetch import ComingBack, _file_of
 from .dask_limits import DaskLimits
 from .runner import Capabilities
@@ -83,7 +84,6 @@ REFRESH = 2.0             # seconds between looks at the cluster's size
 COALESCE = 0.05           # seconds the run loop sleeps while Dask has a backlog
 QUIET = 30.0              # seconds without an ended task before the futures are looked at
 
-_warned_retries = False
 
 
 @dataclass(slots=True)
@@ -160,7 +160,7 @@ class DaskRunner(ComingBack, DaskLimits):
         except Exception:
             self.close()
             raise
-        self._check_retries()
+        warn_if_tasks_run_again(self.client)
 
     def __repr__(self) -> str:
         return f"<DaskRunner {self.client.scheduler.address} in flight={len(self.inflight)}>"
@@ -435,26 +435,6 @@ class DaskRunner(ComingBack, DaskLimits):
         self._ahead_queued = False
         self._made.clear()
         self._forget_limits()
-
-    def _check_retries(self) -> None:
-        """Dask runs a task again elsewhere when its worker dies, up to the scheduler's
-        ``allowed-failures`` times; nbmake's rule is that a job that crashed its worker
-        fails (not retried): say so once if the cluster is set otherwise."""
-        global _warned_retries
-        if _warned_retries:
-            return
-        try:
-            allowed = self.client.run_on_scheduler(
-                lambda dask_scheduler: dask_scheduler.allowed_failures)
-        except Exception:  # noqa: BLE001 - e.g. a scheduler that refuses run_on_scheduler
-            return
-        if isinstance(allowed, int) and allowed > 0:
-            _warned_retries = True
-            logger.warning(
-                "the Dask scheduler runs a task again when its worker dies (allowed-failures"
-                " = %d): a job that crashes its worker may run up to %d times before it "
-                "fails. Start the scheduler with DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=0"
-                " to fail it at once.", allowed, allowed + 1)
 
     # -- sending --------------------------------------------------------------------------
 

@@ -1,10 +1,12 @@
 """``parmake --dask``, reaching the cluster from the kernel: importing ``distributed`` (or
 saying how to install it), connecting (a scheduler address, a Client or a cluster object),
-and the event topic on which tasks say they started, routed to the runner of each run.
+and the event topic on which tasks say they started, routed to the runner of each run;
+and a warning when the cluster runs a task again whose worker died.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from ..dask_worker.task import PROGRESS_TOPIC
@@ -17,6 +19,8 @@ _listeners: dict[str, Any] = {}     # run nonce -> its runner's _on_started
 _subscribed: set[str] = set()       # ids of the clients that route TOPIC to them
 _progress_listeners: dict[str, Any] = {}   # run nonce -> its runner's _on_progress
 _subscribed_progress: set[str] = set()     # ... that route PROGRESS_TOPIC to them
+_warned_retries = False
+logger = logging.getLogger(__name__)
 
 
 def _route(event) -> None:
@@ -86,3 +90,24 @@ def connect(dask: Any, distributed) -> tuple[Any, bool]:
         raise NbmakeError(f"cannot reach the Dask scheduler at {address}: "
                           f"{type(exc).__name__}: {exc}") from None
     return client, True
+
+
+def warn_if_tasks_run_again(client: Any) -> None:
+    """Dask runs a task again elsewhere when its worker dies, up to the scheduler's
+    ``allowed-failures`` times; nbmake's rule is that a job that crashed its worker
+    fails (not retried): say so once if the cluster is set otherwise."""
+    global _warned_retries
+    if _warned_retries:
+        return
+    try:
+        allowed = client.run_on_scheduler(
+            lambda dask_scheduler: dask_scheduler.allowed_failures)
+    except Exception:  # noqa: BLE001 - e.g. a scheduler that refuses run_on_scheduler
+        return
+    if isinstance(allowed, int) and allowed > 0:
+        _warned_retries = True
+        logger.warning(
+            "the Dask scheduler runs a task again when its worker dies (allowed-failures"
+            " = %d): a job that crashes its worker may run up to %d times before it "
+            "fails. Start the scheduler with DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=0"
+            " to fail it at once.", allowed, allowed + 1)

@@ -981,3 +981,23 @@ def test_output_is_captured_per_job_in_a_multithreaded_worker(cluster, make_ctx,
             assert ctx.details("a").engine == ctx.details("b").engine
     finally:
         lc.close()
+
+
+def _allow_failures(n: int, dask_scheduler=None) -> None:
+    dask_scheduler.allowed_failures = n
+
+
+def test_a_scheduler_that_runs_a_task_again_when_its_worker_dies_is_warned_of_once(
+        client, monkeypatch):
+    from nbmake_ext.kernel import dask_cluster
+
+    monkeypatch.setattr(dask_cluster, "_warned_retries", False)
+    dask_cluster.warn_if_tasks_run_again(client)  # allowed-failures 0: nothing to say
+    client.run_on_scheduler(_allow_failures, 2)
+    try:
+        with logcheck.warns("allowed-failures = 2") as records:
+            dask_cluster.warn_if_tasks_run_again(client)
+            dask_cluster.warn_if_tasks_run_again(client)
+        assert len(records) == 1 and "up to 3 times" in records[0].getMessage()
+    finally:
+        client.run_on_scheduler(_allow_failures, 0)
