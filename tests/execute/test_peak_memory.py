@@ -80,3 +80,18 @@ def test_a_job_that_starts_long_after_the_last_reset_brings_the_mark_down(monkey
     resets.clear()
     peak_of(trivial, 1)
     assert resets == [1]
+
+
+def test_the_reset_of_the_mark_is_not_counted_in_the_jobs_duration(monkeypatch):
+    """The first job of an engine always resets it: its duration tells the kernel how
+    many jobs an engine holds (kernel/pool.py), so it must be the job's own."""
+    import time
+
+    reset = limits.PeakMemory.reset
+    monkeypatch.setattr(limits.PeakMemory, "reset",
+                        lambda self: (time.sleep(0.05), reset(self))[1])
+    peak_of(allocate, 20)  # the mark rose: the next job resets it
+    [out] = run_call(Call("t", trivial, (1,), {}, False), sink=None)
+    assert isinstance(out, JobReturned)
+    assert out.timing.duration < 0.02
+    assert out.timing.ended - out.timing.started == pytest.approx(out.timing.duration, abs=1e-5)
