@@ -11,6 +11,8 @@ the waits of a busy machine). Quartiles over the makes.
                                                                  # the anchors run them
     .venv/bin/python bench/bench_fanout_warm.py --fresh 16 --trees /tmp/old,.
                                                                  # two checkouts, alternated
+    .venv/bin/python bench/bench_fanout_warm.py --chain          # the check's chain instead:
+                                                                 # job i takes job i-1's result
 
 Run it from a directory outside the trees (engines import ``nbmake_ext`` from where they
 start): the script sets the working directory to a temporary one itself.
@@ -39,7 +41,7 @@ def _engine_cpu(pids: list[int]) -> list[float]:
     return out
 
 
-def one_make(n: int, workdir: str) -> dict:
+def one_make(n: int, workdir: str, chain: bool = False) -> dict:
     """One store, one warm-up make, one timed make: its figures in ms."""
     sys.path.insert(0, HERE)
     os.environ["PYTHONPATH"] = os.pathsep.join([HERE, os.environ.get("PYTHONPATH", "")])
@@ -48,17 +50,23 @@ def one_make(n: int, workdir: str) -> dict:
 
     ctx = Context(store=os.path.join(workdir, "store"))
     ctx.report = lambda line: None
-    parts = [ctx.comp(_jobs.work, i, job_id=f"d{i}") for i in range(n)]
-    fan_in = ctx.comp(_jobs.total, *parts, job_id="total")
+    if chain:
+        last = ctx.comp(_jobs.work, 0, job_id="c0")
+        for i in range(1, n):
+            last = ctx.comp(_jobs.step, last, i, job_id=f"c{i}")
+        target, expected = last, n * (n - 1) // 2
+    else:
+        parts = [ctx.comp(_jobs.work, i, job_id=f"d{i}") for i in range(n)]
+        target, expected = ctx.comp(_jobs.total, *parts, job_id="total"), n * (n - 1)
     ctx.comp(_jobs.work, -1, job_id="warm-up")
     ctx.parmake("warm-up", n=2)
     pids = ctx._pool.pids()
     e0 = _engine_cpu(pids)
     t0, c0 = time.perf_counter(), time.thread_time()
-    ctx.parmake("total", n=2)
+    ctx.parmake(target.job_id, n=2)
     wall, cpu = time.perf_counter() - t0, time.thread_time() - c0
     engines = [b - a for a, b in zip(e0, _engine_cpu(pids))]
-    assert fan_in.result() == n * (n - 1)
+    assert target.result() == expected
     ctx.close()
     return {"wall": wall * 1e3, "kernel": cpu * 1e3, "engines": sorted(engines)}
 
@@ -77,7 +85,8 @@ def report(label: str, makes: list[dict]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--n", type=int, default=1000, help="jobs of the fan-out")
+    ap.add_argument("--n", type=int, default=1000, help="jobs of the fan-out (or chain)")
+    ap.add_argument("--chain", action="store_true", help="a chain of N links instead")
     ap.add_argument("--makes", type=int, default=20, help="makes in this process")
     ap.add_argument("--fresh", type=int, default=0, help="makes, each in a new process")
     ap.add_argument("--trees", default="", help="checkouts to alternate (with --fresh)")
@@ -87,13 +96,13 @@ def main() -> None:
     os.chdir(workdir)
     try:
         if args.one:
-            print(json.dumps(one_make(args.n, workdir)))
+            print(json.dumps(one_make(args.n, workdir, args.chain)))
             return
         if not args.fresh:
             makes = []
             for i in range(args.makes):
                 os.makedirs(f"{workdir}/{i}")
-                makes.append(one_make(args.n, f"{workdir}/{i}"))
+                makes.append(one_make(args.n, f"{workdir}/{i}", args.chain))
             report("in one process", makes)
             return
         trees = [os.path.abspath(t) for t in args.trees.split(",") if t] or [None]
@@ -104,7 +113,8 @@ def main() -> None:
                 if tree is not None:
                     env["PYTHONPATH"] = os.pathsep.join([tree, env.get("PYTHONPATH", "")])
                 out = subprocess.run([sys.executable, os.path.abspath(__file__), "--one",
-                                      "--n", str(args.n)], env=env, check=True,
+                                      "--n", str(args.n), *(["--chain"] if args.chain else [])],
+                                     env=env, check=True,
                                      capture_output=True, text=True).stdout
                 found[tree].append(json.loads(out.strip().splitlines()[-1]))
         for tree, makes in found.items():
