@@ -256,10 +256,11 @@ class Claims:
                 cond.wait(WATCH_EVERY)
                 if not self._watching or self._closing:
                     continue
+            # (Once the claims are locks, later looks of the run find nothing to do: the
+            # watcher does not stop itself, or a run alone that started meanwhile would
+            # go unwatched.)
             if self._held_elsewhere(self._fd, _PRESENCE):
                 self._to_locks()
-                with cond:
-                    self._watching = False
 
     def _to_locks(self) -> None:
         with self._mutex:
